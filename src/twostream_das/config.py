@@ -1,0 +1,321 @@
+"""Configuration: frozen dataclasses, YAML presets, ``key=value`` overrides.
+
+Every constant of the method has exactly one home here. A config is built from the
+dataclass defaults, then a YAML file (a preset name such as ``gtea`` or a path), then
+dotted overrides (``train.lr=1e-4``). Unknown keys and wrongly typed values are errors
+(OmegaConf structured configs enforce both). Checkpoints store :func:`to_dict` of the
+config, a plain dict of builtins, so they load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+STREAMS: tuple[str, str] = ("rgb", "flow")
+"""The two modalities, in a fixed order used everywhere (dict keys, plots, tables)."""
+
+
+class FeatureSource(str, enum.Enum):
+    """Where a stream's per-frame features come from."""
+
+    I3D_RGB = "i3d_rgb"  # rows 0..1023 of the standard 2048-d ``features/<video>.npy``
+    I3D_FLOW = "i3d_flow"  # rows 1024..2047 of the same file
+    FOLDER = "folder"  # ``<root>/<folder>/<video>.npy`` with any dimension
+
+
+class Orientation(str, enum.Enum):
+    """Axis order of a feature file on disk (never guessed)."""
+
+    DxT = "DxT"  # (feature dim, frames): MS-TCN convention
+    TxD = "TxD"  # (frames, feature dim)
+
+
+class MaskStrategy(str, enum.Enum):
+    """Frame condition masks ("importance sampling" in the paper), training only."""
+
+    FULL = "full"  # (a) all conditioning features
+    ZERO = "zero"  # (b) none (excluded by default, as the paper states)
+    BOUNDARY = "boundary"  # (c) zero frames whose soft boundary score >= threshold
+    RANDOM_ACTION = "random_action"  # (d) zero all frames of k random present classes
+
+
+class PostprocessKind(str, enum.Enum):
+    NONE = "none"
+    PURGE = "purge"  # remove segments shorter than ``window`` frames
+    MEDIAN = "median"  # median filter over class probabilities, window ``window``
+    MODE = "mode"  # mode (majority) filter over labels, window ``window``
+
+
+class Average(str, enum.Enum):
+    """How metrics are aggregated over the videos of a split."""
+
+    POOLED = "pooled"  # MS-TCN / ASFormer / DiffAct: frames and TP/FP/FN summed, Edit per video
+    PER_VIDEO = "per-video"  # every metric averaged over videos (Lea et al. 2017)
+
+
+@dataclass(frozen=True)
+class StreamDataConfig:
+    """How one stream reads its features."""
+
+    source: FeatureSource = FeatureSource.FOLDER
+    folder: str = "features_rgb"  # relative to ``data.root``; only for source=folder
+    orientation: Orientation = Orientation.DxT  # only for source=folder (I3D files are DxT)
+    dim: Optional[int] = None  # expected feature dim; None = read from the data, then checked
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data/demo"  # dataset folder holding mapping.txt, splits/, groundTruth/
+    rgb: StreamDataConfig = field(
+        default_factory=lambda: StreamDataConfig(folder="features_rgb")
+    )
+    flow: StreamDataConfig = field(
+        default_factory=lambda: StreamDataConfig(folder="features_flow")
+    )
+    fps: float = 15.0  # frames per second of the labels (segments in seconds)
+    sample_rate: int = 1  # temporal subsampling; training draws one offset, testing runs all
+    length_tolerance: int = 5  # frames a stream may differ from the labels (pad/trim + warning)
+    boundary_sigma: float = 1.0  # Gaussian sigma of the soft boundary target, in label frames
+    background: List[str] = field(default_factory=lambda: ["background"])
+    val_fraction: float = 0.15  # share of a fold's training videos held out for selection
+    val_seed: int = 0  # seed of that carve-out (splits/val.split<k>.bundle overrides it)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    num_blocks: int = 10
+    width: int = 64
+    kernel_size: int = 5
+    channel_dropout: float = 0.5  # input dropout over whole feature channels
+    frame_dropout: float = 0.5  # input dropout over whole frames
+    dropout: float = 0.5  # inside the blocks
+    cond_blocks: List[int] = field(default_factory=lambda: [5, 7, 9])  # 0-based block ids
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    num_blocks: int = 8
+    width: int = 24
+    kernel_size: int = 5
+    time_emb_dim: int = 512
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    strategies: List[MaskStrategy] = field(
+        default_factory=lambda: [
+            MaskStrategy.FULL,
+            MaskStrategy.BOUNDARY,
+            MaskStrategy.RANDOM_ACTION,
+        ]
+    )  # one drawn uniformly per training sample ("random selection"); one item = ablation
+    boundary_threshold: float = 0.3
+    num_masked_actions: int = 1  # classes zeroed by random_action (2 on 50Salads)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    num_inference_steps: int = 25
+    eta: float = 1.0  # DDIM stochasticity (0 = deterministic DDIM)
+    signal_scale: float = 0.5  # x0 in {-s, +s}
+    cosine_s: float = 0.008  # offset of the cosine schedule (Nichol & Dhariwal)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    encoder_ce: float = 0.5
+    decoder_ce: float = 0.5
+    encoder_smooth: float = 0.1
+    decoder_smooth: float = 0.1
+    decoder_boundary: float = 0.1
+    smooth_clamp: float = 16.0  # MS-TCN's truncation of the squared log-prob difference
+    class_weighting: bool = True  # inverse class frequency over the training videos
+    soft_label_sigma: Optional[float] = 1.4  # temporal smoothing of CE targets; None = off
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10000
+    batch_size: int = 4  # real batches with padding masks
+    accumulate_steps: int = 1  # optimizer step every N batches
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = None
+    amp: bool = True  # mixed precision where the device supports it (CUDA bf16/fp16)
+    seed: int = 0
+    eval_every: int = 100  # epochs between validation passes (checkpoint candidates)
+    checkpoint_every: int = 10  # epochs between resumable checkpoints
+    select_metric: str = "mean"  # acc | edit | f1@10 | f1@25 | f1@50 | mean (of all five)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    rgb_weight: float = 0.5  # used until weights are selected on validation
+    flow_weight: float = 0.5
+    grid_step: float = 0.1  # grid over [0, 1] x [0, 1] for w_rgb, w_flow
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    kind: PostprocessKind = PostprocessKind.PURGE
+    window: int = 3
+    select_on_validation: bool = False  # also choose kind/window on validation
+    candidate_windows: List[int] = field(default_factory=lambda: [3, 5, 15, 30])
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    average: Average = Average.POOLED
+    batch_size: int = 4
+    seed: int = 0  # DDIM noise: one generator per video, seeded from this and the video name
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "demo")
+
+
+def preset_path(name: str) -> Path:
+    """Path of a preset YAML shipped inside the package (``configs/<name>.yaml``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return Path(str(resources.files("twostream_das") / "configs" / f"{name}.yaml"))
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a :class:`Config` from defaults, a preset name or YAML file, and overrides.
+
+    Args:
+        source: a preset name (``gtea``, ``50salads``, ``breakfast``, ``demo``), a YAML path,
+            or None for the defaults.
+        overrides: dotted ``key=value`` strings, e.g. ``["data.root=/data/gtea"]``.
+
+    Raises:
+        ConfigError: naming the file or override and the offending key or value.
+    """
+    schema = OmegaConf.structured(Config)
+    layers = [schema]
+    if source is not None:
+        path = preset_path(str(source)) if str(source) in PRESETS else Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (nor is it a preset name)")
+        try:
+            layers.append(OmegaConf.load(path))
+            merged = OmegaConf.merge(*layers)
+        except (OmegaConfBaseException, ValueError) as err:
+            raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
+    else:
+        merged = schema
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, ValueError) as err:
+            raise ConfigError(f"invalid override {item!r}: {_first_line(err)}") from None
+    return _to_object(merged)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors."""
+    try:
+        return _to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+    except (OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(f"invalid stored config: {_first_line(err)}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config (or any of its sections) as a plain dict of builtins; enums become strings."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _to_object(node: Any) -> Config:
+    cfg = OmegaConf.to_object(node)
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.data.sample_rate >= 1, "data.sample_rate", cfg.data.sample_rate, ">= 1"),
+        (cfg.data.length_tolerance >= 0, "data.length_tolerance", cfg.data.length_tolerance, ">= 0"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
+        (cfg.data.boundary_sigma > 0, "data.boundary_sigma", cfg.data.boundary_sigma, "> 0"),
+        (len(cfg.model.masks.strategies) > 0, "model.masks.strategies", [], "at least one"),
+        (cfg.model.masks.num_masked_actions >= 1, "model.masks.num_masked_actions",
+         cfg.model.masks.num_masked_actions, ">= 1"),
+        (0 < cfg.model.diffusion.num_inference_steps <= cfg.model.diffusion.num_train_timesteps,
+         "model.diffusion.num_inference_steps", cfg.model.diffusion.num_inference_steps,
+         "in [1, num_train_timesteps]"),
+        (cfg.model.diffusion.eta >= 0, "model.diffusion.eta", cfg.model.diffusion.eta, ">= 0"),
+        (all(0 <= b < cfg.model.encoder.num_blocks for b in cfg.model.encoder.cond_blocks)
+         and len(cfg.model.encoder.cond_blocks) > 0,
+         "model.encoder.cond_blocks", cfg.model.encoder.cond_blocks,
+         f"non-empty, each in [0, {cfg.model.encoder.num_blocks - 1}]"),
+        (cfg.model.encoder.kernel_size % 2 == 1, "model.encoder.kernel_size",
+         cfg.model.encoder.kernel_size, "odd"),
+        (cfg.model.decoder.kernel_size % 2 == 1, "model.decoder.kernel_size",
+         cfg.model.decoder.kernel_size, "odd"),
+        (cfg.train.batch_size >= 1, "train.batch_size", cfg.train.batch_size, ">= 1"),
+        (cfg.train.accumulate_steps >= 1, "train.accumulate_steps", cfg.train.accumulate_steps, ">= 1"),
+        (cfg.train.select_metric in ("acc", "edit", "f1@10", "f1@25", "f1@50", "mean"),
+         "train.select_metric", cfg.train.select_metric, "acc|edit|f1@10|f1@25|f1@50|mean"),
+        (0 < cfg.fusion.grid_step <= 1, "fusion.grid_step", cfg.fusion.grid_step, "in (0, 1]"),
+        (0 <= cfg.fusion.rgb_weight <= 1, "fusion.rgb_weight", cfg.fusion.rgb_weight, "in [0, 1]"),
+        (0 <= cfg.fusion.flow_weight <= 1, "fusion.flow_weight", cfg.fusion.flow_weight, "in [0, 1]"),
+        (cfg.postprocess.window >= 1, "postprocess.window", cfg.postprocess.window, ">= 1"),
+    ]
+    for ok, key, value, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key} = {value!r} is invalid; expected {expected}")

@@ -1,0 +1,70 @@
+import pytest
+
+from twostream_das.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    MaskStrategy,
+    from_dict,
+    load_config,
+    to_dict,
+)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_load_and_round_trip(name):
+    cfg = load_config(name)
+    assert cfg.name == name
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_paper_settings_per_dataset():
+    gtea, salads, breakfast = (load_config(n) for n in ("gtea", "50salads", "breakfast"))
+    assert (gtea.model.encoder.width, gtea.model.decoder.width) == (64, 24)
+    assert (breakfast.model.encoder.width, breakfast.model.decoder.width) == (256, 128)
+    assert salads.model.decoder.kernel_size == 7 and gtea.model.decoder.kernel_size == 5
+    assert salads.data.sample_rate == 8 and salads.model.diffusion.signal_scale == 1.0
+    assert salads.model.masks.boundary_threshold == 0.5 and salads.model.masks.num_masked_actions == 2
+    assert breakfast.train.lr == 1e-4 and gtea.train.lr == 5e-4
+    assert [c.train.epochs for c in (gtea, salads, breakfast)] == [10000, 5000, 1000]
+    assert breakfast.model.encoder.cond_blocks == [7, 8, 9]
+    for cfg in (gtea, salads, breakfast):
+        assert MaskStrategy.ZERO not in cfg.model.masks.strategies
+        assert cfg.model.diffusion.num_train_timesteps == 1000
+        assert cfg.model.diffusion.num_inference_steps == 25
+        assert cfg.train.batch_size == 4
+
+
+def test_overrides_are_typed():
+    cfg = load_config("gtea", ["train.lr=0.1", "model.masks.strategies=[boundary]"])
+    assert cfg.train.lr == 0.1
+    assert cfg.model.masks.strategies == [MaskStrategy.BOUNDARY]
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.nope=1", "nope"),
+        ("train.lr=abc", "abc"),
+        ("data.sample_rate=0", "data.sample_rate"),
+        ("model.masks.strategies=[everything]", "everything"),
+        ("model.encoder.cond_blocks=[12]", "cond_blocks"),
+        ("no_equals_sign", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config("gtea", [override])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_defaults_are_a_config():
+    assert isinstance(load_config(), Config)
