@@ -1,0 +1,156 @@
+"""Checkpoints: one self-describing file per model state, safe to load.
+
+A checkpoint holds only builtins and tensors, so ``torch.load(weights_only=True)`` reads it and
+no other file is needed to rebuild the model:
+
+- ``weights``: the :class:`~twostream_das.two_stream.TwoStreamModel` state dict;
+- ``optimizer``: the optimizer state dict (resumable ``last.pt`` only, else None);
+- ``config``: the run's :class:`~twostream_das.config.Config` as a plain dict;
+- ``label_names``: class names in id order (the label map);
+- ``stream_dims``: feature dimension of each stream, e.g. ``{"rgb": 768, "flow": 1024}``;
+- ``epoch``: completed training epochs;
+- ``metrics``: validation metrics at this epoch (``{"rgb": M, "flow": M, "fused": M}``);
+- ``selection``: what was chosen on validation (fusion weights, post-processing), once chosen;
+- ``progress``: training bookkeeping needed to resume (best score so far, finished flag, fold,
+  video names of the train/validation carve-out);
+- ``rng``: random-number state. Training derives every generator from ``(seed, epoch)`` (see
+  :mod:`twostream_das.training`), so this only records the seed that makes resume exact;
+- ``version``: :data:`CHECKPOINT_VERSION`.
+
+Files are written atomically: to a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import Config, from_dict, to_dict
+from .errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+"""Bumped whenever the stored layout changes incompatibly."""
+
+_REQUIRED_KEYS = ("weights", "config", "label_names", "stream_dims", "epoch", "version")
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint file stores (see the module docstring)."""
+
+    weights: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    label_names: list[str]
+    stream_dims: dict[str, int]
+    epoch: int
+    optimizer: Optional[dict[str, Any]] = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    selection: Optional[dict[str, Any]] = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    version: int = CHECKPOINT_VERSION
+
+    def to_config(self) -> Config:
+        """The stored config as a :class:`Config` (raises ConfigError if it no longer parses)."""
+        return from_dict(self.config)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "optimizer": self.optimizer,
+            "config": self.config,
+            "label_names": list(self.label_names),
+            "stream_dims": dict(self.stream_dims),
+            "epoch": int(self.epoch),
+            "metrics": self.metrics,
+            "selection": self.selection,
+            "progress": self.progress,
+            "rng": self.rng,
+            "version": int(self.version),
+        }
+
+
+def make_checkpoint(
+    model: torch.nn.Module,
+    cfg: Config,
+    label_names: list[str] | tuple[str, ...],
+    stream_dims: dict[str, int],
+    epoch: int,
+    **extra: Any,
+) -> Checkpoint:
+    """Snapshot ``model`` (weights copied to CPU) with its config and label map."""
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return Checkpoint(
+        weights=weights,
+        config=to_dict(cfg),
+        label_names=list(label_names),
+        stream_dims={k: int(v) for k, v in stream_dims.items()},
+        epoch=int(epoch),
+        **extra,
+    )
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write ``ckpt`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(ckpt.as_dict(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("saved checkpoint %s (epoch %d)", path, ckpt.epoch)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, of another version, or lacks a key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt/unsafe files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read safely (torch.load weights_only=True): "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"checkpoint {path} holds {type(raw).__name__}; expected a dict")
+    missing = [k for k in _REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}; is it a twostream_das checkpoint?"
+        )
+    if raw["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has version {raw['version']}; this twostream_das reads "
+            f"version {CHECKPOINT_VERSION}"
+        )
+    known = {k: raw[k] for k in Checkpoint.__dataclass_fields__ if k in raw}
+    for key in ("metrics", "progress", "rng"):
+        if known.get(key) is None:
+            known[key] = {}
+    return Checkpoint(**known)
+
+
+def checkpoint_config(path: str | Path) -> Config:
+    """The config stored in a checkpoint."""
+    return load_checkpoint(path).to_config()

@@ -1,0 +1,226 @@
+"""Run folders: layout, resume decisions, and the one place that decides who may write.
+
+Layout of ``RUN_DIR`` (one fold, one seed)::
+
+    run.json                 fold, package version, and the config as a plain dict
+    config.yaml              the same config, for people
+    split.json               video names of the train / validation / test parts
+    metrics.csv              one row per epoch: losses, and validation metrics when evaluated
+    tensorboard/             the same scalars, when ``torch.utils.tensorboard`` imports
+    checkpoints/last.pt      resumable state (weights, optimizer, progress), every
+                             ``train.checkpoint_every`` epochs and at the end
+    checkpoints/best.pt      the validation-selected epoch, with the selected fusion weights and
+                             post-processing once training finished
+    selection.json           what was selected on validation, for people
+    results.json             test scores, written by ``evaluate``
+    predictions/<video>.txt  MS-TCN prediction files, written by ``evaluate``
+
+Never clobber: an existing folder is only reused when it is a run folder of the same config and
+fold (then training resumes, or reports that the run is finished); anything else is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import torch.distributed as dist
+
+from . import __version__
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import Config, to_dict, to_yaml
+from .errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+RESUME_IGNORED_KEYS: tuple[str, ...] = ("train.device", "eval.batch_size")
+"""Config keys that may differ when resuming: they change where or how fast, not what is run."""
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files: rank 0 under DDP, or the only process."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class RunState(str, Enum):
+    NEW = "new"  # nothing trained yet (empty or missing folder, or killed before a checkpoint)
+    RESUME = "resume"  # a last.pt exists and the run is not finished
+    FINISHED = "finished"  # training and selection are done
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run folder (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def config_yaml(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def split_json(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def selection_json(self) -> Path:
+        return self.root / "selection.json"
+
+    @property
+    def results_json(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    def checkpoint(self, which: str) -> Path:
+        """``best`` or ``last``."""
+        if which not in ("best", "last"):
+            raise CheckpointError(f"checkpoint {which!r} is not one of best, last")
+        return self.best if which == "best" else self.last
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: RunState
+    last: Optional[Checkpoint] = None  # the loaded last.pt when resuming or finished
+
+
+def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
+    """Decide what training into ``run`` means, without writing anything.
+
+    Raises:
+        CheckpointError: the folder is not a run folder but is not empty, or it holds a run of
+            another config or fold (the message lists the differing keys).
+    """
+    if not run.root.exists():
+        return RunStatus(RunState.NEW)
+    if not run.root.is_dir():
+        raise CheckpointError(f"run folder {run.root} exists and is not a folder")
+    if not run.run_json.is_file():
+        if any(run.root.iterdir()):
+            raise CheckpointError(
+                f"{run.root} exists, is not empty and is not a twostream_das run folder "
+                f"(no run.json); refusing to write into it"
+            )
+        return RunStatus(RunState.NEW)
+    stored = read_json(run.run_json)
+    check_same_run(run.run_json, stored.get("config", {}), stored.get("fold"), cfg, fold)
+    if not run.last.is_file():
+        return RunStatus(RunState.NEW)
+    last = load_checkpoint(run.last)
+    check_same_run(run.last, last.config, last.progress.get("fold"), cfg, fold)
+    state = RunState.FINISHED if last.progress.get("finished") else RunState.RESUME
+    return RunStatus(state, last)
+
+
+def check_same_run(
+    source: Path, stored_config: dict[str, Any], stored_fold: Any, cfg: Config, fold: int
+) -> None:
+    """Raise CheckpointError naming every key where ``cfg``/``fold`` differ from a stored run."""
+    diffs = config_differences(stored_config, to_dict(cfg))
+    if stored_fold != fold:
+        diffs.insert(0, f"fold: {stored_fold!r} -> {fold!r}")
+    if diffs:
+        shown = "; ".join(diffs[:8]) + ("; ..." if len(diffs) > 8 else "")
+        raise CheckpointError(
+            f"{source} belongs to a run with a different config, so it cannot be resumed "
+            f"({shown}). Use the original config, or a new --out folder."
+        )
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ, as ``key: stored -> current``.
+
+    Keys in :data:`RESUME_IGNORED_KEYS` are skipped.
+    """
+    flat_a, flat_b = _flatten(stored), _flatten(current)
+    out = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        if key in RESUME_IGNORED_KEYS:
+            continue
+        a, b = flat_a.get(key, "<missing>"), flat_b.get(key, "<missing>")
+        if a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+def init_run(run: RunDir, cfg: Config, fold: int, split: dict[str, list[str]]) -> None:
+    """Create the folder and its descriptive files (main process only)."""
+    if not is_main_process():
+        return
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(exist_ok=True)
+    meta = {"fold": fold, "version": __version__, "config": to_dict(cfg)}
+    if not run.run_json.is_file():
+        write_json(run.run_json, meta)
+        write_text(run.config_yaml, to_yaml(cfg))
+    write_json(run.split_json, split)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {type(data).__name__}; expected a JSON object")
+    return data
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic text write: temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out

@@ -1,0 +1,103 @@
+import argparse
+
+import pytest
+import torch
+
+from twostream_das.checkpoint import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from twostream_das.config import load_config
+from twostream_das.errors import CheckpointError
+
+
+def _checkpoint(epoch=3):
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    cfg = load_config("demo", ["train.epochs=7"])
+    return model, make_checkpoint(
+        model, cfg, ["background", "a", "b"], {"rgb": 4, "flow": 6}, epoch,
+        optimizer=optimizer.state_dict(),
+        metrics={"fused": {"acc": 50.0}},
+        selection={"fusion_weights": {"rgb": 0.3, "flow": 0.7}},
+        progress={"fold": 1, "finished": False},
+    )
+
+
+def test_round_trip_with_safe_loading(tmp_path):
+    model, ckpt = _checkpoint()
+    path = save_checkpoint(tmp_path / "sub" / "last.pt", ckpt)
+    # the file itself loads under weights_only=True: builtins and tensors only
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) >= {"weights", "optimizer", "config", "label_names", "stream_dims", "epoch",
+                        "metrics", "version"}
+    back = load_checkpoint(path)
+    assert back.epoch == 3 and back.version == CHECKPOINT_VERSION
+    assert back.label_names == ["background", "a", "b"]
+    assert back.stream_dims == {"rgb": 4, "flow": 6}
+    assert back.to_config().train.epochs == 7
+    for key, value in model.state_dict().items():
+        assert torch.equal(back.weights[key], value)
+    assert back.optimizer["state"][0]["exp_avg"].shape == (3, 4)
+    assert back.selection == {"fusion_weights": {"rgb": 0.3, "flow": 0.7}}
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    _, ckpt = _checkpoint()
+    save_checkpoint(tmp_path / "a.pt", ckpt)
+    save_checkpoint(tmp_path / "a.pt", _checkpoint(epoch=4)[1])
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+    assert load_checkpoint(tmp_path / "a.pt").epoch == 4
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    _, ckpt = _checkpoint()
+    save_checkpoint(tmp_path / "a.pt", ckpt)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "a.pt", _checkpoint(epoch=9)[1])
+    assert load_checkpoint(tmp_path / "a.pt").epoch == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.pt does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    partial = tmp_path / "partial.pt"
+    torch.save({"weights": {}}, partial)
+    with pytest.raises(CheckpointError, match="lacks config"):
+        load_checkpoint(partial)
+    old = tmp_path / "old.pt"
+    data = _checkpoint()[1].as_dict()
+    data["version"] = 0
+    torch.save(data, old)
+    with pytest.raises(CheckpointError, match="version 0"):
+        load_checkpoint(old)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    data = _checkpoint()[1].as_dict()
+    data["args"] = argparse.Namespace(lr=1)  # what research code stores
+    path = tmp_path / "unsafe.pt"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_dataclass_is_plain():
+    _, ckpt = _checkpoint()
+    assert isinstance(ckpt, Checkpoint)
+    assert isinstance(ckpt.config, dict) and ckpt.config["name"] == "demo"

@@ -1,0 +1,66 @@
+import pytest
+
+from twostream_das.checkpoint import make_checkpoint, save_checkpoint
+from twostream_das.config import load_config
+from twostream_das.errors import CheckpointError
+from twostream_das.runs import (
+    RunDir,
+    RunState,
+    config_differences,
+    init_run,
+    inspect_run,
+    write_text,
+)
+
+
+def _last(run, cfg, fold=1, finished=False):
+    import torch
+
+    ckpt = make_checkpoint(torch.nn.Linear(2, 2), cfg, ["a", "b"], {"rgb": 2, "flow": 2}, 5,
+                           progress={"fold": fold, "finished": finished})
+    save_checkpoint(run.last, ckpt)
+
+
+def test_new_folder_and_empty_folder_are_new(tmp_path):
+    cfg = load_config("demo")
+    assert inspect_run(RunDir(tmp_path / "missing"), cfg, 1).state is RunState.NEW
+    (tmp_path / "empty").mkdir()
+    assert inspect_run(RunDir(tmp_path / "empty"), cfg, 1).state is RunState.NEW
+
+
+def test_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not a twostream_das run folder"):
+        inspect_run(RunDir(tmp_path), load_config("demo"), 1)
+
+
+def test_resume_finished_and_config_mismatch(tmp_path):
+    cfg = load_config("demo")
+    run = RunDir(tmp_path / "run")
+    init_run(run, cfg, 1, {"train": ["a"], "val": [], "test": ["b"]})
+    assert (run.root / "config.yaml").is_file() and run.split_json.is_file()
+    assert inspect_run(run, cfg, 1).state is RunState.NEW  # killed before the first checkpoint
+    _last(run, cfg)
+    status = inspect_run(run, cfg, 1)
+    assert status.state is RunState.RESUME and status.last.epoch == 5
+    # the device may change between a run and its resume; the method may not
+    assert inspect_run(run, load_config("demo", ["train.device=cpu"]), 1).state is RunState.RESUME
+    with pytest.raises(CheckpointError, match=r"train\.lr: 0\.001 -> 0\.5"):
+        inspect_run(run, load_config("demo", ["train.lr=0.5"]), 1)
+    with pytest.raises(CheckpointError, match="fold: 1 -> 2"):
+        inspect_run(run, cfg, 2)
+    _last(run, cfg, finished=True)
+    assert inspect_run(run, cfg, 1).state is RunState.FINISHED
+
+
+def test_config_differences_lists_dotted_keys():
+    a = {"train": {"lr": 1, "epochs": 2}, "name": "x"}
+    b = {"train": {"lr": 1, "epochs": 3}, "name": "x", "extra": 1}
+    assert config_differences(a, b) == ["extra: '<missing>' -> 1", "train.epochs: 2 -> 3"]
+
+
+def test_write_text_is_atomic(tmp_path):
+    write_text(tmp_path / "a" / "b.txt", "one")
+    write_text(tmp_path / "a" / "b.txt", "two")
+    assert (tmp_path / "a" / "b.txt").read_text() == "two"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
