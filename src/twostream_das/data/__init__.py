@@ -1,0 +1,52 @@
+"""Data layer: the MS-TCN layout on disk -> videos in memory -> padded two-stream batches.
+
+- :mod:`.layout`: ``mapping.txt``, ``splits/*.bundle``, ``groundTruth/*.txt``, validation carve-out
+- :mod:`.features`: per-stream feature files (I3D halves or folders, orientation, checks, alignment)
+- :mod:`.temporal`: sample-rate views, upsampling back, soft boundary targets
+- :mod:`.dataset`: :class:`Video`, :class:`Sample`, :class:`TrainDataset`, offset views
+- :mod:`.collate`: :class:`Batch` (padding + mask)
+- :mod:`.demo`: the synthetic two-stream demo dataset
+"""
+
+from .collate import IGNORE_INDEX, Batch, collate
+from .dataset import (
+    Sample,
+    TrainDataset,
+    Video,
+    class_counts,
+    load_videos,
+    make_sample,
+    offset_views,
+    stream_dims,
+)
+from .demo import make_demo
+from .features import align_to_labels, feature_path, load_stream
+from .layout import LabelMap, read_labels, read_mapping, read_split, train_val_split
+from .temporal import boundary_target, num_view_frames, subsample, upsample
+
+__all__ = [
+    "IGNORE_INDEX",
+    "Batch",
+    "LabelMap",
+    "Sample",
+    "TrainDataset",
+    "Video",
+    "align_to_labels",
+    "boundary_target",
+    "class_counts",
+    "collate",
+    "feature_path",
+    "load_stream",
+    "load_videos",
+    "make_demo",
+    "make_sample",
+    "num_view_frames",
+    "offset_views",
+    "read_labels",
+    "read_mapping",
+    "read_split",
+    "stream_dims",
+    "subsample",
+    "train_val_split",
+    "upsample",
+]

@@ -1,0 +1,244 @@
+"""Videos in memory and the samples the model sees.
+
+A :class:`Video` holds both streams at full frame rate, already aligned to the labels. A
+:class:`Sample` is one offset view of a video (``data.sample_rate``), as tensors, with its soft
+boundary target. ``data.boundary_sigma`` is given in full-rate frames; on a view of rate ``r``
+the target is computed on the subsampled labels with ``sigma / r``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import STREAMS, DataConfig
+from ..errors import DataError
+from .features import align_to_labels, feature_path, load_stream
+from .layout import LabelMap, ground_truth_path, read_labels
+from .temporal import boundary_target, num_view_frames, subsample
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)  # arrays inside: identity equality
+class Video:
+    """One video at full frame rate.
+
+    Attributes:
+        name: video name (file stem).
+        features: stream -> (D_s, T) float32.
+        labels: (T,) int64 class ids, or None for unlabelled videos.
+    """
+
+    name: str
+    features: dict[str, np.ndarray]
+    labels: Optional[np.ndarray]
+
+    @property
+    def num_frames(self) -> int:
+        if self.labels is not None:
+            return int(self.labels.shape[0])
+        return int(next(iter(self.features.values())).shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One offset view of a video, ready for :func:`~twostream_das.data.collate.collate`.
+
+    Attributes:
+        name: video name.
+        features: stream -> (D_s, T_s) float32 tensor.
+        labels: (T_s,) int64 tensor, or None.
+        boundary: (T_s,) float32 soft boundary target (zeros without labels).
+        offset: the view's first full-rate frame, in [0, sample_rate).
+    """
+
+    name: str
+    features: dict[str, torch.Tensor]
+    labels: Optional[torch.Tensor]
+    boundary: torch.Tensor
+    offset: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.boundary.shape[0])
+
+
+def load_videos(
+    data_cfg: DataConfig,
+    names: Sequence[str],
+    label_map: LabelMap,
+    with_labels: bool = True,
+) -> list[Video]:
+    """Read the labels and both streams of ``names`` from ``data_cfg.root``.
+
+    Streams are aligned to the label length (or, without labels, to the first stream's length)
+    within ``data_cfg.length_tolerance`` frames. Without a configured ``dim`` every video of a
+    stream must have the same dimension as the first one.
+
+    Raises:
+        DataError: any missing or malformed file (see :mod:`.layout` and :mod:`.features`).
+    """
+    root = Path(data_cfg.root)
+    videos: list[Video] = []
+    dims: dict[str, tuple[int, str]] = {}  # stream -> (dim, first video)
+    for name in names:
+        labels = read_labels(ground_truth_path(root, name), label_map) if with_labels else None
+        features: dict[str, np.ndarray] = {}
+        for stream in STREAMS:
+            spec = getattr(data_cfg, stream)
+            feats = load_stream(root, name, spec, stream)  # (D, T')
+            _check_same_dim(dims, stream, feats.shape[0], name, feature_path(root, name, spec))
+            num_frames = len(labels) if labels is not None else _reference_length(features, feats)
+            features[stream] = align_to_labels(
+                feats, num_frames, data_cfg.length_tolerance, name, stream,
+                feature_path(root, name, spec),
+            )
+        videos.append(Video(name, features, labels))
+    logger.debug("loaded %d videos from %s", len(videos), root)
+    return videos
+
+
+def _reference_length(done: dict[str, np.ndarray], feats: np.ndarray) -> int:
+    """Without labels, every stream is aligned to the first stream's length."""
+    return next(iter(done.values())).shape[1] if done else feats.shape[1]
+
+
+def _check_same_dim(
+    dims: dict[str, tuple[int, str]], stream: str, dim: int, video: str, path: Path
+) -> None:
+    if stream not in dims:
+        dims[stream] = (dim, video)
+        return
+    expected, first = dims[stream]
+    if dim != expected:
+        raise DataError(
+            f"{stream} features file {path} has dimension {dim}; expected {expected} like video "
+            f"{first!r} (all videos of a stream must agree; set data.{stream}.dim to pin it)"
+        )
+
+
+def stream_dims(videos: Sequence[Video]) -> dict[str, int]:
+    """Feature dimension of each stream, checked to agree over ``videos``.
+
+    Raises:
+        DataError: no videos, or two videos disagree.
+    """
+    if not videos:
+        raise DataError("no videos to read stream dimensions from; expected at least one video")
+    dims = {s: int(f.shape[0]) for s, f in videos[0].features.items()}
+    for video in videos[1:]:
+        for stream, feats in video.features.items():
+            if feats.shape[0] != dims.get(stream):
+                raise DataError(
+                    f"{stream} features of video {video.name!r} have dimension {feats.shape[0]}; "
+                    f"expected {dims.get(stream)} like video {videos[0].name!r}"
+                )
+    return dims
+
+
+def class_counts(videos: Sequence[Video], num_classes: int) -> np.ndarray:
+    """Frames per class over the labelled videos.
+
+    Returns:
+        (C,) int64.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for video in videos:
+        if video.labels is None:
+            continue
+        if video.labels.size and (video.labels.min() < 0 or video.labels.max() >= num_classes):
+            raise DataError(
+                f"video {video.name!r} has label ids in [{video.labels.min()}, "
+                f"{video.labels.max()}]; expected ids in [0, {num_classes - 1}]"
+            )
+        counts += np.bincount(video.labels, minlength=num_classes)
+    return counts
+
+
+def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: float) -> Sample:
+    """Offset view ``offset`` of ``video`` as tensors (copies; the video is not shared).
+
+    ``boundary_sigma`` is in full-rate frames; the view's target uses ``sigma / sample_rate``.
+    """
+    features = {
+        s: torch.from_numpy(np.ascontiguousarray(subsample(f, sample_rate, offset), np.float32))
+        for s, f in video.features.items()
+    }  # s -> (D_s, T_s)
+    length = num_view_frames(video.num_frames, sample_rate, offset)
+    if video.labels is None:
+        return Sample(video.name, features, None, torch.zeros(length), offset)
+    labels = np.ascontiguousarray(subsample(video.labels, sample_rate, offset), np.int64)  # (T_s,)
+    boundary = boundary_target(labels, boundary_sigma / sample_rate)  # (T_s,)
+    return Sample(
+        video.name, features, torch.from_numpy(labels), torch.from_numpy(boundary), offset
+    )
+
+
+def offset_views(video: Video, sample_rate: int, boundary_sigma: float) -> list[Sample]:
+    """Every offset view of ``video`` (one when ``sample_rate == 1``), for evaluation.
+
+    Offsets past the last frame (a video shorter than the rate) have no frames and are left out.
+    """
+    offsets = range(min(sample_rate, video.num_frames))
+    return [make_sample(video, sample_rate, o, boundary_sigma) for o in offsets]
+
+
+class TrainDataset(Dataset):
+    """Training samples: one randomly drawn offset view per video and item.
+
+    The offset of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``, so it
+    depends only on ``(seed, epoch, i)``: reproducible, independent of the order items are
+    read in and of data-loader workers, and a run resumed at an epoch redraws exactly the same
+    offsets. Both streams see the same offset. Call :meth:`set_epoch` at every epoch.
+
+    Args:
+        videos: the training videos (with labels).
+        sample_rate: ``data.sample_rate``.
+        boundary_sigma: ``data.boundary_sigma`` in full-rate frames.
+        seed: non-negative base seed.
+    """
+
+    def __init__(
+        self, videos: Sequence[Video], sample_rate: int, boundary_sigma: float, seed: int
+    ) -> None:
+        if sample_rate < 1:
+            raise ValueError(f"sample_rate must be >= 1, got {sample_rate}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        missing = [v.name for v in videos if v.labels is None]
+        if missing:
+            raise DataError(
+                f"training video {missing[0]!r} has no labels; expected labelled videos"
+            )
+        self.videos = list(videos)
+        self.sample_rate = sample_rate
+        self.boundary_sigma = boundary_sigma
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the offsets of epoch ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def offset(self, index: int) -> int:
+        """The offset item ``index`` gets in the current epoch."""
+        choices = min(self.sample_rate, self.videos[index].num_frames)
+        if choices == 1:
+            return 0
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return int(rng.integers(choices))
+
+    def __getitem__(self, index: int) -> Sample:
+        video = self.videos[index]
+        return make_sample(video, self.sample_rate, self.offset(index), self.boundary_sigma)

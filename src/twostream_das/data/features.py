@@ -1,0 +1,195 @@
+"""Per-stream feature files: location, orientation, checks and length alignment.
+
+A stream (``rgb`` or ``flow``) reads its features as configured by
+:class:`~twostream_das.config.StreamDataConfig`:
+
+- ``source: i3d_rgb`` / ``i3d_flow``: rows 0..1023 / 1024..2047 of the standard
+  ``<root>/features/<video>.npy`` of shape (2048, T);
+- ``source: folder``: ``<root>/<folder>/<video>.npy`` of any dimension, stored (D, T) or (T, D)
+  as ``orientation`` says (never guessed).
+
+Every stream comes back as C-contiguous float32 ``(D, T)`` with finite values, or a
+:class:`DataError` naming the file, the value found and what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import FeatureSource, Orientation, StreamDataConfig
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
+
+I3D_FOLDER = "features"
+I3D_DIM = 2048  # rows of a standard I3D feature file: RGB then FLOW
+I3D_HALF = I3D_DIM // 2
+_I3D_ROWS: dict[FeatureSource, slice] = {
+    FeatureSource.I3D_RGB: slice(0, I3D_HALF),
+    FeatureSource.I3D_FLOW: slice(I3D_HALF, I3D_DIM),
+}
+
+
+def feature_path(root: str | Path, video: str, spec: StreamDataConfig) -> Path:
+    """Where a stream's features of ``video`` live."""
+    folder = I3D_FOLDER if spec.source in _I3D_ROWS else spec.folder
+    return Path(root) / folder / f"{video}.npy"
+
+
+def load_stream(
+    root: str | Path, video: str, spec: StreamDataConfig, stream: str = ""
+) -> np.ndarray:
+    """One stream's features of one video.
+
+    Args:
+        root: dataset folder.
+        video: video name (file stem).
+        spec: the stream's source, folder, orientation and expected dimension.
+        stream: the stream's name, for messages only.
+
+    Returns:
+        (D, T) float32, C-contiguous, finite.
+
+    Raises:
+        DataError: missing or unreadable file, wrong rank or dimension, no frames, NaN or inf.
+    """
+    path = feature_path(root, video, spec)
+    what = f"{stream} features" if stream else "features"
+    if not path.is_file():
+        raise DataError(
+            f"missing {what} file {path} for video {video!r}; expected a .npy file "
+            f"({_describe(spec)})"
+        )
+    if spec.source in _I3D_ROWS:
+        feats = _read_i3d(path, spec.source, what)
+    else:
+        feats = _read_folder(path, spec, what)
+    if spec.dim is not None and feats.shape[0] != spec.dim:
+        raise DataError(
+            f"{what} file {path} has dimension {feats.shape[0]} (shape {_shape_as_stored(path)}, "
+            f"read as {_orientation(spec).value}); expected {spec.dim}"
+            f"{_transposed_hint(feats, spec)}"
+        )
+    if feats.shape[1] == 0:
+        raise DataError(f"{what} file {path} has 0 frames (shape {feats.shape}); expected T >= 1")
+    check_finite(feats, path)
+    return feats
+
+
+def _read_i3d(path: Path, source: FeatureSource, what: str) -> np.ndarray:
+    """Rows of the standard (2048, T) file; memory-mapped so only the stream's half is copied."""
+    array = _load(path, what, mmap=True)
+    if array.ndim != 2 or array.shape[0] != I3D_DIM:
+        raise DataError(
+            f"{what} file {path} has shape {array.shape}; expected ({I3D_DIM}, T) standard I3D "
+            f"features (rows 0..{I3D_HALF - 1} RGB, {I3D_HALF}..{I3D_DIM - 1} FLOW)"
+        )
+    return np.ascontiguousarray(array[_I3D_ROWS[source]], dtype=np.float32)  # (1024, T)
+
+
+def _read_folder(path: Path, spec: StreamDataConfig, what: str) -> np.ndarray:
+    array = _load(path, what, mmap=False)
+    if array.ndim != 2:
+        raise DataError(
+            f"{what} file {path} has shape {array.shape}; expected a 2-D array stored "
+            f"{spec.orientation.value}"
+        )
+    feats = array if spec.orientation is Orientation.DxT else array.T  # (D, T)
+    return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def _load(path: Path, what: str, mmap: bool) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"cannot read {what} file {path}: {err}; expected a .npy array") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise DataError(f"{what} file {path} is an .npz archive; expected a single .npy array")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise DataError(f"{what} file {path} has dtype {array.dtype}; expected real numbers")
+    return array
+
+
+def check_finite(feats: np.ndarray, path: str | Path) -> None:
+    """DataError naming the first non-finite value of ``feats`` (D, T): its frame and dim."""
+    finite = np.isfinite(feats)
+    if finite.all():
+        return
+    dims, frames = np.nonzero(~finite)
+    order = np.lexsort((dims, frames))  # first by frame, then dim
+    d, t = int(dims[order[0]]), int(frames[order[0]])
+    raise DataError(
+        f"features file {path} has {dims.size} non-finite value(s); first: {feats[d, t]} at frame "
+        f"{t}, dim {d}; expected finite numbers"
+    )
+
+
+def align_to_labels(
+    feats: np.ndarray,
+    num_frames: int,
+    tolerance: int,
+    video: str,
+    stream: str,
+    path: Optional[str | Path] = None,
+) -> np.ndarray:
+    """Make a stream exactly ``num_frames`` long.
+
+    A stream within ``tolerance`` frames of the labels is padded (last frame repeated) or
+    trimmed (frames dropped at the end), with a warning; a larger difference is an error.
+
+    Args:
+        feats: (D, T) features.
+        num_frames: the label length.
+        tolerance: the most frames T may differ from ``num_frames`` (``data.length_tolerance``).
+        video, stream: for messages.
+        path: the feature file, for messages.
+
+    Returns:
+        (D, num_frames) float32.
+
+    Raises:
+        DataError: ``|T - num_frames| > tolerance``.
+    """
+    length = feats.shape[1]
+    if length == num_frames:
+        return feats
+    where = f"{stream} features of video {video!r}" + (f" ({path})" if path is not None else "")
+    if abs(length - num_frames) > tolerance:
+        raise DataError(
+            f"{where} have {length} frames but the labels have {num_frames}; expected a "
+            f"difference of at most data.length_tolerance={tolerance} frames"
+        )
+    action = "padding (repeating the last frame)" if length < num_frames else "trimming the end"
+    logger.warning(
+        "%s have %d frames but the labels have %d; %s", where, length, num_frames, action
+    )
+    if length > num_frames:
+        return np.ascontiguousarray(feats[:, :num_frames])
+    pad = np.repeat(feats[:, -1:], num_frames - length, axis=1)  # (D, num_frames - T)
+    return np.concatenate([feats, pad], axis=1)
+
+
+def _orientation(spec: StreamDataConfig) -> Orientation:
+    return Orientation.DxT if spec.source in _I3D_ROWS else spec.orientation
+
+
+def _describe(spec: StreamDataConfig) -> str:
+    if spec.source in _I3D_ROWS:
+        rows = _I3D_ROWS[spec.source]
+        return f"source {spec.source.value}: rows {rows.start}..{rows.stop - 1} of ({I3D_DIM}, T)"
+    return f"source folder {spec.folder!r}, stored {spec.orientation.value}"
+
+
+def _shape_as_stored(path: Path) -> tuple[int, ...]:
+    return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+
+
+def _transposed_hint(feats: np.ndarray, spec: StreamDataConfig) -> str:
+    if spec.source not in _I3D_ROWS and feats.shape[1] == spec.dim:
+        other = "TxD" if spec.orientation is Orientation.DxT else "DxT"
+        return f"; the file looks transposed: set the stream's orientation to {other}?"
+    return ""
