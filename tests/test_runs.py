@@ -9,6 +9,7 @@ from twostream_das.runs import (
     config_differences,
     init_run,
     inspect_run,
+    remove_stale_temporaries,
     write_text,
 )
 
@@ -57,6 +58,15 @@ def test_config_differences_lists_dotted_keys():
     a = {"train": {"lr": 1, "epochs": 2}, "name": "x"}
     b = {"train": {"lr": 1, "epochs": 3}, "name": "x", "extra": 1}
     assert config_differences(a, b) == ["extra: '<missing>' -> 1", "train.epochs: 2 -> 3"]
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    run = RunDir(tmp_path)
+    run.checkpoints.mkdir()
+    (run.checkpoints / ".last.pt.abc123.tmp").write_bytes(b"half")
+    (run.checkpoints / "last.pt").write_bytes(b"whole")
+    assert [p.name for p in remove_stale_temporaries(run)] == [".last.pt.abc123.tmp"]
+    assert [p.name for p in run.checkpoints.iterdir()] == ["last.pt"]
 
 
 def test_write_text_is_atomic(tmp_path):

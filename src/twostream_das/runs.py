@@ -189,6 +189,19 @@ def init_run(run: RunDir, cfg: Config, fold: int, split: dict[str, list[str]]) -
     write_json(run.split_json, split)
 
 
+def remove_stale_temporaries(run: RunDir) -> list[Path]:
+    """Delete half-written ``.<name>.*.tmp`` files a killed process left behind (main process
+    only; call before training starts, when no other process writes into ``run``)."""
+    if not is_main_process():
+        return []
+    stale = [p for folder in (run.root, run.checkpoints) if folder.is_dir()
+             for p in folder.glob(".*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        logger.info("removed %s, left by an interrupted write", path)
+    return stale
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
