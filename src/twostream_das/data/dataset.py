@@ -169,13 +169,13 @@ def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: flo
     ``boundary_sigma`` is in full-rate frames; the view's target uses ``sigma / sample_rate``.
     """
     features = {
-        s: torch.from_numpy(np.ascontiguousarray(subsample(f, sample_rate, offset), np.float32))
+        s: torch.from_numpy(np.array(subsample(f, sample_rate, offset), np.float32))
         for s, f in video.features.items()
-    }  # s -> (D_s, T_s)
+    }  # s -> (D_s, T_s), copies
     length = num_view_frames(video.num_frames, sample_rate, offset)
     if video.labels is None:
         return Sample(video.name, features, None, torch.zeros(length), offset)
-    labels = np.ascontiguousarray(subsample(video.labels, sample_rate, offset), np.int64)  # (T_s,)
+    labels = np.array(subsample(video.labels, sample_rate, offset), np.int64)  # (T_s,) copy
     boundary = boundary_target(labels, boundary_sigma / sample_rate)  # (T_s,)
     return Sample(
         video.name, features, torch.from_numpy(labels), torch.from_numpy(boundary), offset
