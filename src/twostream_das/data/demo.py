@@ -69,6 +69,7 @@ GAMMA_SHAPE = 4.0  # duration coefficient of variation 1/sqrt(4) = 0.5
 BACKGROUND_GAP_PROB = 0.5  # chance of a background segment between two actions
 SKIP_OPTIONAL_PROB = 0.3
 SWAP_PROB = 0.5
+DRIFT_WAVES = 3
 
 # Classes that look alike in one stream (near-identical prototypes) but not in the other.
 CONFUSABLE: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -128,16 +129,26 @@ class StreamNoise:
     white: float  # per-frame noise
     correlated: float  # temporally smoothed noise, amplitude
     correlated_sigma: float  # its smoothing, frames
-    drift: float  # slow drift amplitude
-    drift_sigma: float  # its smoothing, frames
+    drift: float  # slow drift amplitude (a few random sinusoids per dim)
+    drift_period: float  # shortest drift period, frames (the longest is 4x)
     person: float  # per-performer offset
     video: float  # per-video offset
     blur_sigma: float  # crossfade of the clean signal at boundaries, frames
 
 
+# Tuned so that a per-frame linear classifier reaches about 70-80% frame accuracy on each
+# stream and about 88-92% on the averaged probabilities (fold 1, seeds 0-24).
 STREAM_NOISE: dict[str, StreamNoise] = {
-    "rgb": StreamNoise(RGB_DIM, 0.3, 0.4, 1.8, 0.8, 4.0, 0.6, 120.0, 0.4, 0.4, 2.0),
-    "flow": StreamNoise(FLOW_DIM, 0.3, 0.4, 1.5, 0.8, 3.0, 0.6, 120.0, 0.4, 0.4, 1.5),
+    "rgb": StreamNoise(
+        dim=RGB_DIM, confusable_spread=0.3, segment_jitter=0.4, white=1.8, correlated=0.8,
+        correlated_sigma=4.0, drift=0.6, drift_period=200.0, person=0.4, video=0.4,
+        blur_sigma=2.0,
+    ),
+    "flow": StreamNoise(
+        dim=FLOW_DIM, confusable_spread=0.3, segment_jitter=0.4, white=1.5, correlated=0.8,
+        correlated_sigma=3.0, drift=0.6, drift_period=200.0, person=0.4, video=0.4,
+        blur_sigma=1.5,
+    ),
 }
 
 
@@ -320,10 +331,20 @@ def render_stream(
     clean = prototypes[:, labels] + jitter[:, seg_of_frame]  # (D, T)
     clean = gaussian_filter1d(clean, noise.blur_sigma, axis=1, mode="nearest")  # crossfade
     offset = (person + noise.video * rng.normal(size=dim))[:, None]  # (D, 1)
-    drift = noise.drift * _smooth_noise(rng, dim, num_frames, noise.drift_sigma)  # (D, T)
+    drift = noise.drift * _slow_drift(rng, dim, num_frames, noise.drift_period)  # (D, T)
     correlated = noise.correlated * _smooth_noise(rng, dim, num_frames, noise.correlated_sigma)
     white = noise.white * rng.normal(size=(dim, num_frames))  # (D, T)
     return (clean + offset + drift + correlated + white).astype(np.float32)
+
+
+def _slow_drift(rng: np.random.Generator, dim: int, num_frames: int, period: float) -> np.ndarray:
+    """DRIFT_WAVES sinusoids per dim, periods in [period, 4 period], unit variance: (D, T)."""
+    periods = rng.uniform(period, 4 * period, size=(dim, DRIFT_WAVES, 1))
+    phases = rng.uniform(0, 2 * np.pi, size=(dim, DRIFT_WAVES, 1))
+    amps = rng.normal(size=(dim, DRIFT_WAVES, 1))
+    t = np.arange(num_frames)[None, None, :]  # (1, 1, T)
+    waves = amps * np.cos(2 * np.pi * t / periods + phases)  # (D, K, T)
+    return waves.sum(axis=1) / np.sqrt(DRIFT_WAVES / 2)
 
 
 def _smooth_noise(rng: np.random.Generator, dim: int, num_frames: int, sigma: float) -> np.ndarray:
