@@ -1,0 +1,455 @@
+"""From video files to per-frame feature files: the extraction pipeline.
+
+One pass per stream over the decoded frames (decoding is cheap next to the networks and keeps
+memory bounded), batched through the network on the chosen device:
+
+- ``i3d_rgb``: frame -> resize (``square`` 224x224 per SPEC 8, or Kinetics short side 256 +
+  centre crop 224) -> RGB in [-1, 1] -> 21-frame window centred on the frame (zeros beyond the
+  ends) -> I3D RGB -> Mixed_5c averaged over time and space: 1024-d.
+- ``i3d_flow``: resized frame -> grey -> TV-L1 flow to the next frame (the last frame repeats the
+  previous flow) -> clip to +-20 px, divide by 20 -> same windows -> I3D FLOW: 1024-d.
+- ``clip_rgb``: frame -> short side 224 (bicubic), centre crop, CLIP normalisation -> ViT-B/16
+  class token after ``ln_post``: 768-d (Br-Prompt's features).
+
+Each stream is written as ``<out>/features_<stream>/<video>.npy`` (D, T) float32 with T the number
+of decoded frames; with both I3D streams, also ``<out>/features/<video>.npy`` (2048, T), RGB rows
+first (the standard layout, SPEC 2). Re-running skips complete files (see :mod:`.store`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from ..runtime import resolve_device
+from .flow import FLOW_BOUND, FlowFn, FlowMethod, clip_and_scale, iter_flow, make_flow_fn
+from .i3d import FEATURE_DIM as I3D_DIM
+from .i3d_weights import load_i3d
+from .store import is_complete, remove_stale_temps, save_atomic
+from .video import (
+    ResizeMode,
+    center_crop,
+    iter_frames,
+    list_videos,
+    probe_video,
+    resize_for_i3d,
+    rgb_to_gray,
+    rgb_to_unit_range,
+)
+from .vit import load_clip_visual, preprocess_clip
+from .windows import iter_window_batches
+
+logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+
+COMBINED_FOLDER = "features"  # (2048, T): I3D RGB rows 0..1023, I3D FLOW rows 1024..2047
+FLOW_PROBE_CALLS = 3  # TV-L1 calls timed before the duration estimate is logged
+
+
+class FeatureStream(str, enum.Enum):
+    I3D_RGB = "i3d_rgb"
+    I3D_FLOW = "i3d_flow"
+    CLIP_RGB = "clip_rgb"
+
+    @property
+    def folder(self) -> str:
+        """Output folder of this stream, ``features_<stream>``."""
+        return f"features_{self.value}"
+
+
+DEFAULT_STREAMS: tuple[FeatureStream, ...] = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
+
+WEIGHTS_ENV: dict[FeatureStream, str] = {
+    FeatureStream.I3D_RGB: "TWOSTREAM_DAS_I3D_RGB_WEIGHTS",
+    FeatureStream.I3D_FLOW: "TWOSTREAM_DAS_I3D_FLOW_WEIGHTS",
+    FeatureStream.CLIP_RGB: "TWOSTREAM_DAS_CLIP_WEIGHTS",
+}
+"""Environment variables the CLI falls back to when a weights option is not given."""
+
+
+def parse_streams(text: str | Iterable[str]) -> tuple[FeatureStream, ...]:
+    """``"i3d_rgb,i3d_flow"`` (or a list) -> streams, in the given order, without repeats."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    streams: list[FeatureStream] = []
+    for name in (n.strip() for n in names if n.strip()):
+        try:
+            stream = FeatureStream(name)
+        except ValueError:
+            choices = ", ".join(s.value for s in FeatureStream)
+            raise ConfigError(f"unknown stream {name!r}; expected some of {choices}") from None
+        if stream not in streams:
+            streams.append(stream)
+    if not streams:
+        raise ConfigError("no stream given; expected some of i3d_rgb, i3d_flow, clip_rgb")
+    return tuple(streams)
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """Every knob of the recipe, with the reference values as defaults."""
+
+    window: int = 21  # frames per I3D window, centred on the frame (odd)
+    image_size: int = 224  # I3D input side (tests use 32: the network is fully convolutional)
+    resize: ResizeMode = ResizeMode.SQUARE  # SPEC 8: whole frame to image_size x image_size
+    flow_method: FlowMethod = FlowMethod.TVL1
+    flow_bound: float = FLOW_BOUND  # flow clipped to +-bound pixels, then divided by it
+    batch_size: int = 8  # I3D windows (or ViT frames) per forward pass
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resize", ResizeMode(self.resize))
+        object.__setattr__(self, "flow_method", FlowMethod(self.flow_method))
+        checks = [
+            (self.window >= 1 and self.window % 2 == 1, "window", self.window, "odd and >= 1"),
+            (self.image_size >= 8, "image_size", self.image_size, ">= 8"),
+            (self.flow_bound > 0, "flow_bound", self.flow_bound, "> 0"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
+        ]
+        for ok, key, value, expected in checks:
+            if not ok:
+                raise ConfigError(f"extraction {key} = {value!r} is invalid; expected {expected}")
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """Features of one video."""
+
+    features: dict[str, np.ndarray]  # stream name -> (D, T) float32
+    num_frames: int  # T, the number of decoded frames
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+
+
+@dataclass(frozen=True)
+class ExtractionSummary:
+    extracted: list[str]  # videos with at least one file (re)written
+    skipped: list[str]  # videos whose files were all complete already
+    out_dir: Path
+
+
+class StageClock:
+    """Wall time per named stage, exclusive of nested stages (generators pull from each other)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._children: list[float] = []  # per open stage: time spent in stages nested in it
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = perf_counter()
+        self._children.append(0.0)
+        try:
+            yield
+        finally:
+            elapsed = perf_counter() - start
+            self.seconds[name] += elapsed - self._children.pop()
+            if self._children:
+                self._children[-1] += elapsed
+
+    def iterate(self, name: str, items: Iterable[_Item]) -> Iterator[_Item]:
+        """``items``, with the time spent producing each one charged to ``name``."""
+        iterator = iter(items)
+        while True:
+            with self.stage(name):
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+            yield item
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+
+
+class FeatureExtractor:
+    """Loaded networks plus the recipe; :meth:`extract` turns one video into features.
+
+    Build it once (loading weights takes seconds) and call :meth:`extract` per video.
+
+    Args:
+        models: ``{stream: network}``: :class:`InceptionI3d` (3 or 2 input channels) for the
+            I3D streams, :class:`VisionTransformer` for ``clip_rgb``.
+        settings: the recipe.
+    """
+
+    def __init__(self, models: Mapping[FeatureStream | str, nn.Module],
+                 settings: ExtractionSettings | None = None) -> None:
+        self.settings = settings or ExtractionSettings()
+        try:
+            self.device = resolve_device(self.settings.device)
+        except ConfigError as err:
+            raise ConfigError(f"extraction device: {err}") from None
+        self.models = {FeatureStream(k): m.to(self.device).eval() for k, m in models.items()}
+        self._flow_cost_reported = False
+
+    @classmethod
+    def from_weights(
+        cls,
+        streams: Iterable[FeatureStream | str] = DEFAULT_STREAMS,
+        *,
+        i3d_rgb_weights: str | Path | None = None,
+        i3d_flow_weights: str | Path | None = None,
+        clip_weights: str | Path | None = None,
+        settings: ExtractionSettings | None = None,
+        weight_names: Mapping[FeatureStream, str] | None = None,
+    ) -> FeatureExtractor:
+        """Load the networks the streams need from local files (never downloaded).
+
+        Args:
+            weight_names: how the caller names each weights option in errors (the CLI passes
+                its flags); defaults to the keyword names.
+
+        Raises:
+            WeightsNotFoundError: a needed file is not given or not there (says how to get it).
+            CheckpointError: a file does not fit its network.
+        """
+        names = dict(weight_names or {})
+        models: dict[FeatureStream, nn.Module] = {}
+        for stream in parse_streams([FeatureStream(s).value for s in streams]):
+            what = names.get(stream, f"{stream.value}_weights")
+            if stream is FeatureStream.I3D_RGB:
+                models[stream] = load_i3d(i3d_rgb_weights, 3, what=what)
+            elif stream is FeatureStream.I3D_FLOW:
+                models[stream] = load_i3d(i3d_flow_weights, 2, what=what)
+            else:
+                models[stream] = load_clip_visual(clip_weights, what=what)
+        return cls(models, settings)
+
+    @property
+    def streams(self) -> tuple[FeatureStream, ...]:
+        return tuple(self.models)
+
+    def feature_dim(self, stream: FeatureStream | str) -> int:
+        stream = FeatureStream(stream)
+        if stream is FeatureStream.CLIP_RGB:
+            return int(self.models[stream].width)
+        return I3D_DIM
+
+    def extract(self, video: str | Path, streams: Iterable[FeatureStream | str] | None = None,
+                *, progress: bool = False) -> VideoFeatures:
+        """Features of one video file, one column per decoded frame.
+
+        Args:
+            video: a video file PyAV can decode.
+            streams: a subset of the loaded streams (default: all of them).
+            progress: show a tqdm bar per stream (frames, ETA, seconds per stage).
+
+        Returns:
+            :class:`VideoFeatures` with ``features[stream]`` of shape (D, T) float32.
+
+        Raises:
+            DataError: the file cannot be decoded or has no frames.
+        """
+        wanted = parse_streams([FeatureStream(s).value for s in (streams or self.models)])
+        absent = [s.value for s in wanted if s not in self.models]
+        if absent:
+            raise ValueError(f"streams {absent} were not loaded into this extractor")
+        video = Path(video)
+        declared = probe_video(video).num_frames
+        seconds: dict[str, float] = defaultdict(float)
+        features: dict[str, np.ndarray] = {}
+        for stream in wanted:
+            clock = StageClock()  # one per stream, so its bar shows its own stages
+            with tqdm(total=declared or None, unit="frame", desc=f"{video.stem} {stream.value}",
+                      leave=False, disable=not progress, dynamic_ncols=True) as bar:
+                features[stream.value] = self._run_stream(stream, video, clock, bar, declared)
+            for stage, value in clock.seconds.items():
+                seconds[stage] += value
+        lengths = {name: array.shape[1] for name, array in features.items()}
+        if len(set(lengths.values())) != 1:
+            raise DataError(f"{video}: streams decoded different frame counts {lengths}")
+        num_frames = next(iter(lengths.values()))
+        if num_frames == 0:
+            raise DataError(f"{video} has no decodable video frames")
+        return VideoFeatures(features, num_frames, dict(seconds))
+
+    # -- one stream --------------------------------------------------------------------------
+
+    def _run_stream(self, stream: FeatureStream, video: Path, clock: StageClock, bar: tqdm,
+                    declared: int) -> np.ndarray:
+        """(D, T) features of one stream: inputs -> batches -> network."""
+        inputs = self._inputs(stream, video, clock, declared)
+        if stream is FeatureStream.CLIP_RGB:
+            batches = _chunks(inputs, self.settings.batch_size)
+        else:
+            batches = iter_window_batches(inputs, self.settings.window, self.settings.batch_size)
+        model = self.models[stream]
+        outputs: list[np.ndarray] = []
+        for batch in clock.iterate("batching", batches):  # (B, C, [window,] H, W)
+            with clock.stage(stream.value), torch.inference_mode():
+                out = model(torch.from_numpy(batch).to(self.device))  # (B, D)
+                outputs.append(out.float().cpu().numpy())
+            bar.update(len(batch))
+            bar.set_postfix_str(clock.summary(), refresh=False)
+        if not outputs:
+            return np.zeros((self.feature_dim(stream), 0), np.float32)
+        return np.ascontiguousarray(np.concatenate(outputs).T, dtype=np.float32)  # (D, T)
+
+    def _inputs(self, stream: FeatureStream, video: Path, clock: StageClock,
+                declared: int) -> Iterator[np.ndarray]:
+        """Per-frame network inputs (C, H, W) float32, in frame order."""
+        s = self.settings
+        frames = clock.iterate("decode", iter_frames(video))  # (H, W, 3) uint8
+        if stream is FeatureStream.CLIP_RGB:
+            size = int(self.models[stream].image_size)
+            return clock.iterate("preprocess", (preprocess_clip(f, size) for f in frames))
+        resized = (resize_for_i3d(f, s.image_size, s.resize) for f in frames)
+        if stream is FeatureStream.I3D_RGB:
+            rgb = (rgb_to_unit_range(center_crop(f, s.image_size)) for f in resized)
+            return clock.iterate("preprocess", rgb)  # (3, S, S) in [-1, 1]
+        gray = clock.iterate("preprocess", (rgb_to_gray(f) for f in resized))
+        flows = clock.iterate("flow", iter_flow(gray, self._flow_fn(declared)))  # (H, W, 2) px
+        return (
+            clip_and_scale(center_crop(f, s.image_size), s.flow_bound).transpose(2, 0, 1)
+            for f in flows
+        )  # (2, S, S) in [-1, 1]
+
+    def _flow_fn(self, declared: int) -> FlowFn:
+        """The flow function; for TV-L1, the first calls are timed to log a duration estimate."""
+        flow_fn = make_flow_fn(self.settings.flow_method)
+        if self.settings.flow_method is not FlowMethod.TVL1:
+            return flow_fn
+        timings: list[float] = []
+
+        def timed_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+            if len(timings) >= FLOW_PROBE_CALLS:
+                return flow_fn(prev, nxt)
+            start = perf_counter()
+            flow = flow_fn(prev, nxt)
+            timings.append(perf_counter() - start)
+            if len(timings) == FLOW_PROBE_CALLS:
+                self._report_flow_cost(sum(timings) / len(timings), declared, prev.shape)
+            return flow
+
+        return timed_flow
+
+    def _report_flow_cost(self, per_frame: float, frames: int, shape: tuple[int, ...]) -> None:
+        level = logging.INFO if self._flow_cost_reported else logging.WARNING
+        self._flow_cost_reported = True
+        total = f"about {_duration(per_frame * frames)} for this video's {frames} frames" \
+            if frames else "the frame count is unknown"
+        logger.log(
+            level,
+            "TV-L1 optical flow runs on the CPU (OpenCV) and is slow: %.2f s per frame at %dx%d, "
+            "%s; --flow-method farneback is much faster but deviates from the I3D recipe",
+            per_frame, shape[1], shape[0], total,
+        )
+
+
+def extract_videos(
+    videos: str | Path | Sequence[Path],
+    out_dir: str | Path,
+    extractor: FeatureExtractor,
+    streams: Iterable[FeatureStream | str] | None = None,
+    *,
+    overwrite: bool = False,
+    combined: bool = True,
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract and write features for a video file, a folder of videos, or a list of files.
+
+    Resumable: a video whose requested files are complete (shape (D, T) with T the declared frame
+    count, float32, finite) is skipped; an incomplete or corrupt file is redone; writes are
+    atomic. With both I3D streams and ``combined``, also writes ``features/<video>.npy``.
+
+    Returns:
+        Which videos were extracted and which skipped.
+    """
+    paths = list_videos(videos) if isinstance(videos, (str, Path)) else [Path(v) for v in videos]
+    wanted = parse_streams([FeatureStream(s).value for s in (streams or extractor.streams)])
+    out_dir = Path(out_dir)
+    extracted: list[str] = []
+    skipped: list[str] = []
+    for video in tqdm(paths, desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
+        if _extract_one(video, out_dir, extractor, wanted, overwrite, combined, progress):
+            extracted.append(video.stem)
+        else:
+            skipped.append(video.stem)
+    return ExtractionSummary(extracted, skipped, out_dir)
+
+
+def extract_video_features(
+    video_path: str | Path,
+    streams: Iterable[FeatureStream | str] = DEFAULT_STREAMS,
+    *,
+    i3d_rgb_weights: str | Path | None = None,
+    i3d_flow_weights: str | Path | None = None,
+    clip_weights: str | Path | None = None,
+    settings: ExtractionSettings | None = None,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Features of one video in memory: ``{stream: (D, T) float32}``, nothing written.
+
+    Loads the networks on every call; for many videos build one
+    :meth:`FeatureExtractor.from_weights` and call its :meth:`~FeatureExtractor.extract`.
+    """
+    extractor = FeatureExtractor.from_weights(
+        streams, i3d_rgb_weights=i3d_rgb_weights, i3d_flow_weights=i3d_flow_weights,
+        clip_weights=clip_weights, settings=settings,
+    )
+    return extractor.extract(video_path, progress=progress).features
+
+
+def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
+                 streams: tuple[FeatureStream, ...], overwrite: bool, combined: bool,
+                 progress: bool) -> bool:
+    """Write the missing files of one video; False when there was nothing to do."""
+    declared = probe_video(video).num_frames
+    targets = {s: out_dir / s.folder / f"{video.stem}.npy" for s in streams}
+    for path in targets.values():
+        remove_stale_temps(path)
+    todo = [s for s, path in targets.items()
+            if overwrite or not is_complete(path, extractor.feature_dim(s), declared)]
+    if todo:
+        result = extractor.extract(video, todo, progress=progress)
+        if declared and result.num_frames != declared:
+            logger.warning("%s declares %d frames but %d were decoded; features have %d columns "
+                           "(a resumed run will extract it again)",
+                           video, declared, result.num_frames, result.num_frames)
+        for stream in todo:
+            save_atomic(targets[stream], result.features[stream.value])
+        logger.info("%s: %d frames (%s)", video.name, result.num_frames,
+                    ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+    i3d = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
+    if not (combined and all(s in streams for s in i3d)):
+        return bool(todo)
+    path = out_dir / COMBINED_FOLDER / f"{video.stem}.npy"
+    remove_stale_temps(path)
+    rgb, flow = (np.load(targets[s]) for s in i3d)
+    if any(s in todo for s in i3d) or not is_complete(path, 2 * I3D_DIM, rgb.shape[1]):
+        save_atomic(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
+        return True
+    return bool(todo)
+
+
+def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Consecutive items stacked in groups of ``size`` (the last may be smaller)."""
+    group: list[np.ndarray] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield np.stack(group)
+            group = []
+    if group:
+        yield np.stack(group)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
