@@ -1,0 +1,102 @@
+"""Dilated local (windowed) attention: the one attention of the encoder and the decoder.
+
+Frame ``t`` of a block with kernel ``k`` and dilation ``d`` attends to the ``k`` frames
+``t + j * d`` for ``j`` in ``[-(k // 2), k // 2]``: the footprint of the block's dilated
+convolution. Keys outside the sequence or on padded frames are masked. The keys and values of
+every window are strided views of the zero-padded sequence (``unfold``), so scores are
+``(B, k, T)`` and memory is linear in T (no ``T x T`` tensor).
+
+Encoder self-attention and decoder cross-attention differ only in how the block builds q, k
+and v (see :mod:`.block`); both call :func:`windowed_attention`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class FrameMask(NamedTuple):
+    """A padding mask in the forms the blocks need, built once per forward pass.
+
+    Attributes:
+        valid: (B, T) bool, True = real frame.
+        weight: (B, 1, T) float, 1.0 on real frames, 0.0 on padding.
+        count: (B, 1, 1) float, real frames per video (at least 1).
+        full: True when every frame is real (no padding anywhere): masking can be skipped.
+    """
+
+    valid: torch.Tensor
+    weight: torch.Tensor
+    count: torch.Tensor
+    full: bool
+
+
+def frame_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> FrameMask:
+    """Build a :class:`FrameMask` from a (B, T) bool padding mask (True = real frame)."""
+    if mask.dim() != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"padding mask must be (B, T) bool, got {tuple(mask.shape)} {mask.dtype}")
+    weight = mask[:, None, :].to(dtype)  # (B, 1, T)
+    count = weight.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
+    return FrameMask(mask, weight, count, bool(mask.all()))
+
+
+def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """The ``kernel_size`` dilated neighbours of every frame, as a strided view (no copy).
+
+    Args:
+        x: (B, C, T), taken as zero outside ``[0, T)``.
+
+    Returns:
+        (B, C, k, T) with ``out[:, :, j, t] = x[:, :, t + (j - k // 2) * dilation]`` (0 outside).
+        Time stays the innermost (contiguous) axis, which keeps the elementwise work vectorised.
+    """
+    reach = (kernel_size // 2) * dilation  # frames each side
+    padded = F.pad(x, (reach, reach))  # (B, C, T + 2 * reach)
+    windows = padded.unfold(2, 2 * reach + 1, 1)[..., ::dilation]  # (B, C, T, k)
+    return windows.transpose(2, 3)  # (B, C, k, T)
+
+
+def window_key_mask(valid: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """Which keys of every window exist: inside the sequence and on a real frame.
+
+    Args:
+        valid: (B, T) bool padding mask.
+
+    Returns:
+        (B, k, T) bool, True = frame t may attend to its j-th neighbour.
+    """
+    return window_views(valid[:, None, :], kernel_size, dilation)[:, 0].contiguous()  # (B, k, T)
+
+
+def windowed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor,
+    kernel_size: int,
+    dilation: int,
+) -> torch.Tensor:
+    """Single-head scaled dot-product attention over dilated local windows.
+
+    Args:
+        q: (B, C, T) queries.
+        k: (B, C, T) keys.
+        v: (B, Cv, T) values.
+        key_mask: (B, k, T) bool from :func:`window_key_mask` (True = attend).
+        kernel_size: window size k (odd).
+        dilation: spacing d between the window's frames.
+
+    Returns:
+        (B, Cv, T). Every real frame attends at least to itself; rows whose keys are all
+        masked (padded queries far from real frames) give finite garbage that callers zero.
+    """
+    scale = q.shape[1] ** -0.5
+    keys = window_views(k, kernel_size, dilation)  # (B, C, k, T)
+    values = window_views(v, kernel_size, dilation)  # (B, Cv, k, T)
+    scores = (q.unsqueeze(2) * keys).sum(dim=1) * scale  # (B, k, T)
+    scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=1).to(values.dtype)  # (B, k, T), over the window
+    return (weights.unsqueeze(1) * values).sum(dim=2)  # (B, Cv, T)

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from twostream_das.modules import frame_mask, window_key_mask, window_views, windowed_attention
+
+
+def dense_band_attention(q, k, v, valid, kernel_size, dilation):
+    """Reference: full (T x T) attention restricted to the dilated band and real keys."""
+    frames = q.shape[2]
+    offset = torch.arange(frames)[None, :] - torch.arange(frames)[:, None]  # key - query
+    reach = (kernel_size // 2) * dilation
+    band = (offset.abs() <= reach) & (offset % dilation == 0)  # (T, T)
+    allowed = band[None] & valid[:, None, :]  # (B, Tq, Tk)
+    scores = torch.einsum("bcq,bck->bqk", q, k) / q.shape[1] ** 0.5
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.einsum("bqk,bck->bcq", scores.softmax(-1), v)
+
+
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 2), (5, 4), (7, 3), (5, 64)])
+def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation):
+    gen = torch.Generator().manual_seed(kernel_size * 100 + dilation)
+    batch, channels, frames = 3, 6, 29
+    q, k = (torch.randn(batch, channels, frames, generator=gen) for _ in range(2))
+    v = torch.randn(batch, 4, frames, generator=gen)
+    lengths = torch.tensor([29, 17, 1])
+    valid = torch.arange(frames)[None, :] < lengths[:, None]  # (B, T)
+    key_mask = window_key_mask(valid, kernel_size, dilation)
+    out = windowed_attention(q, k, v, key_mask, kernel_size, dilation)
+    ref = dense_band_attention(q, k, v, valid, kernel_size, dilation)
+    assert out.shape == (batch, 4, frames)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[valid[:, None, :].expand_as(out)],
+                               ref[valid[:, None, :].expand_as(ref)], atol=1e-5, rtol=1e-5)
+
+
+def test_window_views_shift_by_multiples_of_dilation():
+    x = torch.arange(1.0, 8.0).view(1, 1, 7)  # 1 .. 7
+    views = window_views(x, 3, 2)  # (1, 1, 3, 7)
+    assert views.shape == (1, 1, 3, 7)
+    assert views[0, 0, 0].tolist() == [0, 0, 1, 2, 3, 4, 5]  # t - 2
+    assert views[0, 0, 1].tolist() == [1, 2, 3, 4, 5, 6, 7]  # t
+    assert views[0, 0, 2].tolist() == [3, 4, 5, 6, 7, 0, 0]  # t + 2
+
+
+def test_key_mask_excludes_ends_and_padding():
+    valid = torch.tensor([[True, True, True, False]])
+    mask = window_key_mask(valid, 3, 1)  # (1, 3, 4)
+    assert mask[0].tolist() == [
+        [False, True, True, True],  # t - 1
+        [True, True, True, False],  # t
+        [True, True, False, False],  # t + 1
+    ]
+
+
+def test_frame_mask_forms():
+    fm = frame_mask(torch.tensor([[True, True, False], [True, True, True]]))
+    assert fm.weight.shape == (2, 1, 3) and fm.count.flatten().tolist() == [2.0, 3.0]
+    assert not fm.full
+    assert frame_mask(torch.ones(2, 3, dtype=torch.bool)).full
+    with pytest.raises(ValueError, match="bool"):
+        frame_mask(torch.ones(2, 3))
