@@ -1,0 +1,144 @@
+"""One modality's model: encoder + condition masks + decoder + diffusion (SPEC section 3).
+
+Training (:meth:`DiffusionStream.loss`), per sample b of the batch:
+
+    logits_enc, cond = encoder(features)
+    n_b ~ U{0, N-1};  eps ~ N(0, I)                         from the generator, in this order,
+    x_n = sqrt(abar_n) x0 + sqrt(1 - abar_n) eps             then the condition masks
+    x0_logits = decoder(model_input(x_n), n, cond * condition_mask)
+    loss = stream_loss(logits_enc, x0_logits, ...)
+
+Inference (:meth:`DiffusionStream.predict_proba`): the encoder once, the decoder's per-video
+context once, then DDIM from pure noise with ``num_inference_steps`` steps; the result is the
+softmax of the decoder's logits at the last step (DiffAct's output: its final x0 estimate mapped
+back from [-s, s] to [0, 1] is exactly that softmax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
+
+import torch
+from torch import nn
+
+from .config import Config, DiffusionConfig, LossConfig, MaskConfig
+from .decoder import Decoder
+from .diffusion import DDIMSampler, GaussianDiffusion
+from .encoder import Encoder
+from .losses import StreamLoss, stream_loss
+from .masking import sample_condition_mask
+
+if TYPE_CHECKING:
+    from .data.collate import Batch
+
+
+class DiffusionStream(nn.Module):
+    """Args:
+    encoder, decoder, diffusion: the parts (the decoder's cond_dim = the encoder's).
+    masks: condition-mask strategies for training.
+    loss_cfg: loss weights.
+    sampling: DDIM steps and eta for :meth:`predict_proba`.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        diffusion: GaussianDiffusion,
+        masks: MaskConfig,
+        loss_cfg: LossConfig,
+        sampling: DiffusionConfig,
+    ) -> None:
+        super().__init__()
+        if decoder.cond_dim != encoder.cond_dim:
+            raise ValueError(
+                f"decoder cond_dim {decoder.cond_dim} != encoder cond_dim {encoder.cond_dim}"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.diffusion = diffusion
+        self.masks = masks
+        self.loss_cfg = loss_cfg
+        self.num_classes = decoder.num_classes
+        self.sampler = DDIMSampler(diffusion.schedule, sampling.eta)
+        self.sampler.set_timesteps(sampling.num_inference_steps)
+
+    @classmethod
+    def from_config(cls, cfg: Config, in_dim: int, num_classes: int) -> DiffusionStream:
+        """Build a stream for ``in_dim``-d features and ``num_classes`` classes."""
+        encoder = Encoder(in_dim, num_classes, cfg.model.encoder)
+        decoder = Decoder(num_classes, encoder.cond_dim, cfg.model.decoder)
+        diffusion = GaussianDiffusion.from_config(cfg.model.diffusion)
+        return cls(encoder, decoder, diffusion, cfg.model.masks, cfg.loss, cfg.model.diffusion)
+
+    @property
+    def in_dim(self) -> int:
+        return self.encoder.in_dim
+
+    def loss(
+        self,
+        features: torch.Tensor,
+        batch: Batch,
+        class_weights: Optional[torch.Tensor],
+        generator: torch.Generator,
+    ) -> StreamLoss:
+        """Training loss on one batch.
+
+        Args:
+            features: (B, D, T) this stream's features (``batch.features[stream]``).
+            batch: labels (B, T), boundary (B, T), mask (B, T) of the same samples.
+            class_weights: (C,) or None.
+            generator: draws the timesteps (B,), the noise (B, C, T) and the condition masks.
+        """
+        labels, boundary, mask = batch.labels, batch.boundary, batch.mask
+        batch_size, _, frames = features.shape
+        encoded = self.encoder(features, mask)  # logits (B, C, T), cond (B, Dc, T)
+        t = self.diffusion.sample_timesteps(batch_size, generator).to(features.device)  # (B,)
+        shape = (batch_size, self.num_classes, frames)
+        noise = torch.randn(shape, generator=generator, device=generator.device)
+        x0 = self.diffusion.labels_to_x0(labels, self.num_classes)  # (B, C, T)
+        x_t = self.diffusion.q_sample(x0, t, noise.to(features.device))  # (B, C, T)
+        keep = sample_condition_mask(
+            self.masks.strategies, labels, boundary, mask, self.masks, generator, self.num_classes
+        )  # (B, T)
+        cond = encoded.cond * keep[:, None, :].to(encoded.cond.dtype)  # (B, Dc, T)
+        x0_logits = self.decoder(self.diffusion.model_input(x_t), t, cond, mask)  # (B, C, T)
+        return stream_loss(
+            encoded.logits, x0_logits, labels, boundary, mask, class_weights, self.loss_cfg
+        )
+
+    @torch.inference_mode()
+    def predict_proba(
+        self, features: torch.Tensor, mask: torch.Tensor, generators: Sequence[torch.Generator]
+    ) -> torch.Tensor:
+        """Per-frame class probabilities by DDIM sampling.
+
+        Call in eval mode (dropout off). Video b's noise comes from ``generators[b]`` only and is
+        drawn at its real length, so its result does not depend on its batch mates.
+
+        Args:
+            features: (B, D, T).
+            mask: (B, T) bool, True = real frame.
+            generators: one per video.
+
+        Returns:
+            (B, C, T) float32 probabilities (padded frames hold meaningless values).
+        """
+        batch_size, _, frames = features.shape
+        if len(generators) != batch_size:
+            raise ValueError(
+                f"need one generator per video: {batch_size} videos, {len(generators)} given"
+            )
+        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
+        context = self.decoder.prepare(self.encoder(features, mask).cond, mask)
+        x = self.sampler.initial_noise(
+            (batch_size, self.num_classes, frames), generators, lengths, features.device
+        )  # (B, C, T)
+        logits = x
+        for t in self.sampler.timesteps:
+            steps = torch.full((batch_size,), t, dtype=torch.long, device=features.device)
+            logits = self.decoder.denoise(self.diffusion.model_input(x), steps, context)
+            x0 = self.diffusion.logits_to_x0(logits)  # (B, C, T) in [-s, s]
+            x = self.sampler.step(x0, t, x, generators, lengths)
+        return torch.softmax(logits.float(), dim=1)
