@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -36,6 +34,7 @@ from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import Config, to_dict, to_yaml
 from .errors import CheckpointError
+from .io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -217,17 +216,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Atomic text write: temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic text write (:func:`twostream_das.io.atomic_write_text`)."""
+    atomic_write_text(path, text)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,9 @@ from .. import __version__
 from ..errors import TwoStreamDASError
 
 # Modules of this package that define commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("make_demo", "score", "extract")
+COMMAND_MODULES: tuple[str, ...] = (
+    "train", "evaluate", "predict", "cv", "demo", "make_demo", "score", "extract"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

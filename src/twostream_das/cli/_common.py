@@ -1,0 +1,28 @@
+"""Arguments shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE_OR_PRESET",
+        help="a YAML file or a preset name: gtea, 50salads, breakfast, demo",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set data.root=/data/gtea train.epochs=100 "
+        "(repeatable; unknown keys are errors)",
+    )
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")

@@ -1,0 +1,42 @@
+"""``twostream-das evaluate``: score a run's selected checkpoint on its fold's test videos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..evaluation import evaluate_run, results_table
+from ._common import add_quiet
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="score a trained run on its test videos",
+        description="Score RUN_DIR's checkpoint on the fold's test videos (RGB only, FLOW only, "
+        "fused); writes RUN_DIR/results.json and RUN_DIR/predictions/<video>.txt.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="validation-selected (best, default) or final (last) weights",
+    )
+    parser.add_argument("--json", action="store_true", help="print results.json instead of a table")
+    add_quiet(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = evaluate_run(args.run_dir, args.checkpoint, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        w = results["fusion_weights"]
+        print(
+            f"fold {results['fold']}, epoch {results['epoch']}, "
+            f"{results['num_videos']} test videos, fusion rgb={w['rgb']:.2f} flow={w['flow']:.2f}"
+        )
+        print(results_table(results))
+    return 0

@@ -1,0 +1,102 @@
+"""``demo``: the whole pipeline on a generated dataset, in a few minutes on a laptop CPU.
+
+Folder layout (default ``./twostream_das_demo``)::
+
+    demo.json     marks the folder as a demo folder (what was run, with which version)
+    data/         the generated dataset (MS-TCN layout, RGB and FLOW feature folders)
+    run/          fold 1 trained with the ``demo`` preset (a normal run folder)
+    predict/      ``predict`` on one test video: prediction, segments, probabilities, barcode PNG
+    results.json  the test results (RGB only, FLOW only, fused) and the table
+
+Rerunning into an existing demo folder resumes (or, when finished, re-evaluates and reprints);
+a folder that exists and is not a demo folder is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import __version__
+from .config import load_config
+from .data.demo import make_demo
+from .data.layout import read_split
+from .errors import CheckpointError
+from .evaluation import evaluate_run, results_table
+from .prediction import predict_files
+from .runs import RunDir, read_json, write_json
+from .training import train
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DEMO_DIR = Path("twostream_das_demo")
+DEMO_PRESET = "demo"
+DEMO_FOLD = 1
+DEMO_DATA_SEED = 0
+MARKER = "demo.json"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    results: dict[str, Any]
+    table: str
+    plot: Path
+
+
+def prepare_demo_folder(out: Path) -> None:
+    """Create ``out`` or accept an earlier demo folder; refuse anything else."""
+    marker = out / MARKER
+    if out.exists() and not marker.is_file():
+        if not out.is_dir() or any(out.iterdir()):
+            raise CheckpointError(
+                f"{out} exists and is not a twostream_das demo folder (no {MARKER}); refusing to "
+                f"write into it. Pass --out with a new folder"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        write_json(marker, {"version": __version__, "preset": DEMO_PRESET, "fold": DEMO_FOLD})
+
+
+def demo_dataset(out: Path) -> Path:
+    """The generated dataset root under ``out/data`` (generated once, reused afterwards)."""
+    folder = out / "data"
+    stored = out / MARKER
+    meta = read_json(stored)
+    if "data_root" in meta and (Path(meta["data_root"]) / "mapping.txt").is_file():
+        return Path(meta["data_root"])
+    logger.info("generating the demo dataset in %s", folder)
+    root = Path(make_demo(folder, seed=DEMO_DATA_SEED))
+    write_json(stored, {**meta, "data_root": str(root.resolve())})
+    return root.resolve()
+
+
+def run_demo(
+    out: Optional[str | Path] = None, quiet: bool = False, overrides: Sequence[str] = ()
+) -> DemoResult:
+    """Generate data, train fold 1, select on validation, evaluate on test, predict and plot.
+
+    ``overrides`` are extra ``key=value`` settings on top of the demo preset.
+    """
+    out = Path(out) if out is not None else DEFAULT_DEMO_DIR
+    prepare_demo_folder(out)
+    root = demo_dataset(out)
+    cfg = load_config(DEMO_PRESET, [f"data.root={root}", *overrides])
+    run = RunDir(out / "run")
+    train(cfg, DEMO_FOLD, run.root, quiet)
+    results = evaluate_run(run.root, "best", quiet)
+    video = read_split(root, "test", DEMO_FOLD)[0]
+    predict_files(
+        run.best,
+        root / cfg.data.rgb.folder / f"{video}.npy",
+        root / cfg.data.flow.folder / f"{video}.npy",
+        out / "predict",
+        labels_dir=root / "groundTruth",
+        quiet=quiet,
+    )
+    table = results_table(results)
+    write_json(out / "results.json", {**results, "table": table})
+    return DemoResult(out, results, table, out / "predict" / f"{video}.png")

@@ -1,0 +1,107 @@
+"""``evaluate``: score a run's selected checkpoint on its fold's test videos.
+
+This is the only place that reads test labels, and it runs after training and selection are
+done. It writes ``RUN_DIR/results.json`` and ``RUN_DIR/predictions/<video>.txt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .data.dataset import load_videos
+from .data.layout import read_mapping, read_split
+from .errors import CheckpointError
+from .inference import load_model, predict
+from .io import write_prediction
+from .runs import RunDir, is_main_process, read_json, write_json
+from .runtime import resolve_device
+from .selection import METRIC_KEYS, score_labels
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) -> dict[str, Any]:
+    """Score ``checkpoints/<which>.pt`` of a run on the test videos of its fold.
+
+    Returns:
+        ``{"rgb": M, "flow": M, "fused": M, "fusion_weights": {...}, "postprocess": {...},
+        "epoch": E, "fold": K, "checkpoint": which, "num_videos": N}`` with each M holding
+        acc, edit, f1@10, f1@25, f1@50 in percent. The same object is written to results.json.
+
+    Raises:
+        CheckpointError: not a run folder, or the checkpoint is missing.
+    """
+    run = RunDir(Path(run_dir))
+    if not run.run_json.is_file():
+        raise CheckpointError(f"{run.root} is not a twostream_das run folder (no run.json)")
+    path = run.checkpoint(which)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
+        )
+    fold = int(read_json(run.run_json)["fold"])
+    device = resolve_device("auto")
+    loaded = load_model(path, device)
+    cfg = loaded.config
+    if loaded.checkpoint.selection is None:
+        logger.warning(
+            "%s has no validation selection yet (training unfinished); using the configured "
+            "fusion weights and post-processing",
+            path,
+        )
+    root = Path(cfg.data.root)
+    label_map = read_mapping(root / "mapping.txt")
+    if list(label_map.names) != loaded.label_names:
+        raise CheckpointError(
+            f"{root / 'mapping.txt'} lists other classes than {path} was trained on"
+        )
+    videos = load_videos(cfg.data, read_split(root, "test", fold), label_map)
+    weights, post = loaded.fusion_weights, loaded.postprocess
+    gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
+    for pred in predict(loaded.model, videos, cfg, weights, post, device, not quiet, "test"):
+        gts.append(pred.video.labels)
+        fused.append(pred.decision.labels)
+        for stream, labels in pred.decision.stream_labels.items():
+            per_stream[stream].append(labels)
+        if is_main_process():
+            write_prediction(
+                run.predictions / f"{pred.name}.txt", pred.decision.labels, loaded.label_names
+            )
+    results: dict[str, Any] = {
+        s: score_labels(gts, per_stream[s], loaded.label_names, cfg) for s in per_stream
+    }
+    results["fused"] = score_labels(gts, fused, loaded.label_names, cfg)
+    results.update(
+        {
+            "fusion_weights": dict(weights),
+            "postprocess": post.to_dict(),
+            "epoch": loaded.checkpoint.epoch,
+            "fold": fold,
+            "checkpoint": which,
+            "num_videos": len(videos),
+            "average": cfg.eval.average.value,
+        }
+    )
+    if is_main_process():
+        write_json(run.results_json, results)
+    logger.info("fold %d test (%d videos): %s", fold, len(videos), format_row(results["fused"]))
+    return results
+
+
+def format_row(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {metrics[k]:.1f}" for k in METRIC_KEYS)
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """A Markdown table: one row each for RGB only, FLOW only and the fusion."""
+    header = "| stream | " + " | ".join(METRIC_KEYS) + " |"
+    rule = "|---|" + "---:|" * len(METRIC_KEYS)
+    names = {"rgb": "RGB only", "flow": "FLOW only", "fused": "fused"}
+    lines = [header, rule]
+    for key, label in names.items():
+        lines.append(
+            f"| {label} | " + " | ".join(f"{results[key][k]:.1f}" for k in METRIC_KEYS) + " |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The one prediction path, shared by validation, ``evaluate`` and ``predict``.
+
+temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
+
+1. every video is cut into its ``data.sample_rate`` offset views (one view when the rate is 1);
+2. views are batched (``eval.batch_size``, padded with a mask) and both streams run DDIM on them;
+   each view gets its own generator seeded from ``(eval.seed, video name, offset)``, so a video's
+   prediction does not depend on what else is in the batch or in the split;
+3. each view's probabilities are upsampled to the full frame rate and averaged over offsets;
+4. :func:`decide` fuses the streams with the selected weights and post-processes to labels.
+
+Memory grows linearly with the video length: nothing here builds a (T, T) tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import STREAMS, Config, PostprocessKind
+from .data.collate import collate
+from .data.dataset import Sample, Video, offset_views
+from .data.temporal import upsample
+from .fusion import fuse
+from .postprocess import postprocess
+from .runtime import autocast, derive_seed, make_generator
+from .two_stream import TwoStreamModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PostprocessChoice:
+    """A post-processing method and its window (frames)."""
+
+    kind: PostprocessKind
+    window: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind.value, "window": int(self.window)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> PostprocessChoice:
+        return cls(PostprocessKind(data["kind"]), int(data["window"]))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PostprocessChoice:
+        return cls(cfg.postprocess.kind, cfg.postprocess.window)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Labels of one video: fused and per stream (each post-processed the same way)."""
+
+    fused_probs: np.ndarray  # (C, T) float32, before post-processing
+    labels: np.ndarray  # (T,) int64, fused then post-processed
+    stream_labels: dict[str, np.ndarray]  # stream -> (T,) int64, post-processed
+
+
+@dataclass(frozen=True)
+class VideoProbs:
+    """Per-stream class probabilities of one video at the full frame rate."""
+
+    name: str
+    probs: dict[str, np.ndarray]  # stream -> (C, T) float32
+    labels: Optional[np.ndarray]  # (T,) int64 ground truth, or None
+
+    @property
+    def num_frames(self) -> int:
+        return next(iter(self.probs.values())).shape[1]
+
+
+@dataclass(frozen=True)
+class VideoPrediction:
+    """Everything predicted for one video."""
+
+    video: VideoProbs
+    decision: Decision
+
+    @property
+    def name(self) -> str:
+        return self.video.name
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what was stored beside its weights."""
+
+    model: TwoStreamModel
+    config: Config
+    checkpoint: Checkpoint
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.checkpoint.label_names)
+
+    @property
+    def fusion_weights(self) -> dict[str, float]:
+        """Weights selected on validation, or the config's until selection ran."""
+        selection = self.checkpoint.selection
+        if selection and "fusion_weights" in selection:
+            return {s: float(selection["fusion_weights"][s]) for s in STREAMS}
+        return config_fusion_weights(self.config)
+
+    @property
+    def postprocess(self) -> PostprocessChoice:
+        selection = self.checkpoint.selection
+        if selection and "postprocess" in selection:
+            return PostprocessChoice.from_dict(selection["postprocess"])
+        return PostprocessChoice.from_config(self.config)
+
+
+def config_fusion_weights(cfg: Config) -> dict[str, float]:
+    return {"rgb": cfg.fusion.rgb_weight, "flow": cfg.fusion.flow_weight}
+
+
+def load_model(path: str | Path, device: torch.device) -> LoadedModel:
+    """Rebuild the two-stream model stored in checkpoint ``path`` (eval mode, on ``device``)."""
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.to_config()
+    model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
+    model.load_state_dict(ckpt.weights)
+    model.to(device).eval()
+    return LoadedModel(model, cfg, ckpt)
+
+
+def view_generator(seed: int, video: str, offset: int) -> torch.Generator:
+    """The DDIM noise generator of one offset view of one video.
+
+    A CPU generator on every device: the model draws on ``generator.device`` and moves the
+    noise, so a video gets the same noise on CPU and GPU.
+    """
+    return make_generator(derive_seed(seed, video, offset))
+
+
+def predict_probabilities(
+    model: TwoStreamModel,
+    videos: Sequence[Video],
+    cfg: Config,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Iterator[VideoProbs]:
+    """Per-stream probabilities of every video at full frame rate, in the order of ``videos``.
+
+    Offset views of all videos are batched together (``cfg.eval.batch_size`` per batch); a video
+    is yielded as soon as all its views are done.
+    """
+    rate = cfg.data.sample_rate
+    was_training = model.training
+    model.eval()
+    pending: dict[int, dict[str, np.ndarray]] = {}  # video index -> stream -> summed (C, T)
+    done_views: dict[int, int] = {}  # video index -> views predicted so far
+    total_views: dict[int, int] = {}  # video index -> views it has
+    next_to_yield = 0
+    bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
+    try:
+        for chunk in _batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
+            probs = _predict_views(model, [s for _, s in chunk], cfg, device)
+            for (index, sample), view_probs in zip(chunk, probs, strict=True):
+                video = videos[index]
+                full = {
+                    s: upsample(p, rate, sample.offset, video.num_frames)
+                    for s, p in view_probs.items()
+                }  # stream -> (C, T) at the full frame rate
+                acc = pending.setdefault(index, {s: np.zeros_like(p) for s, p in full.items()})
+                for s, p in full.items():
+                    acc[s] += p
+                done_views[index] = done_views.get(index, 0) + 1
+            while done_views.get(next_to_yield, -1) == total_views.get(next_to_yield):
+                video = videos[next_to_yield]
+                count = done_views.pop(next_to_yield)
+                acc = pending.pop(next_to_yield)
+                bar.update(1)
+                yield VideoProbs(
+                    video.name,
+                    {s: (acc[s] / count).astype(np.float32) for s in STREAMS},
+                    video.labels,
+                )
+                next_to_yield += 1
+    finally:
+        bar.close()
+        model.train(was_training)
+
+
+def decide(
+    probs: Mapping[str, np.ndarray], weights: Mapping[str, float], post: PostprocessChoice
+) -> Decision:
+    """Fuse per-stream probabilities ``(C, T)`` with ``weights`` and post-process to labels."""
+    fused = np.asarray(fuse(probs, weights), dtype=np.float32)  # (C, T)
+    labels = np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
+    stream_labels = {
+        s: np.asarray(postprocess(probs[s], post.kind, post.window), dtype=np.int64)
+        for s in STREAMS
+    }
+    return Decision(fused, labels, stream_labels)
+
+
+def predict(
+    model: TwoStreamModel,
+    videos: Sequence[Video],
+    cfg: Config,
+    weights: Mapping[str, float],
+    post: PostprocessChoice,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Iterator[VideoPrediction]:
+    """The full path for every video: probabilities, fusion, post-processing, labels."""
+    for video in predict_probabilities(model, videos, cfg, device, progress, desc):
+        yield VideoPrediction(video, decide(video.probs, weights, post))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _views(
+    videos: Sequence[Video], cfg: Config, counts: dict[int, int]
+) -> Iterator[tuple[int, Sample]]:
+    """Offset views of every video, in order; records each video's view count in ``counts``."""
+    for index, video in enumerate(videos):
+        views = offset_views(video, cfg.data.sample_rate, cfg.data.boundary_sigma)
+        counts[index] = len(views)
+        yield from ((index, sample) for sample in views)
+
+
+def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tuple[int, Sample]]]:
+    chunk: list[tuple[int, Sample]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@torch.inference_mode()
+def _predict_views(
+    model: TwoStreamModel, samples: list[Sample], cfg: Config, device: torch.device
+) -> list[dict[str, np.ndarray]]:
+    """Both streams on a batch of views; returns per view stream -> (C, T_view) float32."""
+    batch = collate(samples).to(device)
+    generators = [view_generator(cfg.eval.seed, s.name, s.offset) for s in samples]
+    with autocast(device, cfg.train.amp):
+        probs = model.predict_proba(batch.features, batch.mask, generators)  # s -> (B, C, T)
+    lengths = batch.mask.sum(dim=1).tolist()  # (B,)
+    return [
+        {s: probs[s][b, :, : int(n)].float().cpu().numpy() for s in STREAMS}
+        for b, n in enumerate(lengths)
+    ]

@@ -1,0 +1,252 @@
+"""``predict``: a trained checkpoint applied to feature files, no labels needed.
+
+For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it writes, under OUT:
+
+    <video>.txt            MS-TCN prediction file (one class name per frame)
+    <video>_segments.csv   label, start/end frame, start/end seconds, mean confidence
+    <video>_segments.json  the same segments
+    <video>_probs.npy      fused class probabilities, float32 (C, T)
+    <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
+    summary.json           the videos, fusion weights, post-processing (and metrics with labels)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .config import STREAMS, FeatureSource, Orientation, StreamDataConfig
+from .data.dataset import Video
+from .data.features import align_to_labels
+from .data.layout import LabelMap, read_labels
+from .errors import DataError
+from .inference import LoadedModel, VideoPrediction, load_model, predict
+from .io import atomic_save_npy, write_prediction, write_segments_csv, write_segments_json
+from .runs import is_main_process, write_json
+from .runtime import resolve_device
+from .selection import score_labels
+from .viz import plot_barcodes
+
+logger = logging.getLogger(__name__)
+
+I3D_HALF_DIM = 1024  # rows per stream in the standard 2048-d I3D feature files
+
+
+@dataclass(frozen=True)
+class PredictedVideo:
+    name: str
+    files: dict[str, Path]  # kind ("txt", "segments_csv", ...) -> path
+    num_frames: int
+    num_segments: int
+
+
+def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
+    """Video name -> ``.npy`` file, from one file or a folder of files."""
+    path = Path(path)
+    if path.is_file():
+        return {path.stem: path}
+    if path.is_dir():
+        files = {p.stem: p for p in sorted(path.glob("*.npy"))}
+        if files:
+            return files
+        raise DataError(f"--{stream} folder {path} holds no .npy feature files")
+    raise DataError(f"--{stream} {path} does not exist; expected a .npy file or a folder of them")
+
+
+def pair_streams(rgb: str | Path, flow: str | Path) -> list[tuple[str, Path, Path]]:
+    """Match RGB and FLOW files by name: ``(video, rgb_file, flow_file)``.
+
+    Two single files always pair (the RGB file's stem names the video); folders must hold the
+    same names.
+    """
+    rgb_files, flow_files = feature_files(rgb, "rgb"), feature_files(flow, "flow")
+    if Path(rgb).is_file() and Path(flow).is_file():
+        (name, r), (_, f) = next(iter(rgb_files.items())), next(iter(flow_files.items()))
+        return [(name, r, f)]
+    only_rgb, only_flow = (
+        sorted(set(rgb_files) - set(flow_files)),
+        sorted(set(flow_files) - set(rgb_files)),
+    )
+    if only_rgb or only_flow:
+        raise DataError(
+            f"RGB and FLOW features do not pair up: only in {rgb}: {only_rgb[:5]}; only in "
+            f"{flow}: {only_flow[:5]}; expected the same video names in both"
+        )
+    return [(n, rgb_files[n], flow_files[n]) for n in sorted(rgb_files)]
+
+
+def read_feature_file(
+    path: Path,
+    stream: str,
+    spec: StreamDataConfig,
+    expected_dim: int,
+    orientation: Optional[Orientation],
+) -> np.ndarray:
+    """One stream's features as float32 ``(D, T)``.
+
+    Orientation comes from ``orientation`` when given, else from the checkpoint's config
+    (I3D files are always DxT). For an I3D stream a full 2048-row file is sliced to the stream's
+    half; a file with exactly ``expected_dim`` rows is taken as already sliced.
+
+    Raises:
+        DataError: unreadable file, wrong rank, or a dimension that is not ``expected_dim``.
+    """
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read --{stream} features {path}: {err}") from None
+    if array.ndim != 2:
+        raise DataError(
+            f"--{stream} features {path} have shape {array.shape}; expected 2-D (D, T) or (T, D)"
+        )
+    is_i3d = spec.source in (FeatureSource.I3D_RGB, FeatureSource.I3D_FLOW)
+    layout = orientation or (Orientation.DxT if is_i3d else spec.orientation)
+    feats = array if layout is Orientation.DxT else array.T  # (D, T)
+    if is_i3d and feats.shape[0] == 2 * I3D_HALF_DIM and expected_dim == I3D_HALF_DIM:
+        half = 0 if spec.source is FeatureSource.I3D_RGB else 1
+        feats = feats[half * I3D_HALF_DIM : (half + 1) * I3D_HALF_DIM]
+    if feats.shape[0] != expected_dim:
+        raise DataError(
+            f"--{stream} features {path} have {feats.shape[0]} channels as {layout.value} "
+            f"(shape {array.shape}); the checkpoint expects {expected_dim}. Pass "
+            f"--{stream}-orientation if the file is transposed"
+        )
+    return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def load_prediction_videos(
+    pairs: Sequence[tuple[str, Path, Path]],
+    loaded: LoadedModel,
+    labels_dir: Optional[Path],
+    orientations: Mapping[str, Optional[Orientation]],
+) -> list[Video]:
+    """Read the feature pairs (and labels when a folder is given) as :class:`Video` objects.
+
+    Streams are aligned to the label length when labels are given, else FLOW to RGB, within
+    ``data.length_tolerance`` frames.
+    """
+    cfg = loaded.config
+    label_map = LabelMap(tuple(loaded.label_names))
+    videos = []
+    for name, rgb_path, flow_path in pairs:
+        raw = {
+            s: read_feature_file(
+                p, s, getattr(cfg.data, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
+            )
+            for s, p in zip(STREAMS, (rgb_path, flow_path), strict=True)
+        }
+        labels = None
+        if labels_dir is not None:
+            label_file = labels_dir / f"{name}.txt"
+            if not label_file.is_file():
+                raise DataError(f"--labels folder {labels_dir} has no {name}.txt for video {name}")
+            labels = read_labels(label_file, label_map)
+        num_frames = len(labels) if labels is not None else raw["rgb"].shape[1]
+        features = {
+            s: align_to_labels(f, num_frames, cfg.data.length_tolerance, name, s)
+            for s, f in raw.items()
+        }
+        videos.append(Video(name, features, labels))
+    return videos
+
+
+def predict_files(
+    checkpoint: str | Path,
+    rgb: str | Path,
+    flow: str | Path,
+    out: str | Path,
+    fps: Optional[float] = None,
+    labels_dir: Optional[str | Path] = None,
+    orientations: Optional[Mapping[str, Optional[Orientation]]] = None,
+    quiet: bool = False,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
+
+    Returns the summary written to ``OUT/summary.json``.
+    """
+    loaded = load_model(checkpoint, resolve_device(device))
+    cfg = loaded.config
+    fps = cfg.data.fps if fps is None else fps
+    labels_path = Path(labels_dir) if labels_dir is not None else None
+    videos = load_prediction_videos(
+        pair_streams(rgb, flow), loaded, labels_path, orientations or {}
+    )
+    out = Path(out)
+    weights, post = loaded.fusion_weights, loaded.postprocess
+    written, gts, preds = [], [], {"rgb": [], "flow": [], "fused": []}
+    for pred in predict(
+        loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet
+    ):
+        written.append(write_video_outputs(pred, loaded, out, fps))
+        if pred.video.labels is not None:
+            gts.append(pred.video.labels)
+            preds["fused"].append(pred.decision.labels)
+            for s in STREAMS:
+                preds[s].append(pred.decision.stream_labels[s])
+    summary: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "epoch": loaded.checkpoint.epoch,
+        "fusion_weights": weights,
+        "postprocess": post.to_dict(),
+        "fps": fps,
+        "videos": [
+            {
+                "name": v.name,
+                "frames": v.num_frames,
+                "segments": v.num_segments,
+                "files": {k: p.name for k, p in v.files.items()},
+            }
+            for v in written
+        ],
+    }
+    if gts:
+        summary["metrics"] = {
+            k: score_labels(gts, p, loaded.label_names, cfg) for k, p in preds.items()
+        }
+    if is_main_process():
+        write_json(out / "summary.json", summary)
+    logger.info("predicted %d video(s) into %s", len(written), out)
+    return summary
+
+
+def write_video_outputs(
+    pred: VideoPrediction, loaded: LoadedModel, out: Path, fps: float
+) -> PredictedVideo:
+    """The per-video files of the module docstring."""
+    names = loaded.label_names
+    probs = normalized(pred.decision.fused_probs)  # (C, T), columns sum to 1
+    labels = pred.decision.labels  # (T,)
+    files = {
+        "txt": out / f"{pred.name}.txt",
+        "segments_csv": out / f"{pred.name}_segments.csv",
+        "segments_json": out / f"{pred.name}_segments.json",
+        "probs": out / f"{pred.name}_probs.npy",
+        "png": out / f"{pred.name}.png",
+    }
+    rows = {}
+    if pred.video.labels is not None:
+        rows["GT"] = pred.video.labels
+    rows.update(
+        {"RGB": pred.decision.stream_labels["rgb"], "FLOW": pred.decision.stream_labels["flow"]}
+    )
+    rows["fused"] = labels
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        write_prediction(files["txt"], labels, names)
+        segs = write_segments_csv(files["segments_csv"], labels, probs, names, fps)
+        write_segments_json(files["segments_json"], labels, probs, names, fps)
+        atomic_save_npy(files["probs"], probs)
+        plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
+    return PredictedVideo(pred.name, files, len(labels), len(segs) if is_main_process() else 0)
+
+
+def normalized(probs: np.ndarray) -> np.ndarray:
+    """Fused scores ``(C, T)`` rescaled so every frame sums to 1 (weights need not sum to 1)."""
+    total = probs.sum(axis=0, keepdims=True)
+    return (probs / np.where(total > 0, total, 1.0)).astype(np.float32)

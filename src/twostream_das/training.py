@@ -1,0 +1,634 @@
+"""Joint training of both streams on one fold, with validation-only model selection.
+
+The loop is a handful of small steps::
+
+    train(cfg, fold, out)                    resume or start, loop, select, finish
+      run_epoch(ctx, epoch)                  one pass over the training videos
+        forward_backward(ctx, batch, gen)    L = L_rgb + L_flow on one padded batch, backward
+        optimizer_step(ctx)                  every ``train.accumulate_steps`` batches
+      validate(ctx, epoch)                   both streams + fusion on the validation videos
+      log_step(ctx, row)                     metrics.csv (+ TensorBoard), rank 0 only
+      save_last / save_best                  atomic checkpoints
+    finish(ctx)                              fusion weights (+ post-processing) on validation
+
+Randomness and exact resume: nothing depends on hidden RNG state carried across epochs. For epoch
+``e`` the video order, the temporal offsets, the diffusion timesteps/noise/condition masks (an
+explicit ``torch.Generator``) and dropout (the global torch RNG, seeded inside
+``torch.random.fork_rng`` so the caller's RNG state is left untouched) are all derived from
+``(train.seed, e)``; the initial weights from ``(train.seed, "init")`` the same way. A run
+killed at any moment and resumed from its last checkpoint therefore replays exactly the
+epochs an uninterrupted run would have run (bit-identical weights on CPU).
+
+Under DDP (later) the sampler is already a ``DistributedSampler``, seeds take the rank, and
+every write goes through :func:`twostream_das.runs.is_main_process`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from .config import STREAMS, Config
+from .data.collate import Batch, collate
+from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
+from .data.layout import read_mapping, read_split, train_val_split
+from .errors import CheckpointError, DataError
+from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
+from .runs import (
+    RunDir,
+    RunState,
+    init_run,
+    inspect_run,
+    is_main_process,
+    remove_stale_temporaries,
+    write_json,
+)
+from .runtime import autocast, derive_seed, make_generator, resolve_device
+from .selection import METRIC_KEYS, Selection, StreamMetrics, score_streams, select, selection_score
+from .two_stream import TwoStreamModel
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_PREFIX = "val"  # metrics.csv columns: val_<stream>_<metric>
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainData:
+    """The fold's videos for training and validation (test videos: names only, never labels)."""
+
+    label_names: list[str]
+    train: list[Video]
+    val: list[Video]
+    split: dict[str, list[str]]  # "train" / "val" / "test" -> video names
+    stream_dims: dict[str, int]
+
+
+def load_train_data(cfg: Config, fold: int) -> TrainData:
+    """Read the label map, the fold's training videos and the validation carve-out.
+
+    Only the names of the test videos are read (to check they do not overlap); their labels
+    and features are not touched.
+    """
+    root = Path(cfg.data.root)
+    label_map = read_mapping(root / "mapping.txt")
+    names = read_split(root, "train", fold)
+    train_names, val_names = train_val_split(
+        root, fold, names, cfg.data.val_fraction, cfg.data.val_seed
+    )
+    test_names = read_split(root, "test", fold, check_labels=False)
+    leaked = sorted(set(test_names) & (set(train_names) | set(val_names)))
+    if leaked:
+        raise DataError(
+            f"{root}/splits: fold {fold} lists {len(leaked)} test video(s) among its training "
+            f"videos (e.g. {leaked[0]}); expected disjoint train and test splits"
+        )
+    train = load_videos(cfg.data, train_names, label_map)
+    val = load_videos(cfg.data, val_names, label_map) if val_names else []
+    split = {"train": list(train_names), "val": list(val_names), "test": list(test_names)}
+    return TrainData(list(label_map.names), train, val, split, stream_dims(train))
+
+
+def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:
+    """Inverse class frequency over the training videos, normalised to mean 1 over present
+    classes; absent classes get 0. None when ``loss.class_weighting`` is off.
+
+    Returns:
+        (C,) float32 or None.
+    """
+    if not cfg.loss.class_weighting:
+        return None
+    counts = np.asarray(class_counts(videos, num_classes), dtype=np.float64)  # (C,)
+    present = counts > 0
+    weights = np.zeros(num_classes, dtype=np.float64)
+    weights[present] = 1.0 / counts[present]
+    weights[present] /= weights[present].mean()
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
+    """The epoch's batches: order and offsets derived from ``(train.seed, epoch)``.
+
+    The sampler is a ``DistributedSampler`` (one replica unless a process group is up), so DDP
+    only shards; single-process order is a seeded permutation per epoch.
+    """
+    rank, world = rank_and_world()
+    dataset = TrainDataset(
+        list(videos),
+        cfg.data.sample_rate,
+        cfg.data.boundary_sigma,
+        derive_seed(cfg.train.seed, "offsets"),
+    )
+    dataset.set_epoch(epoch)  # offsets from (seed, epoch, item): the same on every rank
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed, drop_last=False
+    )
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=0,
+        generator=make_generator(derive_seed(cfg.train.seed, "loader", epoch, rank)),
+    )
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainProgress:
+    """Bookkeeping stored in ``last.pt`` so a resumed run takes the same decisions."""
+
+    fold: int
+    split: dict[str, list[str]]
+    best_epoch: int = 0  # 0 = no validation yet
+    best_score: float = -math.inf
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fold": self.fold,
+            "split": self.split,
+            "best_epoch": self.best_epoch,
+            "best_score": None if math.isinf(self.best_score) else self.best_score,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainProgress:
+        best = data.get("best_score")
+        return cls(
+            fold=int(data["fold"]),
+            split={k: list(v) for k, v in data["split"].items()},
+            best_epoch=int(data.get("best_epoch", 0)),
+            best_score=-math.inf if best is None else float(best),
+            finished=bool(data.get("finished", False)),
+        )
+
+
+@dataclass
+class TrainContext:
+    """Everything the steps share."""
+
+    cfg: Config
+    run: RunDir
+    data: TrainData
+    model: TwoStreamModel
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    class_weights: Optional[torch.Tensor]
+    progress: TrainProgress
+    show_progress: bool
+    metrics_log: MetricsLog
+    epoch: int = 0  # completed epochs
+    # Validation probabilities of the best and the latest evaluated epoch (this process only),
+    # reused by the final selection instead of predicting the validation videos again.
+    val_cache: dict[int, list[VideoProbs]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: RunDir
+    epochs: int
+    selection: Optional[Selection]  # of best.pt
+    already_finished: bool = False
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> TrainResult:
+    """Train both streams of ``cfg`` on fold ``fold`` into run folder ``out``.
+
+    A new or empty ``out`` starts a run; an unfinished run of the same config and fold resumes
+    from ``checkpoints/last.pt``; a finished run is reported and left untouched.
+
+    Raises:
+        CheckpointError: ``out`` holds something else, or a run of another config or fold.
+        DataError / ConfigError: bad data or config.
+    """
+    run = RunDir(Path(out))
+    status = inspect_run(run, cfg, fold)
+    if status.state is RunState.FINISHED:
+        assert status.last is not None
+        logger.info("run %s is finished (%d epochs); nothing to do", run.root, status.last.epoch)
+        best = load_checkpoint(run.best) if run.best.is_file() else None
+        selection = Selection.from_dict(best.selection) if best and best.selection else None
+        return TrainResult(run, status.last.epoch, selection, already_finished=True)
+    ctx = build_context(cfg, fold, run, status.last, quiet)
+    logger.info(
+        "training fold %d: %d train / %d validation videos, %d classes, streams %s, device %s",
+        fold,
+        len(ctx.data.train),
+        len(ctx.data.val),
+        len(ctx.data.label_names),
+        ctx.data.stream_dims,
+        ctx.device,
+    )
+    train_epochs(ctx)
+    selection = finish(ctx)
+    return TrainResult(run, ctx.epoch, selection)
+
+
+def build_context(
+    cfg: Config, fold: int, run: RunDir, last: Optional[Checkpoint], quiet: bool
+) -> TrainContext:
+    """Load data, build model and optimizer, and restore ``last`` when resuming."""
+    data = load_train_data(cfg, fold)
+    device = resolve_device(cfg.train.device)
+    with seeded_global_rng(derive_seed(cfg.train.seed, "init"), torch.device("cpu")):
+        model = TwoStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    progress = TrainProgress(fold, data.split)
+    epoch = 0
+    remove_stale_temporaries(run)
+    if last is not None:
+        progress = restore(last, model, optimizer, data, run)
+        epoch = last.epoch
+        logger.info("resuming %s from epoch %d", run.root, epoch)
+    else:
+        init_run(run, cfg, fold, data.split)
+    weights = class_weights(cfg, data.train, len(data.label_names))
+    ctx = TrainContext(
+        cfg=cfg,
+        run=run,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        device=device,
+        class_weights=None if weights is None else weights.to(device),
+        progress=progress,
+        show_progress=not quiet,
+        metrics_log=MetricsLog(run, enabled=is_main_process()),
+        epoch=epoch,
+    )
+    ctx.metrics_log.truncate_after(epoch)
+    return ctx
+
+
+def restore(
+    last: Checkpoint,
+    model: TwoStreamModel,
+    optimizer: torch.optim.Optimizer,
+    data: TrainData,
+    run: RunDir,
+) -> TrainProgress:
+    """Load weights and optimizer state from ``last``; check the data still match it."""
+    if last.stream_dims != data.stream_dims or list(last.label_names) != data.label_names:
+        raise CheckpointError(
+            f"{run.last} was trained on streams {last.stream_dims} with {len(last.label_names)} "
+            f"classes, but the data now give {data.stream_dims} with {len(data.label_names)}"
+        )
+    progress = TrainProgress.from_dict(last.progress)
+    if progress.split != data.split:
+        raise CheckpointError(
+            f"{run.last} was trained on another train/validation/test split than the data now "
+            f"give (see {run.split_json}); use a new --out folder"
+        )
+    model.load_state_dict(last.weights)
+    if last.optimizer is None:
+        raise CheckpointError(f"{run.last} has no optimizer state, so it cannot be resumed")
+    optimizer.load_state_dict(last.optimizer)
+    return progress
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_epochs(ctx: TrainContext) -> None:
+    """Epochs ``ctx.epoch + 1 .. train.epochs``, with validation and checkpoints as configured."""
+    redirect = logging_redirect_tqdm() if ctx.show_progress else contextlib.nullcontext()
+    bar = tqdm(
+        total=ctx.cfg.train.epochs,
+        initial=ctx.epoch,
+        desc="train",
+        unit="epoch",
+        disable=not ctx.show_progress,
+        dynamic_ncols=True,
+    )
+    with redirect, bar:
+        while ctx.epoch < ctx.cfg.train.epochs:
+            row = epoch_step(ctx)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", best=ctx.progress.best_epoch)
+            bar.update(1)
+
+
+def epoch_step(ctx: TrainContext) -> dict[str, Any]:
+    """Train one epoch, validate when due, log, and checkpoint when due; returns the log row."""
+    cfg = ctx.cfg.train
+    epoch = ctx.epoch + 1
+    start = time.perf_counter()
+    losses = run_epoch(ctx, epoch)
+    ctx.epoch = epoch
+    row: dict[str, Any] = {"epoch": epoch, "lr": current_lr(ctx.optimizer), **losses}
+    if is_eval_epoch(ctx, epoch):
+        row.update(validation_row(ctx, epoch))
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    log_step(ctx, row)
+    if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        save_last(ctx)
+    return row
+
+
+def run_epoch(ctx: TrainContext, epoch: int) -> dict[str, float]:
+    """One pass over the training videos; returns the mean of every loss term."""
+    cfg = ctx.cfg
+    rank, _ = rank_and_world()
+    loader = make_loader(ctx.data.train, cfg, epoch)
+    # CPU generator (the model draws on generator.device, then moves): device-independent draws
+    generator = make_generator(derive_seed(cfg.train.seed, "diffusion", epoch, rank))
+    ctx.model.train()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    num_batches = len(loader)
+    with seeded_global_rng(derive_seed(cfg.train.seed, "dropout", epoch, rank), ctx.device):
+        for index, batch in enumerate(loader):
+            terms = forward_backward(ctx, batch.to(ctx.device), generator)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value
+            if (index + 1) % cfg.train.accumulate_steps == 0 or index + 1 == num_batches:
+                optimizer_step(ctx)
+    return {key: round(value / max(num_batches, 1), 6) for key, value in sums.items()}
+
+
+def forward_backward(
+    ctx: TrainContext, batch: Batch, generator: torch.Generator
+) -> dict[str, float]:
+    """L = L_rgb + L_flow on one batch (both streams see the same videos and offsets); backward
+    of L / accumulate_steps. Returns the loss terms as floats (``loss`` = the total)."""
+    with autocast(ctx.device, ctx.cfg.train.amp):
+        out = ctx.model.loss(batch, ctx.class_weights, generator)
+    (out.total / ctx.cfg.train.accumulate_steps).backward()
+    terms = {"loss": float(out.total.detach())}
+    terms.update({k: float(v) for k, v in out.terms.items()})
+    return terms
+
+
+def optimizer_step(ctx: TrainContext) -> None:
+    if ctx.cfg.train.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.train.grad_clip)
+    ctx.optimizer.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global torch RNG (weight init, dropout) for a block, restoring it afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def is_eval_epoch(ctx: TrainContext, epoch: int) -> bool:
+    return bool(ctx.data.val) and (
+        epoch % ctx.cfg.train.eval_every == 0 or epoch == ctx.cfg.train.epochs
+    )
+
+
+def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMetrics]:
+    """Both streams and their fusion (current weights, configured post-processing) on the
+    validation videos."""
+    videos = list(
+        predict_probabilities(
+            ctx.model, ctx.data.val, ctx.cfg, ctx.device, ctx.show_progress, desc=f"val {epoch}"
+        )
+    )
+    metrics = score_streams(
+        videos,
+        ctx.data.label_names,
+        ctx.cfg,
+        config_fusion_weights(ctx.cfg),
+        PostprocessChoice.from_config(ctx.cfg),
+    )
+    return videos, metrics
+
+
+def validation_row(ctx: TrainContext, epoch: int) -> dict[str, Any]:
+    """Validate, keep the best checkpoint, and return the metrics.csv columns."""
+    videos, metrics = validate(ctx, epoch)
+    value = selection_score(metrics["fused"], ctx.cfg.train.select_metric)
+    ctx.val_cache = {k: v for k, v in ctx.val_cache.items() if k == ctx.progress.best_epoch}
+    ctx.val_cache[epoch] = videos
+    if value > ctx.progress.best_score:
+        ctx.progress.best_score, ctx.progress.best_epoch = value, epoch
+        ctx.val_cache = {epoch: videos}
+        save_best(ctx, metrics)
+    logger.info(
+        "epoch %d validation: fused %s %.2f (rgb %.2f, flow %.2f); best epoch %d",
+        epoch,
+        ctx.cfg.train.select_metric,
+        value,
+        selection_score(metrics["rgb"], ctx.cfg.train.select_metric),
+        selection_score(metrics["flow"], ctx.cfg.train.select_metric),
+        ctx.progress.best_epoch,
+    )
+    row = {
+        f"{VALIDATION_PREFIX}_{s}_{k}": round(metrics[s][k], 4)
+        for s in metrics
+        for k in METRIC_KEYS
+    }
+    row["val_score"] = round(value, 4)
+    return row
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def snapshot(ctx: TrainContext, with_optimizer: bool, **extra: Any) -> Checkpoint:
+    return make_checkpoint(
+        ctx.model,
+        ctx.cfg,
+        ctx.data.label_names,
+        ctx.data.stream_dims,
+        ctx.epoch,
+        optimizer=ctx.optimizer.state_dict() if with_optimizer else None,
+        progress=ctx.progress.to_dict(),
+        rng={"seed": ctx.cfg.train.seed, "scheme": "derived from (train.seed, epoch)"},
+        **extra,
+    )
+
+
+def save_last(ctx: TrainContext, selection: Optional[Selection] = None) -> None:
+    if is_main_process():
+        extra = {"selection": selection.to_dict()} if selection else {}
+        save_checkpoint(ctx.run.last, snapshot(ctx, with_optimizer=True, **extra))
+
+
+def save_best(ctx: TrainContext, metrics: StreamMetrics) -> None:
+    if is_main_process():
+        save_checkpoint(ctx.run.best, snapshot(ctx, with_optimizer=False, metrics=metrics))
+
+
+# ----------------------------------------------------------------------------- the end
+
+
+def finish(ctx: TrainContext) -> Optional[Selection]:
+    """Select fusion weights (and post-processing) on validation for ``best.pt`` and
+    ``last.pt``, store them, and mark the run finished (``last.pt`` last, so a kill in between
+    just repeats this step)."""
+    if not ctx.data.val:
+        logger.warning(
+            "no validation videos (data.val_fraction = %s): keeping the last epoch and the "
+            "configured fusion weights",
+            ctx.cfg.data.val_fraction,
+        )
+        selection = fallback_selection(ctx)
+        if is_main_process():
+            save_checkpoint(
+                ctx.run.best, snapshot(ctx, with_optimizer=False, selection=selection.to_dict())
+            )
+        ctx.progress.finished = True
+        save_last(ctx, selection)
+        write_selection(ctx, selection, selection)
+        return selection
+    last_selection = select(val_probs(ctx, ctx.epoch), ctx.data.label_names, ctx.cfg, ctx.epoch)
+    best = load_checkpoint(ctx.run.best)
+    if best.epoch == ctx.epoch:
+        best_selection = last_selection
+    else:
+        best_selection = select(
+            val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch
+        )
+    if is_main_process():
+        best.selection = best_selection.to_dict()
+        best.metrics = best_selection.metrics
+        save_checkpoint(ctx.run.best, best)
+    ctx.progress.finished = True
+    save_last(ctx, last_selection)
+    write_selection(ctx, best_selection, last_selection)
+    return best_selection
+
+
+def val_probs(ctx: TrainContext, epoch: int, ckpt: Optional[Checkpoint] = None) -> list[VideoProbs]:
+    """Validation probabilities at ``epoch``: cached from training, or predicted again with
+    the weights of ``ckpt`` (same generators, so the same numbers)."""
+    if epoch in ctx.val_cache:
+        return ctx.val_cache[epoch]
+    if ckpt is None:
+        videos, _ = validate(ctx, epoch)
+        return videos
+    current = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+    ctx.model.load_state_dict(ckpt.weights)
+    try:
+        videos, _ = validate(ctx, epoch)
+    finally:
+        ctx.model.load_state_dict(current)
+    return videos
+
+
+def fallback_selection(ctx: TrainContext) -> Selection:
+    return Selection(
+        epoch=ctx.epoch,
+        fusion_weights=config_fusion_weights(ctx.cfg),
+        postprocess=PostprocessChoice.from_config(ctx.cfg),
+        metric=ctx.cfg.train.select_metric,
+        score=float("nan"),
+    )
+
+
+def write_selection(ctx: TrainContext, best: Selection, last: Selection) -> None:
+    if is_main_process():
+        write_json(ctx.run.selection_json, {"best": best.to_dict(), "last": last.to_dict()})
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+def log_step(ctx: TrainContext, row: dict[str, Any]) -> None:
+    """One epoch's numbers to metrics.csv (and TensorBoard); debug log line."""
+    ctx.metrics_log.append(row)
+    logger.debug("epoch %s: %s", row.get("epoch"), row)
+
+
+class MetricsLog:
+    """Per-epoch CSV (fixed columns: losses, lr, time, validation metrics) and TensorBoard."""
+
+    def __init__(self, run: RunDir, enabled: bool = True) -> None:
+        self.path = run.metrics_csv
+        self.enabled = enabled
+        self._tb: Any = None
+        if enabled:
+            self._tb = _tensorboard_writer(run.tensorboard)
+
+    def columns(self, row: dict[str, Any]) -> list[str]:
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with self.path.open(newline="") as handle:
+                return next(csv.reader(handle))
+        val = [f"{VALIDATION_PREFIX}_{s}_{k}" for s in (*STREAMS, "fused") for k in METRIC_KEYS]
+        losses = [
+            k for k in row if k not in ("epoch", "lr", "seconds") and not k.startswith("val_")
+        ]
+        return ["epoch", "seconds", "lr", *losses, *val, "val_score"]
+
+    def append(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        columns = self.columns(row)
+        new = not self.path.is_file() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key.replace("_", "/", 1), value, int(row["epoch"]))
+            self._tb.flush()
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs after ``epoch`` (written before a kill, replayed on resume)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        with self.path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
+        if len(kept) != len(rows):
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+
+
+def _tensorboard_writer(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(folder))

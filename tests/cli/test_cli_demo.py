@@ -1,0 +1,34 @@
+import json
+
+from twostream_das.cli import main
+
+TINY_DEMO = [
+    "model.encoder.num_blocks=2",
+    "model.encoder.width=8",
+    "model.encoder.cond_blocks=[0,1]",
+    "model.decoder.num_blocks=2",
+    "model.decoder.width=8",
+    "model.decoder.time_emb_dim=16",
+    "model.diffusion.num_inference_steps=2",
+    "train.epochs=1",
+    "fusion.grid_step=0.5",
+]
+
+
+def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet", "--set", *TINY_DEMO]) == 0
+    printed = capsys.readouterr().out
+    assert "| RGB only |" in printed and "| FLOW only |" in printed and "| fused |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert {"rgb", "flow", "fused", "fusion_weights", "epoch", "table"} <= set(results)
+    assert list((out / "predict").glob("*.png"))
+    # rerun: resumes the finished demo (no retraining) and prints the table again
+    stamp = (out / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert main(["demo", "--out", str(out), "--quiet", "--set", *TINY_DEMO]) == 0
+    assert (out / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    assert main(["demo", "--out", str(other), "--quiet"]) == 2
+    assert (other / "thesis.tex").read_text() == "precious"

@@ -1,0 +1,33 @@
+import json
+
+from _tiny import TEST_VIDEOS
+from twostream_das.cli import main
+
+METRICS = {"acc", "edit", "f1@10", "f1@25", "f1@50"}
+
+
+def test_evaluate_writes_results_and_predictions(trained_run, tiny_root, capsys):
+    assert main(["evaluate", str(trained_run), "--json", "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = json.loads((trained_run / "results.json").read_text())
+    assert printed == stored
+    for stream in ("rgb", "flow", "fused"):
+        assert set(stored[stream]) >= METRICS
+        assert all(0.0 <= stored[stream][k] <= 100.0 for k in METRICS)
+    assert set(stored["fusion_weights"]) == {"rgb", "flow"}
+    assert isinstance(stored["epoch"], int) and stored["num_videos"] == 2
+    for name in TEST_VIDEOS[1]:
+        lines = (trained_run / "predictions" / f"{name}.txt").read_text().splitlines()
+        gt = (tiny_root / "groundTruth" / f"{name}.txt").read_text().split()
+        assert len(" ".join(lines[1:]).split()) == len(gt)  # MS-TCN: header, then labels
+
+
+def test_evaluate_table_and_last_checkpoint(trained_run, capsys):
+    assert main(["evaluate", str(trained_run), "--checkpoint", "last", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| RGB only |" in out and "| FLOW only |" in out and "| fused |" in out
+
+
+def test_evaluate_needs_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a twostream_das run folder" in capsys.readouterr().err

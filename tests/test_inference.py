@@ -1,0 +1,83 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides, write_tiny_dataset
+from twostream_das.config import PostprocessKind, load_config
+from twostream_das.data.dataset import load_videos
+from twostream_das.data.layout import read_mapping
+from twostream_das.inference import (
+    PostprocessChoice,
+    decide,
+    load_model,
+    predict,
+    predict_probabilities,
+)
+from twostream_das.training import train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+    cfg = load_config("demo", tiny_overrides(root, "train.epochs=1"))
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(cfg, 1, out, quiet=True)
+    loaded = load_model(out / "checkpoints" / "best.pt", CPU)
+    videos = load_videos(cfg.data, TEST_VIDEOS[1] + ["v5"], read_mapping(root / "mapping.txt"))
+    return loaded, videos
+
+
+def test_probabilities_cover_every_frame(setup):
+    loaded, videos = setup
+    out = list(predict_probabilities(loaded.model, videos, loaded.config, CPU))
+    assert [v.name for v in out] == [v.name for v in videos]
+    for pred, video in zip(out, videos, strict=True):
+        for stream in ("rgb", "flow"):
+            p = pred.probs[stream]
+            assert p.shape == (len(CLASSES), len(video.labels)) and p.dtype == np.float32
+            np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_a_video_does_not_depend_on_its_batch(setup):
+    loaded, videos = setup
+    together = list(predict_probabilities(loaded.model, videos, loaded.config, CPU))
+    alone = list(predict_probabilities(loaded.model, videos[1:2], loaded.config, CPU))
+    again = list(predict_probabilities(loaded.model, videos[1:2], loaded.config, CPU))
+    for stream in ("rgb", "flow"):
+        np.testing.assert_array_equal(alone[0].probs[stream], again[0].probs[stream])
+        np.testing.assert_allclose(together[1].probs[stream], alone[0].probs[stream], atol=1e-4)
+
+
+def test_sample_rate_averages_offsets_at_full_frame_rate(setup):
+    loaded, videos = setup
+    cfg = dataclasses.replace(
+        loaded.config, data=dataclasses.replace(loaded.config.data, sample_rate=3)
+    )
+    out = list(predict_probabilities(loaded.model, videos, cfg, CPU))
+    for pred, video in zip(out, videos, strict=True):
+        assert pred.probs["rgb"].shape[1] == len(video.labels)  # odd lengths, rate 3
+        np.testing.assert_allclose(pred.probs["flow"].sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_decide_fuses_then_postprocesses(setup):
+    loaded, videos = setup
+    none = PostprocessChoice(PostprocessKind.NONE, 1)
+    probs = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU)).probs
+    only_rgb = decide(probs, {"rgb": 1.0, "flow": 0.0}, none)
+    np.testing.assert_array_equal(only_rgb.labels, probs["rgb"].argmax(axis=0))
+    np.testing.assert_array_equal(only_rgb.stream_labels["flow"], probs["flow"].argmax(axis=0))
+    both = decide(probs, {"rgb": 0.3, "flow": 0.7}, none)
+    np.testing.assert_array_equal(both.labels, (0.3 * probs["rgb"] + 0.7 * probs["flow"]).argmax(0))
+
+
+def test_predict_uses_the_selected_weights(setup):
+    loaded, videos = setup
+    assert loaded.checkpoint.selection is not None
+    preds = list(
+        predict(loaded.model, videos, loaded.config, loaded.fusion_weights, loaded.postprocess, CPU)
+    )
+    assert all(p.decision.labels.shape == (p.video.num_frames,) for p in preds)

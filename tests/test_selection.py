@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from twostream_das.config import PostprocessKind, load_config
+from twostream_das.inference import PostprocessChoice, VideoProbs
+from twostream_das.selection import (
+    Selection,
+    postprocess_candidates,
+    score_streams,
+    select,
+    select_fusion_weights,
+    selection_score,
+)
+
+NAMES = ["background", "a", "b"]
+
+
+def _complementary_videos(num_videos=3, num_frames=21, seed=0):
+    """RGB is right on the first half of every video, FLOW on the second; each alone ~50%."""
+    rng = np.random.default_rng(seed)
+    videos = []
+    for v in range(num_videos):
+        gt = np.repeat(rng.permutation(3), [7, 7, num_frames - 14])
+        wrong = (gt + 1) % 3
+        probs = {}
+        for stream, hard in (
+            ("rgb", slice(num_frames // 2, None)),
+            ("flow", slice(0, num_frames // 2)),
+        ):
+            p = np.full((3, num_frames), 0.05, np.float32)
+            p[gt, np.arange(num_frames)] = 0.9
+            p[:, hard] = 0.0
+            p[gt[hard], np.arange(num_frames)[hard]] = 0.45
+            p[wrong[hard], np.arange(num_frames)[hard]] = 0.55
+            probs[stream] = p
+        videos.append(VideoProbs(f"v{v}", probs, gt))
+    return videos
+
+
+def _cfg(*extra):
+    return load_config("demo", ["postprocess.kind=none", "postprocess.window=1", *extra])
+
+
+def test_selection_score_mean_of_five():
+    m = {"acc": 10.0, "edit": 20.0, "f1@10": 30.0, "f1@25": 40.0, "f1@50": 50.0}
+    assert selection_score(m, "mean") == 30.0
+    assert selection_score(m, "edit") == 20.0
+
+
+def test_fusion_weights_chosen_on_validation_beat_each_stream():
+    videos = _complementary_videos()
+    cfg = _cfg("fusion.grid_step=0.5", "train.select_metric=acc")
+    post = PostprocessChoice(PostprocessKind.NONE, 1)
+    weights, value = select_fusion_weights(videos, NAMES, cfg, post)
+    assert value == pytest.approx(100.0)
+    assert weights["rgb"] > 0 and weights["flow"] > 0
+    metrics = score_streams(videos, NAMES, cfg, weights, post)
+    assert metrics["fused"]["acc"] == pytest.approx(100.0)
+    assert metrics["rgb"]["acc"] < 60 and metrics["flow"]["acc"] < 60
+
+
+def test_one_stream_wins_when_the_other_is_noise():
+    videos = _complementary_videos()
+    for v in videos:  # FLOW now carries no information
+        v.probs["flow"][:] = np.float32(1 / 3)
+        v.probs["rgb"][:] = 0.05
+        v.probs["rgb"][v.labels, np.arange(len(v.labels))] = 0.9
+    cfg = _cfg("fusion.grid_step=0.5", "train.select_metric=acc")
+    weights, value = select_fusion_weights(
+        videos, NAMES, cfg, PostprocessChoice(PostprocessKind.NONE, 1)
+    )
+    assert value == pytest.approx(100.0) and weights["rgb"] > 0
+
+
+def test_postprocessing_is_selected_only_when_asked():
+    videos = _complementary_videos(seed=1)
+    for v in videos:  # one-frame blips that purge/mode filters remove
+        for s in ("rgb", "flow"):
+            v.probs[s][:, 3] = v.probs[s][::-1, 3]
+    base = select(videos, NAMES, _cfg("train.select_metric=edit"), epoch=4)
+    assert base.postprocess == PostprocessChoice(PostprocessKind.NONE, 1)
+    chosen = select(
+        videos,
+        NAMES,
+        _cfg(
+            "train.select_metric=edit",
+            "postprocess.select_on_validation=true",
+            "postprocess.candidate_windows=[3,5]",
+        ),
+        epoch=4,
+    )
+    assert chosen.postprocess.kind is not PostprocessKind.NONE
+    assert chosen.score >= base.score
+    assert chosen.epoch == 4
+
+
+def test_candidates_and_round_trip():
+    cfg = _cfg("postprocess.candidate_windows=[3,5]")
+    kinds = {(c.kind, c.window) for c in postprocess_candidates(cfg)}
+    assert (PostprocessKind.NONE, 1) in kinds and (PostprocessKind.MEDIAN, 5) in kinds
+    assert len(kinds) == 1 + 3 * 2
+    sel = Selection(
+        3,
+        {"rgb": 0.4, "flow": 0.6},
+        PostprocessChoice(PostprocessKind.PURGE, 3),
+        "mean",
+        71.5,
+        {"fused": {"acc": 1.0}},
+    )
+    assert Selection.from_dict(sel.to_dict()) == sel
