@@ -42,14 +42,19 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> Path:
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Non-trivial BN statistics, so a wrong mapping of them would show in the outputs."""
+    """Random weights that keep the signal alive through I3D's 57 layers (He-normal kernels:
+    PyTorch's default init makes the output almost input-independent), and non-trivial BN
+    statistics, so a wrong window or a wrong mapping of the statistics shows in the outputs."""
     gen = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            n = module.num_features
-            module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-            module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-            module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=gen)
+            if isinstance(module, torch.nn.BatchNorm3d):
+                n = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(n, generator=gen))
     return model
 
 

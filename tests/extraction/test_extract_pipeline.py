@@ -108,6 +108,11 @@ def test_windows_are_centred_and_zero_padded_at_the_ends(real_result, i3d_models
         expected = i3d_models[stream](torch.stack([first, last])).numpy()  # (2, 1024)
     np.testing.assert_allclose(features[:, 0], expected[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(features[:, 8], expected[1], rtol=1e-4, atol=1e-5)
+    shifted = torch.zeros_like(first)
+    shifted[:, 9:18] = frames  # centred one frame off: must not match (the test can fail)
+    with torch.inference_mode():
+        wrong = i3d_models[stream](shifted[None])[0].numpy()
+    assert np.abs(features[:, 0] - wrong).max() > 100 * np.abs(features[:, 0] - expected[0]).max()
 
 
 class InputSpy(torch.nn.Module):
@@ -123,10 +128,12 @@ class InputSpy(torch.nn.Module):
         return torch.zeros(x.shape[0], 1024)
 
 
-def test_network_inputs_are_in_unit_range_and_flow_is_clipped(tmp_path):
+@pytest.mark.parametrize("resize", ["square", "short-side-crop"])
+def test_network_inputs_are_in_unit_range_and_flow_is_clipped(tmp_path, resize):
     video = write_video(tmp_path / "fast.mp4", moving_square_frames(6, step=5))
     rgb, flow = InputSpy(3), InputSpy(2)
-    settings = ExtractionSettings(image_size=SIZE, window=5, flow_bound=0.5)  # clip at 0.5 px
+    settings = ExtractionSettings(image_size=SIZE, window=5, flow_bound=0.5,  # clip at 0.5 px
+                                  resize=resize)
     FeatureExtractor({"i3d_rgb": rgb, "i3d_flow": flow}, settings).extract(video)
     rgb_in, flow_in = torch.cat(rgb.inputs), torch.cat(flow.inputs)
     assert rgb_in.shape == (6, 3, 5, SIZE, SIZE) and flow_in.shape == (6, 2, 5, SIZE, SIZE)

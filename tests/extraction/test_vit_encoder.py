@@ -81,8 +81,9 @@ def test_load_clip_format_infers_architecture(tmp_path, wrap):
 
 
 def test_vit_b16_shapes_from_a_shape_only_state_dict():
-    model = VisionTransformer()  # ViT-B/16 defaults
-    rebuilt = VisionTransformer.from_state_dict(model.state_dict())
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = VisionTransformer()  # ViT-B/16 defaults
+        rebuilt = VisionTransformer.from_state_dict(model.state_dict())
     assert (rebuilt.image_size, rebuilt.width, rebuilt.proj.shape[1]) == (224, 768, 512)
     assert len(rebuilt.transformer.resblocks) == 12
     assert rebuilt.transformer.resblocks[0].attn.num_heads == 12
