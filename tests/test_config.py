@@ -24,7 +24,8 @@ def test_paper_settings_per_dataset():
     assert (breakfast.model.encoder.width, breakfast.model.decoder.width) == (256, 128)
     assert salads.model.decoder.kernel_size == 7 and gtea.model.decoder.kernel_size == 5
     assert salads.data.sample_rate == 8 and salads.model.diffusion.signal_scale == 1.0
-    assert salads.model.masks.boundary_threshold == 0.5 and salads.model.masks.num_masked_actions == 2
+    assert salads.model.masks.boundary_threshold == 0.5
+    assert salads.model.masks.num_masked_actions == 2
     assert breakfast.train.lr == 1e-4 and gtea.train.lr == 5e-4
     assert [c.train.epochs for c in (gtea, salads, breakfast)] == [10000, 5000, 1000]
     assert breakfast.model.encoder.cond_blocks == [7, 8, 9]
@@ -50,6 +51,7 @@ def test_overrides_are_typed():
         ("model.masks.strategies=[everything]", "everything"),
         ("model.encoder.cond_blocks=[12]", "cond_blocks"),
         ("no_equals_sign", "key=value"),
+        ("fusion.rgb_weight=1.5", r"fusion.rgb_weight = 1.5 is invalid; expected in \[0, 1\]"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -68,3 +70,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_defaults_are_a_config():
     assert isinstance(load_config(), Config)
+
+
+def test_fusion_weights_cannot_both_be_zero():
+    with pytest.raises(ConfigError, match="both 0"):
+        load_config("gtea", ["fusion.rgb_weight=0", "fusion.flow_weight=0"])

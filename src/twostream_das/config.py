@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -204,6 +204,7 @@ class Config:
 
 
 PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "demo")
+SELECT_METRICS: tuple[str, ...] = ("acc", "edit", "f1@10", "f1@25", "f1@50", "mean")
 
 
 def preset_path(name: str) -> Path:
@@ -287,35 +288,39 @@ def _to_object(node: Any) -> Config:
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
-    checks = [
-        (cfg.data.sample_rate >= 1, "data.sample_rate", cfg.data.sample_rate, ">= 1"),
-        (cfg.data.length_tolerance >= 0, "data.length_tolerance", cfg.data.length_tolerance, ">= 0"),
-        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
-        (cfg.data.boundary_sigma > 0, "data.boundary_sigma", cfg.data.boundary_sigma, "> 0"),
-        (len(cfg.model.masks.strategies) > 0, "model.masks.strategies", [], "at least one"),
-        (cfg.model.masks.num_masked_actions >= 1, "model.masks.num_masked_actions",
-         cfg.model.masks.num_masked_actions, ">= 1"),
-        (0 < cfg.model.diffusion.num_inference_steps <= cfg.model.diffusion.num_train_timesteps,
-         "model.diffusion.num_inference_steps", cfg.model.diffusion.num_inference_steps,
-         "in [1, num_train_timesteps]"),
-        (cfg.model.diffusion.eta >= 0, "model.diffusion.eta", cfg.model.diffusion.eta, ">= 0"),
-        (all(0 <= b < cfg.model.encoder.num_blocks for b in cfg.model.encoder.cond_blocks)
-         and len(cfg.model.encoder.cond_blocks) > 0,
-         "model.encoder.cond_blocks", cfg.model.encoder.cond_blocks,
-         f"non-empty, each in [0, {cfg.model.encoder.num_blocks - 1}]"),
-        (cfg.model.encoder.kernel_size % 2 == 1, "model.encoder.kernel_size",
-         cfg.model.encoder.kernel_size, "odd"),
-        (cfg.model.decoder.kernel_size % 2 == 1, "model.decoder.kernel_size",
-         cfg.model.decoder.kernel_size, "odd"),
-        (cfg.train.batch_size >= 1, "train.batch_size", cfg.train.batch_size, ">= 1"),
-        (cfg.train.accumulate_steps >= 1, "train.accumulate_steps", cfg.train.accumulate_steps, ">= 1"),
-        (cfg.train.select_metric in ("acc", "edit", "f1@10", "f1@25", "f1@50", "mean"),
-         "train.select_metric", cfg.train.select_metric, "acc|edit|f1@10|f1@25|f1@50|mean"),
-        (0 < cfg.fusion.grid_step <= 1, "fusion.grid_step", cfg.fusion.grid_step, "in (0, 1]"),
-        (0 <= cfg.fusion.rgb_weight <= 1, "fusion.rgb_weight", cfg.fusion.rgb_weight, "in [0, 1]"),
-        (0 <= cfg.fusion.flow_weight <= 1, "fusion.flow_weight", cfg.fusion.flow_weight, "in [0, 1]"),
-        (cfg.postprocess.window >= 1, "postprocess.window", cfg.postprocess.window, ">= 1"),
+    enc, diff = cfg.model.encoder, cfg.model.diffusion
+    rules: list[tuple[str, Callable[[Any], bool], str]] = [
+        ("data.sample_rate", lambda v: v >= 1, ">= 1"),
+        ("data.length_tolerance", lambda v: v >= 0, ">= 0"),
+        ("data.val_fraction", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+        ("data.boundary_sigma", lambda v: v > 0, "> 0"),
+        ("model.masks.strategies", lambda v: len(v) > 0, "at least one strategy"),
+        ("model.masks.num_masked_actions", lambda v: v >= 1, ">= 1"),
+        ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,
+         "in [1, model.diffusion.num_train_timesteps]"),
+        ("model.diffusion.eta", lambda v: v >= 0, ">= 0"),
+        ("model.encoder.cond_blocks",
+         lambda v: len(v) > 0 and all(0 <= b < enc.num_blocks for b in v),
+         f"non-empty, each in [0, {enc.num_blocks - 1}]"),
+        ("model.encoder.kernel_size", lambda v: v % 2 == 1, "odd"),
+        ("model.decoder.kernel_size", lambda v: v % 2 == 1, "odd"),
+        ("train.batch_size", lambda v: v >= 1, ">= 1"),
+        ("train.accumulate_steps", lambda v: v >= 1, ">= 1"),
+        ("train.select_metric", lambda v: v in SELECT_METRICS, "|".join(SELECT_METRICS)),
+        ("fusion.grid_step", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("fusion.rgb_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("fusion.flow_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("postprocess.window", lambda v: v >= 1, ">= 1"),
     ]
-    for ok, key, value, expected in checks:
-        if not ok:
-            raise ConfigError(f"{key} = {value!r} is invalid; expected {expected}")
+    for key, ok, expected in rules:
+        value = _lookup(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"{key} = {_plain(value)!r} is invalid; expected {expected}")
+    if cfg.fusion.rgb_weight == 0 and cfg.fusion.flow_weight == 0:
+        raise ConfigError("fusion.rgb_weight and fusion.flow_weight are both 0; expected one > 0")
+
+
+def _lookup(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
