@@ -46,7 +46,7 @@ def test_resume_finished_and_config_mismatch(tmp_path):
     assert status.state is RunState.RESUME and status.last.epoch == 5
     # the device may change between a run and its resume; the method may not
     assert inspect_run(run, load_config("demo", ["train.device=cpu"]), 1).state is RunState.RESUME
-    with pytest.raises(CheckpointError, match=r"train\.lr: 0\.001 -> 0\.5"):
+    with pytest.raises(CheckpointError, match=rf"train\.lr: {cfg.train.lr} -> 0\.5"):
         inspect_run(run, load_config("demo", ["train.lr=0.5"]), 1)
     with pytest.raises(CheckpointError, match="fold: 1 -> 2"):
         inspect_run(run, cfg, 2)
