@@ -8,6 +8,9 @@ For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it wr
     <video>_probs.npy      fused class probabilities, float32 (C, T)
     <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
     summary.json           the videos, fusion weights, post-processing (and metrics with labels)
+
+From raw video (``predict --video``), the extraction pipeline first writes the features the
+checkpoint needs under ``OUT/features/`` (resumable), then the same path runs.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
 from .config import STREAMS, FeatureSource, Orientation, StreamDataConfig
 from .data.dataset import Video
 from .data.features import align_to_labels
 from .data.layout import LabelMap, read_labels
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
 from .inference import LoadedModel, VideoPrediction, load_model, predict
 from .io import atomic_save_npy, write_prediction, write_segments_csv, write_segments_json
 from .runs import is_main_process, write_json
@@ -213,6 +218,89 @@ def predict_files(
         write_json(out / "summary.json", summary)
     logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
+
+
+def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
+    """Which extractor stream gives each model stream its features (for ``--video``).
+
+    I3D sources map to the I3D streams; a folder source maps by its dimension: 768-d RGB is the
+    ViT (Br-Prompt/CLIP) encoder, 1024-d RGB/FLOW the I3D towers.
+
+    Raises:
+        ConfigError: a stream the extractor cannot produce (extract it yourself, pass a file).
+    """
+    by_source = {
+        FeatureSource.I3D_RGB: FeatureStream.I3D_RGB,
+        FeatureSource.I3D_FLOW: FeatureStream.I3D_FLOW,
+    }
+    by_dim = {
+        ("rgb", 768): FeatureStream.CLIP_RGB,
+        ("rgb", I3D_HALF_DIM): FeatureStream.I3D_RGB,
+        ("flow", I3D_HALF_DIM): FeatureStream.I3D_FLOW,
+    }
+    out = {}
+    for stream in STREAMS:
+        spec: StreamDataConfig = getattr(loaded.config.data, stream)
+        dim = loaded.checkpoint.stream_dims[stream]
+        found = by_source.get(spec.source) or by_dim.get((stream, dim))
+        if found is None:
+            raise ConfigError(
+                f"the checkpoint's {stream} stream reads {dim}-d features ({spec.source.value}); "
+                f"--video can extract i3d_rgb (1024-d), clip_rgb (768-d) and i3d_flow (1024-d) "
+                f"only. Extract the features yourself and pass --rgb and --flow"
+            )
+        out[stream] = found
+    return out
+
+
+def extract_features(
+    video: str | Path,
+    loaded: LoadedModel,
+    out: Path,
+    weights: Mapping[FeatureStream, Optional[str | Path]],
+    settings: Optional[ExtractionSettings] = None,
+    quiet: bool = False,
+) -> dict[str, Path]:
+    """Run the extraction pipeline on a video file or folder, writing ``out/<features_...>``.
+
+    Resumable (complete feature files are skipped). Returns stream -> folder of ``.npy`` files.
+    """
+    wanted = extraction_streams(loaded)
+    extractor = FeatureExtractor.from_weights(
+        tuple(dict.fromkeys(wanted.values())),
+        i3d_rgb_weights=weights.get(FeatureStream.I3D_RGB),
+        i3d_flow_weights=weights.get(FeatureStream.I3D_FLOW),
+        clip_weights=weights.get(FeatureStream.CLIP_RGB),
+        settings=settings,
+    )
+    extract_videos(
+        video,
+        out,
+        extractor,
+        tuple(dict.fromkeys(wanted.values())),
+        combined=False,
+        progress=not quiet,
+    )
+    return {stream: out / source.folder for stream, source in wanted.items()}
+
+
+def predict_videos(
+    checkpoint: str | Path,
+    video: str | Path,
+    out: str | Path,
+    weights: Mapping[FeatureStream, Optional[str | Path]],
+    settings: Optional[ExtractionSettings] = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`."""
+    loaded = load_model(checkpoint, torch.device("cpu"))
+    folders = extract_features(
+        video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False)
+    )
+    dxt = {s: Orientation.DxT for s in STREAMS}  # the extractor writes (D, T)
+    return predict_files(
+        checkpoint, folders["rgb"], folders["flow"], out, orientations=dxt, **kwargs
+    )
 
 
 def write_video_outputs(

@@ -1,26 +1,42 @@
-"""``twostream-das predict``: segment videos given their RGB and FLOW features."""
+"""``twostream-das predict``: segment videos given their RGB and FLOW features (or raw video)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..config import Orientation
-from ..prediction import predict_files
+from ..errors import ConfigError
+from ..extraction import WEIGHTS_ENV, ExtractionSettings, FeatureStream, FlowMethod
+from ..prediction import predict_files, predict_videos
 from ._common import add_quiet
+
+_WEIGHT_FLAGS = {
+    FeatureStream.I3D_RGB: "--i3d-rgb-weights",
+    FeatureStream.I3D_FLOW: "--i3d-flow-weights",
+    FeatureStream.CLIP_RGB: "--clip-weights",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "predict",
-        help="predict segments from feature files with a trained checkpoint",
-        description="For each video (RGB and FLOW .npy files with the same name) write the "
-        "MS-TCN prediction, segments (CSV, JSON), fused probabilities (C, T) and a barcode PNG.",
+        help="predict segments from feature files (or videos) with a trained checkpoint",
+        description="For each video (RGB and FLOW .npy files with the same name, or a raw video "
+        "with --video) write the MS-TCN prediction, segments (CSV, JSON), fused probabilities "
+        "(C, T) and a barcode PNG.",
     )
     parser.add_argument(
         "--checkpoint", required=True, metavar="CKPT", help="e.g. RUN_DIR/checkpoints/best.pt"
     )
-    parser.add_argument("--rgb", required=True, metavar="PATH", help=".npy file or folder of them")
-    parser.add_argument("--flow", required=True, metavar="PATH", help=".npy file or folder of them")
+    parser.add_argument("--rgb", metavar="PATH", help=".npy file or folder of them")
+    parser.add_argument("--flow", metavar="PATH", help=".npy file or folder of them")
+    parser.add_argument(
+        "--video",
+        metavar="FILE_OR_DIR",
+        help="raw video(s) instead of --rgb/--flow: features are extracted first (needs the "
+        "'video' extra and local network weights)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
         "--fps", type=float, default=None, help="frame rate for seconds (default: data.fps)"
@@ -39,27 +55,45 @@ def register(sub: argparse._SubParsersAction) -> None:
             help=f"axis order of the {stream.upper()} files (default: the checkpoint's config)",
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    extraction = parser.add_argument_group("feature extraction (with --video)")
+    for stream, flag in _WEIGHT_FLAGS.items():
+        extraction.add_argument(
+            flag,
+            default=None,
+            metavar="PATH",
+            help=f"weights file (default: ${WEIGHTS_ENV[stream]})",
+        )
+    extraction.add_argument(
+        "--flow-method",
+        choices=[m.value for m in FlowMethod],
+        default=FlowMethod.TVL1.value,
+        help="tvl1 (the reference, slow on CPU) or farneback (default tvl1)",
+    )
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    orientations = {
-        s: Orientation(getattr(args, f"{s}_orientation"))
-        if getattr(args, f"{s}_orientation")
-        else None
-        for s in ("rgb", "flow")
-    }
-    summary = predict_files(
-        args.checkpoint,
-        args.rgb,
-        args.flow,
-        args.out,
-        fps=args.fps,
-        labels_dir=args.labels,
-        orientations=orientations,
-        quiet=args.quiet,
-        device=args.device,
-    )
+    common = dict(fps=args.fps, labels_dir=args.labels, quiet=args.quiet, device=args.device)
+    if args.video is not None:
+        if args.rgb or args.flow:
+            raise ConfigError("give either --video or --rgb and --flow, not both")
+        weights = {
+            stream: getattr(args, flag.removeprefix("--").replace("-", "_"))
+            or os.environ.get(WEIGHTS_ENV[stream])
+            for stream, flag in _WEIGHT_FLAGS.items()
+        }
+        settings = ExtractionSettings(flow_method=FlowMethod(args.flow_method), device=args.device)
+        summary = predict_videos(args.checkpoint, args.video, args.out, weights, settings, **common)
+    else:
+        if not (args.rgb and args.flow):
+            raise ConfigError("predict needs --rgb and --flow feature paths (or --video)")
+        orientations = {
+            s: Orientation(v) if (v := getattr(args, f"{s}_orientation")) else None
+            for s in ("rgb", "flow")
+        }
+        summary = predict_files(
+            args.checkpoint, args.rgb, args.flow, args.out, orientations=orientations, **common
+        )
     print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
     return 0
