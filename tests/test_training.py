@@ -144,3 +144,16 @@ def test_no_validation_keeps_the_last_epoch(tiny_root, tmp_path):
         "rgb": cfg.fusion.rgb_weight,
         "flow": cfg.fusion.flow_weight,
     }
+
+
+def test_sample_rate_trains_on_one_view_and_evaluates_at_full_rate(tiny_root, tmp_path):
+    from twostream_das.evaluation import evaluate_run
+
+    cfg = load_config("demo", tiny_overrides(tiny_root, "data.sample_rate=3", "train.epochs=1"))
+    train(cfg, 1, tmp_path / "run", quiet=True)
+    results = evaluate_run(tmp_path / "run", quiet=True)
+    assert results["num_videos"] == 2
+    for name in TEST_VIDEOS[1]:
+        predicted = (tmp_path / "run" / "predictions" / f"{name}.txt").read_text().split("\n")[1]
+        truth = (tiny_root / "groundTruth" / f"{name}.txt").read_text().split()
+        assert len(predicted.split()) == len(truth)
