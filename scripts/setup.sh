@@ -11,4 +11,4 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     "$PY" -m pip install "$TORCH_SPEC" || \
         "$PY" -m pip install "$TORCH_SPEC" --index-url https://download.pytorch.org/whl/cpu
 fi
-"$PY" -m pip install -e ".[dev]"
+"$PY" -m pip install -e ".[dev,video]"
