@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 
 BARCODE_WIDTH_IN: float = 10.0  # figure width, inches
 ROW_HEIGHT_IN: float = 0.45  # height of one barcode row, inches
-LEGEND_HEIGHT_IN: float = 0.3  # height per legend row, inches
+LEGEND_HEIGHT_IN: float = 0.22  # height per legend row, inches
 LEGEND_COLUMNS: int = 4
 DPI: int = 120
 
@@ -92,7 +92,7 @@ def plot_barcodes(
         fontsize="small",
         frameon=False,
     )
-    bottom = (LEGEND_HEIGHT_IN * legend_rows + 0.5) / height
+    bottom = (LEGEND_HEIGHT_IN * legend_rows + 0.45) / height
     top = 0.88 if title else 0.95
     fig.subplots_adjust(left=0.1, right=0.98, top=top, bottom=bottom, hspace=0.15)
     path = Path(path)
