@@ -106,7 +106,9 @@ def cv_run(cfg: Config, fold: int, folder: Path, quiet: bool) -> dict[str, Any]:
     trained = train(cfg, fold, folder, quiet)
     run = RunDir(folder)
     if trained.already_finished and run.results_json.is_file():
-        return read_json(run.results_json)
+        stored = read_json(run.results_json)
+        if stored.get("checkpoint") == "best":  # not a manual ``evaluate --checkpoint last``
+            return stored
     return evaluate_run(folder, "best", quiet)
 
 
