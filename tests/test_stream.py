@@ -120,3 +120,21 @@ def train_and_predict_synthetic_video() -> float:
     stream.eval()
     probs = stream.predict_proba(features[None], torch.ones(1, 64, dtype=torch.bool), gens(0))
     return (probs[0].argmax(0) == labels).float().mean().item()
+
+
+def test_per_sample_generators_make_a_split_batch_equal_the_whole():
+    stream = make_stream(small_config("model.encoder.dropout=0", "model.decoder.dropout=0",
+                                      "model.encoder.channel_dropout=0",
+                                      "model.encoder.frame_dropout=0")).train()
+    labels = torch.tensor([[0, 0, 1, 1, 1, 3, 3, 2, 2], [2, 2, 2, 0, 0, 0, 0, 0, 0]])
+    features = torch.randn(2, 7, 9)
+    whole = make_batch(features, labels, [9, 6])
+    total = stream.loss(features, whole, None, gens(5, 6)).total
+    first, second = (  # the second unpadded: its draws are taken at its length 6
+        Batch([f"v{b}"], {"rgb": features[b : b + 1, :, :n]}, whole.labels[b : b + 1, :n],
+              whole.boundary[b : b + 1, :n], whole.mask[b : b + 1, :n], [0])
+        for b, n in ((0, 9), (1, 6))
+    )
+    halves = (stream.loss(first.features["rgb"], first, None, gens(5)).total
+              + stream.loss(second.features["rgb"], second, None, gens(6)).total) / 2
+    torch.testing.assert_close(total, halves, atol=1e-6, rtol=1e-5)

@@ -25,6 +25,7 @@ from torch import nn
 from .config import Config, DiffusionConfig, LossConfig, MaskConfig
 from .decoder import Decoder
 from .diffusion import DDIMSampler, GaussianDiffusion
+from .diffusion.ddim import Generators
 from .encoder import Encoder
 from .losses import StreamLoss, stream_loss
 from .masking import sample_condition_mask
@@ -81,7 +82,7 @@ class DiffusionStream(nn.Module):
         features: torch.Tensor,
         batch: Batch,
         class_weights: Optional[torch.Tensor],
-        generator: torch.Generator,
+        generator: Generators,
     ) -> StreamLoss:
         """Training loss on one batch.
 
@@ -89,24 +90,63 @@ class DiffusionStream(nn.Module):
             features: (B, D, T) this stream's features (``batch.features[stream]``).
             batch: labels (B, T), boundary (B, T), mask (B, T) of the same samples.
             class_weights: (C,) or None.
-            generator: draws the timesteps (B,), the noise (B, C, T) and the condition masks.
+            generator: one generator, which draws the timesteps (B,), the noise (B, C, T) and
+                the condition masks of the whole batch; or one generator per sample, from
+                which sample b draws its step, its noise (C x its real length) and its mask, so
+                its draws depend neither on its batch mates nor on the padded length (what
+                makes a batch split over DDP ranks equal to the batch in one process).
         """
         labels, boundary, mask = batch.labels, batch.boundary, batch.mask
-        batch_size, _, frames = features.shape
         encoded = self.encoder(features, mask)  # logits (B, C, T), cond (B, Dc, T)
-        t = self.diffusion.sample_timesteps(batch_size, generator).to(features.device)  # (B,)
-        shape = (batch_size, self.num_classes, frames)
-        noise = torch.randn(shape, generator=generator, device=generator.device)
+        t, noise, keep = self._draw(labels, boundary, mask, generator)  # (B,), (B,C,T), (B,T)
         x0 = self.diffusion.labels_to_x0(labels, self.num_classes)  # (B, C, T)
-        x_t = self.diffusion.q_sample(x0, t, noise.to(features.device))  # (B, C, T)
-        keep = sample_condition_mask(
-            self.masks.strategies, labels, boundary, mask, self.masks, generator, self.num_classes
-        )  # (B, T)
+        x_t = self.diffusion.q_sample(x0, t, noise)  # (B, C, T)
         cond = encoded.cond * keep[:, None, :].to(encoded.cond.dtype)  # (B, Dc, T)
         x0_logits = self.decoder(self.diffusion.model_input(x_t), t, cond, mask)  # (B, C, T)
         return stream_loss(
             encoded.logits, x0_logits, labels, boundary, mask, class_weights, self.loss_cfg
         )
+
+    def _draw(
+        self,
+        labels: torch.Tensor,
+        boundary: torch.Tensor,
+        mask: torch.Tensor,
+        generator: Generators,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training draws: timesteps (B,) long, noise (B, C, T), condition mask (B, T)
+        float, all on ``labels.device`` (see :meth:`loss` for the generator forms)."""
+        device = labels.device
+        if isinstance(generator, torch.Generator):
+            batch_size, frames = labels.shape
+            t = self.diffusion.sample_timesteps(batch_size, generator).to(device)  # (B,)
+            shape = (batch_size, self.num_classes, frames)
+            noise = torch.randn(shape, generator=generator, device=generator.device)
+            keep = sample_condition_mask(
+                self.masks.strategies, labels, boundary, mask, self.masks, generator,
+                self.num_classes,
+            )  # (B, T)
+            return t, noise.to(device), keep
+        if len(generator) != labels.shape[0]:
+            raise ValueError(
+                f"need one generator per sample: {labels.shape[0]} samples, {len(generator)} given"
+            )
+        steps, noises, keeps = [], [], []
+        for b, gen in enumerate(generator):
+            length = int(mask[b].sum())
+            steps.append(self.diffusion.sample_timesteps(1, gen).to(device))  # (1,)
+            noise = torch.zeros(self.num_classes, labels.shape[1], device=device)  # (C, T)
+            noise[:, :length] = torch.randn(
+                self.num_classes, length, generator=gen, device=gen.device
+            ).to(device)
+            noises.append(noise)
+            keeps.append(
+                sample_condition_mask(
+                    self.masks.strategies, labels[b : b + 1], boundary[b : b + 1],
+                    mask[b : b + 1], self.masks, gen, self.num_classes,
+                )
+            )  # (1, T)
+        return torch.cat(steps), torch.stack(noises), torch.cat(keeps)
 
     @torch.inference_mode()
     def predict_proba(

@@ -19,8 +19,14 @@ explicit ``torch.Generator``) and dropout (the global torch RNG, seeded inside
 killed at any moment and resumed from its last checkpoint therefore replays exactly the
 epochs an uninterrupted run would have run (bit-identical weights on CPU).
 
-Under DDP (later) the sampler is already a ``DistributedSampler``, seeds take the rank, and
-every write goes through :func:`twostream_das.runs.is_main_process`.
+Multi-process training (``torchrun``, see :mod:`twostream_das.distributed`): the model is
+wrapped in ``DistributedDataParallel`` and ``train.batch_size`` is the global batch, split evenly
+over the ranks by a ``DistributedSampler``. Every sample draws its diffusion timestep, noise and
+condition mask from a generator derived from ``(train.seed, epoch, its position in the epoch's
+order)``, so N ranks take exactly the steps one process takes with the same global batch (up
+to float summation order; dropout draws from each rank's own seeded RNG). Only rank 0
+validates and writes (checkpoints, metrics.csv, selection); the others wait for it at the next
+collective. Resume is the same as for one process: every rank loads ``last.pt``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -47,7 +53,8 @@ from .config import STREAMS, Config
 from .data.collate import Batch, collate
 from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
 from .data.layout import read_mapping, read_split, train_val_split
-from .errors import CheckpointError, DataError
+from .distributed import all_mean, barrier, local_device, process_group, rank_and_world
+from .errors import CheckpointError, ConfigError, DataError
 from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
 from .runs import (
     RunDir,
@@ -123,11 +130,23 @@ def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Opt
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
-    """The epoch's batches: order and offsets derived from ``(train.seed, epoch)``.
+def rank_batch_size(cfg: Config) -> int:
+    """Videos per batch on this rank: the global ``train.batch_size`` over the world size."""
+    _, world = rank_and_world()
+    if cfg.train.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size = {cfg.train.batch_size} is the global batch and must be a "
+            f"multiple of the {world} processes"
+        )
+    return cfg.train.batch_size // world
 
-    The sampler is a ``DistributedSampler`` (one replica unless a process group is up), so DDP
-    only shards; single-process order is a seeded permutation per epoch.
+
+def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
+    """This rank's batches of the epoch: order and offsets derived from ``(train.seed, epoch)``.
+
+    The sampler is a ``DistributedSampler`` (one replica unless a process group is up): rank r
+    gets the epoch's positions ``r, r + W, r + 2W, ...`` in batches of ``batch_size / W``, so
+    batch k of all ranks together is batch k of a single process.
     """
     rank, world = rank_and_world()
     dataset = TrainDataset(
@@ -143,7 +162,7 @@ def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
     sampler.set_epoch(epoch)
     return DataLoader(
         dataset,
-        batch_size=cfg.train.batch_size,
+        batch_size=rank_batch_size(cfg),
         sampler=sampler,
         collate_fn=collate,
         num_workers=0,
@@ -151,10 +170,19 @@ def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
     )
 
 
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def sample_generators(
+    cfg: Config, epoch: int, batch_index: int, size: int
+) -> list[torch.Generator]:
+    """The diffusion generators of this rank's batch ``batch_index`` (one per sample), derived
+    from the samples' positions in the epoch's order, so they do not depend on the world size.
+
+    Rank r's j-th sample of batch k sits at position ``r + W * (k * b + j)`` (b = per-rank batch).
+    CPU generators: the model draws on ``generator.device`` then moves, so CPU and GPU agree.
+    """
+    rank, world = rank_and_world()
+    per_rank = rank_batch_size(cfg)
+    positions = [rank + world * (batch_index * per_rank + j) for j in range(size)]
+    return [make_generator(derive_seed(cfg.train.seed, "diffusion", epoch, p)) for p in positions]
 
 
 # ----------------------------------------------------------------------------- state
@@ -206,6 +234,9 @@ class TrainContext:
     show_progress: bool
     metrics_log: MetricsLog
     epoch: int = 0  # completed epochs
+    # What forward_backward calls: the model itself, or its DistributedDataParallel wrapper
+    # (which all-reduces the gradients during backward). Checkpoints always take ``model``.
+    ddp: Optional[torch.nn.Module] = None
     # Validation probabilities of the best and the latest evaluated epoch (this process only),
     # reused by the final selection instead of predicting the validation videos again.
     val_cache: dict[int, list[VideoProbs]] = field(default_factory=dict)
@@ -232,7 +263,11 @@ def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> Train
         CheckpointError: ``out`` holds something else, or a run of another config or fold.
         DataError / ConfigError: bad data or config.
     """
-    run = RunDir(Path(out))
+    with process_group(resolve_device(cfg.train.device)):
+        return _train(cfg, fold, RunDir(Path(out)), quiet)
+
+
+def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:
     status = inspect_run(run, cfg, fold)
     if status.state is RunState.FINISHED:
         assert status.last is not None
@@ -240,7 +275,8 @@ def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> Train
         best = load_checkpoint(run.best) if run.best.is_file() else None
         selection = Selection.from_dict(best.selection) if best and best.selection else None
         return TrainResult(run, status.last.epoch, selection, already_finished=True)
-    ctx = build_context(cfg, fold, run, status.last, quiet)
+    barrier()  # every rank has looked at the folder before rank 0 writes to it
+    ctx = build_context(cfg, fold, run, status.last, quiet or not is_main_process())
     logger.info(
         "training fold %d: %d train / %d validation videos, %d classes, streams %s, device %s",
         fold,
@@ -251,7 +287,8 @@ def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> Train
         ctx.device,
     )
     train_epochs(ctx)
-    selection = finish(ctx)
+    selection = finish(ctx) if is_main_process() else None  # validation and selection: rank 0
+    barrier()  # the other ranks leave once rank 0 has written everything
     return TrainResult(run, ctx.epoch, selection)
 
 
@@ -260,7 +297,7 @@ def build_context(
 ) -> TrainContext:
     """Load data, build model and optimizer, and restore ``last`` when resuming."""
     data = load_train_data(cfg, fold)
-    device = resolve_device(cfg.train.device)
+    device = local_device(resolve_device(cfg.train.device))
     with seeded_global_rng(derive_seed(cfg.train.seed, "init"), torch.device("cpu")):
         model = TwoStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
     model.to(device)
@@ -289,9 +326,18 @@ def build_context(
         show_progress=not quiet,
         metrics_log=MetricsLog(run, enabled=is_main_process()),
         epoch=epoch,
+        ddp=wrap_ddp(model, device),
     )
     ctx.metrics_log.truncate_after(epoch)
     return ctx
+
+
+def wrap_ddp(model: TwoStreamModel, device: torch.device) -> torch.nn.Module:
+    """The model in ``DistributedDataParallel`` when a process group is up, else itself."""
+    if rank_and_world()[1] == 1:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 def restore(
@@ -349,7 +395,7 @@ def epoch_step(ctx: TrainContext) -> dict[str, Any]:
     losses = run_epoch(ctx, epoch)
     ctx.epoch = epoch
     row: dict[str, Any] = {"epoch": epoch, "lr": current_lr(ctx.optimizer), **losses}
-    if is_eval_epoch(ctx, epoch):
+    if is_eval_epoch(ctx, epoch) and is_main_process():
         row.update(validation_row(ctx, epoch))
     row["seconds"] = round(time.perf_counter() - start, 3)
     log_step(ctx, row)
@@ -359,34 +405,43 @@ def epoch_step(ctx: TrainContext) -> dict[str, Any]:
 
 
 def run_epoch(ctx: TrainContext, epoch: int) -> dict[str, float]:
-    """One pass over the training videos; returns the mean of every loss term."""
+    """One pass over the training videos; returns the mean of every loss term (over the
+    batches, then over the ranks)."""
     cfg = ctx.cfg
     rank, _ = rank_and_world()
     loader = make_loader(ctx.data.train, cfg, epoch)
-    # CPU generator (the model draws on generator.device, then moves): device-independent draws
-    generator = make_generator(derive_seed(cfg.train.seed, "diffusion", epoch, rank))
     ctx.model.train()
     ctx.optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     num_batches = len(loader)
     with seeded_global_rng(derive_seed(cfg.train.seed, "dropout", epoch, rank), ctx.device):
         for index, batch in enumerate(loader):
-            terms = forward_backward(ctx, batch.to(ctx.device), generator)
+            generators = sample_generators(cfg, epoch, index, len(batch.names))
+            step = (index + 1) % cfg.train.accumulate_steps == 0 or index + 1 == num_batches
+            terms = forward_backward(ctx, batch.to(ctx.device), generators, sync=step)
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value
-            if (index + 1) % cfg.train.accumulate_steps == 0 or index + 1 == num_batches:
+            if step:
                 optimizer_step(ctx)
-    return {key: round(value / max(num_batches, 1), 6) for key, value in sums.items()}
+    means = {key: value / max(num_batches, 1) for key, value in sums.items()}
+    return {key: round(value, 6) for key, value in all_mean(means, ctx.device).items()}
 
 
 def forward_backward(
-    ctx: TrainContext, batch: Batch, generator: torch.Generator
+    ctx: TrainContext,
+    batch: Batch,
+    generator: torch.Generator | Sequence[torch.Generator],
+    sync: bool = True,
 ) -> dict[str, float]:
     """L = L_rgb + L_flow on one batch (both streams see the same videos and offsets); backward
-    of L / accumulate_steps. Returns the loss terms as floats (``loss`` = the total)."""
-    with autocast(ctx.device, ctx.cfg.train.amp):
-        out = ctx.model.loss(batch, ctx.class_weights, generator)
-    (out.total / ctx.cfg.train.accumulate_steps).backward()
+    of L / accumulate_steps. Under DDP the gradients are all-reduced only when ``sync`` (the
+    last batch before an optimizer step). Returns the loss terms as floats (``loss`` = total)."""
+    model = ctx.ddp if ctx.ddp is not None else ctx.model
+    no_sync = getattr(model, "no_sync", None)
+    with no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext():
+        with autocast(ctx.device, ctx.cfg.train.amp):
+            out = model(batch, ctx.class_weights, generator)
+        (out.total / ctx.cfg.train.accumulate_steps).backward()
     terms = {"loss": float(out.total.detach())}
     terms.update({k: float(v) for k, v in out.terms.items()})
     return terms

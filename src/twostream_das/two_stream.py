@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .config import STREAMS, Config
+from .diffusion.ddim import Generators
 from .stream import DiffusionStream
 
 if TYPE_CHECKING:
@@ -49,15 +50,25 @@ class TwoStreamModel(nn.Module):
             raise ValueError(f"in_dims {dict(in_dims)} must have exactly the keys {STREAMS}")
         return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in STREAMS})
 
+    def forward(
+        self,
+        batch: Batch,
+        class_weights: Optional[torch.Tensor],
+        generator: Generators,
+    ) -> TwoStreamLoss:
+        """Same as :meth:`loss`: ``forward`` is what ``DistributedDataParallel`` wraps."""
+        return self.loss(batch, class_weights, generator)
+
     def loss(
         self,
         batch: Batch,
         class_weights: Optional[torch.Tensor],
-        generator: torch.Generator,
+        generator: Generators,
     ) -> TwoStreamLoss:
         """L_rgb + L_flow on one batch (both streams see the same samples).
 
-        The streams draw from ``generator`` in ``STREAMS`` order.
+        ``generator``: one, or one per sample (see :meth:`DiffusionStream.loss`); the streams
+        draw from it in ``STREAMS`` order.
         """
         total: Optional[torch.Tensor] = None
         terms: dict[str, torch.Tensor] = {}
