@@ -179,12 +179,11 @@ def init_run(run: RunDir, cfg: Config, fold: int, split: dict[str, list[str]]) -
     """Create the folder and its descriptive files (main process only)."""
     if not is_main_process():
         return
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.checkpoints.mkdir(exist_ok=True)
     meta = {"fold": fold, "version": __version__, "config": to_dict(cfg)}
-    if not run.run_json.is_file():
+    if not run.run_json.is_file():  # first, so a kill never leaves a folder that looks foreign
         write_json(run.run_json, meta)
         write_text(run.config_yaml, to_yaml(cfg))
+    run.checkpoints.mkdir(exist_ok=True)
     write_json(run.split_json, split)
 
 
