@@ -29,6 +29,11 @@ def test_new_folder_and_empty_folder_are_new(tmp_path):
     assert inspect_run(RunDir(tmp_path / "empty"), cfg, 1).state is RunState.NEW
 
 
+def test_folder_with_only_a_killed_write_is_new(tmp_path):
+    (tmp_path / ".run.json.x1y2.tmp").write_text("{")
+    assert inspect_run(RunDir(tmp_path), load_config("demo"), 1).state is RunState.NEW
+
+
 def test_foreign_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CheckpointError, match="not a twostream_das run folder"):

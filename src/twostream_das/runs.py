@@ -128,7 +128,7 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
     if not run.root.is_dir():
         raise CheckpointError(f"run folder {run.root} exists and is not a folder")
     if not run.run_json.is_file():
-        if any(run.root.iterdir()):
+        if any(not _is_temporary(p) for p in run.root.iterdir()):
             raise CheckpointError(
                 f"{run.root} exists, is not empty and is not a twostream_das run folder "
                 f"(no run.json); refusing to write into it"
@@ -192,8 +192,10 @@ def remove_stale_temporaries(run: RunDir) -> list[Path]:
     only; call before training starts, when no other process writes into ``run``)."""
     if not is_main_process():
         return []
-    stale = [p for folder in (run.root, run.checkpoints) if folder.is_dir()
-             for p in folder.glob(".*.tmp")]
+    stale = [
+        p for folder in (run.root, run.checkpoints) if folder.is_dir()
+        for p in folder.iterdir() if _is_temporary(p)
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
         logger.info("removed %s, left by an interrupted write", path)
@@ -217,6 +219,11 @@ def write_json(path: Path, data: Any) -> None:
 def write_text(path: Path, text: str) -> None:
     """Atomic text write (:func:`twostream_das.io.atomic_write_text`)."""
     atomic_write_text(path, text)
+
+
+def _is_temporary(path: Path) -> bool:
+    """A half-written file of an atomic write (``.<name>.<random>.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
