@@ -44,7 +44,7 @@ def frame_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> FrameM
 
 
 def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
-    """The ``kernel_size`` dilated neighbours of every frame, as a strided view (no copy).
+    """The ``kernel_size`` dilated neighbours of every frame.
 
     Args:
         x: (B, C, T), taken as zero outside ``[0, T)``.
@@ -52,11 +52,22 @@ def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tens
     Returns:
         (B, C, k, T) with ``out[:, :, j, t] = x[:, :, t + (j - k // 2) * dilation]`` (0 outside).
         Time stays the innermost (contiguous) axis, which keeps the elementwise work vectorised.
+        Without autograd it is a strided view of the zero-padded x (no copy). With autograd it
+        is a stack of k shifted slices (a copy): the backward of a strided (``unfold``) view
+        materialises a gradient of the window's full span, ``(B, C, T, 2 * reach + 1)``, which
+        at dilation 512 is hundreds of MB and seconds per block.
     """
     reach = (kernel_size // 2) * dilation  # frames each side
     padded = F.pad(x, (reach, reach))  # (B, C, T + 2 * reach)
-    windows = padded.unfold(2, 2 * reach + 1, 1)[..., ::dilation]  # (B, C, T, k)
-    return windows.transpose(2, 3)  # (B, C, k, T)
+    frames = x.shape[2]
+    if torch.is_grad_enabled() and x.requires_grad:
+        shifted = [padded[:, :, j * dilation : j * dilation + frames] for j in range(kernel_size)]
+        return torch.stack(shifted, dim=2)  # (B, C, k, T)
+    batch, channels, _ = padded.shape
+    sb, sc, st = padded.stride()
+    return padded.as_strided(
+        (batch, channels, kernel_size, frames), (sb, sc, dilation * st, st)
+    )  # (B, C, k, T) view
 
 
 def window_key_mask(valid: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
