@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import STREAMS, Config
 from .diffusion.ddim import Generators
+from .stacked import KeyBiases, StackedDecoder, encode_conditioning, stacked_frame_mask
 from .stream import DiffusionStream
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class TwoStreamModel(nn.Module):
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
         generators: Sequence[torch.Generator],
+        batch_streams: bool = True,
+        precompute_cond: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Each stream's DDIM probabilities.
 
@@ -93,8 +96,109 @@ class TwoStreamModel(nn.Module):
             mask: (B, T) bool.
             generators: one per video, shared by the streams (``STREAMS`` order: the RGB stream
                 draws first, then FLOW continues from the same generators).
+            batch_streams: run both streams as one stacked pass (:mod:`twostream_das.stacked`)
+                when they have the same structure and the model is in eval mode; same result
+                to float tolerance, the same draws from the generators. False runs the streams
+                one after the other.
+            precompute_cond: for the one-after-the-other path, see
+                :meth:`DiffusionStream.predict_proba`.
 
         Returns:
             stream -> (B, C, T) float32 probabilities.
         """
-        return {s: self.streams[s].predict_proba(features[s], mask, generators) for s in STREAMS}
+        if batch_streams and not self.training and self._stackable():
+            return self._predict_stacked(features, mask, generators)
+        return {
+            s: self.streams[s].predict_proba(features[s], mask, generators, precompute_cond)
+            for s in STREAMS
+        }
+
+    def _stackable(self) -> bool:
+        """Both streams have the same network shapes (bar the input size) and sampler."""
+        a, b = (self.streams[s] for s in STREAMS)
+
+        def shapes(stream: DiffusionStream) -> list[tuple[str, tuple[int, ...]]]:
+            return [
+                (k, tuple(v.shape))
+                for k, v in stream.state_dict().items()
+                if not k.startswith("encoder.proj_in.")
+            ]
+
+        return (
+            shapes(a) == shapes(b)
+            and a.encoder.cond_blocks == b.encoder.cond_blocks
+            and a.diffusion.signal_scale == b.diffusion.signal_scale
+            and a.sampler.timesteps == b.sampler.timesteps
+            and a.sampler.eta == b.sampler.eta
+        )
+
+    @torch.inference_mode()
+    def _predict_stacked(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> dict[str, torch.Tensor]:
+        """Both streams' DDIM as one stacked pass (N = G * B rows, stream-major).
+
+        The draws are those of the sequential path: each stream gets its own copies of the
+        per-video generators, FLOW's advanced past everything RGB draws, and the callers'
+        generators end in FLOW's final state.
+        """
+        streams = [self.streams[s] for s in STREAMS]
+        first = streams[0]
+        batch_size, _, frames = features[STREAMS[0]].shape
+        if len(generators) != batch_size:
+            raise ValueError(
+                f"need one generator per video: {batch_size} videos, {len(generators)} given"
+            )
+        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
+        dtype = features[STREAMS[0]].dtype
+        fmask = stacked_frame_mask(mask, len(streams), dtype)
+        biases = KeyBiases(fmask.valid, dtype)
+        cond = encode_conditioning(
+            [s.encoder for s in streams], [features[s] for s in STREAMS], fmask, biases
+        )  # (N, Dc, T)
+        decoder = StackedDecoder([s.decoder for s in streams], batch_size, first.sampler.timesteps)
+        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
+        del cond
+        stream_gens = _fork_streams(first, generators, lengths, len(streams))
+        all_gens = [g for gens in stream_gens for g in gens]  # N, stream-major
+        all_lengths = lengths * len(streams)
+        shape = (len(all_gens), first.num_classes, frames)
+        x = first.sampler.initial_noise(shape, all_gens, all_lengths, mask.device)  # (N, C, T)
+        logits = x
+        for t in first.sampler.timesteps:
+            logits = decoder.denoise(first.diffusion.model_input(x), t, qkv_in, fmask, biases)
+            x0 = first.diffusion.logits_to_x0(logits)  # (N, C, T) in [-s, s]
+            x = first.sampler.step(x0, t, x, all_gens, all_lengths)
+        for original, last in zip(generators, stream_gens[-1], strict=True):
+            original.set_state(last.get_state())
+        probs = torch.softmax(logits.float(), dim=1).split(batch_size)  # G x (B, C, T)
+        return dict(zip(STREAMS, probs, strict=True))
+
+
+def _copies(generators: Sequence[torch.Generator]) -> list[torch.Generator]:
+    """New generators in the same states (on the same devices)."""
+    out = []
+    for gen in generators:
+        copy = torch.Generator(device=gen.device)
+        copy.set_state(gen.get_state())
+        out.append(copy)
+    return out
+
+
+def _fork_streams(
+    stream: DiffusionStream,
+    generators: Sequence[torch.Generator],
+    lengths: Sequence[int],
+    count: int,
+) -> list[list[torch.Generator]]:
+    """Per stream, per-video generators in the state the sequential path would start that
+    stream with: stream 0 at the callers' states, stream i+1 after stream i's draws."""
+    forks = [_copies(generators)]
+    for _ in range(count - 1):
+        advanced = _copies(forks[-1])
+        stream.sampler.skip_sampling(advanced, lengths, stream.num_classes)
+        forks.append(advanced)
+    return forks
