@@ -1,0 +1,79 @@
+"""Shared helpers of the model benchmarks (timing, FLOPs, memory, machine description)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from twostream_das.config import Config, load_config
+from twostream_das.two_stream import TwoStreamModel
+
+PRESETS = {  # preset -> (stream dims, classes), the sizes of the paper's features
+    "gtea": ({"rgb": 768, "flow": 1024}, 11),
+    "breakfast": ({"rgb": 1024, "flow": 1024}, 48),
+}
+
+
+def machine(threads: int) -> dict[str, object]:
+    """What the numbers were measured on, and how busy it was."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def build_model(preset: str, overrides: list[str] | None = None) -> tuple[TwoStreamModel, Config]:
+    cfg = load_config(preset, overrides or [])
+    dims, classes = PRESETS[preset]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = TwoStreamModel.from_config(cfg, dims, classes)
+    return model, cfg
+
+
+def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median and min wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+
+
+def count_gflop(fn: Callable[[], object]) -> float:
+    """Matmul/conv FLOPs of one call (FlopCounterMode counts those ops only), in GFLOP."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(size: int, repeats: int) -> float:
+    """Achieved GFLOP/s of a large fp32 matmul: the machine's practical ceiling."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    timing = time_it(lambda: a @ b, repeats)
+    return 2 * size**3 / timing["min_s"] / 1e9
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,152 @@
+"""Two-stream inference (``TwoStreamModel.predict_proba``, 25 DDIM steps) at the paper's sizes.
+
+    python bench/bench_inference.py [--quick] [--threads 2] [--repeats 3] [--no-memory]
+
+Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
+and per (preset, T, variant) the median/min seconds, the counted matmul GFLOP, the achieved
+GFLOP/s, the speed-up over the straightforward path measured in the same run, and (in a fresh
+subprocess per preset and T, default variant) the peak resident memory.
+
+Variants (all give the same probabilities to float tolerance):
+  sequential_recompute  streams one after the other, decoder context recomputed every step
+                        (the straightforward path)
+  sequential            streams one after the other, context computed once per video
+  stacked               both streams as one stacked pass (the default)
+  stacked_bf16          the same under CPU bf16 autocast (an option; not the default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from contextlib import nullcontext
+
+import torch
+from _bench import PRESETS, build_model, count_gflop, machine, matmul_gflops, peak_rss_mib, time_it
+
+VARIANTS = {
+    "sequential_recompute": {"batch_streams": False, "precompute_cond": False},
+    "sequential": {"batch_streams": False},
+    "stacked": {},
+    "stacked_bf16": {},
+}
+BASELINE = "sequential_recompute"
+FULL_SIZES = [("gtea", 1500), ("gtea", 5000), ("gtea", 20000), ("breakfast", 1500),
+              ("breakfast", 5000)]  # fmt: skip
+QUICK_SIZES = [("gtea", 48)]
+QUICK_OVERRIDES = ["model.diffusion.num_inference_steps=2"]
+
+
+def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
+    model, _ = build_model(preset, overrides)
+    model.eval()
+    dims, _ = PRESETS[preset]
+    gen = torch.Generator().manual_seed(0)
+    features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
+    mask = torch.ones(1, frames, dtype=torch.bool)
+    options = VARIANTS[variant]
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if variant.endswith("bf16") else None
+
+    def call():
+        with amp if amp is not None else nullcontext():
+            return model.predict_proba(
+                features, mask, [torch.Generator().manual_seed(1)], **options
+            )
+
+    return call
+
+
+def child(args: argparse.Namespace) -> None:
+    """One predict_proba in this fresh process; print its memory as JSON."""
+    torch.set_num_threads(args.threads)
+    call = make_call(args.preset, args.frames, args.variant, args.overrides)
+    before = peak_rss_mib()
+    call()
+    print(
+        json.dumps({"rss_before_mib": round(before, 1), "peak_rss_mib": round(peak_rss_mib(), 1)})
+    )
+
+
+def memory(preset: str, frames: int, args: argparse.Namespace) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", "--preset", preset, "--frames", str(frames),
+               "--variant", "stacked", "--threads", str(args.threads),
+               *[f"--override={o}" for o in args.overrides]]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 DDIM steps (smoke)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default 2; 1 with --quick)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--memory-frames",
+        type=int,
+        default=100_000,
+        help="also measure GTEA inference memory at this T (0 = skip)",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--preset", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--override", dest="overrides", action="append", default=[], help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
+    torch.set_num_threads(args.threads)
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    if args.quick:
+        args.overrides = QUICK_OVERRIDES
+        args.repeats = 1
+    variants = [v for v in args.variants.split(",") if v]
+    report: dict[str, object] = {
+        "benchmark": "inference",
+        "machine": machine(args.threads),
+        "ddim_steps": 2 if args.quick else 25,
+        "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 3), 1),
+        "results": [],
+    }
+    results: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
+    for preset, frames in sizes:
+        base_time = None
+        for variant in variants:
+            call = make_call(preset, frames, variant, args.overrides)
+            gflop = count_gflop(call)
+            timing = time_it(call, args.repeats)
+            if variant == BASELINE:
+                base_time = timing["median_s"]
+            row = {"preset": preset, "frames": frames, "variant": variant, **timing,
+                   "gflop": round(gflop, 3),
+                   "gflops": round(gflop / timing["median_s"], 2),
+                   "speedup_vs_baseline": (round(base_time / timing["median_s"], 3)
+                                           if base_time else None)}  # fmt: skip
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    memory_rows = []
+    if not args.no_memory:
+        extra = [] if args.quick or not args.memory_frames else [("gtea", args.memory_frames)]
+        for preset, frames in [*sizes, *extra]:
+            if args.quick:  # no subprocess: this process's peak so far
+                used = {"rss_before_mib": None, "peak_rss_mib": round(peak_rss_mib(), 1)}
+            else:
+                used = memory(preset, frames, args)
+            memory_rows.append({"preset": preset, "frames": frames, **used})
+    report["memory"] = memory_rows
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

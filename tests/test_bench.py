@@ -1,0 +1,34 @@
+"""The benchmark scripts run (``--quick``, tiny sizes) and print the documented JSON keys.
+No timing is asserted."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+ROW_KEYS = {"preset", "frames", "variant", "median_s", "min_s", "repeats", "gflop", "gflops",
+            "speedup_vs_baseline"}  # fmt: skip
+
+
+def test_bench_quick_prints_json():
+    scripts = ["bench_inference.py", "bench_train_step.py"]
+    runs = [  # both at once: each is mostly interpreter and torch start-up
+        subprocess.Popen([sys.executable, str(BENCH / s), "--quick"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for s in scripts
+    ]  # fmt: skip
+    reports = {}
+    for script, run in zip(scripts, runs, strict=True):
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err[-2000:]
+        reports[script] = json.loads(out)
+    for report in reports.values():
+        assert {"benchmark", "machine", "matmul_gflops", "results"} <= set(report)
+        assert {"cpu", "threads", "torch", "load_avg_1m"} <= set(report["machine"])
+        assert report["results"] and all(ROW_KEYS <= set(row) for row in report["results"])
+    inference = reports["bench_inference.py"]
+    assert {r["variant"] for r in inference["results"]} >= {"sequential_recompute", "stacked"}
+    assert inference["memory"] and "peak_rss_mib" in inference["memory"][0]
+    train = reports["bench_train_step.py"]
+    assert {r["variant"] for r in train["results"]} == {"unfold_windows", "default"}
