@@ -28,6 +28,7 @@ from .errors import CheckpointError
 from .evaluation import evaluate_run, results_table
 from .prediction import predict_files
 from .runs import RunDir, read_json, write_json
+from .selection import METRIC_KEYS
 from .training import train
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class DemoResult:
     results: dict[str, Any]
     table: str
     plot: Path
+    fusion_gain: dict[str, float]  # metric -> fused minus the better single stream
 
 
 def prepare_demo_folder(out: Path) -> None:
@@ -97,6 +99,15 @@ def run_demo(
         labels_dir=root / "groundTruth",
         quiet=quiet,
     )
+    gain = fusion_gain(results)
     table = results_table(results)
-    write_json(out / "results.json", {**results, "table": table})
-    return DemoResult(out, results, table, out / "predict" / f"{video}.png")
+    write_json(out / "results.json", {**results, "fusion_gain": gain, "table": table})
+    return DemoResult(out, results, table, out / "predict" / f"{video}.png", gain)
+
+
+def fusion_gain(results: dict[str, Any]) -> dict[str, float]:
+    """Per metric, fused minus the better single stream (positive: fusion beats both)."""
+    return {
+        k: round(results["fused"][k] - max(results["rgb"][k], results["flow"][k]), 2)
+        for k in METRIC_KEYS
+    }

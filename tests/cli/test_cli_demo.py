@@ -22,6 +22,11 @@ def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):
     assert "| RGB only |" in printed and "| FLOW only |" in printed and "| fused |" in printed
     results = json.loads((out / "results.json").read_text())
     assert {"rgb", "flow", "fused", "fusion_weights", "epoch", "table"} <= set(results)
+    gain = results["fusion_gain"]
+    assert gain["acc"] == round(
+        results["fused"]["acc"] - max(results["rgb"]["acc"], results["flow"]["acc"]), 2
+    )
+    assert "fused vs the better single stream" in printed
     assert list((out / "predict").glob("*.png"))
     # rerun: resumes the finished demo (no retraining) and prints the table again
     stamp = (out / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns

@@ -44,5 +44,8 @@ def run(args: argparse.Namespace) -> int:
         f"fusion weights rgb={w['rgb']:.2f} flow={w['flow']:.2f}"
     )
     print(result.table)
+    wins = [k for k, v in result.fusion_gain.items() if v > 0]
+    gains = ", ".join(f"{k} {v:+.1f}" for k, v in result.fusion_gain.items())
+    print(f"fused vs the better single stream: {gains} (fusion ahead on {len(wins)} of 5)")
     print(f"results: {result.out / 'results.json'}   barcode: {result.plot}")
     return 0
