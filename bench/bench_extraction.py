@@ -40,8 +40,9 @@ def build_models(streams, args) -> dict[FeatureStream, torch.nn.Module]:
             w = args.i3d_flow_weights
             models[stream] = load_i3d(w, 2) if w else InceptionI3d(2)
         else:
-            models[stream] = load_clip_visual(args.clip_weights) if args.clip_weights \
-                else VisionTransformer()
+            models[stream] = (
+                load_clip_visual(args.clip_weights) if args.clip_weights else VisionTransformer()
+            )
     return models
 
 
@@ -66,22 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     streams = parse_streams(args.streams)
     models = build_models(streams, args)
     info = probe_video(args.video)
-    print(f"{args.video.name}: {info.num_frames} frames {info.width}x{info.height}; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.video.name}: {info.num_frames} frames {info.width}x{info.height}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     results = []
     for i, method in enumerate(args.flow_methods.split(",")):
         # every stream once; then only the flow stream again with the other flow methods
         run_streams = streams if i == 0 else [s for s in streams if s is FeatureStream.I3D_FLOW]
         if not run_streams:
             continue
-        settings = ExtractionSettings(flow_method=method, batch_size=args.batch_size,
-                                      device=args.device)
+        settings = ExtractionSettings(
+            flow_method=method, batch_size=args.batch_size, device=args.device
+        )
         extractor = FeatureExtractor(models, settings)
         start = time.perf_counter()
         result = extractor.extract(args.video, run_streams)
         total = time.perf_counter() - start
-        results.append({"flow_method": method, "device": str(extractor.device),
-                        "frames": result.num_frames, "total_s": total, "stages_s": result.seconds})
+        results.append(
+            {
+                "flow_method": method,
+                "device": str(extractor.device),
+                "frames": result.num_frames,
+                "total_s": total,
+                "stages_s": result.seconds,
+            }
+        )
         print(f"\nflow {method}, device {extractor.device}: total {total:.1f} s")
         for stage, seconds in result.seconds.items():
             per_frame = 1000 * seconds / result.num_frames
