@@ -128,13 +128,14 @@ def test_segment_records_hand_worked():
 def test_segment_files(tmp_path):
     labels = np.array([0, 0, 1])
     probs = np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
-    recs = tio.write_segments_csv(tmp_path / "s.csv", labels, probs, NAMES, 15.0)
+    recs = tio.segment_records(labels, probs, NAMES, 15.0)
+    assert tio.write_segments_csv(tmp_path / "s.csv", recs) == tmp_path / "s.csv"
     with (tmp_path / "s.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(tio.SEGMENT_FIELDS) and len(rows) == len(recs) == 2
     assert rows[0]["label"] == "background" and rows[0]["end_frame"] == "2"
     assert float(rows[0]["confidence"]) == pytest.approx(0.75)
-    tio.write_segments_json(tmp_path / "s.json", labels, probs, NAMES, 15.0)
+    tio.write_segments_json(tmp_path / "s.json", recs, 15.0)
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["end_frame"] == "exclusive" and data["num_frames"] == 3 and data["fps"] == 15.0
     assert data["segments"][1] == {
@@ -144,7 +145,7 @@ def test_segment_files(tmp_path):
 
 
 def test_segments_without_probabilities_or_fps_leave_those_fields_empty(tmp_path):
-    tio.write_segments_csv(tmp_path / "s.csv", np.array(["cut", "mix"]))
+    tio.write_segments_csv(tmp_path / "s.csv", tio.segment_records(np.array(["cut", "mix"])))
     row = next(csv.DictReader((tmp_path / "s.csv").open()))
     assert row["label"] == "cut" and row["label_id"] == "" and row["start_s"] == ""
     assert row["confidence"] == ""

@@ -17,14 +17,13 @@ no other file is needed to rebuild the model:
   :mod:`twostream_das.training`), so this only records the seed that makes resume exact;
 - ``version``: :data:`CHECKPOINT_VERSION`.
 
-Files are written atomically: to a temporary file in the same folder, then ``os.replace``.
+Files are written atomically (:func:`twostream_das.io.atomic_write`): to a temporary file in the
+same folder, fsynced, then ``os.replace``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +32,7 @@ import torch
 
 from .config import Config, from_dict, to_dict
 from .errors import CheckpointError
+from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +99,9 @@ def make_checkpoint(
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(ckpt.as_dict(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``ckpt`` atomically (:func:`twostream_das.io.atomic_write`: a temporary file in the
+    same folder, fsynced, then ``os.replace``)."""
+    path = atomic_write(path, lambda handle: torch.save(ckpt.as_dict(), handle))
     logger.debug("saved checkpoint %s (epoch %d)", path, ckpt.epoch)
     return path
 

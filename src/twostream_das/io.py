@@ -10,8 +10,8 @@
   ``end_s`` (``frame / fps``: the times of the segment's first frame and of the frame after its
   last, so consecutive segments share a boundary time) and ``confidence``: the mean probability of
   the segment's label over its frames (empty when no probabilities are given).
-- **Atomic writes** (:func:`atomic_write_bytes`, :func:`atomic_write_text`,
-  :func:`atomic_save_npy`): written to a temporary file in the target's folder, flushed and
+- **Atomic writes** (:func:`atomic_write`, :func:`atomic_write_bytes`, :func:`atomic_write_text`,
+  :func:`atomic_save_npy`; checkpoints use :func:`atomic_write` too): written to a temporary file in the target's folder, flushed and
   fsynced, then moved over the target with ``os.replace``. A reader sees the old file or the new
   one, never a partial one; a failure leaves no temporary file behind.
 """
@@ -53,8 +53,13 @@ LabelLookup = Union["LabelMap", Sequence[str], Mapping[str, int]]
 # --------------------------------------------------------------------------- atomic writes
 
 
-def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Run ``write`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Run ``write`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it.
+
+    Parent folders are created; the folder is fsynced after the rename where the platform
+    allows. On any failure (``write`` included) the temporary file is removed and ``path`` is
+    left as it was. Returns ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -87,7 +92,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (parent folders are created). Returns ``path``."""
-    return _atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
@@ -102,7 +107,7 @@ def atomic_save_npy(path: str | Path, array: ArrayLike) -> Path:
     defaults.
     """
     arr = np.asarray(array)
-    return _atomic_write(path, lambda handle: np.save(handle, arr, allow_pickle=False))
+    return atomic_write(path, lambda handle: np.save(handle, arr, allow_pickle=False))
 
 
 # --------------------------------------------------------------------------- predictions
@@ -337,38 +342,18 @@ def segments_json_obj(
     }
 
 
-def write_segments_csv(
-    path: str | Path,
-    labels: ArrayLike,
-    probs: Optional[ArrayLike] = None,
-    names: Optional[Sequence[str]] = None,
-    fps: Optional[float] = None,
-) -> list[SegmentRecord]:
-    """Write the segments of ``labels`` (T,) as CSV, atomically. Args as :func:`segment_records`.
-
-    Returns:
-        The records written.
-    """
-    records = segment_records(labels, probs, names, fps)
-    atomic_write_text(path, segments_csv_text(records))
-    return records
+def write_segments_csv(path: str | Path, records: Sequence[SegmentRecord]) -> Path:
+    """Write ``records`` (from :func:`segment_records`) as CSV (:func:`segments_csv_text`),
+    atomically. Returns ``path``."""
+    return atomic_write_text(path, segments_csv_text(records))
 
 
 def write_segments_json(
-    path: str | Path,
-    labels: ArrayLike,
-    probs: Optional[ArrayLike] = None,
-    names: Optional[Sequence[str]] = None,
-    fps: Optional[float] = None,
-) -> list[SegmentRecord]:
-    """Write the segments of ``labels`` (T,) as JSON (:func:`segments_json_obj`), atomically.
-
-    Returns:
-        The records written.
-    """
-    records = segment_records(labels, probs, names, fps)
-    atomic_write_text(path, json.dumps(segments_json_obj(records, fps), indent=2) + "\n")
-    return records
+    path: str | Path, records: Sequence[SegmentRecord], fps: Optional[float] = None
+) -> Path:
+    """Write ``records`` (from :func:`segment_records`) as JSON (:func:`segments_json_obj`),
+    atomically. Returns ``path``."""
+    return atomic_write_text(path, json.dumps(segments_json_obj(records, fps), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- folders

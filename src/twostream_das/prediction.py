@@ -31,7 +31,13 @@ from .data.layout import LabelMap, read_labels
 from .errors import ConfigError, DataError
 from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
 from .inference import LoadedModel, VideoPrediction, load_model, predict
-from .io import atomic_save_npy, write_prediction, write_segments_csv, write_segments_json
+from .io import (
+    atomic_save_npy,
+    segment_records,
+    write_prediction,
+    write_segments_csv,
+    write_segments_json,
+)
 from .runs import is_main_process, write_json
 from .runtime import resolve_device
 from .selection import score_labels
@@ -327,8 +333,9 @@ def write_video_outputs(
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         write_prediction(files["txt"], labels, names)
-        segs = write_segments_csv(files["segments_csv"], labels, probs, names, fps)
-        write_segments_json(files["segments_json"], labels, probs, names, fps)
+        segs = segment_records(labels, probs, names, fps)
+        write_segments_csv(files["segments_csv"], segs)
+        write_segments_json(files["segments_json"], segs, fps)
         atomic_save_npy(files["probs"], probs)
         plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
     return PredictedVideo(pred.name, files, len(labels), len(segs) if is_main_process() else 0)

@@ -16,15 +16,13 @@ import numpy as np
 from .config import STREAMS, Config, PostprocessKind
 from .fusion import search_weights
 from .inference import PostprocessChoice, VideoProbs, decide
-from .metrics import score
+from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
 
-METRIC_KEYS: tuple[str, ...] = ("acc", "edit", "f1@10", "f1@25", "f1@50")
-"""Metrics reported for every split, in percent."""
-
 StreamMetrics = dict[str, dict[str, float]]
-"""``{"rgb": M, "flow": M, "fused": M}`` with M a dict over :data:`METRIC_KEYS`."""
+"""``{"rgb": M, "flow": M, "fused": M}`` with M a dict over
+:data:`twostream_das.metrics.METRIC_KEYS`."""
 
 
 def background_ids(label_names: Sequence[str], cfg: Config) -> list[int]:

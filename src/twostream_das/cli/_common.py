@@ -12,6 +12,15 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         metavar="FILE_OR_PRESET",
         help="a YAML file or a preset name: gtea, 50salads, breakfast, demo",
     )
+    add_overrides(
+        parser,
+        "override config keys, e.g. --set data.root=/data/gtea train.epochs=100 "
+        "(repeatable; unknown keys are errors)",
+    )
+
+
+def add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable) into ``args.overrides``, a list of strings."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -19,8 +28,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="override config keys, e.g. --set data.root=/data/gtea train.epochs=100 "
-        "(repeatable; unknown keys are errors)",
+        help=help_text,
     )
 
 

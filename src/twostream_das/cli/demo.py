@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..demo import DEFAULT_DEMO_DIR, run_demo
-from ._common import add_quiet
+from ._common import add_overrides, add_quiet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help=f"demo folder (default ./{DEFAULT_DEMO_DIR})",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override demo preset keys, e.g. --set train.epochs=5",
-    )
+    add_overrides(parser, "override demo preset keys, e.g. --set train.epochs=5")
     add_quiet(parser)
     parser.set_defaults(func=run)
 
