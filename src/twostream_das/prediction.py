@@ -26,7 +26,15 @@ import torch
 
 from .config import STREAMS, FeatureSource, Orientation, StreamDataConfig
 from .data.dataset import Video
-from .data.features import align_to_labels
+from .data.features import (
+    I3D_DIM,
+    I3D_HALF,
+    I3D_ROWS,
+    align_to_labels,
+    check_features,
+    read_matrix,
+    stored_orientation,
+)
 from .data.layout import LabelMap, read_labels
 from .errors import ConfigError, DataError
 from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
@@ -44,9 +52,6 @@ from .selection import score_labels
 from .viz import plot_barcodes
 
 logger = logging.getLogger(__name__)
-
-I3D_HALF_DIM = 1024  # rows per stream in the standard 2048-d I3D feature files
-
 
 @dataclass(frozen=True)
 class PredictedVideo:
@@ -98,36 +103,24 @@ def read_feature_file(
     expected_dim: int,
     orientation: Optional[Orientation],
 ) -> np.ndarray:
-    """One stream's features as float32 ``(D, T)``.
+    """One stream's features as float32 ``(D, T)``, checked as the data layer checks them.
 
     Orientation comes from ``orientation`` when given, else from the checkpoint's config
     (I3D files are always DxT). For an I3D stream a full 2048-row file is sliced to the stream's
     half; a file with exactly ``expected_dim`` rows is taken as already sliced.
 
     Raises:
-        DataError: unreadable file, wrong rank, or a dimension that is not ``expected_dim``.
+        DataError: unreadable file, wrong rank or dtype, a dimension that is not
+        ``expected_dim`` (with a hint at ``--<stream>-orientation`` when the file looks
+        transposed), no frames, NaN or inf.
     """
-    try:
-        array = np.load(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read --{stream} features {path}: {err}") from None
-    if array.ndim != 2:
-        raise DataError(
-            f"--{stream} features {path} have shape {array.shape}; expected 2-D (D, T) or (T, D)"
-        )
-    is_i3d = spec.source in (FeatureSource.I3D_RGB, FeatureSource.I3D_FLOW)
-    layout = orientation or (Orientation.DxT if is_i3d else spec.orientation)
-    feats = array if layout is Orientation.DxT else array.T  # (D, T)
-    if is_i3d and feats.shape[0] == 2 * I3D_HALF_DIM and expected_dim == I3D_HALF_DIM:
-        half = 0 if spec.source is FeatureSource.I3D_RGB else 1
-        feats = feats[half * I3D_HALF_DIM : (half + 1) * I3D_HALF_DIM]
-    if feats.shape[0] != expected_dim:
-        raise DataError(
-            f"--{stream} features {path} have {feats.shape[0]} channels as {layout.value} "
-            f"(shape {array.shape}); the checkpoint expects {expected_dim}. Pass "
-            f"--{stream}-orientation if the file is transposed"
-        )
-    return np.ascontiguousarray(feats, dtype=np.float32)
+    what = f"--{stream} features"
+    layout = orientation or stored_orientation(spec)
+    feats = read_matrix(path, layout, what)  # (D, T)
+    if spec.source in I3D_ROWS and feats.shape[0] == I3D_DIM and expected_dim == I3D_HALF:
+        feats = feats[I3D_ROWS[spec.source]]  # (1024, T), still C-contiguous
+    check_features(feats, path, what, expected_dim, layout, f"--{stream}-orientation")
+    return feats
 
 
 def load_prediction_videos(
@@ -241,8 +234,8 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
     }
     by_dim = {
         ("rgb", 768): FeatureStream.CLIP_RGB,
-        ("rgb", I3D_HALF_DIM): FeatureStream.I3D_RGB,
-        ("flow", I3D_HALF_DIM): FeatureStream.I3D_FLOW,
+        ("rgb", I3D_HALF): FeatureStream.I3D_RGB,
+        ("flow", I3D_HALF): FeatureStream.I3D_FLOW,
     }
     out = {}
     for stream in STREAMS:

@@ -3,35 +3,27 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from _tiny import CLASSES
 from twostream_das.cli import main
 
 
-def test_predict_folders_with_labels(trained_run, tiny_root, tmp_path, capsys):
+@pytest.fixture
+def predict(trained_run):
+    """``twostream-das predict --checkpoint <trained best.pt> ARGS...``: the exit code."""
+    checkpoint = str(trained_run / "checkpoints" / "best.pt")
+    return lambda *args: main(["predict", "--checkpoint", checkpoint, *map(str, args)])
+
+
+def test_predict_folders_with_labels(predict, tiny_root, tmp_path):
     for stream in ("rgb", "flow"):  # a folder of three videos
         (tmp_path / stream).mkdir()
         for name in ("v1", "v3", "v8"):
             shutil.copy(tiny_root / f"features_{stream}" / f"{name}.npy", tmp_path / stream)
     out = tmp_path / "pred"
-    code = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(trained_run / "checkpoints" / "best.pt"),
-            "--rgb",
-            str(tmp_path / "rgb"),
-            "--flow",
-            str(tmp_path / "flow"),
-            "--out",
-            str(out),
-            "--labels",
-            str(tiny_root / "groundTruth"),
-            "--fps",
-            "10",
-            "--quiet",
-        ]
-    )
+    code = predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", out,
+                   "--labels", tiny_root / "groundTruth", "--fps", 10, "--quiet")
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["videos"]) == 3 and set(summary["metrics"]) == {"rgb", "flow", "fused"}
@@ -48,57 +40,47 @@ def test_predict_folders_with_labels(trained_run, tiny_root, tmp_path, capsys):
     assert (out / "v3.txt").is_file()
 
 
-def test_predict_single_transposed_file_without_labels(trained_run, tiny_root, tmp_path):
+def test_predict_single_transposed_file_without_labels(predict, tiny_root, tmp_path):
     rgb = np.load(tiny_root / "features_rgb" / "v0.npy")
     np.save(tmp_path / "clip.npy", rgb.T)  # (T, D) on disk
     out = tmp_path / "pred"
-    code = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(trained_run / "checkpoints" / "best.pt"),
-            "--rgb",
-            str(tmp_path / "clip.npy"),
-            "--rgb-orientation",
-            "TxD",
-            "--flow",
-            str(tiny_root / "features_flow" / "v0.npy"),
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    code = predict("--rgb", tmp_path / "clip.npy", "--rgb-orientation", "TxD",
+                   "--flow", tiny_root / "features_flow" / "v0.npy", "--out", out, "--quiet")
     assert code == 0
     assert np.load(out / "clip_probs.npy").shape == (len(CLASSES), rgb.shape[1])
 
 
-def test_predict_wrong_orientation_is_explained(trained_run, tiny_root, tmp_path, capsys):
-    np.save(tmp_path / "clip.npy", np.load(tiny_root / "features_rgb" / "v0.npy").T)
-    code = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(trained_run / "checkpoints" / "best.pt"),
-            "--rgb",
-            str(tmp_path / "clip.npy"),
-            "--flow",
-            str(tiny_root / "features_flow" / "v0.npy"),
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+def _nan_at_frame_2(feats):
+    feats = feats.copy()
+    feats[1, 2] = np.nan  # dim 1, frame 2 of (D, T)
+    return feats
+
+
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        (np.transpose, "looks transposed: set --rgb-orientation to TxD?"),
+        (_nan_at_frame_2, "1 non-finite value(s); first: nan at frame 2, dim 1; expected finite"),
+    ],
+    ids=["transposed", "nan"],
+)
+def test_bad_feature_files_are_explained(predict, tiny_root, tmp_path, capsys, corrupt, expected):
+    np.save(tmp_path / "clip.npy", corrupt(np.load(tiny_root / "features_rgb" / "v0.npy")))
+    code = predict("--rgb", tmp_path / "clip.npy", "--flow", tiny_root / "features_flow" / "v0.npy",
+                   "--out", tmp_path / "o")
     assert code == 2
-    assert "orientation" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert expected in err and str(tmp_path / "clip.npy") in err
+    assert not (tmp_path / "o").exists()  # checked before anything is written
 
 
-def test_video_needs_features_the_extractor_can_make(trained_run, tmp_path, capsys):
-    code = main(["predict", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
-                 "--video", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "o")])
+def test_video_needs_features_the_extractor_can_make(predict, tmp_path, capsys):
+    code = predict("--video", tmp_path / "clip.mp4", "--out", tmp_path / "o")
     assert code == 2
     assert "--video can extract" in capsys.readouterr().err  # the tiny model reads 6-d/5-d
 
 
-def test_video_runs_extraction_then_the_same_path(trained_run, tiny_root, tmp_path, monkeypatch):
+def test_video_runs_extraction_then_the_same_path(predict, tiny_root, tmp_path, monkeypatch):
     from twostream_das import prediction
     from twostream_das.extraction import FeatureStream
 
@@ -117,17 +99,15 @@ def test_video_runs_extraction_then_the_same_path(trained_run, tiny_root, tmp_pa
 
     monkeypatch.setattr(prediction, "extract_videos", fake_extract)
     out = tmp_path / "pred"
-    code = main(["predict", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
-                 "--video", str(tmp_path / "clip.mp4"), "--i3d-rgb-weights", "rgb.pt",
-                 "--out", str(out), "--quiet"])
+    code = predict("--video", tmp_path / "clip.mp4", "--i3d-rgb-weights", "rgb.pt",
+                   "--out", out, "--quiet")
     assert code == 0
     assert calls["weights"]["i3d_rgb_weights"] == "rgb.pt"
     assert calls["streams"] == (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
     assert (out / "clip.txt").is_file() and (out / "clip.png").is_file()
 
 
-def test_predict_needs_features_or_video(trained_run, tmp_path, capsys):
-    code = main(["predict", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
-                 "--rgb", str(tmp_path), "--out", str(tmp_path / "o")])
+def test_predict_needs_features_or_video(predict, tmp_path, capsys):
+    code = predict("--rgb", tmp_path, "--out", tmp_path / "o")
     assert code == 2
     assert "--rgb and --flow" in capsys.readouterr().err

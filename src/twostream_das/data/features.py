@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 I3D_FOLDER = "features"
 I3D_DIM = 2048  # rows of a standard I3D feature file: RGB then FLOW
 I3D_HALF = I3D_DIM // 2
-_I3D_ROWS: dict[FeatureSource, slice] = {
+I3D_ROWS: dict[FeatureSource, slice] = {  # a stream's rows of the standard file
     FeatureSource.I3D_RGB: slice(0, I3D_HALF),
     FeatureSource.I3D_FLOW: slice(I3D_HALF, I3D_DIM),
 }
@@ -36,7 +36,7 @@ _I3D_ROWS: dict[FeatureSource, slice] = {
 
 def feature_path(root: str | Path, video: str, spec: StreamDataConfig) -> Path:
     """Where a stream's features of ``video`` live."""
-    folder = I3D_FOLDER if spec.source in _I3D_ROWS else spec.folder
+    folder = I3D_FOLDER if spec.source in I3D_ROWS else spec.folder
     return Path(root) / folder / f"{video}.npy"
 
 
@@ -64,19 +64,13 @@ def load_stream(
             f"missing {what} file {path} for video {video!r}; expected a .npy file "
             f"({_describe(spec)})"
         )
-    if spec.source in _I3D_ROWS:
+    if spec.source in I3D_ROWS:
         feats = _read_i3d(path, spec.source, what)
+        setting = None  # the standard file is always (2048, T)
     else:
-        feats = _read_folder(path, spec, what)
-    if spec.dim is not None and feats.shape[0] != spec.dim:
-        raise DataError(
-            f"{what} file {path} has dimension {feats.shape[0]} (shape {_shape_as_stored(path)}, "
-            f"read as {_orientation(spec).value}); expected {spec.dim}"
-            f"{_transposed_hint(feats, spec)}"
-        )
-    if feats.shape[1] == 0:
-        raise DataError(f"{what} file {path} has 0 frames (shape {feats.shape}); expected T >= 1")
-    check_finite(feats, path)
+        feats = read_matrix(path, spec.orientation, what)
+        setting = "the stream's orientation"
+    check_features(feats, path, what, spec.dim, stored_orientation(spec), setting)
     return feats
 
 
@@ -88,18 +82,56 @@ def _read_i3d(path: Path, source: FeatureSource, what: str) -> np.ndarray:
             f"{what} file {path} has shape {array.shape}; expected ({I3D_DIM}, T) standard I3D "
             f"features (rows 0..{I3D_HALF - 1} RGB, {I3D_HALF}..{I3D_DIM - 1} FLOW)"
         )
-    return np.ascontiguousarray(array[_I3D_ROWS[source]], dtype=np.float32)  # (1024, T)
+    return np.ascontiguousarray(array[I3D_ROWS[source]], dtype=np.float32)  # (1024, T)
 
 
-def _read_folder(path: Path, spec: StreamDataConfig, what: str) -> np.ndarray:
+def read_matrix(path: Path, orientation: Orientation, what: str) -> np.ndarray:
+    """A 2-D ``.npy`` file stored as ``orientation`` says, as C-contiguous float32 ``(D, T)``.
+
+    Raises:
+        DataError: unreadable file, an ``.npz`` archive, a dtype that is not real numbers, or
+        an array that is not 2-D (``what`` names the file's role in the message).
+    """
     array = _load(path, what, mmap=False)
     if array.ndim != 2:
         raise DataError(
             f"{what} file {path} has shape {array.shape}; expected a 2-D array stored "
-            f"{spec.orientation.value}"
+            f"{orientation.value}"
         )
-    feats = array if spec.orientation is Orientation.DxT else array.T  # (D, T)
+    feats = array if orientation is Orientation.DxT else array.T  # (D, T)
     return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def check_features(
+    feats: np.ndarray,
+    path: Path,
+    what: str,
+    dim: Optional[int],
+    orientation: Orientation,
+    orientation_setting: Optional[str],
+) -> None:
+    """DataError unless ``feats`` (D, T) has ``dim`` rows (when given), T >= 1 and finite values.
+
+    Args:
+        feats: (D, T) features read from ``path``.
+        path, what: the file and its role (e.g. ``rgb features``), for messages.
+        dim: the expected D, or None for any.
+        orientation: how the file was read, for messages.
+        orientation_setting: what the user sets to read the file the other way (named in a
+            hint when the file looks transposed); None where it cannot be set.
+    """
+    if dim is not None and feats.shape[0] != dim:
+        hint = ""
+        if orientation_setting is not None and feats.shape[1] == dim:
+            other = Orientation.TxD if orientation is Orientation.DxT else Orientation.DxT
+            hint = f"; the file looks transposed: set {orientation_setting} to {other.value}?"
+        raise DataError(
+            f"{what} file {path} has dimension {feats.shape[0]} (shape {_shape_as_stored(path)}, "
+            f"read as {orientation.value}); expected {dim}{hint}"
+        )
+    if feats.shape[1] == 0:
+        raise DataError(f"{what} file {path} has 0 frames (shape {feats.shape}); expected T >= 1")
+    check_finite(feats, path)
 
 
 def _load(path: Path, what: str, mmap: bool) -> np.ndarray:
@@ -173,23 +205,17 @@ def align_to_labels(
     return np.concatenate([feats, pad], axis=1)
 
 
-def _orientation(spec: StreamDataConfig) -> Orientation:
-    return Orientation.DxT if spec.source in _I3D_ROWS else spec.orientation
+def stored_orientation(spec: StreamDataConfig) -> Orientation:
+    """How a stream's files are stored: DxT for the standard I3D file, else ``orientation``."""
+    return Orientation.DxT if spec.source in I3D_ROWS else spec.orientation
 
 
 def _describe(spec: StreamDataConfig) -> str:
-    if spec.source in _I3D_ROWS:
-        rows = _I3D_ROWS[spec.source]
+    if spec.source in I3D_ROWS:
+        rows = I3D_ROWS[spec.source]
         return f"source {spec.source.value}: rows {rows.start}..{rows.stop - 1} of ({I3D_DIM}, T)"
     return f"source folder {spec.folder!r}, stored {spec.orientation.value}"
 
 
 def _shape_as_stored(path: Path) -> tuple[int, ...]:
     return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
-
-
-def _transposed_hint(feats: np.ndarray, spec: StreamDataConfig) -> str:
-    if spec.source not in _I3D_ROWS and feats.shape[1] == spec.dim:
-        other = "TxD" if spec.orientation is Orientation.DxT else "DxT"
-        return f"; the file looks transposed: set the stream's orientation to {other}?"
-    return ""
