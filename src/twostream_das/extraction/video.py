@@ -9,8 +9,10 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,17 +76,10 @@ def list_videos(path: str | Path) -> list[Path]:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read the container header: declared frame count, frame rate and size (no decoding)."""
-    av = require_av()
     path = Path(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else 0.0
-            return VideoInfo(path, int(stream.frames or 0), fps, stream.width, stream.height)
-    except av.FFmpegError as err:
-        raise DataError(f"cannot read video {path}: {err}") from None
+    with _video_stream(path, "read") as (_, stream):
+        fps = float(stream.average_rate) if stream.average_rate else 0.0
+        return VideoInfo(path, int(stream.frames or 0), fps, stream.width, stream.height)
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
@@ -96,18 +91,24 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     Raises:
         DataError: the file cannot be opened or decoding fails part-way.
     """
+    with _video_stream(Path(path), "decode") as (container, stream):
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+
+
+@contextmanager
+def _video_stream(path: Path, action: str) -> Iterator[tuple[Any, Any]]:
+    """``(container, first video stream)`` of ``path``, open for the ``with`` body; an FFmpeg
+    error in the body becomes ``DataError("cannot <action> video <path>: ...")``."""
     av = require_av()
-    path = Path(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+            yield container, container.streams.video[0]
     except av.FFmpegError as err:
-        raise DataError(f"cannot decode video {path}: {err}") from None
+        raise DataError(f"cannot {action} video {path}: {err}") from None
 
 
 def resize_for_i3d(frame: np.ndarray, image_size: int, mode: ResizeMode | str) -> np.ndarray:
