@@ -12,7 +12,7 @@ DIMS = {"rgb": 6, "flow": 5}
 NUM_VIDEOS = 10
 TEST_VIDEOS = {1: ["v0", "v1"], 2: ["v2", "v3"]}  # fold -> test videos
 
-TINY = [
+TINY_MODEL = [  # a tiny network and a 2-step sampler
     "model.encoder.num_blocks=2",
     "model.encoder.width=8",
     "model.encoder.cond_blocks=[0,1]",
@@ -20,6 +20,9 @@ TINY = [
     "model.decoder.width=8",
     "model.decoder.time_emb_dim=16",
     "model.diffusion.num_inference_steps=2",
+]
+TINY = [
+    *TINY_MODEL,
     "train.epochs=3",
     "train.batch_size=3",
     "train.eval_every=1",
@@ -65,3 +68,12 @@ def write_tiny_dataset(root: Path, seed: int = 0) -> Path:
 
 def tiny_overrides(root: Path, *extra: str) -> list[str]:
     return [f"data.root={root}", *TINY, *extra]
+
+
+def train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """CLI arguments of a quiet fold-1 ``train`` of the demo preset on the tiny dataset ``root``
+    into ``out``; ``extra`` are further ``KEY=VALUE`` overrides."""
+    return [
+        "train", "--config", "demo", "--set", *tiny_overrides(root, *extra),
+        "--fold", "1", "--out", str(out), "--quiet",
+    ]

@@ -1,18 +1,9 @@
 import json
 
+from _tiny import TINY_MODEL
 from twostream_das.cli import main
 
-TINY_DEMO = [
-    "model.encoder.num_blocks=2",
-    "model.encoder.width=8",
-    "model.encoder.cond_blocks=[0,1]",
-    "model.decoder.num_blocks=2",
-    "model.decoder.width=8",
-    "model.decoder.time_emb_dim=16",
-    "model.diffusion.num_inference_steps=2",
-    "train.epochs=1",
-    "fusion.grid_step=0.5",
-]
+TINY_DEMO = [*TINY_MODEL, "train.epochs=1", "fusion.grid_step=0.5"]
 
 
 def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from _tiny import tiny_overrides
+from _tiny import train_args
 from twostream_das.checkpoint import load_checkpoint
 
 EPOCHS = 30
@@ -17,22 +17,8 @@ TIMEOUT_S = 60
 
 
 def _command(root, out):
-    overrides = tiny_overrides(root, f"train.epochs={EPOCHS}", "train.eval_every=10")
-    return [
-        sys.executable,
-        "-m",
-        "twostream_das",
-        "train",
-        "--config",
-        "demo",
-        "--set",
-        *overrides,
-        "--fold",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    overrides = (f"train.epochs={EPOCHS}", "train.eval_every=10")
+    return [sys.executable, "-m", "twostream_das", *train_args(root, out, *overrides)]
 
 
 def _env():
