@@ -106,6 +106,24 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     return path
 
 
+def torch_load_safely(
+    path: Path, what: str, map_location: str | torch.device = "cpu"
+) -> Any:
+    """``torch.load(path, weights_only=True)``: builtins and tensors only, never arbitrary pickles.
+
+    Raises:
+        CheckpointError: torch cannot read the file safely (corrupt, not a torch file, or it
+        needs unsafe unpickling); the message names ``what`` (e.g. ``checkpoint``) and the file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt/unsafe files
+        raise CheckpointError(
+            f"{what} {path} cannot be read safely (torch.load weights_only=True): "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+        ) from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -115,13 +133,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt/unsafe files
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read safely (torch.load weights_only=True): "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-        ) from None
+    raw = torch_load_safely(path, "checkpoint", map_location)
     if not isinstance(raw, dict):
         raise CheckpointError(f"checkpoint {path} holds {type(raw).__name__}; expected a dict")
     missing = [k for k in _REQUIRED_KEYS if k not in raw]

@@ -27,10 +27,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import torch_load_safely
 from ..errors import CheckpointError, WeightsNotFoundError
 from .i3d import InceptionI3d
 
@@ -169,14 +168,7 @@ def read_i3d_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     with path.open("rb") as f:
         head = f.read(32)
     if head.startswith(_TORCH_ZIP_MAGIC) or _TORCH_LEGACY_MAGIC in head:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError,
-                io.UnsupportedOperation) as err:
-            raise CheckpointError(
-                f"cannot read {path} as a PyTorch state dict with weights_only=True: "
-                f"{str(err).splitlines()[0]}"
-            ) from None
+        loaded = torch_load_safely(path, "PyTorch I3D state dict")
         if not isinstance(loaded, Mapping):
             raise CheckpointError(f"{path} holds a {type(loaded).__name__}; expected a state dict")
         return pytorch_i3d_to_state_dict(loaded)
