@@ -11,9 +11,10 @@
   last, so consecutive segments share a boundary time) and ``confidence``: the mean probability of
   the segment's label over its frames (empty when no probabilities are given).
 - **Atomic writes** (:func:`atomic_write`, :func:`atomic_write_bytes`, :func:`atomic_write_text`,
-  :func:`atomic_save_npy`; checkpoints use :func:`atomic_write` too): written to a temporary file in the target's folder, flushed and
-  fsynced, then moved over the target with ``os.replace``. A reader sees the old file or the new
-  one, never a partial one; a failure leaves no temporary file behind.
+  :func:`atomic_save_npy`; checkpoints use :func:`atomic_write` too): written to a temporary
+  file in the target's folder, flushed and fsynced, then moved over the target with
+  ``os.replace`` (the folder is fsynced too). A reader sees the old file or the new one, never a
+  partial one; a failure leaves no temporary file behind.
 """
 
 from __future__ import annotations
