@@ -4,7 +4,7 @@ import torch
 from twostream_das.modules import frame_mask, window_key_mask, window_views, windowed_attention
 
 
-def dense_band_attention(q, k, v, valid, kernel_size, dilation):
+def dense_band_attention(q, k, v, valid, kernel_size, dilation, masked=float("-inf")):
     """Reference: full (T x T) attention restricted to the dilated band and real keys."""
     frames = q.shape[2]
     offset = torch.arange(frames)[None, :] - torch.arange(frames)[:, None]  # key - query
@@ -12,7 +12,7 @@ def dense_band_attention(q, k, v, valid, kernel_size, dilation):
     band = (offset.abs() <= reach) & (offset % dilation == 0)  # (T, T)
     allowed = band[None] & valid[:, None, :]  # (B, Tq, Tk)
     scores = torch.einsum("bcq,bck->bqk", q, k) / q.shape[1] ** 0.5
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    scores = scores.masked_fill(~allowed, masked)
     return torch.einsum("bqk,bck->bcq", scores.softmax(-1), v)
 
 
@@ -59,3 +59,41 @@ def test_frame_mask_forms():
     assert frame_mask(torch.ones(2, 3, dtype=torch.bool)).full
     with pytest.raises(ValueError, match="bool"):
         frame_mask(torch.ones(2, 3))
+
+
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 4), (5, 16), (5, 64)])
+def test_attention_gradients_equal_dense_band_attention(kernel_size, dilation):
+    """Under autograd windowed_attention is a hand-written Function (shifted multiply-adds);
+    its gradients equal autograd through the dense T x T reference, double precision, with
+    padding (the loss sees real query frames only, as in the blocks)."""
+    gen = torch.Generator().manual_seed(kernel_size * 7 + dilation)
+    batch, channels, frames = 3, 4, 23
+    inputs = [torch.randn(batch, c, frames, generator=gen, dtype=torch.float64)
+              for c in (channels, channels, 5)]  # fmt: skip
+    valid = torch.arange(frames)[None, :] < torch.tensor([23, 14, 1])[:, None]  # (B, T)
+    grad_out = torch.randn(batch, 5, frames, generator=gen, dtype=torch.float64)
+    grad_out = grad_out * valid[:, None, :]
+    key_mask = window_key_mask(valid, kernel_size, dilation)
+
+    def grads(fn):
+        q, k, v = (t.clone().requires_grad_() for t in inputs)
+        out = fn(q, k, v)
+        out.backward(grad_out)
+        return out * valid[:, None, :], q.grad, k.grad, v.grad
+
+    got = grads(lambda q, k, v: windowed_attention(q, k, v, key_mask, kernel_size, dilation))
+    want = grads(lambda q, k, v: dense_band_attention(q, k, v, valid, kernel_size, dilation,
+                                                      float(torch.finfo(torch.float64).min)))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+
+
+def test_attention_passes_gradcheck():
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, c, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+               for c in (3, 3, 2))  # fmt: skip
+    valid = torch.arange(11)[None, :] < torch.tensor([11, 6])[:, None]
+    key_mask = window_key_mask(valid, 5, 2)
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: windowed_attention(a, b, c, key_mask, 5, 2), (q, k, v)
+    )

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,3 +74,92 @@ def test_block_output_of_a_video_does_not_depend_on_padding():
     out = run(xb, cb, lengths_mask([10, 16], 16))
     torch.testing.assert_close(out[0, :, :10], alone[0], atol=1e-5, rtol=1e-5)
     assert torch.all(out[0, :, 10:] == 0)
+
+
+def window_tensor_attention(q, k, v, key_mask, kernel_size, dilation):
+    """The attention through explicit (B, C, k, T) window tensors (autograd-differentiable)."""
+    reach = (kernel_size // 2) * dilation
+    frames = q.shape[2]
+
+    def windows(x):
+        padded = F.pad(x, (reach, reach))
+        return torch.stack([padded[:, :, j * dilation : j * dilation + frames]
+                            for j in range(kernel_size)], dim=2)  # fmt: skip
+
+    scores = (q.unsqueeze(2) * windows(k)).sum(1) / q.shape[1] ** 0.5  # (B, k, T)
+    scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+    return (scores.softmax(1).unsqueeze(1) * windows(v)).sum(2)
+
+
+def reference_block(block, x, fmask, key_mask, cond_qk):
+    """The block written out with library-free pieces (conv1d, window-tensor attention, the
+    instance-norm formula), so autograd differentiates the straightforward path."""
+    w = block.width
+    local = F.conv1d(x, block.conv.weight, block.conv.bias, padding=block.conv.padding,
+                     dilation=block.dilation)  # fmt: skip
+    qkv = F.conv1d(x, block.qkv.weight, block.qkv.bias)
+    qk = qkv[:, : 2 * w] + (cond_qk if cond_qk is not None else 0)
+    context = window_tensor_attention(qk[:, :w], qk[:, w:], qkv[:, 2 * w :], key_mask,
+                                      block.kernel_size, block.dilation)  # fmt: skip
+    s = local + context
+    mean = (s * fmask.weight).sum(2, keepdim=True) / fmask.count
+    centred = (s - mean) * fmask.weight
+    var = centred.square().sum(2, keepdim=True) / fmask.count
+    out = block.ffn(centred / torch.sqrt(var + 1e-5))
+    return (x + out) * fmask.weight
+
+
+@pytest.mark.parametrize(("dilation", "cond_dim", "lengths"),
+                         [(1, 0, [13, 13]), (4, 3, [13, 8]), (8, 0, [13, 5]), (32, 3, [13, 13])])
+def test_training_block_gradients_equal_the_straightforward_path(dilation, cond_dim, lengths):
+    """Fused training path (one projection, autograd Functions) vs autograd through the
+    reference, double precision: outputs and the gradients of input, cond share and weights."""
+    torch.manual_seed(0)
+    block = ConvAttentionBlock(4, 5, dilation, dropout=0.0, cond_dim=cond_dim).double().train()
+    gen = torch.Generator().manual_seed(dilation)
+    mask = lengths_mask(lengths, 13)
+    fmask = frame_mask(mask, torch.float64)
+    key_mask = window_key_mask(mask, 5, dilation)
+    x0 = torch.randn(2, 4, 13, generator=gen, dtype=torch.float64) * fmask.weight
+    c0 = torch.randn(2, 8, 13, generator=gen, dtype=torch.float64) if cond_dim else None
+    grad_out = torch.randn(2, 4, 13, generator=gen, dtype=torch.float64)
+
+    def run(fn):
+        block.zero_grad()
+        x = x0.clone().requires_grad_()
+        c = c0.clone().requires_grad_() if c0 is not None else None
+        out = fn(block, x, fmask, key_mask, c)
+        out.backward(grad_out)
+        grads = [x.grad] + ([c.grad] if c is not None else [])
+        return [out, *grads] + [p.grad.clone() for p in block.parameters() if p.grad is not None]
+
+    got, want = run(ConvAttentionBlock.forward), run(reference_block)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("lengths", [[9, 9], [9, 4]])
+def test_masked_instance_norm_passes_gradcheck(lengths):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    fmask = frame_mask(lengths_mask(lengths, 9), torch.float64)
+    assert torch.autograd.gradcheck(lambda a: masked_instance_norm(a, fmask), (x,))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_block_dropout_keeps_1_minus_p_and_rescales(p):
+    drop = ConvAttentionBlock(4, 3, 1, dropout=p).dropout.train()
+    torch.manual_seed(0)  # draws from the global RNG, like nn.Dropout
+    x = torch.ones(4, 50, 1001)  # odd element count: not a multiple of 4
+    out = drop(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), out)  # same seed, same mask
+    x.requires_grad_()
+    torch.manual_seed(0)
+    drop(x).sum().backward()  # the gradient is the same mask and scale
+    torch.testing.assert_close(x.grad, out.detach())
+    assert torch.equal(drop.eval()(x), x)

@@ -6,6 +6,11 @@ convolution. Keys outside the sequence or on padded frames are masked. The keys 
 every window are strided views of the zero-padded sequence (``unfold``), so scores are
 ``(B, k, T)`` and memory is linear in T (no ``T x T`` tensor).
 
+Under autograd the attention is a :class:`torch.autograd.Function` whose forward and backward
+are k shifted multiply-adds over the frames where the shift stays inside the sequence
+(:func:`attend`, :func:`attend_backward`): no ``(B, C, k, T)`` window tensor is built or
+differentiated. The training path of :mod:`.block` uses the same two functions.
+
 Encoder self-attention and decoder cross-attention differ only in how the block builds q, k
 and v (see :mod:`.block`); both call :func:`windowed_attention`.
 """
@@ -70,6 +75,17 @@ def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tens
     )  # (B, C, k, T) view
 
 
+def shifts(frames: int, kernel_size: int, dilation: int) -> list[tuple[int, int, int, int]]:
+    """The window positions as shifts: ``(j, o, lo, hi)`` with offset ``o = (j - k // 2) * d``
+    and ``[lo, hi)`` the frames t whose neighbour ``t + o`` is inside ``[0, T)`` (empty when
+    ``hi <= lo``)."""
+    out = []
+    for j in range(kernel_size):
+        offset = (j - kernel_size // 2) * dilation
+        out.append((j, offset, max(0, -offset), min(frames, frames - offset)))
+    return out
+
+
 def window_key_mask(valid: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
     """Which keys of every window exist: inside the sequence and on a real frame.
 
@@ -80,6 +96,17 @@ def window_key_mask(valid: torch.Tensor, kernel_size: int, dilation: int) -> tor
         (B, k, T) bool, True = frame t may attend to its j-th neighbour.
     """
     return window_views(valid[:, None, :], kernel_size, dilation)[:, 0].contiguous()  # (B, k, T)
+
+
+def fused_ok(*tensors: torch.Tensor) -> bool:
+    """Whether the hand-written autograd Functions apply: gradients are wanted, one floating
+    dtype, no autocast (without autograd the strided-view path needs no Function)."""
+    return (
+        torch.is_grad_enabled()
+        and any(t.requires_grad for t in tensors)
+        and len({t.dtype for t in tensors}) == 1
+        and not torch.is_autocast_enabled(tensors[0].device.type)
+    )
 
 
 def windowed_attention(
@@ -105,9 +132,93 @@ def windowed_attention(
         masked (padded queries far from real frames) give finite garbage that callers zero.
     """
     scale = q.shape[1] ** -0.5
+    if fused_ok(q, k, v):
+        return _WindowedAttention.apply(q, k, v, key_mask, kernel_size, dilation, scale)
     keys = window_views(k, kernel_size, dilation)  # (B, C, k, T)
     values = window_views(v, kernel_size, dilation)  # (B, Cv, k, T)
     scores = (q.unsqueeze(2) * keys).sum(dim=1) * scale  # (B, k, T)
     scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=1).to(values.dtype)  # (B, k, T), over the window
     return (weights.unsqueeze(1) * values).sum(dim=2)  # (B, Cv, T)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor,
+    geometry: tuple[int, int, float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward of :func:`windowed_attention` as k shifted multiply-adds (no autograd).
+
+    Args:
+        q, k: (B, C, T); v: (B, Cv, T); key_mask: (B, k, T) bool.
+        geometry: (kernel_size, dilation, scale).
+
+    Returns:
+        weights (B, k, T) (kept for the backward) and out (B, Cv, T).
+    """
+    kernel_size, dilation, scale = geometry
+    batch, _, frames = q.shape
+    scores = q.new_zeros(batch, kernel_size, frames)  # (B, k, T); 0 = a zero-padded key
+    for j, o, lo, hi in shifts(frames, kernel_size, dilation):
+        if hi > lo:
+            scores[:, j, lo:hi] = (q[:, :, lo:hi] * k[:, :, lo + o : hi + o]).sum(dim=1)
+    scores.mul_(scale).masked_fill_(~key_mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=1)  # (B, k, T)
+    out = v.new_zeros(v.shape)  # (B, Cv, T)
+    for j, o, lo, hi in shifts(frames, kernel_size, dilation):
+        if hi > lo:
+            out[:, :, lo:hi].addcmul_(v[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
+    return weights, out
+
+
+def attend_backward(
+    grad_out: torch.Tensor,
+    saved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    geometry: tuple[int, int, float],
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """Backward of :func:`attend` as k shifted multiply-adds (no autograd).
+
+    Args:
+        grad_out: (B, Cv, T) gradient of the output.
+        saved: (q, k, v, weights, key_mask) of the forward.
+        geometry: (kernel_size, dilation, scale).
+        grads: zero-filled buffers (views allowed) of q's, k's and v's shapes that receive
+            the gradients of q, k and v.
+    """
+    q, k, v, weights, key_mask = saved
+    kernel_size, dilation, scale = geometry
+    grad_q, grad_k, grad_v = grads
+    windows = [w for w in shifts(q.shape[2], kernel_size, dilation) if w[3] > w[2]]
+    grad_weights = torch.zeros_like(weights)  # (B, k, T)
+    for j, o, lo, hi in windows:
+        grad_weights[:, j, lo:hi] = (grad_out[:, :, lo:hi] * v[:, :, lo + o : hi + o]).sum(1)
+    # softmax backward; then masked scores get no gradient (masked_fill's backward)
+    grad_scores = grad_weights.sub_((grad_weights * weights).sum(dim=1, keepdim=True))
+    grad_scores.mul_(weights).masked_fill_(~key_mask, 0.0).mul_(scale)  # (B, k, T)
+    for j, o, lo, hi in windows:
+        s_j, w_j = grad_scores[:, j : j + 1, lo:hi], weights[:, j : j + 1, lo:hi]  # (B, 1, n)
+        grad_q[:, :, lo:hi].addcmul_(k[:, :, lo + o : hi + o], s_j)
+        grad_k[:, :, lo + o : hi + o].addcmul_(q[:, :, lo:hi], s_j)
+        grad_v[:, :, lo + o : hi + o].addcmul_(grad_out[:, :, lo:hi], w_j)
+
+
+class _WindowedAttention(torch.autograd.Function):
+    """:func:`windowed_attention` under autograd: :func:`attend` / :func:`attend_backward`."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, key_mask, kernel_size, dilation, scale):  # type: ignore[override]
+        geometry = (kernel_size, dilation, scale)
+        weights, out = attend(q, k, v, key_mask, geometry)
+        ctx.save_for_backward(q, k, v, weights, key_mask)
+        ctx.geometry = geometry
+        return out  # (B, Cv, T)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        grads = tuple(torch.zeros_like(t) for t in saved[:3])
+        attend_backward(grad_out, saved, ctx.geometry, grads)
+        return (*grads, None, None, None, None)

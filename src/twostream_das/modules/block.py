@@ -25,7 +25,15 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .attention import FrameMask, window_views, windowed_attention
+from .attention import (
+    FrameMask,
+    attend,
+    attend_backward,
+    fused_ok,
+    shifts,
+    window_views,
+    windowed_attention,
+)
 
 NORM_EPS = 1e-5
 """Variance epsilon of the instance norm (``nn.InstanceNorm1d``'s default, as in ASFormer)."""
@@ -43,6 +51,9 @@ def masked_instance_norm(x: torch.Tensor, fmask: FrameMask) -> torch.Tensor:
     Returns:
         (B, C, T) in x's dtype, 0 on padded frames.
     """
+    if x.dtype in (torch.float32, torch.float64) and fused_ok(x):
+        weight = None if fmask.full else fmask.weight.to(x.dtype)
+        return _InstanceNorm.apply(x, weight, fmask.count.to(x.dtype))
     xf = x.float()
     if fmask.full:  # no padding: plain statistics (cheaper than F.instance_norm on CPU)
         centred = xf - xf.mean(dim=2, keepdim=True)  # (B, C, T)
@@ -52,6 +63,38 @@ def masked_instance_norm(x: torch.Tensor, fmask: FrameMask) -> torch.Tensor:
     centred = (xf - mean) * fmask.weight  # (B, C, T), 0 on padding
     var = centred.square().sum(dim=2, keepdim=True) / fmask.count  # (B, C, 1)
     return (centred * torch.rsqrt(var + NORM_EPS)).to(x.dtype)
+
+
+class _InstanceNorm(torch.autograd.Function):
+    """:func:`masked_instance_norm` under autograd (float32/64), with the closed-form backward
+    ``dx = r * (dy - mean(dy) - y * mean(dy * y))`` (means over real frames, 0 on padding)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, count):  # type: ignore[override]
+        # x (B, C, T); weight (B, 1, T) 0/1 or None (no padding); count (B, 1, 1) real frames
+        if weight is None:
+            centred = x - x.mean(dim=2, keepdim=True)  # (B, C, T)
+            var = centred.square().mean(dim=2, keepdim=True)  # (B, C, 1)
+        else:
+            mean = (x * weight).sum(dim=2, keepdim=True) / count  # (B, C, 1)
+            centred = (x - mean).mul_(weight)  # (B, C, T), 0 on padding
+            var = centred.square().sum(dim=2, keepdim=True) / count  # (B, C, 1)
+        rstd = torch.rsqrt(var + NORM_EPS)  # (B, C, 1)
+        y = centred.mul_(rstd)  # (B, C, T)
+        ctx.save_for_backward(y, rstd, weight, count)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):  # type: ignore[override]
+        y, rstd, weight, count = ctx.saved_tensors
+        if weight is None:
+            mean_g = grad_y.mean(dim=2, keepdim=True)  # (B, C, 1)
+            mean_gy = (grad_y * y).mean(dim=2, keepdim=True)  # (B, C, 1)
+            return (grad_y - mean_g).sub_(y * mean_gy).mul_(rstd), None, None
+        g = grad_y * weight  # (B, C, T), real frames only
+        mean_g = g.sum(dim=2, keepdim=True) / count
+        mean_gy = (g * y).sum(dim=2, keepdim=True) / count
+        return (g - mean_g).sub_(y * mean_gy).mul_(rstd).mul_(weight), None, None
 
 
 def _batched_matmul(
@@ -95,6 +138,78 @@ class DilatedConv(nn.Conv1d):
         return _batched_matmul(weight.expand(batch, -1, -1), columns, self.bias)
 
 
+class BlockDropout(nn.Dropout):
+    """``nn.Dropout`` (same module, no parameters) whose CPU training mask is drawn 4 frames per
+    64-bit draw of the global torch RNG: ``bernoulli_`` costs ~10 ns per element on CPU, several
+    times the rest of a width-24 decoder block. An element is kept when its 16-bit share of a
+    draw is below ``round((1 - p) * 2 ** 16)``: the keep probability is 1 - p to within 2 ** -17
+    (exact for p = 0.5); kept elements are scaled by ``1 / (1 - p)`` as in ``nn.Dropout``.
+    Other devices use ``nn.Dropout``'s kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if not self.training or p == 0.0 or x.device.type != "cpu" or not x.is_floating_point():
+            return super().forward(x)
+        if p == 1.0:
+            return x * 0.0
+        count = x.numel()
+        draws = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+        shares = draws.view(torch.int16)[:count].view(x.shape)  # uniform in [-2^15, 2^15)
+        threshold = round((1.0 - p) * 2**16) - 2**15
+        factor = (shares < threshold).to(x.dtype).mul_(1.0 / (1.0 - p))  # 0 or 1 / (1 - p)
+        return x * factor
+
+
+class _ConvAttention(torch.autograd.Function):
+    """``DilatedConv(h) + windowed attention`` of a block from one packed projection, under
+    autograd.
+
+    Input ``z = W h`` (B, (k + 3) F, T) for the stacked matrix ``W = [W_0; ...; W_{k-1}; W_q;
+    W_k; W_v]``, ``W_j`` the conv's tap j. The conv is the sum of the taps' projections shifted
+    in time, ``local[t] = b + sum_j z_j[t + (j - k // 2) d]`` (zero outside the sequence), so
+    its backward is k shifted copies of the output gradient: nothing of the window's size is
+    built, forward or backward, and the gradient of z is one tensor (one matmul backward).
+    """
+
+    @staticmethod
+    def forward(ctx, z, conv_bias, qkv_bias, qk_addend, key_mask, width, kernel_size, dilation):  # type: ignore[override]  # noqa: E501
+        # z (B, (k+3)F, T); biases (F,), (3F,); qk_addend (B, 2F, T) or None; key_mask (B, k, T)
+        taps = kernel_size * width
+        qkv = z[:, taps:] + qkv_bias[:, None]  # (B, 3F, T)
+        if qk_addend is not None:
+            qkv[:, : 2 * width] += qk_addend  # W [x ; c] = W_x x + W_c c
+        q, k, v = qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :]
+        geometry = (kernel_size, dilation, width**-0.5)
+        weights, out = attend(q, k, v, key_mask, geometry)  # out (B, F, T)
+        out += conv_bias[:, None]
+        for j, o, lo, hi in shifts(z.shape[2], kernel_size, dilation):
+            if hi > lo:
+                out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
+        ctx.save_for_backward(qkv, weights, key_mask)
+        ctx.geometry = (width, *geometry)
+        return out  # (B, F, T)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        qkv, weights, key_mask = ctx.saved_tensors
+        width, *geometry = ctx.geometry
+        kernel_size, dilation, _ = geometry
+        batch, _, frames = qkv.shape
+        taps = kernel_size * width
+        grad_z = qkv.new_zeros(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
+        for j, o, lo, hi in shifts(frames, kernel_size, dilation):
+            if hi > lo:
+                grad_z[:, j * width : (j + 1) * width, lo + o : hi + o] = grad_out[:, :, lo:hi]
+        grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
+        saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
+        grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])
+        attend_backward(grad_out, saved, tuple(geometry), grads)
+        grad_conv_bias = grad_out.sum(dim=(0, 2)) if ctx.needs_input_grad[1] else None
+        grad_qkv_bias = grad_qkv.sum(dim=(0, 2)) if ctx.needs_input_grad[2] else None
+        grad_addend = grad_qkv[:, : 2 * width] if ctx.needs_input_grad[3] else None
+        return grad_z, grad_conv_bias, grad_qkv_bias, grad_addend, None, None, None, None
+
+
 class ConvAttentionBlock(nn.Module):
     """One encoder or decoder block (see the module docstring).
 
@@ -116,12 +231,24 @@ class ConvAttentionBlock(nn.Module):
         self.width = width
         self.kernel_size = kernel_size
         self.dilation = dilation
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = BlockDropout(dropout)
         self.conv = DilatedConv(width, kernel_size, dilation)
         self.qkv = PointwiseConv(width, 3 * width)  # state -> q, k, v (holds the biases)
         self.cond_qk = PointwiseConv(cond_dim, 2 * width, bias=False) if cond_dim > 0 else None
         self.ffn = nn.Sequential(
             PointwiseConv(width, width), nn.ReLU(), PointwiseConv(width, width)
+        )
+
+    def _conv_attention(
+        self, h: torch.Tensor, key_mask: torch.Tensor, cond_qk: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """``conv(h) + attention(qkv(h) [+ cond_qk])`` via :class:`_ConvAttention`: (B, F, T)."""
+        width, k = self.width, self.kernel_size
+        taps = self.conv.weight.permute(2, 0, 1).reshape(k * width, width)  # (kF, F), tap-major
+        weight = torch.cat([taps, self.qkv.weight[:, :, 0]])  # ((k+3)F, F)
+        z = torch.bmm(weight.expand(h.shape[0], -1, -1), h)  # (B, (k+3)F, T), biases added later
+        return _ConvAttention.apply(
+            z, self.conv.bias, self.qkv.bias, cond_qk, key_mask, width, k, self.dilation
         )
 
     @property
@@ -159,13 +286,18 @@ class ConvAttentionBlock(nn.Module):
         """
         assert (cond_qk is not None) == self.is_cross, "cond_qk must be given iff cross-attention"
         h = self.dropout(x)  # (B, F, T)
-        local = self.conv(h)  # (B, F, T)
-        qkv = self.qkv(h)  # (B, 3F, T)
-        qk, v = qkv[:, : 2 * self.width], qkv[:, 2 * self.width :]  # (B, 2F, T), (B, F, T)
-        if cond_qk is not None:
-            qk = qk + cond_qk  # W [x ; c] = W_x x + W_c c
-        q, k = qk.chunk(2, dim=1)  # (B, F, T) each
-        context = windowed_attention(q, k, v, key_mask, self.kernel_size, self.dilation)
-        out = self.ffn(masked_instance_norm(local + context, fmask))  # (B, F, T)
+        parts = [h, self.qkv.weight] if cond_qk is None else [h, self.qkv.weight, cond_qk]
+        if fused_ok(*parts):  # training: one projection, one Function (same math)
+            mixed = self._conv_attention(h, key_mask, cond_qk)  # (B, F, T)
+        else:
+            local = self.conv(h)  # (B, F, T)
+            qkv = self.qkv(h)  # (B, 3F, T)
+            qk, v = qkv[:, : 2 * self.width], qkv[:, 2 * self.width :]  # (B, 2F, T), (B, F, T)
+            if cond_qk is not None:
+                qk = qk + cond_qk  # W [x ; c] = W_x x + W_c c
+            q, k = qk.chunk(2, dim=1)  # (B, F, T) each
+            context = windowed_attention(q, k, v, key_mask, self.kernel_size, self.dilation)
+            mixed = local + context
+        out = self.ffn(masked_instance_norm(mixed, fmask))  # (B, F, T)
         x = x + out
         return x if fmask.full else x * fmask.weight.to(x.dtype)
