@@ -1,16 +1,21 @@
 """One training step (forward, backward, Adam) of both streams on a batch of 4 videos.
 
     python bench/bench_train_step.py [--quick] [--threads 2] [--repeats 3] [--no-baseline]
+                                      [--unfold]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, counted matmul GFLOP (forward+backward),
 achieved GFLOP/s, the speed-up over the straightforward path, and the peak resident memory.
 
-Variants:
-  unfold_windows  the straightforward path: the attention/conv windows as an ``unfold`` view
-                  also under autograd, whose backward materialises the whole dilated span
-                  (the previous implementation, re-created here; slow, so 1 repeat)
-  default         the library's path (shifted-slice windows under autograd)
+Variants (speed-ups are over the first one run):
+  unfold_windows    the first straightforward path: the attention/conv windows as an ``unfold``
+                    view also under autograd, whose backward materialises the whole dilated
+                    span (re-created here; ~60 s, so 1 repeat; with --unfold or --quick)
+  autograd_windows  autograd through every op: windows as a stack of k shifted slices,
+                    ``nn.Dropout`` (the library's previous training path, re-created here)
+  default           the library's path: hand-written autograd Functions for the attention,
+                    conv and instance norm, one packed projection per block, cheaper dropout
+                    masks
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from _bench import PRESETS, build_model, count_gflop, machine, matmul_gflops, peak_rss_mib, time_it
+from torch import nn
 
 from twostream_das.data.collate import Batch
 from twostream_das.modules import attention, block
@@ -40,15 +46,21 @@ def unfold_window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> tor
 
 @contextmanager
 def windows(variant: str):
-    if variant != "unfold_windows":
+    """Re-create an earlier training path by switching off the Functions (and more)."""
+    if variant == "default":
         yield
         return
-    saved = attention.window_views
-    attention.window_views = block.window_views = unfold_window_views
+    saved = attention.window_views, attention.fused_ok, block.BlockDropout.forward
+    attention.fused_ok = block.fused_ok = lambda *tensors: False
+    block.BlockDropout.forward = nn.Dropout.forward
+    if variant == "unfold_windows":
+        attention.window_views = block.window_views = unfold_window_views
     try:
         yield
     finally:
-        attention.window_views = block.window_views = saved
+        attention.window_views = block.window_views = saved[0]
+        attention.fused_ok = block.fused_ok = saved[1]
+        block.BlockDropout.forward = saved[2]
 
 
 def make_step(preset: str, frames: int):
@@ -79,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke)")
     parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the slow unfold path")
+    parser.add_argument("--no-baseline", action="store_true", help="only the default path")
+    parser.add_argument("--unfold", action="store_true", help="also the ~60 s unfold path")
     args = parser.parse_args(argv)
     threads = args.threads or (1 if args.quick else 2)
     torch.set_num_threads(threads)
     repeats = 1 if args.quick else args.repeats
-    variants = ["default"] if args.no_baseline else ["unfold_windows", "default"]
+    variants = ["default"] if args.no_baseline else ["autograd_windows", "default"]
+    if (args.unfold or args.quick) and not args.no_baseline:
+        variants.insert(0, "unfold_windows")
     report: dict[str, object] = {
         "benchmark": "train_step",
         "machine": machine(threads),
