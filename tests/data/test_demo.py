@@ -82,10 +82,42 @@ def test_demo_labels_follow_the_grammar(demo_videos):
 
 def test_sample_actions_keeps_recipe_order():
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    orders = set()
+    for _ in range(40):
         actions = demo.sample_actions("tea", rng)
-        assert actions[:2] in (["take", "open"], ["take", "pour"])
+        assert actions[:2] == ["take", "open"]
         assert actions[-2:] == ["close", "put"]
+        assert sorted(actions[2:4]) == ["put", "take"]  # an any_order block
+        orders.add(tuple(actions[2:4]))
+    assert len(orders) == 2
+
+
+def _context_ambiguity(stream: str, performances: int = 300) -> float:
+    """Share of the confusable actions of ``stream`` that the recipe and the order of what the
+    stream sees (a confusable group as one token) do not determine."""
+    rng = np.random.default_rng(0)
+    token = {c: c for c in demo.CLASSES}
+    for i, group in enumerate(demo.CONFUSABLE[stream]):
+        token.update({c: f"group{i}" for c in group})
+    ambiguous = total = 0
+    for recipe in demo.RECIPES:
+        seen: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        for _ in range(performances):
+            actions = tuple(demo.sample_actions(recipe, rng))
+            seen.setdefault(tuple(token[a] for a in actions), set()).add(actions)
+        for visible, truths in seen.items():
+            for i, tok in enumerate(visible):
+                if tok.startswith("group"):
+                    total += 1
+                    ambiguous += len({t[i] for t in truths}) > 1
+    return ambiguous / total
+
+
+def test_context_does_not_tell_the_confusable_classes_apart():
+    """Interchangeable places in the grammar: for a good share of its confusable actions, a
+    stream that sees only "one of the group" cannot infer which from the recipe's order."""
+    for stream in ("rgb", "flow"):
+        assert _context_ambiguity(stream) > 0.25, stream
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -109,38 +141,68 @@ def _fit_lda(x: np.ndarray, y: np.ndarray, num_classes: int):
     return predict_proba
 
 
-def _frame_accuracies(train: list, test: list) -> dict[str, float]:
-    """Per-frame LDA per stream; accuracy (%) of each stream and of the averaged probabilities."""
-    y_train = np.concatenate([v.labels for v in train])
-    y_test = np.concatenate([v.labels for v in test])
+def _frames(video, stream: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame features (T, D), labels (T,) and weights (T,) of ones."""
+    return video.features[stream].T, video.labels, np.ones(len(video.labels))
+
+
+def _segments(video, stream: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features averaged over each ground-truth segment (S, D), labels (S,), lengths (S,)."""
+    seg = np.cumsum(np.diff(video.labels, prepend=-1) != 0) - 1  # (T,) segment index
+    lengths = np.bincount(seg)  # (S,)
+    sums = np.zeros((len(lengths), video.features[stream].shape[0]))  # (S, D)
+    np.add.at(sums, seg, video.features[stream].T)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (S,)
+    return sums / lengths[:, None], video.labels[starts], lengths
+
+
+def _stack(videos: list, stream: str, unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, y, w = zip(*(unit(v, stream) for v in videos), strict=True)
+    return np.concatenate(x).astype(np.float64), np.concatenate(y), np.concatenate(w)
+
+
+def _accuracies(train: list, test: list, unit=_frames) -> dict[str, float]:
+    """LDA per stream on frames or on ground-truth segments (``unit``): accuracy (%, per frame)
+    of each stream and of the averaged probabilities, and of the majority class."""
     probs = {}
     for stream in ("rgb", "flow"):
-        x_train = np.concatenate([v.features[stream].T for v in train]).astype(np.float64)
-        x_test = np.concatenate([v.features[stream].T for v in test]).astype(np.float64)
+        x_train, y_train, _ = _stack(train, stream, unit)
+        x_test, y_test, weight = _stack(test, stream, unit)  # the same y and weight per stream
         probs[stream] = _fit_lda(x_train, y_train, len(demo.CLASSES))(x_test)  # (N, C)
-    acc = {s: 100 * float(np.mean(p.argmax(1) == y_test)) for s, p in probs.items()}
-    acc["fused"] = 100 * float(np.mean((probs["rgb"] + probs["flow"]).argmax(1) == y_test))
-    acc["chance"] = 100 * np.bincount(y_test).max() / len(y_test)  # majority class
+    probs["fused"] = probs["rgb"] + probs["flow"]
+    acc = {s: 100 * float(np.sum((p.argmax(1) == y_test) * weight) / weight.sum())
+           for s, p in probs.items()}
+    acc["chance"] = 100 * float(np.bincount(y_test, weight).max() / weight.sum())
     return acc
 
 
-def _check_fusion_gain(acc: dict[str, float]) -> None:
+def _check_fusion_gain(train: list, test: list) -> None:
+    """Both streams are useful and close to each other; fusing them wins by a wide margin."""
+    frame = _accuracies(train, test, _frames)
     for stream in ("rgb", "flow"):
-        assert acc["chance"] + 30 < acc[stream] < 90, acc
-    assert acc["fused"] >= max(acc["rgb"], acc["flow"]) + 3, acc
+        assert frame["chance"] + 40 < frame[stream] < 88, frame
+    assert abs(frame["rgb"] - frame["flow"]) < 12, frame
+    assert frame["fused"] >= max(frame["rgb"], frame["flow"]) + 8, frame
+    # Even whole segments leave each stream unsure inside its confusable groups; together the
+    # streams name nearly every segment.
+    segment = _accuracies(train, test, _segments)
+    assert max(segment["rgb"], segment["flow"]) < 93, segment
+    assert segment["fused"] >= max(segment["rgb"], segment["flow"]) + 6, segment
+    assert segment["fused"] > 97, segment
 
 
 def test_fusing_the_streams_beats_either_stream(demo_root, demo_videos):
     train = [demo_videos[n] for n in read_split(demo_root, "train", 1)]
     test = [demo_videos[n] for n in read_split(demo_root, "test", 1)]
-    _check_fusion_gain(_frame_accuracies(train, test))
+    _check_fusion_gain(train, test)
 
 
-def test_fusion_gain_holds_for_another_seed():
-    videos = demo.generate_videos(seed=7)
+@pytest.mark.parametrize("seed", [1, 7])
+def test_fusion_gain_holds_for_other_seeds(seed):
+    videos = demo.generate_videos(seed=seed)
     train = [v for v in videos if v.performer != 1]
     test = [v for v in videos if v.performer == 1]
-    _check_fusion_gain(_frame_accuracies(train, test))
+    _check_fusion_gain(train, test)
 
 
 def test_each_stream_confuses_its_own_classes(demo_videos):
