@@ -28,7 +28,7 @@ TINY = [
     "train.eval_every=1",
     "train.checkpoint_every=1",
     "train.lr=0.005",
-    "data.val_fraction=0.25",
+    "dataset.val_fraction=0.25",
     "fusion.grid_step=0.5",
     "eval.batch_size=4",
 ]
@@ -67,7 +67,7 @@ def write_tiny_dataset(root: Path, seed: int = 0) -> Path:
 
 
 def tiny_overrides(root: Path, *extra: str) -> list[str]:
-    return [f"data.root={root}", *TINY, *extra]
+    return [f"dataset.root={root}", *TINY, *extra]
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:

@@ -23,7 +23,7 @@ def test_paper_settings_per_dataset():
     assert (gtea.model.encoder.width, gtea.model.decoder.width) == (64, 24)
     assert (breakfast.model.encoder.width, breakfast.model.decoder.width) == (256, 128)
     assert salads.model.decoder.kernel_size == 7 and gtea.model.decoder.kernel_size == 5
-    assert salads.data.sample_rate == 8 and salads.model.diffusion.signal_scale == 1.0
+    assert salads.dataset.sample_rate == 8 and salads.model.diffusion.signal_scale == 1.0
     assert salads.model.masks.boundary_threshold == 0.5
     assert salads.model.masks.num_masked_actions == 2
     assert breakfast.train.lr == 1e-4 and gtea.train.lr == 5e-4
@@ -47,7 +47,7 @@ def test_overrides_are_typed():
     [
         ("train.nope=1", "nope"),
         ("train.lr=abc", "abc"),
-        ("data.sample_rate=0", "data.sample_rate"),
+        ("dataset.sample_rate=0", "dataset.sample_rate"),
         ("model.masks.strategies=[everything]", "everything"),
         ("model.encoder.cond_blocks=[12]", "cond_blocks"),
         ("no_equals_sign", "key=value"),

@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     train(cfg, 1, out, quiet=True)
     loaded = load_model(out / "checkpoints" / "best.pt", CPU)
-    videos = load_videos(cfg.data, TEST_VIDEOS[1] + ["v5"], read_mapping(root / "mapping.txt"))
+    videos = load_videos(cfg.dataset, TEST_VIDEOS[1] + ["v5"], read_mapping(root / "mapping.txt"))
     return loaded, videos
 
 
@@ -55,7 +55,7 @@ def test_a_video_does_not_depend_on_its_batch(setup):
 def test_sample_rate_averages_offsets_at_full_frame_rate(setup):
     loaded, videos = setup
     cfg = dataclasses.replace(
-        loaded.config, data=dataclasses.replace(loaded.config.data, sample_rate=3)
+        loaded.config, dataset=dataclasses.replace(loaded.config.dataset, sample_rate=3)
     )
     out = list(predict_probabilities(loaded.model, videos, cfg, CPU))
     for pred, video in zip(out, videos, strict=True):

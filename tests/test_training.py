@@ -137,7 +137,8 @@ def test_test_labels_and_features_are_never_read(reference_run, tiny_root, tmp_p
 
 
 def test_no_validation_keeps_the_last_epoch(tiny_root, tmp_path):
-    cfg = load_config("demo", tiny_overrides(tiny_root, "data.val_fraction=0.0", "train.epochs=1"))
+    overrides = tiny_overrides(tiny_root, "dataset.val_fraction=0.0", "train.epochs=1")
+    cfg = load_config("demo", overrides)
     result = train(cfg, 1, tmp_path / "run", quiet=True)
     assert result.selection.epoch == 1
     assert result.selection.fusion_weights == {
@@ -149,7 +150,7 @@ def test_no_validation_keeps_the_last_epoch(tiny_root, tmp_path):
 def test_sample_rate_trains_on_one_view_and_evaluates_at_full_rate(tiny_root, tmp_path):
     from twostream_das.evaluation import evaluate_run
 
-    cfg = load_config("demo", tiny_overrides(tiny_root, "data.sample_rate=3", "train.epochs=1"))
+    cfg = load_config("demo", tiny_overrides(tiny_root, "dataset.sample_rate=3", "train.epochs=1"))
     train(cfg, 1, tmp_path / "run", quiet=True)
     results = evaluate_run(tmp_path / "run", quiet=True)
     assert results["num_videos"] == 2

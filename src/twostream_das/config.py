@@ -68,13 +68,13 @@ class StreamDataConfig:
     """How one stream reads its features."""
 
     source: FeatureSource = FeatureSource.FOLDER
-    folder: str = "features_rgb"  # relative to ``data.root``; only for source=folder
+    folder: str = "features_rgb"  # relative to ``dataset.root``; only for source=folder
     orientation: Orientation = Orientation.DxT  # only for source=folder (I3D files are DxT)
     dim: Optional[int] = None  # expected feature dim; None = read from the data, then checked
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DatasetConfig:
     root: str = "data/demo"  # dataset folder holding mapping.txt, splits/, groundTruth/
     rgb: StreamDataConfig = field(
         default_factory=lambda: StreamDataConfig(folder="features_rgb")
@@ -194,7 +194,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     name: str = "custom"
-    data: DataConfig = field(default_factory=DataConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -220,7 +220,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     Args:
         source: a preset name (``gtea``, ``50salads``, ``breakfast``, ``demo``), a YAML path,
             or None for the defaults.
-        overrides: dotted ``key=value`` strings, e.g. ``["data.root=/data/gtea"]``.
+        overrides: dotted ``key=value`` strings, e.g. ``["dataset.root=/data/gtea"]``.
 
     Raises:
         ConfigError: naming the file or override and the offending key or value.
@@ -290,10 +290,10 @@ def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
     enc, diff = cfg.model.encoder, cfg.model.diffusion
     rules: list[tuple[str, Callable[[Any], bool], str]] = [
-        ("data.sample_rate", lambda v: v >= 1, ">= 1"),
-        ("data.length_tolerance", lambda v: v >= 0, ">= 0"),
-        ("data.val_fraction", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-        ("data.boundary_sigma", lambda v: v > 0, "> 0"),
+        ("dataset.sample_rate", lambda v: v >= 1, ">= 1"),
+        ("dataset.length_tolerance", lambda v: v >= 0, ">= 0"),
+        ("dataset.val_fraction", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+        ("dataset.boundary_sigma", lambda v: v > 0, "> 0"),
         ("model.masks.strategies", lambda v: len(v) > 0, "at least one strategy"),
         ("model.masks.num_masked_actions", lambda v: v >= 1, ">= 1"),
         ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,

@@ -88,7 +88,7 @@ def run_cv(
     out = Path(out)
     base = load_config(source, list(overrides))
     results = []
-    for fold in parse_folds(folds, base.data.root):
+    for fold in parse_folds(folds, base.dataset.root):
         for seed in seeds:
             cfg = load_config(source, [*overrides, f"train.seed={seed}"])
             results.append(

@@ -86,15 +86,15 @@ def run_demo(
     out = Path(out) if out is not None else DEFAULT_DEMO_DIR
     prepare_demo_folder(out)
     root = demo_dataset(out)
-    cfg = load_config(DEMO_PRESET, [f"data.root={root}", *overrides])
+    cfg = load_config(DEMO_PRESET, [f"dataset.root={root}", *overrides])
     run = RunDir(out / "run")
     train(cfg, DEMO_FOLD, run.root, quiet)
     results = evaluate_run(run.root, "best", quiet)
     video = read_split(root, "test", DEMO_FOLD)[0]
     predict_files(
         run.best,
-        root / cfg.data.rgb.folder / f"{video}.npy",
-        root / cfg.data.flow.folder / f"{video}.npy",
+        root / cfg.dataset.rgb.folder / f"{video}.npy",
+        root / cfg.dataset.flow.folder / f"{video}.npy",
         out / "predict",
         labels_dir=root / "groundTruth",
         quiet=quiet,

@@ -51,13 +51,13 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
             "fusion weights and post-processing",
             path,
         )
-    root = Path(cfg.data.root)
+    root = Path(cfg.dataset.root)
     label_map = read_mapping(root / "mapping.txt")
     if list(label_map.names) != loaded.label_names:
         raise CheckpointError(
             f"{root / 'mapping.txt'} lists other classes than {path} was trained on"
         )
-    videos = load_videos(cfg.data, read_split(root, "test", fold), label_map)
+    videos = load_videos(cfg.dataset, read_split(root, "test", fold), label_map)
     weights, post = loaded.fusion_weights, loaded.postprocess
     gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
     for pred in predict(loaded.model, videos, cfg, weights, post, device, not quiet, "test"):

@@ -2,7 +2,7 @@
 
 temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
 
-1. every video is cut into its ``data.sample_rate`` offset views (one view when the rate is 1);
+1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (``eval.batch_size``, padded with a mask) and both streams run DDIM on them;
    each view gets its own generator seeded from ``(eval.seed, video name, offset)``, so a video's
    prediction does not depend on what else is in the batch or in the split;
@@ -154,7 +154,7 @@ def predict_probabilities(
     Offset views of all videos are batched together (``cfg.eval.batch_size`` per batch); a video
     is yielded as soon as all its views are done.
     """
-    rate = cfg.data.sample_rate
+    rate = cfg.dataset.sample_rate
     was_training = model.training
     model.eval()
     pending: dict[int, dict[str, np.ndarray]] = {}  # video index -> stream -> summed (C, T)
@@ -227,7 +227,7 @@ def _views(
 ) -> Iterator[tuple[int, Sample]]:
     """Offset views of every video, in order; records each video's view count in ``counts``."""
     for index, video in enumerate(videos):
-        views = offset_views(video, cfg.data.sample_rate, cfg.data.boundary_sigma)
+        views = offset_views(video, cfg.dataset.sample_rate, cfg.dataset.boundary_sigma)
         counts[index] = len(views)
         yield from ((index, sample) for sample in views)
 

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .config import Average, DataConfig
+from .config import Average, DatasetConfig
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ F1_KEYS: tuple[str, ...] = tuple(f"f1@{round(k * 100)}" for k in OVERLAPS)
 METRIC_KEYS: tuple[str, ...] = ("acc", "edit", *F1_KEYS)
 """Keys of :func:`score`'s result, all in percent."""
 
-DEFAULT_BACKGROUND: tuple[str, ...] = tuple(DataConfig().background)
-"""Background classes when none are given: ``data.background``'s default (GTEA's ``background``)."""
+DEFAULT_BACKGROUND: tuple[str, ...] = tuple(DatasetConfig().background)
+"""Background classes when none are given: ``dataset.background``'s default (GTEA's)."""
 
 
 class Segment(NamedTuple):

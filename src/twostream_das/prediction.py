@@ -132,7 +132,7 @@ def load_prediction_videos(
     """Read the feature pairs (and labels when a folder is given) as :class:`Video` objects.
 
     Streams are aligned to the label length when labels are given, else FLOW to RGB, within
-    ``data.length_tolerance`` frames.
+    ``dataset.length_tolerance`` frames.
     """
     cfg = loaded.config
     label_map = LabelMap(tuple(loaded.label_names))
@@ -140,7 +140,7 @@ def load_prediction_videos(
     for name, rgb_path, flow_path in pairs:
         raw = {
             s: read_feature_file(
-                p, s, getattr(cfg.data, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
+                p, s, getattr(cfg.dataset, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
             )
             for s, p in zip(STREAMS, (rgb_path, flow_path), strict=True)
         }
@@ -152,7 +152,7 @@ def load_prediction_videos(
             labels = read_labels(label_file, label_map)
         num_frames = len(labels) if labels is not None else raw["rgb"].shape[1]
         features = {
-            s: align_to_labels(f, num_frames, cfg.data.length_tolerance, name, s)
+            s: align_to_labels(f, num_frames, cfg.dataset.length_tolerance, name, s)
             for s, f in raw.items()
         }
         videos.append(Video(name, features, labels))
@@ -176,7 +176,7 @@ def predict_files(
     """
     loaded = load_model(checkpoint, resolve_device(device))
     cfg = loaded.config
-    fps = cfg.data.fps if fps is None else fps
+    fps = cfg.dataset.fps if fps is None else fps
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(
         pair_streams(rgb, flow), loaded, labels_path, orientations or {}
@@ -239,7 +239,7 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
     }
     out = {}
     for stream in STREAMS:
-        spec: StreamDataConfig = getattr(loaded.config.data, stream)
+        spec: StreamDataConfig = getattr(loaded.config.dataset, stream)
         dim = loaded.checkpoint.stream_dims[stream]
         found = by_source.get(spec.source) or by_dim.get((stream, dim))
         if found is None:

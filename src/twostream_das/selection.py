@@ -1,7 +1,7 @@
 """Choices made on validation videos only: the epoch, the fusion weights, the post-processing.
 
-The validation videos are carved out of a fold's training videos (``data.val_fraction``,
-``data.val_seed`` or ``splits/val.split<k>.bundle``); test videos never reach this module.
+The validation videos are carved out of a fold's training videos (``dataset.val_fraction``,
+``dataset.val_seed`` or ``splits/val.split<k>.bundle``); test videos never reach this module.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ StreamMetrics = dict[str, dict[str, float]]
 
 
 def background_ids(label_names: Sequence[str], cfg: Config) -> list[int]:
-    """Ids of ``data.background`` classes that exist in the label map (Edit/F1 drop them)."""
-    return [i for i, name in enumerate(label_names) if name in set(cfg.data.background)]
+    """Ids of ``dataset.background`` classes that exist in the label map (Edit/F1 drop them)."""
+    return [i for i, name in enumerate(label_names) if name in set(cfg.dataset.background)]
 
 
 def score_labels(

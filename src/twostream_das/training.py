@@ -94,11 +94,11 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
     Only the names of the test videos are read (to check they do not overlap); their labels
     and features are not touched.
     """
-    root = Path(cfg.data.root)
+    root = Path(cfg.dataset.root)
     label_map = read_mapping(root / "mapping.txt")
     names = read_split(root, "train", fold)
     train_names, val_names = train_val_split(
-        root, fold, names, cfg.data.val_fraction, cfg.data.val_seed
+        root, fold, names, cfg.dataset.val_fraction, cfg.dataset.val_seed
     )
     test_names = read_split(root, "test", fold, check_labels=False)
     leaked = sorted(set(test_names) & (set(train_names) | set(val_names)))
@@ -107,8 +107,8 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
             f"{root}/splits: fold {fold} lists {len(leaked)} test video(s) among its training "
             f"videos (e.g. {leaked[0]}); expected disjoint train and test splits"
         )
-    train = load_videos(cfg.data, train_names, label_map)
-    val = load_videos(cfg.data, val_names, label_map) if val_names else []
+    train = load_videos(cfg.dataset, train_names, label_map)
+    val = load_videos(cfg.dataset, val_names, label_map) if val_names else []
     split = {"train": list(train_names), "val": list(val_names), "test": list(test_names)}
     return TrainData(list(label_map.names), train, val, split, stream_dims(train))
 
@@ -151,8 +151,8 @@ def make_loader(videos: Sequence[Video], cfg: Config, epoch: int) -> DataLoader:
     rank, world = rank_and_world()
     dataset = TrainDataset(
         list(videos),
-        cfg.data.sample_rate,
-        cfg.data.boundary_sigma,
+        cfg.dataset.sample_rate,
+        cfg.dataset.boundary_sigma,
         derive_seed(cfg.train.seed, "offsets"),
     )
     dataset.set_epoch(epoch)  # offsets from (seed, epoch, item): the same on every rank
@@ -559,9 +559,9 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
     just repeats this step)."""
     if not ctx.data.val:
         logger.warning(
-            "no validation videos (data.val_fraction = %s): keeping the last epoch and the "
+            "no validation videos (dataset.val_fraction = %s): keeping the last epoch and the "
             "configured fusion weights",
-            ctx.cfg.data.val_fraction,
+            ctx.cfg.dataset.val_fraction,
         )
         selection = fallback_selection(ctx)
         if is_main_process():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twostream_das.config import DataConfig, Orientation, StreamDataConfig
+from twostream_das.config import DatasetConfig, Orientation, StreamDataConfig
 
 CLASSES = ("background", "cut", "pour")
 LABELS = {  # video -> labels (class names), odd lengths on purpose
@@ -50,9 +50,9 @@ def write_tiny(root: Path) -> Path:
     return root
 
 
-def tiny_config(root: Path, **changes: object) -> DataConfig:
+def tiny_config(root: Path, **changes: object) -> DatasetConfig:
     """Data config of the tiny dataset: RGB stored DxT, FLOW stored TxD."""
-    cfg = DataConfig(
+    cfg = DatasetConfig(
         root=str(root),
         rgb=StreamDataConfig(folder="features_rgb", orientation=Orientation.DxT),
         flow=StreamDataConfig(folder="features_flow", orientation=Orientation.TxD),

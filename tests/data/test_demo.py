@@ -18,9 +18,9 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_videos(demo_root) -> dict[str, Video]:
-    cfg = load_config("demo", [f"data.root={demo_root}"])
+    cfg = load_config("demo", [f"dataset.root={demo_root}"])
     names = read_split(demo_root, "train", 1) + read_split(demo_root, "test", 1)
-    videos = load_videos(cfg.data, names, read_mapping(demo_root / "mapping.txt"))
+    videos = load_videos(cfg.dataset, names, read_mapping(demo_root / "mapping.txt"))
     return {v.name: v for v in videos}
 
 
@@ -34,10 +34,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_demo_preset_reads_the_demo_layout():
     cfg = load_config("demo")
-    assert cfg.data.root == str(demo.DEFAULT_DEMO_ROOT)
-    assert cfg.data.rgb.folder == demo.DEMO_STREAM_FOLDERS["rgb"]
-    assert cfg.data.flow.folder == demo.DEMO_STREAM_FOLDERS["flow"]
-    assert cfg.data.fps == demo.FPS
+    assert cfg.dataset.root == str(demo.DEFAULT_DEMO_ROOT)
+    assert cfg.dataset.rgb.folder == demo.DEMO_STREAM_FOLDERS["rgb"]
+    assert cfg.dataset.flow.folder == demo.DEMO_STREAM_FOLDERS["flow"]
+    assert cfg.dataset.fps == demo.FPS
 
 
 def test_demo_layout_folds_and_streams(demo_root, demo_videos):

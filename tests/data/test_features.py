@@ -133,7 +133,7 @@ def test_align_beyond_tolerance_is_an_error():
         align_to_labels(np.zeros((2, 10), np.float32), 4, 5, "vid", "rgb", path="x/vid.npy")
     msg = str(err.value)
     assert "rgb features of video 'vid' (x/vid.npy) have 10 frames but the labels have 4" in msg
-    assert "data.length_tolerance=5" in msg
+    assert "dataset.length_tolerance=5" in msg
 
 
 # ----------------------------------------------------------------------------- real data

@@ -14,7 +14,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
     add_overrides(
         parser,
-        "override config keys, e.g. --set data.root=/data/gtea train.epochs=100 "
+        "override config keys, e.g. --set dataset.root=/data/gtea train.epochs=100 "
         "(repeatable; unknown keys are errors)",
     )
 

@@ -31,5 +31,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = make_demo(args.out_dir, seed=args.seed, force=args.force)
     print(f"demo dataset written to {out} ({NUM_PERFORMERS} folds, seed {args.seed}); "
-          f"train with: twostream-das train --config demo --set data.root={out} --fold 1")
+          f"train with: twostream-das train --config demo --set dataset.root={out} --fold 1")
     return 0

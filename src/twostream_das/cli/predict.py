@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
-        "--fps", type=float, default=None, help="frame rate for seconds (default: data.fps)"
+        "--fps", type=float, default=None, help="frame rate for seconds (default: dataset.fps)"
     )
     parser.add_argument(
         "--labels",

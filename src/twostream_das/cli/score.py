@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from ..config import Average, DataConfig
+from ..config import Average, DatasetConfig
 from ..errors import DataError
 from ..metrics import METRIC_KEYS, SplitScores, evaluate
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         default=None,
         help="background classes, dropped for Edit and F1; names the mapping lists, or none "
-        f"at all for no background (default: {' '.join(DataConfig().background)} where the "
+        f"at all for no background (default: {' '.join(DatasetConfig().background)} where the "
         "mapping has it)",
     )
     parser.add_argument(
@@ -62,9 +62,9 @@ def background_ids(
     names: Sequence[str], requested: Sequence[str] | None, mapping: str
 ) -> list[int]:
     """Ids of the background classes: each ``requested`` name must be in the mapping; the
-    default (``data.background``) is kept where the mapping has it."""
+    default (``dataset.background``) is kept where the mapping has it."""
     if requested is None:
-        return [i for i, n in enumerate(names) if n in set(DataConfig().background)]
+        return [i for i, n in enumerate(names) if n in set(DatasetConfig().background)]
     unknown = [n for n in requested if n not in names]
     if unknown:
         raise DataError(

@@ -1,8 +1,8 @@
 """Videos in memory and the samples the model sees.
 
 A :class:`Video` holds both streams at full frame rate, already aligned to the labels. A
-:class:`Sample` is one offset view of a video (``data.sample_rate``), as tensors, with its soft
-boundary target. ``data.boundary_sigma`` is given in full-rate frames; on a view of rate ``r``
+:class:`Sample` is one offset view of a video (``dataset.sample_rate``), as tensors, with its soft
+boundary target. ``dataset.boundary_sigma`` is given in full-rate frames; on a view of rate ``r``
 the target is computed on the subsampled labels with ``sigma / r``.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import STREAMS, DataConfig
+from ..config import STREAMS, DatasetConfig
 from ..errors import DataError
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, ground_truth_path, read_labels
@@ -72,7 +72,7 @@ class Sample:
 
 
 def load_videos(
-    data_cfg: DataConfig,
+    data_cfg: DatasetConfig,
     names: Sequence[str],
     label_map: LabelMap,
     with_labels: bool = True,
@@ -201,8 +201,8 @@ class TrainDataset(Dataset):
 
     Args:
         videos: the training videos (with labels).
-        sample_rate: ``data.sample_rate``.
-        boundary_sigma: ``data.boundary_sigma`` in full-rate frames.
+        sample_rate: ``dataset.sample_rate``.
+        boundary_sigma: ``dataset.boundary_sigma`` in full-rate frames.
         seed: non-negative base seed.
     """
 

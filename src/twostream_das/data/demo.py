@@ -51,7 +51,7 @@ from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DEMO_ROOT = Path("data/demo")  # ``data.root`` of the ``demo`` preset
+DEFAULT_DEMO_ROOT = Path("data/demo")  # ``dataset.root`` of the ``demo`` preset
 DEMO_PRESET = "demo"
 DEMO_STREAM_FOLDERS: dict[str, str] = {"rgb": "features_rgb", "flow": "features_flow"}
 DEMO_MARKER = "demo_info.json"

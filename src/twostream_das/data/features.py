@@ -176,7 +176,7 @@ def align_to_labels(
     Args:
         feats: (D, T) features.
         num_frames: the label length.
-        tolerance: the most frames T may differ from ``num_frames`` (``data.length_tolerance``).
+        tolerance: the most frames T may differ from ``num_frames`` (``dataset.length_tolerance``).
         video, stream: for messages.
         path: the feature file, for messages.
 
@@ -193,7 +193,7 @@ def align_to_labels(
     if abs(length - num_frames) > tolerance:
         raise DataError(
             f"{where} have {length} frames but the labels have {num_frames}; expected a "
-            f"difference of at most data.length_tolerance={tolerance} frames"
+            f"difference of at most dataset.length_tolerance={tolerance} frames"
         )
     action = "padding (repeating the last frame)" if length < num_frames else "trimming the end"
     logger.warning(
