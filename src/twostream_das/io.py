@@ -54,6 +54,10 @@ LabelLookup = Union["LabelMap", Sequence[str], Mapping[str, int]]
 # --------------------------------------------------------------------------- atomic writes
 
 
+TMP_SUFFIX = ".tmp"
+"""Suffix of the hidden temporary file (``.<name>.<random>.tmp``) an atomic write renames."""
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Run ``write`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it.
 
@@ -63,7 +67,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

@@ -34,11 +34,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from ..io import atomic_save_npy
 from ..runtime import resolve_device
 from .flow import FLOW_BOUND, FlowFn, FlowMethod, clip_and_scale, iter_flow, make_flow_fn
 from .i3d import FEATURE_DIM as I3D_DIM
 from .i3d_weights import load_i3d
-from .store import is_complete, remove_stale_temps, save_atomic
+from .store import is_complete, remove_stale_temps
 from .video import (
     ResizeMode,
     center_crop,
@@ -420,7 +421,7 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
                            "(a resumed run will extract it again)",
                            video, declared, result.num_frames, result.num_frames)
         for stream in todo:
-            save_atomic(targets[stream], result.features[stream.value])
+            atomic_save_npy(targets[stream], result.features[stream.value])
         logger.info("%s: %d frames (%s)", video.name, result.num_frames,
                     ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
     i3d = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
@@ -430,7 +431,7 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
     remove_stale_temps(path)
     rgb, flow = (np.load(targets[s]) for s in i3d)
     if any(s in todo for s in i3d) or not is_complete(path, 2 * I3D_DIM, rgb.shape[1]):
-        save_atomic(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
+        atomic_save_npy(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
         return True
     return bool(todo)
 

@@ -1,40 +1,22 @@
 """Feature files on disk: atomic writes, completeness checks, leftovers of killed runs.
 
-A feature file is written to a hidden temporary file in the same folder, flushed to disk, then
-renamed over the target (``os.replace`` is atomic on one file system), so a reader or a resumed
-run never sees half a file. A run killed between the two leaves only the hidden temporary file
-(``.<video>.npy.<random>.tmp``), which no ``*.npy`` glob matches and the next run deletes.
+A feature file is written by :func:`twostream_das.io.atomic_save_npy`: to a hidden temporary
+file in the same folder, flushed to disk, then renamed over the target (``os.replace`` is atomic
+on one file system), so a reader or a resumed run never sees half a file. A run killed between
+the two leaves only the hidden temporary file (``.<video>.npy.<random>.tmp``), which no
+``*.npy`` glob matches and the next run deletes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..io import TMP_SUFFIX
+
 logger = logging.getLogger(__name__)
-
-TMP_SUFFIX = ".tmp"
-
-
-def save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` (.npy) so that ``path`` is either absent or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def remove_stale_temps(path: Path) -> None:
