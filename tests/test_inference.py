@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides, write_tiny_dataset
+from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
 from twostream_das.config import PostprocessKind, load_config
 from twostream_das.data.dataset import load_videos
 from twostream_das.data.layout import read_mapping
@@ -21,8 +21,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+def setup(tiny_root, tmp_path_factory):
+    root = tiny_root
     cfg = load_config("demo", tiny_overrides(root, "train.epochs=1"))
     out = tmp_path_factory.mktemp("run") / "run"
     train(cfg, 1, out, quiet=True)

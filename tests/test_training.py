@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import TEST_VIDEOS, tiny_overrides, write_tiny_dataset
+from _tiny import TEST_VIDEOS, tiny_overrides
 from twostream_das import training
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
@@ -13,11 +13,6 @@ from twostream_das.data.dataset import Video
 from twostream_das.errors import CheckpointError
 from twostream_das.runs import RunDir, read_json
 from twostream_das.training import class_weights, train
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
 
 
 @pytest.fixture(scope="module")

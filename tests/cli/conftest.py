@@ -1,17 +1,9 @@
-import sys
-from pathlib import Path
+"""Fixtures of the command-line tests."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/_tiny.py
-
-from _tiny import train_args, write_tiny_dataset  # noqa: E402
-from twostream_das.cli import main  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("cli_data") / "tiny")
+from _tiny import train_args
+from twostream_das.cli import main
 
 
 @pytest.fixture(scope="session")
