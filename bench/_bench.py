@@ -6,8 +6,10 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -75,5 +77,16 @@ def matmul_gflops(size: int, repeats: int) -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process's own address space so far, in MiB.
+
+    On Linux ``VmHWM`` from ``/proc/self/status``, not ``ru_maxrss``: Linux carries ru_maxrss
+    over ``exec``, so a child started by a large parent would report the parent's peak.
+    Elsewhere ``ru_maxrss`` (bytes on macOS, KiB on the BSDs).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

@@ -20,3 +20,9 @@ def test_generators_reproduce():
 def test_cpu_has_no_autocast():
     assert resolve_device("cpu").type == "cpu"
     assert amp_dtype(torch.device("cpu"), enabled=True) is None
+
+
+def test_cpu_bf16_is_an_explicit_option():
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, enabled=False, cpu_bf16=True) is torch.bfloat16
+    assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None

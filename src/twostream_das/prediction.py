@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -169,13 +169,17 @@ def predict_files(
     orientations: Optional[Mapping[str, Optional[Orientation]]] = None,
     quiet: bool = False,
     device: str = "auto",
+    cpu_bf16: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
 
+    ``cpu_bf16`` overrides the checkpoint's ``eval.cpu_bf16`` (None keeps it).
     Returns the summary written to ``OUT/summary.json``.
     """
     loaded = load_model(checkpoint, resolve_device(device))
     cfg = loaded.config
+    if cpu_bf16 is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
     fps = cfg.dataset.fps if fps is None else fps
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(

@@ -56,21 +56,25 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype to use, or None for full precision.
 
-    bf16 on CUDA devices that support it (no loss scaling needed). CPU runs in fp32: CPU bf16
-    autocast is slower than fp32 for these small convolutions on most machines.
+    bf16 on CUDA devices that support it when ``enabled`` (no loss scaling needed). CPU runs
+    in fp32 unless ``cpu_bf16`` (``eval.cpu_bf16``, inference only): CPU bf16 autocast was
+    slower than fp32 at GTEA sizes and about 1.6x faster at Breakfast sizes on this project's
+    machine (docs/PERFORMANCE.md), and it changes the probabilities at bf16 precision.
     """
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if cpu_bf16 and device.type == "cpu":
         return torch.bfloat16
     return None
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Iterator[None]:
     """Mixed-precision context for forward passes (a no-op where :func:`amp_dtype` is None)."""
-    dtype = amp_dtype(device, enabled)
+    dtype = amp_dtype(device, enabled, cpu_bf16)
     if dtype is None:
         yield
         return
