@@ -14,7 +14,6 @@ from twostream_das.inference import (
     load_model,
     predict,
     predict_probabilities,
-    stack_streams,
 )
 from twostream_das.training import train
 
@@ -51,35 +50,6 @@ def test_a_video_does_not_depend_on_its_batch(setup):
     for stream in ("rgb", "flow"):
         np.testing.assert_array_equal(alone[0].probs[stream], again[0].probs[stream])
         np.testing.assert_allclose(together[1].probs[stream], alone[0].probs[stream], atol=1e-4)
-
-
-def test_stack_streams_limit_counts_streams_videos_frames_and_decoder_width():
-    cfg = load_config("gtea", ["eval.stack_streams_max=96000"])  # decoder width 24
-    assert stack_streams(cfg, (1, 2000))  # 2 streams x 1 x 2000 x 24 = 96,000
-    assert not stack_streams(cfg, (1, 2001))
-    assert not stack_streams(cfg, (2, 1001))  # 96,096
-    never = load_config("gtea", ["eval.stack_streams_max=0"])
-    assert not stack_streams(never, (1, 1))
-    assert stack_streams(load_config("gtea"), (4, 1500))  # 288,000 <= 500,000 (the default)
-
-
-def test_stacked_and_sequential_streams_agree(setup, monkeypatch):
-    loaded, videos = setup
-    never = dataclasses.replace(
-        loaded.config, eval=dataclasses.replace(loaded.config.eval, stack_streams_max=0)
-    )
-    calls = []
-    stacked_pass = type(loaded.model)._predict_stacked
-    monkeypatch.setattr(
-        type(loaded.model), "_predict_stacked", lambda *a: calls.append(1) or stacked_pass(*a)
-    )
-    stacked = list(predict_probabilities(loaded.model, videos, loaded.config, CPU))
-    assert calls and (used := len(calls))
-    sequential = list(predict_probabilities(loaded.model, videos, never, CPU))
-    assert len(calls) == used  # no stacked pass with stack_streams_max=0
-    for a, b in zip(stacked, sequential, strict=True):
-        for stream in ("rgb", "flow"):
-            np.testing.assert_allclose(a.probs[stream], b.probs[stream], atol=1e-5)
 
 
 def test_sample_rate_averages_offsets_at_full_frame_rate(setup):

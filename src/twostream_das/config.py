@@ -189,11 +189,6 @@ class EvalConfig:
     average: Average = Average.POOLED
     batch_size: int = 4
     seed: int = 0  # DDIM noise: one generator per video, seeded from this and the video name
-    # Run both streams as one stacked pass while streams x videos x frames x decoder width is at
-    # most this (elements of one decoder activation); above it the streams run one after the
-    # other, which measured faster once activations outgrow the CPU caches (docs/PERFORMANCE.md).
-    # Same probabilities to float tolerance either way. 0 = never stack.
-    stack_streams_max: int = 500_000
     # bf16 autocast for inference on CPU (validation, evaluate, predict): an option, since it
     # changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with bf16.
     cpu_bf16: bool = False
@@ -320,7 +315,6 @@ def validate(cfg: Config) -> None:
         ("fusion.flow_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
         ("postprocess.window", lambda v: v >= 1, ">= 1"),
         ("eval.batch_size", lambda v: v >= 1, ">= 1"),
-        ("eval.stack_streams_max", lambda v: v >= 0, ">= 0"),
     ]
     for key, ok, expected in rules:
         value = _lookup(cfg, key)

@@ -243,13 +243,6 @@ def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tu
         yield chunk
 
 
-def stack_streams(cfg: Config, batch_shape: tuple[int, ...]) -> bool:
-    """Whether a (B, T) batch runs both streams stacked: ``eval.stack_streams_max``."""
-    videos, frames = batch_shape
-    size = len(STREAMS) * videos * frames * cfg.model.decoder.width
-    return size <= cfg.eval.stack_streams_max
-
-
 @torch.inference_mode()
 def _predict_views(
     model: TwoStreamModel, samples: list[Sample], cfg: Config, device: torch.device
@@ -257,9 +250,8 @@ def _predict_views(
     """Both streams on a batch of views; returns per view stream -> (C, T_view) float32."""
     batch = collate(samples).to(device)
     generators = [view_generator(cfg.eval.seed, s.name, s.offset) for s in samples]
-    stack = stack_streams(cfg, batch.mask.shape)
     with autocast(device, cfg.train.amp, cfg.eval.cpu_bf16):
-        probs = model.predict_proba(batch.features, batch.mask, generators, batch_streams=stack)
+        probs = model.predict_proba(batch.features, batch.mask, generators)  # s -> (B, C, T)
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     return [
         {s: probs[s][b, :, : int(n)].float().cpu().numpy() for s in STREAMS}

@@ -38,11 +38,7 @@ from .io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-RESUME_IGNORED_KEYS: tuple[str, ...] = (
-    "train.device",
-    "eval.batch_size",
-    "eval.stack_streams_max",
-)
+RESUME_IGNORED_KEYS: tuple[str, ...] = ("train.device", "eval.batch_size")
 """Config keys that may differ when resuming: they change where or how fast, not what is run."""
 
 

@@ -16,8 +16,9 @@ def dense_band_attention(q, k, v, valid, kernel_size, dilation, masked=float("-i
     return torch.einsum("bqk,bck->bcq", scores.softmax(-1), v)
 
 
+@pytest.mark.parametrize("path", ["shifted", "strided"])  # without autograd / autograd, autocast
 @pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 2), (5, 4), (7, 3), (5, 64)])
-def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation):
+def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation, path):
     gen = torch.Generator().manual_seed(kernel_size * 100 + dilation)
     batch, channels, frames = 3, 6, 29
     q, k = (torch.randn(batch, channels, frames, generator=gen) for _ in range(2))
@@ -25,7 +26,13 @@ def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation
     lengths = torch.tensor([29, 17, 1])
     valid = torch.arange(frames)[None, :] < lengths[:, None]  # (B, T)
     key_mask = window_key_mask(valid, kernel_size, dilation)
-    out = windowed_attention(q, k, v, key_mask, kernel_size, dilation)
+    if path == "shifted":
+        out = windowed_attention(q, k, v, key_mask, kernel_size, dilation)
+    else:  # autocast rules out the autograd Function: the strided-view path (mul/sum stay fp32)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = windowed_attention(q.requires_grad_(), k, v, key_mask, kernel_size, dilation)
+        assert out.requires_grad
+        out = out.detach()
     ref = dense_band_attention(q, k, v, valid, kernel_size, dilation)
     assert out.shape == (batch, 4, frames)
     assert torch.isfinite(out).all()
