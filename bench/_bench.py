@@ -62,6 +62,28 @@ def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """:func:`time_it` for several variants, interleaved: round r runs every variant once (in
+    an order rotated each round), so a burst of load from other jobs on a shared machine hits
+    all variants alike instead of one, and the ratios between them stay meaningful."""
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": repeats}
+        for name, t in times.items()
+    }
+
+
 def count_gflop(fn: Callable[[], object]) -> float:
     """Matmul/conv FLOPs of one call (FlopCounterMode counts those ops only), in GFLOP."""
     with FlopCounterMode(display=False) as counter:

@@ -24,7 +24,15 @@ import sys
 from contextlib import nullcontext
 
 import torch
-from _bench import PRESETS, build_model, count_gflop, machine, matmul_gflops, peak_rss_mib, time_it
+from _bench import (
+    PRESETS,
+    build_model,
+    count_gflop,
+    machine,
+    matmul_gflops,
+    peak_rss_mib,
+    time_interleaved,
+)
 
 VARIANTS = {
     "sequential_recompute": {"batch_streams": False, "precompute_cond": False},
@@ -120,13 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
     for preset, frames in sizes:
-        base_time = None
+        calls = {v: make_call(preset, frames, v, args.overrides) for v in variants}
+        gflops = {v: count_gflop(call) for v, call in calls.items()}
+        timings = time_interleaved(calls, args.repeats)
+        base_time = timings[BASELINE]["median_s"] if BASELINE in timings else None
         for variant in variants:
-            call = make_call(preset, frames, variant, args.overrides)
-            gflop = count_gflop(call)
-            timing = time_it(call, args.repeats)
-            if variant == BASELINE:
-                base_time = timing["median_s"]
+            gflop, timing = gflops[variant], timings[variant]
             row = {"preset": preset, "frames": frames, "variant": variant, **timing,
                    "gflop": round(gflop, 3),
                    "gflops": round(gflop / timing["median_s"], 2),
