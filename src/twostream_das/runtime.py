@@ -61,8 +61,8 @@ def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> to
 
     bf16 on CUDA devices that support it when ``enabled`` (no loss scaling needed). CPU runs
     in fp32 unless ``cpu_bf16`` (``eval.cpu_bf16``, inference only): CPU bf16 autocast was
-    slower than fp32 at GTEA sizes and about 1.6x faster at Breakfast sizes on this project's
-    machine (docs/PERFORMANCE.md), and it changes the probabilities at bf16 precision.
+    no faster than fp32 at GTEA T=1500 and about 1.6x faster at Breakfast sizes on this
+    project's machine (docs/PERFORMANCE.md), and it changes the probabilities at bf16 precision.
     """
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
