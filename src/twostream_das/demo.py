@@ -63,29 +63,44 @@ def prepare_demo_folder(out: Path) -> None:
         write_json(marker, {"version": __version__, "preset": DEMO_PRESET, "fold": DEMO_FOLD})
 
 
-def demo_dataset(out: Path) -> Path:
-    """The generated dataset root under ``out/data`` (generated once, reused afterwards)."""
+def demo_dataset(out: Path, seed: int = DEMO_DATA_SEED) -> Path:
+    """The generated dataset root under ``out/data`` (generated once, reused afterwards).
+
+    Raises:
+        CheckpointError: ``out`` holds a demo made from another data seed (its run would
+            resume on different data).
+    """
     folder = out / "data"
     stored = out / MARKER
     meta = read_json(stored)
+    made_with = int(meta.get("data_seed", DEMO_DATA_SEED))  # folders before the option: seed 0
+    if "data_root" in meta and made_with != seed:
+        raise CheckpointError(
+            f"{out} holds a demo made with data seed {made_with}, not {seed}; pass --out with a "
+            f"new folder for --data-seed {seed}"
+        )
     if "data_root" in meta and (Path(meta["data_root"]) / "mapping.txt").is_file():
         return Path(meta["data_root"])
-    logger.info("generating the demo dataset in %s", folder)
-    root = Path(make_demo(folder, seed=DEMO_DATA_SEED))
-    write_json(stored, {**meta, "data_root": str(root.resolve())})
+    logger.info("generating the demo dataset in %s (seed %d)", folder, seed)
+    root = Path(make_demo(folder, seed=seed))
+    write_json(stored, {**meta, "data_root": str(root.resolve()), "data_seed": seed})
     return root.resolve()
 
 
 def run_demo(
-    out: Optional[str | Path] = None, quiet: bool = False, overrides: Sequence[str] = ()
+    out: Optional[str | Path] = None,
+    quiet: bool = False,
+    overrides: Sequence[str] = (),
+    data_seed: int = DEMO_DATA_SEED,
 ) -> DemoResult:
     """Generate data, train fold 1, select on validation, evaluate on test, predict and plot.
 
-    ``overrides`` are extra ``key=value`` settings on top of the demo preset.
+    ``overrides`` are extra ``key=value`` settings on top of the demo preset; ``data_seed``
+    seeds the generated dataset (``train.seed`` seeds training).
     """
     out = Path(out) if out is not None else DEFAULT_DEMO_DIR
     prepare_demo_folder(out)
-    root = demo_dataset(out)
+    root = demo_dataset(out, data_seed)
     cfg = load_config(DEMO_PRESET, [f"dataset.root={root}", *overrides])
     run = RunDir(out / "run")
     train(cfg, DEMO_FOLD, run.root, quiet)

@@ -28,3 +28,13 @@ def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):
     (other / "thesis.tex").write_text("precious")
     assert main(["demo", "--out", str(other), "--quiet"]) == 2
     assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_demo_folder_keeps_its_data_seed(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--quiet", "--data-seed", "3", "--set", *TINY_DEMO]
+    assert main(args) == 0
+    assert json.loads((out / "demo.json").read_text())["data_seed"] == 3
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--quiet", "--set", *TINY_DEMO]) == 2  # seed 0
+    assert "data seed 3, not 0" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import DEFAULT_DEMO_DIR, run_demo
+from ..demo import DEFAULT_DEMO_DIR, DEMO_DATA_SEED, run_demo
 from ._common import add_overrides, add_quiet
 
 
@@ -23,13 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help=f"demo folder (default ./{DEFAULT_DEMO_DIR})",
     )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=DEMO_DATA_SEED,
+        metavar="N",
+        help=f"seed of the generated dataset (default {DEMO_DATA_SEED}; --set train.seed=N "
+        "seeds training)",
+    )
     add_overrides(parser, "override demo preset keys, e.g. --set train.epochs=5")
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_demo(args.out, quiet=args.quiet, overrides=args.overrides)
+    result = run_demo(
+        args.out, quiet=args.quiet, overrides=args.overrides, data_seed=args.data_seed
+    )
     w = result.results["fusion_weights"]
     print(
         f"demo: fold 1 test videos, epoch {result.results['epoch']} selected on validation, "
