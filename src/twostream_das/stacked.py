@@ -29,7 +29,12 @@ import torch
 from .decoder import Decoder
 from .encoder import Encoder
 from .modules import ConvAttentionBlock, FrameMask, frame_mask, masked_instance_norm
-from .modules.attention import shifts, window_key_mask, window_views
+from .modules.attention import (
+    add_window_context,
+    add_window_scores,
+    window_key_mask,
+    window_views,
+)
 
 
 def _stack(tensors: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
@@ -123,15 +128,11 @@ def block_forward(
     local = torch.baddbmm(p.conv_b, p.conv_w, columns)  # (N, F, T)
     qkv = torch.baddbmm(qkv_in, p.qkv_w, x)  # (N, 3F, T): [scaled q ; k ; v]
     q, keys, values = qkv.split(width, dim=1)  # (N, F, T) each
-    # the window as k shifted multiply-adds: no (N, F, k, T) product is ever materialised
-    windows = [w for w in shifts(frames, k, d) if w[3] > w[2]]  # (j, offset, lo, hi)
-    scores = bias.clone()  # (N, k, T): the key mask; keys outside the sequence keep it
-    for j, o, lo, hi in windows:
-        scores[:, j, lo:hi] += (q[:, :, lo:hi] * keys[:, :, lo + o : hi + o]).sum(dim=1)
+    # the window as k shifted multiply-adds: no (N, F, k, T) product is ever materialised;
+    # scores start from the key mask, so keys outside the sequence keep it
+    scores = add_window_scores(bias.clone(), q, keys, d)  # (N, k, T)
     weights = torch.softmax(scores, dim=1)  # (N, k, T)
-    for j, o, lo, hi in windows:  # local += attention context
-        local[:, :, lo:hi].addcmul_(values[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
-    h = masked_instance_norm(local, fmask)  # (N, F, T)
+    h = masked_instance_norm(add_window_context(local, values, weights, d), fmask)  # (N, F, T)
     out = torch.baddbmm(p.ffn_in_b, p.ffn_in_w, h).relu_()  # (N, F, T)
     x = torch.baddbmm(p.ffn_out_b, p.ffn_out_w, out).add_(x)  # x + FFN(...)
     return x if fmask.full else x.mul_(fmask.weight)

@@ -77,12 +77,49 @@ def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tens
 
 def shifts(frames: int, kernel_size: int, dilation: int) -> list[tuple[int, int, int, int]]:
     """The window positions as shifts: ``(j, o, lo, hi)`` with offset ``o = (j - k // 2) * d``
-    and ``[lo, hi)`` the frames t whose neighbour ``t + o`` is inside ``[0, T)`` (empty when
-    ``hi <= lo``)."""
+    and ``[lo, hi)`` the frames t whose neighbour ``t + o`` is inside ``[0, T)``. Positions no
+    frame reaches (``|o| >= T``) are left out."""
     out = []
     for j in range(kernel_size):
         offset = (j - kernel_size // 2) * dilation
-        out.append((j, offset, max(0, -offset), min(frames, frames - offset)))
+        lo, hi = max(0, -offset), min(frames, frames - offset)
+        if hi > lo:
+            out.append((j, offset, lo, hi))
+    return out
+
+
+def add_window_scores(
+    scores: torch.Tensor, q: torch.Tensor, k: torch.Tensor, dilation: int
+) -> torch.Tensor:
+    """``scores[:, j, t] += q[:, :, t] . k[:, :, t + o_j]`` where the key is inside the sequence.
+
+    Args:
+        scores: (B, k, T), updated in place (entries without a key keep their value).
+        q, k: (B, C, T).
+
+    Returns:
+        ``scores``.
+    """
+    for j, o, lo, hi in shifts(q.shape[2], scores.shape[1], dilation):
+        scores[:, j, lo:hi] += (q[:, :, lo:hi] * k[:, :, lo + o : hi + o]).sum(dim=1)
+    return scores
+
+
+def add_window_context(
+    out: torch.Tensor, v: torch.Tensor, weights: torch.Tensor, dilation: int
+) -> torch.Tensor:
+    """``out[:, :, t] += sum_j weights[:, j, t] * v[:, :, t + o_j]`` over keys in the sequence.
+
+    Args:
+        out: (B, Cv, T), updated in place.
+        v: (B, Cv, T).
+        weights: (B, k, T) attention weights.
+
+    Returns:
+        ``out``.
+    """
+    for j, o, lo, hi in shifts(v.shape[2], weights.shape[1], dilation):
+        out[:, :, lo:hi].addcmul_(v[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
     return out
 
 
@@ -163,15 +200,10 @@ def attend(
     kernel_size, dilation, scale = geometry
     batch, _, frames = q.shape
     scores = q.new_zeros(batch, kernel_size, frames)  # (B, k, T); 0 = a zero-padded key
-    for j, o, lo, hi in shifts(frames, kernel_size, dilation):
-        if hi > lo:
-            scores[:, j, lo:hi] = (q[:, :, lo:hi] * k[:, :, lo + o : hi + o]).sum(dim=1)
+    add_window_scores(scores, q, k, dilation)
     scores.mul_(scale).masked_fill_(~key_mask, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=1)  # (B, k, T)
-    out = v.new_zeros(v.shape)  # (B, Cv, T)
-    for j, o, lo, hi in shifts(frames, kernel_size, dilation):
-        if hi > lo:
-            out[:, :, lo:hi].addcmul_(v[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
+    out = add_window_context(v.new_zeros(v.shape), v, weights, dilation)  # (B, Cv, T)
     return weights, out
 
 
@@ -193,7 +225,7 @@ def attend_backward(
     q, k, v, weights, key_mask = saved
     kernel_size, dilation, scale = geometry
     grad_q, grad_k, grad_v = grads
-    windows = [w for w in shifts(q.shape[2], kernel_size, dilation) if w[3] > w[2]]
+    windows = shifts(q.shape[2], kernel_size, dilation)
     grad_weights = torch.zeros_like(weights)  # (B, k, T)
     for j, o, lo, hi in windows:
         grad_weights[:, j, lo:hi] = (grad_out[:, :, lo:hi] * v[:, :, lo + o : hi + o]).sum(1)

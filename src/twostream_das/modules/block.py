@@ -183,8 +183,7 @@ class _ConvAttention(torch.autograd.Function):
         weights, out = attend(q, k, v, key_mask, geometry)  # out (B, F, T)
         out += conv_bias[:, None]
         for j, o, lo, hi in shifts(z.shape[2], kernel_size, dilation):
-            if hi > lo:
-                out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
+            out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
         ctx.save_for_backward(qkv, weights, key_mask)
         ctx.geometry = (width, *geometry)
         return out  # (B, F, T)
@@ -198,8 +197,7 @@ class _ConvAttention(torch.autograd.Function):
         taps = kernel_size * width
         grad_z = qkv.new_zeros(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
         for j, o, lo, hi in shifts(frames, kernel_size, dilation):
-            if hi > lo:
-                grad_z[:, j * width : (j + 1) * width, lo + o : hi + o] = grad_out[:, :, lo:hi]
+            grad_z[:, j * width : (j + 1) * width, lo + o : hi + o] = grad_out[:, :, lo:hi]
         grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
         saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
         grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])
