@@ -52,14 +52,7 @@ def build_model(preset: str, overrides: list[str] | None = None) -> tuple[TwoStr
 
 def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median and min wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+    return time_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def time_interleaved(

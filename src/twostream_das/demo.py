@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from . import __version__
 from .config import load_config
-from .data.demo import make_demo
+from .data.demo import DEMO_PRESET, make_demo
 from .data.layout import read_split
 from .errors import CheckpointError
 from .evaluation import evaluate_run, results_table
@@ -34,7 +34,6 @@ from .training import train
 logger = logging.getLogger(__name__)
 
 DEFAULT_DEMO_DIR = Path("twostream_das_demo")
-DEMO_PRESET = "demo"
 DEMO_FOLD = 1
 DEMO_DATA_SEED = 0
 MARKER = "demo.json"
