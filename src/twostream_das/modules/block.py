@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import (
@@ -55,10 +56,9 @@ def masked_instance_norm(x: torch.Tensor, fmask: FrameMask) -> torch.Tensor:
         weight = None if fmask.full else fmask.weight.to(x.dtype)
         return _InstanceNorm.apply(x, weight, fmask.count.to(x.dtype))
     xf = x.float()
-    if fmask.full:  # no padding: plain statistics (cheaper than F.instance_norm on CPU)
-        centred = xf - xf.mean(dim=2, keepdim=True)  # (B, C, T)
-        var = centred.square().mean(dim=2, keepdim=True)  # (B, C, 1)
-        return (centred * torch.rsqrt(var + NORM_EPS)).to(x.dtype)
+    if fmask.full:  # no padding: group norm with one channel per group is instance norm, and
+        # its one fused kernel is 2-9x faster on CPU than separate ops or F.instance_norm
+        return F.group_norm(xf, xf.shape[1], eps=NORM_EPS).to(x.dtype)
     mean = (xf * fmask.weight).sum(dim=2, keepdim=True) / fmask.count  # (B, C, 1)
     centred = (xf - mean) * fmask.weight  # (B, C, T), 0 on padding
     var = centred.square().sum(dim=2, keepdim=True) / fmask.count  # (B, C, 1)
@@ -72,15 +72,18 @@ class _InstanceNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, count):  # type: ignore[override]
         # x (B, C, T); weight (B, 1, T) 0/1 or None (no padding); count (B, 1, 1) real frames
-        if weight is None:
-            centred = x - x.mean(dim=2, keepdim=True)  # (B, C, T)
-            var = centred.square().mean(dim=2, keepdim=True)  # (B, C, 1)
+        batch, channels, frames = x.shape
+        if weight is None:  # group norm, one channel per group: one fused kernel
+            y, _, rstd = torch.native_group_norm(
+                x, None, None, batch, channels, frames, channels, NORM_EPS
+            )  # (B, C, T), _, (B, C)
+            rstd = rstd[:, :, None]  # (B, C, 1)
         else:
             mean = (x * weight).sum(dim=2, keepdim=True) / count  # (B, C, 1)
             centred = (x - mean).mul_(weight)  # (B, C, T), 0 on padding
             var = centred.square().sum(dim=2, keepdim=True) / count  # (B, C, 1)
-        rstd = torch.rsqrt(var + NORM_EPS)  # (B, C, 1)
-        y = centred.mul_(rstd)  # (B, C, T)
+            rstd = torch.rsqrt(var + NORM_EPS)  # (B, C, 1)
+            y = centred.mul_(rstd)  # (B, C, T)
         ctx.save_for_backward(y, rstd, weight, count)
         return y
 
