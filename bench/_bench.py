@@ -15,6 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from twostream_das.config import Config, load_config
+from twostream_das.modules import native
 from twostream_das.two_stream import TwoStreamModel
 
 PRESETS = {  # preset -> (stream dims, classes), the sizes of the paper's features
@@ -37,6 +38,7 @@ def machine(threads: int) -> dict[str, object]:
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
+        "native_window_kernels": native.available(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 

@@ -8,11 +8,12 @@ GFLOP/s, the speed-up over the straightforward path measured in the same run, an
 subprocess per preset and T, default variant) the peak resident memory.
 
 Variants (all give the same probabilities to float tolerance):
-  sequential_recompute  streams one after the other, decoder context recomputed every step
-                        (the straightforward path)
+  sequential_recompute  streams one after the other, decoder context recomputed every step,
+                        window multiply-adds as PyTorch ops (the straightforward path)
   sequential            streams one after the other, context computed once per video
-  stacked               both streams as one stacked pass (the default)
-  stacked_bf16          the same under CPU bf16 autocast (an option; not the default)
+  stacked_pytorch       both streams as one stacked pass, window multiply-adds as PyTorch ops
+  stacked               the same with the native window kernels (the default)
+  stacked_bf16          the stacked pass under CPU bf16 autocast (an option; not the default)
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from _bench import (
     time_interleaved,
 )
 
-VARIANTS = {
-    "sequential_recompute": {"batch_streams": False, "precompute_cond": False},
-    "sequential": {"batch_streams": False},
-    "stacked": {},
-    "stacked_bf16": {},
+from twostream_das.modules import native
+
+VARIANTS = {  # variant -> (predict_proba options, native window kernels on)
+    "sequential_recompute": ({"batch_streams": False, "precompute_cond": False}, False),
+    "sequential": ({"batch_streams": False}, True),
+    "stacked_pytorch": ({}, False),
+    "stacked": ({}, True),
+    "stacked_bf16": ({}, True),
 }
 BASELINE = "sequential_recompute"
 FULL_SIZES = [("gtea", 1500), ("gtea", 5000), ("gtea", 20000), ("breakfast", 1500),
@@ -54,11 +58,11 @@ def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
     gen = torch.Generator().manual_seed(0)
     features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
     mask = torch.ones(1, frames, dtype=torch.bool)
-    options = VARIANTS[variant]
+    options, use_native = VARIANTS[variant]
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if variant.endswith("bf16") else None
 
     def call():
-        with amp if amp is not None else nullcontext():
+        with amp if amp is not None else nullcontext(), native.native_kernels(use_native):
             return model.predict_proba(
                 features, mask, [torch.Generator().manual_seed(1)], **options
             )

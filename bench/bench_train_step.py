@@ -13,9 +13,10 @@ Variants (speed-ups are over the first one run):
                     span (re-created here; ~60 s, so 1 repeat; with --unfold or --quick)
   autograd_windows  autograd through every op: windows as a stack of k shifted slices,
                     ``nn.Dropout`` (the library's previous training path, re-created here)
+  pytorch_windows   the library's path with the window multiply-adds as PyTorch ops
   default           the library's path: hand-written autograd Functions for the attention,
                     conv and instance norm, one packed projection per block, cheaper dropout
-                    masks
+                    masks, native window kernels
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from _bench import PRESETS, build_model, count_gflop, machine, matmul_gflops, peak_rss_mib, time_it
+from _bench import (
+    PRESETS,
+    build_model,
+    count_gflop,
+    machine,
+    matmul_gflops,
+    peak_rss_mib,
+    time_interleaved,
+    time_it,
+)
 from torch import nn
 
 from twostream_das.data.collate import Batch
-from twostream_das.modules import attention, block
+from twostream_das.modules import attention, block, native
 
 FULL_SIZES = [("gtea", 1500), ("breakfast", 1500)]
 QUICK_SIZES = [("gtea", 40)]
@@ -47,8 +58,9 @@ def unfold_window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> tor
 @contextmanager
 def windows(variant: str):
     """Re-create an earlier training path by switching off the Functions (and more)."""
-    if variant == "default":
-        yield
+    if variant in ("default", "pytorch_windows"):
+        with native.native_kernels(variant == "default"):
+            yield
         return
     saved = attention.window_views, attention.fused_ok, block.BlockDropout.forward
     attention.fused_ok = block.fused_ok = lambda *tensors: False
@@ -61,6 +73,16 @@ def windows(variant: str):
         attention.window_views = block.window_views = saved[0]
         attention.fused_ok = block.fused_ok = saved[1]
         block.BlockDropout.forward = saved[2]
+
+
+def in_windows(variant: str, step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` run inside :func:`windows` (so variants can be timed interleaved)."""
+
+    def run() -> None:
+        with windows(variant):
+            step()
+
+    return run
 
 
 def make_step(preset: str, frames: int):
@@ -97,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or (1 if args.quick else 2)
     torch.set_num_threads(threads)
     repeats = 1 if args.quick else args.repeats
-    variants = ["default"] if args.no_baseline else ["autograd_windows", "default"]
-    if (args.unfold or args.quick) and not args.no_baseline:
-        variants.insert(0, "unfold_windows")
+    variants = ["default"]
+    if not args.no_baseline:
+        variants = ["autograd_windows", "pytorch_windows", "default"]
+        if args.unfold or args.quick:
+            variants.insert(0, "unfold_windows")
     report: dict[str, object] = {
         "benchmark": "train_step",
         "machine": machine(threads),
@@ -109,17 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
     for preset, frames in QUICK_SIZES if args.quick else FULL_SIZES:
-        base_time = None
+        steps, gflops, timings = {}, {}, {}
         for variant in variants:
             with windows(variant):
-                step = make_step(preset, frames)
-                gflop = count_gflop(step)
-                slow = variant == "unfold_windows"
-                timing = time_it(step, 1 if slow else repeats, warmup=0 if slow else 1)
-            if variant == variants[0]:
-                base_time = timing["median_s"]
+                steps[variant] = make_step(preset, frames)
+                gflops[variant] = count_gflop(steps[variant])
+            if variant == "unfold_windows":  # ~60 s a step: once, on its own
+                with windows(variant):
+                    timings[variant] = time_it(steps[variant], 1, warmup=0)
+        interleaved = {v: in_windows(v, steps[v]) for v in variants if v not in timings}
+        timings.update(time_interleaved(interleaved, repeats))
+        base_time = timings[variants[0]]["median_s"]
+        for variant in variants:
+            timing = timings[variant]
             row = {"preset": preset, "frames": frames, "variant": variant, **timing,
-                   "gflop": round(gflop, 3), "gflops": round(gflop / timing["median_s"], 2),
+                   "gflop": round(gflops[variant], 3),
+                   "gflops": round(gflops[variant] / timing["median_s"], 2),
                    "speedup_vs_baseline": round(base_time / timing["median_s"], 3),
                    "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
             results.append(row)

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from twostream_das.modules import frame_mask, window_key_mask, window_views, windowed_attention
+from twostream_das.modules import (
+    frame_mask,
+    native,
+    window_key_mask,
+    window_views,
+    windowed_attention,
+)
 
 
 def dense_band_attention(q, k, v, valid, kernel_size, dilation, masked=float("-inf")):
@@ -16,7 +22,8 @@ def dense_band_attention(q, k, v, valid, kernel_size, dilation, masked=float("-i
     return torch.einsum("bqk,bck->bcq", scores.softmax(-1), v)
 
 
-@pytest.mark.parametrize("path", ["shifted", "strided"])  # without autograd / autograd, autocast
+# without autograd (native kernels, or shifted PyTorch ops) / autograd under autocast
+@pytest.mark.parametrize("path", ["shifted", "shifted_pytorch", "strided"])
 @pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 2), (5, 4), (7, 3), (5, 64)])
 def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation, path):
     gen = torch.Generator().manual_seed(kernel_size * 100 + dilation)
@@ -26,8 +33,9 @@ def test_windowed_equals_dense_band_attention_with_padding(kernel_size, dilation
     lengths = torch.tensor([29, 17, 1])
     valid = torch.arange(frames)[None, :] < lengths[:, None]  # (B, T)
     key_mask = window_key_mask(valid, kernel_size, dilation)
-    if path == "shifted":
-        out = windowed_attention(q, k, v, key_mask, kernel_size, dilation)
+    if path.startswith("shifted"):
+        with native.native_kernels(path == "shifted"):
+            out = windowed_attention(q, k, v, key_mask, kernel_size, dilation)
     else:  # autocast rules out the autograd Function: the strided-view path (mul/sum stay fp32)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = windowed_attention(q.requires_grad_(), k, v, key_mask, kernel_size, dilation)

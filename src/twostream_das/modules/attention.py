@@ -9,7 +9,10 @@ every window are strided views of the zero-padded sequence (``unfold``), so scor
 Under autograd the attention is a :class:`torch.autograd.Function` whose forward and backward
 are k shifted multiply-adds over the frames where the shift stays inside the sequence
 (:func:`attend`, :func:`attend_backward`): no ``(B, C, k, T)`` window tensor is built or
-differentiated. The training path of :mod:`.block` uses the same two functions.
+differentiated. The training path of :mod:`.block` uses the same two functions. The
+multiply-adds are three helpers (:func:`add_window_scores`, :func:`add_window_context`,
+:func:`add_window_context_transposed`) that run as native CPU kernels where those are built
+(:mod:`.native`) and as k shifted PyTorch ops otherwise (same results to float rounding).
 
 Encoder self-attention and decoder cross-attention differ only in how the block builds q, k
 and v (see :mod:`.block`); both call :func:`windowed_attention`.
@@ -21,6 +24,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from . import native
 
 
 class FrameMask(NamedTuple):
@@ -100,6 +105,9 @@ def add_window_scores(
     Returns:
         ``scores``.
     """
+    if native.applies(scores.shape[1], scores, q, k):
+        native.window_dot_(scores, q, k, dilation)
+        return scores
     for j, o, lo, hi in shifts(q.shape[2], scores.shape[1], dilation):
         scores[:, j, lo:hi] += (q[:, :, lo:hi] * k[:, :, lo + o : hi + o]).sum(dim=1)
     return scores
@@ -118,8 +126,34 @@ def add_window_context(
     Returns:
         ``out``.
     """
+    if native.applies(weights.shape[1], out, v, weights):
+        native.window_mix_(out, v, weights, dilation)
+        return out
     for j, o, lo, hi in shifts(v.shape[2], weights.shape[1], dilation):
         out[:, :, lo:hi].addcmul_(v[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
+    return out
+
+
+def add_window_context_transposed(
+    out: torch.Tensor, a: torch.Tensor, weights: torch.Tensor, dilation: int
+) -> torch.Tensor:
+    """The adjoint of :func:`add_window_context` in ``v``: every frame t sends
+    ``weights[:, j, t] * a[:, :, t]`` to its neighbour ``t + o_j`` (inside the sequence), i.e.
+    ``out[:, :, s] += sum_j weights[:, j, s - o_j] * a[:, :, s - o_j]``.
+
+    Args:
+        out: (B, C, T), updated in place.
+        a: (B, C, T).
+        weights: (B, k, T).
+
+    Returns:
+        ``out``.
+    """
+    if native.applies(weights.shape[1], out, a, weights):
+        native.window_mix_transposed_(out, a, weights, dilation)
+        return out
+    for j, o, lo, hi in shifts(a.shape[2], weights.shape[1], dilation):
+        out[:, :, lo + o : hi + o].addcmul_(a[:, :, lo:hi], weights[:, j : j + 1, lo:hi])
     return out
 
 
@@ -223,20 +257,15 @@ def attend_backward(
             the gradients of q, k and v.
     """
     q, k, v, weights, key_mask = saved
-    kernel_size, dilation, scale = geometry
+    _, dilation, scale = geometry
     grad_q, grad_k, grad_v = grads
-    windows = shifts(q.shape[2], kernel_size, dilation)
-    grad_weights = torch.zeros_like(weights)  # (B, k, T)
-    for j, o, lo, hi in windows:
-        grad_weights[:, j, lo:hi] = (grad_out[:, :, lo:hi] * v[:, :, lo + o : hi + o]).sum(1)
+    grad_weights = add_window_scores(torch.zeros_like(weights), grad_out, v, dilation)  # (B, k, T)
     # softmax backward; then masked scores get no gradient (masked_fill's backward)
     grad_scores = grad_weights.sub_((grad_weights * weights).sum(dim=1, keepdim=True))
     grad_scores.mul_(weights).masked_fill_(~key_mask, 0.0).mul_(scale)  # (B, k, T)
-    for j, o, lo, hi in windows:
-        s_j, w_j = grad_scores[:, j : j + 1, lo:hi], weights[:, j : j + 1, lo:hi]  # (B, 1, n)
-        grad_q[:, :, lo:hi].addcmul_(k[:, :, lo + o : hi + o], s_j)
-        grad_k[:, :, lo + o : hi + o].addcmul_(q[:, :, lo:hi], s_j)
-        grad_v[:, :, lo + o : hi + o].addcmul_(grad_out[:, :, lo:hi], w_j)
+    add_window_context(grad_q, k, grad_scores, dilation)
+    add_window_context_transposed(grad_k, q, grad_scores, dilation)
+    add_window_context_transposed(grad_v, grad_out, weights, dilation)
 
 
 class _WindowedAttention(torch.autograd.Function):

@@ -1,0 +1,239 @@
+// Dilated-window multiply-adds of the windowed attention, as CPU kernels.
+//
+// Frame t's window is the k frames t + o_j, o_j = (j - k / 2) * d, j in [0, k). Keys outside
+// [0, T) are zero: they add nothing. Each kernel accumulates into its first argument and is
+// the native form of a Python function of twostream_das/modules/attention.py:
+//
+//   window_dot_(out (B, k, T), a (B, C, T), b (B, C, T), d)            add_window_scores
+//       out[:, j, t] += sum_c a[:, c, t] * b[:, c, t + o_j]
+//   window_mix_(out (B, C, T), v (B, C, T), w (B, k, T), d)            add_window_context
+//       out[:, c, t] += sum_j w[:, j, t] * v[:, c, t + o_j]
+//   window_mix_transposed_(out (B, C, T), a (B, C, T), w (B, k, T), d) add_window_context_transposed
+//       out[:, c, s] += sum_j w[:, j, s - o_j] * a[:, c, s - o_j]
+//
+// The transposed form (the backward's scatter) is written as a gather over s, so no two tasks
+// write one element: tasks of (batch row, chunk of frames) run in parallel on torch's own
+// intra-op threads (at::parallel_for), without atomics. Inside a chunk, frames go in blocks
+// of kLanes whose k partial sums stay in registers across the channel loop; window positions
+// that leave the sequence inside a block take a scalar path. Tensors may be views (any batch
+// and channel strides); frames must be contiguous (stride 1).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kChunk = 512;  // frames per task
+constexpr int64_t kLanes = 16;   // frames per register block
+constexpr int64_t kMaxTaps = 15;
+
+struct Rows {  // a (B, C, T) tensor as a base pointer and its batch / channel strides
+  template <typename T>
+  static const T* at(const at::Tensor& x, int64_t b, int64_t c) {
+    return x.data_ptr<T>() + b * x.stride(0) + c * x.stride(1);
+  }
+};
+
+struct Window {
+  int64_t taps, dilation, frames;
+  int64_t offset(int64_t j) const { return (j - taps / 2) * dilation; }
+  // frames t of [t0, t1) whose neighbour t + o is inside [0, T): [lo, hi), possibly empty
+  int64_t lo(int64_t o, int64_t t0) const { return std::max(t0, -o); }
+  int64_t hi(int64_t o, int64_t t1) const { return std::min(t1, frames - o); }
+};
+
+template <typename Body>
+void for_chunks(int64_t batch, int64_t frames, const Body& body) {
+  const int64_t chunks = (frames + kChunk - 1) / kChunk;
+  at::parallel_for(0, batch * chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t row = task / chunks, t0 = (task % chunks) * kChunk;
+      body(row, t0, std::min(frames, t0 + kChunk));
+    }
+  });
+}
+
+// out[j, t] += sum_c a[c, t] b[c, t + o_j] for one row and frames [t0, t1).
+template <typename T, int K>
+void dot_row(T* __restrict__ const* out, const T* __restrict__ const* a,
+             const T* __restrict__ const* b, int64_t channels, const Window& w, int64_t t0,
+             int64_t t1) {
+  int64_t offs[K];
+  for (int j = 0; j < K; ++j) offs[j] = w.offset(j);
+  for (int64_t tb = t0; tb < t1; tb += kLanes) {
+    const int64_t te = std::min(t1, tb + kLanes);
+    bool inside[K];
+    bool all_inside = te - tb == kLanes;
+    for (int j = 0; j < K; ++j) {
+      inside[j] = w.lo(offs[j], tb) == tb && w.hi(offs[j], te) == te;
+      all_inside = all_inside && inside[j];
+    }
+    if (all_inside) {  // every position of the block has all k keys: registers only
+      T acc[K][kLanes] = {};
+      for (int64_t c = 0; c < channels; ++c) {
+        const T* ar = a[c] + tb;
+#pragma GCC unroll 16
+        for (int j = 0; j < K; ++j) {
+          const T* br = b[c] + tb + offs[j];
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < kLanes; ++i) acc[j][i] += ar[i] * br[i];
+        }
+      }
+      for (int j = 0; j < K; ++j)
+        for (int64_t i = 0; i < kLanes; ++i) out[j][tb + i] += acc[j][i];
+      continue;
+    }
+    for (int j = 0; j < K; ++j) {  // block at a sequence edge
+      const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t t = lo; t < hi; ++t) out[j][t] += a[c][t] * b[c][t + offs[j]];
+    }
+  }
+}
+
+// out[c, t] += sum_j w[j, t + s_j] v[c, t + o_j], with s_j = 0 (plain) or o_j (transposed,
+// where o_j is the negated offset) for one row and frames [t0, t1).
+template <typename T, int K>
+void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
+             const T* __restrict__ const* wt, int64_t channels, const Window& w, bool transposed,
+             int64_t t0, int64_t t1) {
+  int64_t offs[K], wshift[K];
+  for (int j = 0; j < K; ++j) {
+    offs[j] = transposed ? -w.offset(j) : w.offset(j);
+    wshift[j] = transposed ? offs[j] : 0;
+  }
+  for (int64_t tb = t0; tb < t1; tb += kLanes) {
+    const int64_t te = std::min(t1, tb + kLanes);
+    bool all_inside = te - tb == kLanes;
+    for (int j = 0; j < K; ++j)
+      all_inside = all_inside && w.lo(offs[j], tb) == tb && w.hi(offs[j], te) == te;
+    if (all_inside) {
+      T weight[K][kLanes];
+      for (int j = 0; j < K; ++j)
+        for (int64_t i = 0; i < kLanes; ++i) weight[j][i] = wt[j][tb + wshift[j] + i];
+      for (int64_t c = 0; c < channels; ++c) {
+        T acc[kLanes];
+        for (int64_t i = 0; i < kLanes; ++i) acc[i] = out[c][tb + i];
+#pragma GCC unroll 16
+        for (int j = 0; j < K; ++j) {
+          const T* vr = v[c] + tb + offs[j];
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < kLanes; ++i) acc[i] += weight[j][i] * vr[i];
+        }
+        for (int64_t i = 0; i < kLanes; ++i) out[c][tb + i] = acc[i];
+      }
+      continue;
+    }
+    for (int j = 0; j < K; ++j) {
+      const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t t = lo; t < hi; ++t) out[c][t] += wt[j][t + wshift[j]] * v[c][t + offs[j]];
+    }
+  }
+}
+
+template <typename T>
+std::vector<const T*> channel_rows(const at::Tensor& x, int64_t row) {
+  std::vector<const T*> rows(x.size(1));
+  for (int64_t c = 0; c < x.size(1); ++c) rows[c] = Rows::at<T>(x, row, c);
+  return rows;
+}
+
+template <typename T>
+std::vector<T*> mutable_rows(at::Tensor& x, int64_t row) {
+  std::vector<T*> rows(x.size(1));
+  for (int64_t c = 0; c < x.size(1); ++c) rows[c] = x.data_ptr<T>() + row * x.stride(0) + c * x.stride(1);
+  return rows;
+}
+
+// Calls f(std::integral_constant<int, K>) for the window size k (odd, 1 <= k <= kMaxTaps).
+template <typename F>
+void with_taps(int64_t taps, const F& f) {
+  switch (taps) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 7: return f(std::integral_constant<int, 7>());
+    case 9: return f(std::integral_constant<int, 9>());
+    case 11: return f(std::integral_constant<int, 11>());
+    case 13: return f(std::integral_constant<int, 13>());
+    case 15: return f(std::integral_constant<int, 15>());
+    default: TORCH_CHECK(false, "window size must be odd and at most ", kMaxTaps, ", got ", taps);
+  }
+}
+
+void check(const at::Tensor& t, const char* name, const at::Tensor& like) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.dim() == 3, name, " must be (B, *, T), got ", t.sizes());
+  TORCH_CHECK(t.size(0) == like.size(0) && t.size(2) == like.size(2), name, " must be (",
+              like.size(0), ", *, ", like.size(2), "), got ", t.sizes());
+  TORCH_CHECK(t.stride(2) == 1 || t.size(2) <= 1, name, " must be contiguous over frames");
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " must be ", like.scalar_type(),
+              ", got ", t.scalar_type());
+}
+
+void window_dot_(at::Tensor out, const at::Tensor& a, const at::Tensor& b, int64_t dilation) {
+  check(out, "out", a);
+  check(b, "b", a);
+  TORCH_CHECK(a.size(1) == b.size(1), "a and b must have the same channels");
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{out.size(1), dilation, a.size(2)};
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "window_dot_", [&] {
+    with_taps(w.taps, [&](auto k) {
+      for_chunks(a.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto o = mutable_rows<scalar_t>(out, row);
+        auto ar = channel_rows<scalar_t>(a, row), br = channel_rows<scalar_t>(b, row);
+        dot_row<scalar_t, decltype(k)::value>(o.data(), ar.data(), br.data(), a.size(1), w, t0,
+                                              t1);
+      });
+    });
+  });
+}
+
+void window_mix(at::Tensor out, const at::Tensor& v, const at::Tensor& weights,
+                int64_t dilation, bool transposed) {
+  check(v, "v", out);
+  check(weights, "w", out);
+  TORCH_CHECK(out.size(1) == v.size(1), "out and v must have the same channels");
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{weights.size(1), dilation, out.size(2)};
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "window_mix_", [&] {
+    with_taps(w.taps, [&](auto k) {
+      for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto o = mutable_rows<scalar_t>(out, row);
+        auto vr = channel_rows<scalar_t>(v, row), wr = channel_rows<scalar_t>(weights, row);
+        mix_row<scalar_t, decltype(k)::value>(o.data(), vr.data(), wr.data(), out.size(1), w,
+                                              transposed, t0, t1);
+      });
+    });
+  });
+}
+
+void window_mix_(at::Tensor out, const at::Tensor& v, const at::Tensor& w, int64_t dilation) {
+  window_mix(out, v, w, dilation, false);
+}
+
+void window_mix_transposed_(at::Tensor out, const at::Tensor& a, const at::Tensor& w,
+                            int64_t dilation) {
+  window_mix(out, a, w, dilation, true);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(twostream_das, m) {
+  m.def("window_dot_(Tensor(a!) out, Tensor a, Tensor b, int dilation) -> ()");
+  m.def("window_mix_(Tensor(a!) out, Tensor v, Tensor w, int dilation) -> ()");
+  m.def("window_mix_transposed_(Tensor(a!) out, Tensor a, Tensor w, int dilation) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
+  m.impl("window_dot_", &window_dot_);
+  m.impl("window_mix_", &window_mix_);
+  m.impl("window_mix_transposed_", &window_mix_transposed_);
+}

@@ -1,0 +1,133 @@
+"""Native CPU kernels of the windowed attention (``csrc/window_ops.cpp``), built on first use.
+
+The three kernels are the dilated-window multiply-adds of :mod:`.attention`
+(``add_window_scores``, ``add_window_context``, ``add_window_context_transposed``): one call per
+block instead of k shifted PyTorch ops, with the k partial sums kept in registers. They are
+compiled once per machine with :func:`torch.utils.cpp_extension.load` (a C++ compiler and
+ninja, a dependency of this package, are needed; the build takes 10-30 s and is cached under
+``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), for the instruction set that
+PyTorch itself uses on this CPU, so machines sharing a home folder each get their own build.
+
+Where the build fails (no compiler), the package warns once and uses the PyTorch path, which
+gives the same results to float rounding. ``TWOSTREAM_DAS_NATIVE=0`` turns the kernels off
+without trying to build them; :func:`set_enabled` does the same from Python.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+ENV_VAR = "TWOSTREAM_DAS_NATIVE"
+SOURCE = Path(__file__).with_name("csrc") / "window_ops.cpp"
+MAX_TAPS = 15  # the window sizes the kernels are instantiated for: odd, 1..15
+ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
+    "AVX512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+DTYPES = (torch.float32, torch.float64)
+
+_state: dict[str, Optional[bool]] = {"enabled": None, "loaded": None}
+
+
+def _isa() -> str:
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def _build() -> bool:
+    """Compile (or load the cached build of) the kernels; False with one warning on failure."""
+    from torch.utils import cpp_extension
+
+    isa = _isa()
+    try:
+        cpp_extension.load(
+            name=f"twostream_das_window_ops_{isa.lower()}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", *ISA_FLAGS.get(isa, [])],
+            is_python_module=False,
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, a failed build: fall back, say why
+        warnings.warn(
+            f"twostream_das: the native window kernels ({SOURCE.name}) could not be built, "
+            f"so the PyTorch path is used (same results, slower): {error}. Set {ENV_VAR}=0 "
+            "to skip the build.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def enabled() -> bool:
+    """Whether the native kernels are on: :func:`set_enabled`, else ``TWOSTREAM_DAS_NATIVE``
+    (``0`` = off), else on."""
+    if _state["enabled"] is not None:
+        return bool(_state["enabled"])
+    return os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "off", "no")
+
+
+def set_enabled(flag: Optional[bool]) -> None:
+    """Turn the kernels on or off for this process; None returns to the environment's choice."""
+    _state["enabled"] = flag
+
+
+@contextmanager
+def native_kernels(flag: bool) -> Iterator[None]:
+    """The kernels on (True) or off (False) inside the block (benchmarks and tests)."""
+    saved = _state["enabled"]
+    _state["enabled"] = flag
+    try:
+        yield
+    finally:
+        _state["enabled"] = saved
+
+
+def available() -> bool:
+    """Enabled and built (the first call builds)."""
+    if not enabled():
+        return False
+    if _state["loaded"] is None:
+        _state["loaded"] = _build()
+    return bool(_state["loaded"])
+
+
+def applies(taps: int, *tensors: torch.Tensor) -> bool:
+    """Whether a kernel may take these tensors: kernels on and built, CPU, float32/64 (one
+    dtype), frames contiguous, an odd window of at most :data:`MAX_TAPS`, and no autograd
+    (the kernels write in place and have no derivative; they serve the no-grad forward, the
+    hand-written backward and inference)."""
+    first = tensors[0]
+    return (
+        taps % 2 == 1
+        and taps <= MAX_TAPS
+        and first.device.type == "cpu"
+        and first.dtype in DTYPES
+        and all(t.dtype == first.dtype and t.device == first.device for t in tensors)
+        and all(t.dim() == 3 and (t.stride(2) == 1 or t.shape[2] <= 1) for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and available()
+    )
+
+
+def window_dot_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dilation: int) -> None:
+    """``out[:, j, t] += sum_c a[:, c, t] * b[:, c, t + o_j]``; out (B, k, T), a, b (B, C, T)."""
+    torch.ops.twostream_das.window_dot_(out, a, b, dilation)
+
+
+def window_mix_(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor, dilation: int) -> None:
+    """``out[:, c, t] += sum_j w[:, j, t] * v[:, c, t + o_j]``; out, v (B, C, T), w (B, k, T)."""
+    torch.ops.twostream_das.window_mix_(out, v, w, dilation)
+
+
+def window_mix_transposed_(
+    out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, dilation: int
+) -> None:
+    """``out[:, c, s] += sum_j w[:, j, s - o_j] * a[:, c, s - o_j]``."""
+    torch.ops.twostream_das.window_mix_transposed_(out, a, w, dilation)

@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from twostream_das.modules import native
+from twostream_das.modules.attention import (
+    add_window_context,
+    add_window_context_transposed,
+    add_window_scores,
+)
+
+HELPERS = {  # the three window multiply-adds, native or as shifted PyTorch ops
+    "scores": add_window_scores,
+    "context": add_window_context,
+    "transposed": add_window_context_transposed,
+}
+
+needs_native = pytest.mark.skipif(
+    not native.available(), reason="native kernels not built here (no C++ compiler?)"
+)
+
+
+def run(name, out, x, y, dilation, use_native):
+    with native.native_kernels(use_native):
+        return HELPERS[name](out.clone(), x, y, dilation)
+
+
+@pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])
+def test_hand_worked_window_of_three(use_native):
+    # T = 3, C = 1, k = 3, d = 1: offsets -1, 0, +1; keys outside the sequence add nothing
+    a = torch.tensor([[[1.0, 2.0, 3.0]]])
+    b = torch.tensor([[[10.0, 20.0, 30.0]]])
+    w = torch.tensor([[[1.0] * 3, [2.0] * 3, [3.0] * 3]])  # (1, 3, 3): w_j = j + 1
+    scores = run("scores", torch.zeros(1, 3, 3), a, b, 1, use_native)
+    assert scores[0].tolist() == [[0, 20, 60], [10, 40, 90], [20, 60, 0]]
+    # out[t] = 1 b[t-1] + 2 b[t] + 3 b[t+1]
+    assert run("context", torch.zeros(1, 1, 3), b, w, 1, use_native)[0, 0].tolist() == [80, 140, 80]
+    # out[s] = 1 b[s+1] + 2 b[s] + 3 b[s-1]
+    assert run("transposed", torch.zeros(1, 1, 3), b, w, 1, use_native)[0, 0].tolist() == [
+        40, 100, 120,
+    ]  # fmt: skip
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("taps", "dilation"), [(1, 1), (3, 1), (5, 3), (7, 64), (15, 2)])
+@pytest.mark.parametrize("frames", [1, 7, 40, 600])  # 600: several 512-frame chunks and blocks
+def test_native_equals_shifted_pytorch_ops(taps, dilation, frames, dtype):
+    gen = torch.Generator().manual_seed(taps * 1000 + dilation + frames)
+    batch, channels = 3, 5
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    # operands as views with gaps between rows, as the q / k / v slices of one projection
+    packed = rand(batch, 3 * channels, frames)
+    a, b = packed[:, :channels], packed[:, 2 * channels :]
+    w = rand(batch, taps, frames)
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {}
+    for name, out, x, y in [
+        ("scores", rand(batch, taps, frames), a, b),
+        ("context", rand(batch, channels, frames), b, w),
+        ("transposed", rand(batch, channels, frames), a, w),
+    ]:
+        expected = run(name, out, x, y, dilation, use_native=False)
+        torch.testing.assert_close(run(name, out, x, y, dilation, use_native=True), expected, **tol)
+
+
+@pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])
+def test_transposed_is_the_adjoint_of_context(use_native):
+    # <context(w, v), g> = <v, transposed(g, w)> for every v, g: the backward of the mix
+    gen = torch.Generator().manual_seed(3)
+    v, g = torch.randn(2, 4, 50, generator=gen, dtype=torch.float64).unbind(0)
+    v, g = v[None], g[None]
+    w = torch.rand(1, 5, 50, generator=gen, dtype=torch.float64)
+    mixed = run("context", torch.zeros_like(v), v, w, 7, use_native)
+    sent = run("transposed", torch.zeros_like(g), g, w, 7, use_native)
+    torch.testing.assert_close((mixed * g).sum(), (v * sent).sum())
+
+
+@needs_native
+def test_applies_only_where_the_kernels_are_exact():
+    x = torch.zeros(1, 2, 8)
+    assert native.applies(5, x, x)
+    assert not native.applies(17, x, x)  # wider than the instantiated windows
+    assert not native.applies(4, x, x)  # even window
+    assert not native.applies(5, x.bfloat16(), x.bfloat16())  # bf16: the PyTorch path
+    assert not native.applies(5, x, x.double())  # mixed dtypes
+    assert not native.applies(5, x.transpose(1, 2).contiguous().transpose(1, 2), x)  # strided T
+    assert not native.applies(5, x.clone().requires_grad_(), x)  # no derivative
+    with torch.no_grad():
+        assert native.applies(5, x.clone().requires_grad_(), x)
+
+
+@needs_native
+def test_kernel_names_the_bad_operand():
+    with pytest.raises(RuntimeError, match=r"b must be \(1, \*, 8\)"):
+        native.window_dot_(torch.zeros(1, 3, 8), torch.zeros(1, 2, 8), torch.zeros(1, 2, 9), 1)
+    with pytest.raises(RuntimeError, match="window size must be odd"):
+        native.window_mix_(torch.zeros(1, 2, 8), torch.zeros(1, 2, 8), torch.zeros(1, 4, 8), 1)
+
+
+def test_environment_switch_turns_the_kernels_off(monkeypatch):
+    monkeypatch.setenv(native.ENV_VAR, "0")
+    native.set_enabled(None)
+    assert not native.enabled() and not native.available()
+    x = torch.zeros(1, 2, 8)
+    assert not native.applies(3, x, x)
+    monkeypatch.setenv(native.ENV_VAR, "1")
+    assert native.enabled()
+    with native.native_kernels(False):
+        assert not native.enabled()
+    assert native.enabled()
