@@ -25,11 +25,13 @@ def test_bench_quick_prints_json():
         reports[script] = json.loads(out)
     for report in reports.values():
         assert {"benchmark", "machine", "matmul_gflops", "results"} <= set(report)
-        assert {"cpu", "threads", "torch", "load_avg_1m"} <= set(report["machine"])
+        assert {"cpu", "threads", "torch", "load_avg_1m", "native_window_kernels"} <= set(
+            report["machine"]
+        )
         assert report["results"] and all(ROW_KEYS <= set(row) for row in report["results"])
     inference = reports["bench_inference.py"]
     assert {r["variant"] for r in inference["results"]} >= {"sequential_recompute", "stacked"}
     assert inference["memory"] and "peak_rss_mib" in inference["memory"][0]
     train = reports["bench_train_step.py"]
     variants = {r["variant"] for r in train["results"]}
-    assert variants == {"unfold_windows", "autograd_windows", "default"}
+    assert variants == {"unfold_windows", "autograd_windows", "pytorch_windows", "default"}
