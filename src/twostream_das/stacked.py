@@ -10,7 +10,7 @@ The math is :meth:`twostream_das.modules.ConvAttentionBlock.forward` in eval mod
 the identity and is skipped), with what does not change during DDIM folded in once per call:
 
 - the attention scale ``F ** -0.5`` into the query rows of the projections;
-- the padding / sequence-edge key masks into additive biases (0 or the dtype's lowest value);
+- the padding / sequence-edge key masks, one per (kernel, dilation);
 - per decoder block, the qkv bias plus the conditioning's share of q and k into one
   ``(G * B, 3F, T)`` tensor, the input of the block's qkv matmul (``W [x ; c] + b``);
 - the step embedding (an MLP) for every DDIM timestep, as a table;
@@ -29,12 +29,7 @@ import torch
 from .decoder import Decoder
 from .encoder import Encoder
 from .modules import ConvAttentionBlock, FrameMask, frame_mask, masked_instance_norm
-from .modules.attention import (
-    add_window_context,
-    add_window_scores,
-    window_key_mask,
-    window_views,
-)
+from .modules.attention import attend, window_key_mask, window_views
 
 
 def _stack(tensors: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
@@ -101,25 +96,15 @@ def stack_blocks(blocks: Sequence[ConvAttentionBlock], batch: int) -> StackedBlo
     )  # fmt: skip
 
 
-def key_bias(
-    valid: torch.Tensor, kernel_size: int, dilation: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """(N, k, T): 0 where frame t may attend to its j-th neighbour, the dtype's lowest value
-    where not (finite, so fully masked padded rows stay finite and are zeroed later)."""
-    allowed = window_key_mask(valid, kernel_size, dilation)  # (N, k, T) bool
-    low = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=valid.device)
-    return torch.where(allowed, torch.zeros((), dtype=dtype, device=valid.device), low)
-
-
 def block_forward(
-    p: StackedBlock, x: torch.Tensor, fmask: FrameMask, bias: torch.Tensor, qkv_in: torch.Tensor
+    p: StackedBlock, x: torch.Tensor, fmask: FrameMask, key_mask: torch.Tensor, qkv_in: torch.Tensor
 ) -> torch.Tensor:
     """:meth:`ConvAttentionBlock.forward` (eval) on stacked streams.
 
     Args:
         x: (N, F, T) state, 0 on padded frames.
         fmask: the mask of the N rows.
-        bias: (N, k, T) from :func:`key_bias`.
+        key_mask: (N, k, T) bool from :func:`window_key_mask`.
         qkv_in: (N, 3F, 1) qkv bias, or (N, 3F, T) bias + conditioning share.
     """
     n, width, frames = x.shape
@@ -128,27 +113,27 @@ def block_forward(
     local = torch.baddbmm(p.conv_b, p.conv_w, columns)  # (N, F, T)
     qkv = torch.baddbmm(qkv_in, p.qkv_w, x)  # (N, 3F, T): [scaled q ; k ; v]
     q, keys, values = qkv.split(width, dim=1)  # (N, F, T) each
-    # the window as k shifted multiply-adds: no (N, F, k, T) product is ever materialised;
-    # scores start from the key mask, so keys outside the sequence keep it
-    scores = add_window_scores(bias.clone(), q, keys, d)  # (N, k, T)
-    weights = torch.softmax(scores, dim=1)  # (N, k, T)
-    h = masked_instance_norm(add_window_context(local, values, weights, d), fmask)  # (N, F, T)
+    # the window as k shifted multiply-adds (no (N, F, k, T) product), added onto the conv;
+    # the attention scale is already in q
+    attend(q, keys, values, key_mask, (k, d, 1.0), out=local)
+    h = masked_instance_norm(local, fmask)  # (N, F, T)
     out = torch.baddbmm(p.ffn_in_b, p.ffn_in_w, h).relu_()  # (N, F, T)
     x = torch.baddbmm(p.ffn_out_b, p.ffn_out_w, out).add_(x)  # x + FFN(...)
     return x if fmask.full else x.mul_(fmask.weight)
 
 
-class KeyBiases:
-    """Additive key masks per (kernel, dilation), built once per call."""
+class KeyMasks:
+    """The window key masks (:func:`window_key_mask`) per (kernel, dilation), built once per
+    call."""
 
-    def __init__(self, valid: torch.Tensor, dtype: torch.dtype) -> None:
-        self.valid, self.dtype = valid, dtype
+    def __init__(self, valid: torch.Tensor) -> None:
+        self.valid = valid
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def __call__(self, kernel_size: int, dilation: int) -> torch.Tensor:
         key = (kernel_size, dilation)
         if key not in self._cache:
-            self._cache[key] = key_bias(self.valid, kernel_size, dilation, self.dtype)
+            self._cache[key] = window_key_mask(self.valid, kernel_size, dilation)
         return self._cache[key]
 
 
@@ -156,7 +141,7 @@ def encode_conditioning(
     encoders: Sequence[Encoder],
     features: Sequence[torch.Tensor],
     fmask: FrameMask,
-    biases: KeyBiases,
+    key_masks: KeyMasks,
 ) -> torch.Tensor:
     """The encoders' conditioning features, streams stacked.
 
@@ -174,7 +159,7 @@ def encode_conditioning(
     kept = []
     for index in range(len(encoders[0].blocks)):
         p = stack_blocks([e.blocks[index] for e in encoders], batch)
-        h = block_forward(p, h, fmask, biases(p.kernel_size, p.dilation), p.qkv_b)
+        h = block_forward(p, h, fmask, key_masks(p.kernel_size, p.dilation), p.qkv_b)
         if index in encoders[0].cond_blocks:
             kept.append(h)
     return torch.cat(kept, dim=1)  # (N, Dc, T)
@@ -215,14 +200,14 @@ class StackedDecoder:
         t: int,
         qkv_in: Sequence[torch.Tensor],
         fmask: FrameMask,
-        biases: KeyBiases,
+        key_masks: KeyMasks,
     ) -> torch.Tensor:
         """(N, C, T) network input at DDIM step t -> (N, C, T) x0 logits."""
         h = torch.baddbmm(self.step_bias[t], self.proj_in_w, x)  # (N, F, T)
         if not fmask.full:
             h = h * fmask.weight
         for p, share in zip(self.blocks, qkv_in, strict=True):
-            h = block_forward(p, h, fmask, biases(p.kernel_size, p.dilation), share)
+            h = block_forward(p, h, fmask, key_masks(p.kernel_size, p.dilation), share)
         return torch.baddbmm(self.head_b, self.head_w, h)  # (N, C, T)
 
 

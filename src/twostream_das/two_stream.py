@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import STREAMS, Config
 from .diffusion.ddim import Generators
-from .stacked import KeyBiases, StackedDecoder, encode_conditioning, stacked_frame_mask
+from .stacked import KeyMasks, StackedDecoder, encode_conditioning, stacked_frame_mask
 from .stream import DiffusionStream
 
 if TYPE_CHECKING:
@@ -155,9 +155,9 @@ class TwoStreamModel(nn.Module):
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
         dtype = features[STREAMS[0]].dtype
         fmask = stacked_frame_mask(mask, len(streams), dtype)
-        biases = KeyBiases(fmask.valid, dtype)
+        key_masks = KeyMasks(fmask.valid)
         cond = encode_conditioning(
-            [s.encoder for s in streams], [features[s] for s in STREAMS], fmask, biases
+            [s.encoder for s in streams], [features[s] for s in STREAMS], fmask, key_masks
         )  # (N, Dc, T)
         decoder = StackedDecoder([s.decoder for s in streams], batch_size, first.sampler.timesteps)
         qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
@@ -169,7 +169,7 @@ class TwoStreamModel(nn.Module):
         x = first.sampler.initial_noise(shape, all_gens, all_lengths, mask.device)  # (N, C, T)
         logits = x
         for t in first.sampler.timesteps:
-            logits = decoder.denoise(first.diffusion.model_input(x), t, qkv_in, fmask, biases)
+            logits = decoder.denoise(first.diffusion.model_input(x), t, qkv_in, fmask, key_masks)
             x0 = first.diffusion.logits_to_x0(logits)  # (N, C, T) in [-s, s]
             x = first.sampler.step(x0, t, x, all_gens, all_lengths)
         for original, last in zip(generators, stream_gens[-1], strict=True):

@@ -6,6 +6,8 @@ from twostream_das.modules.attention import (
     add_window_context,
     add_window_context_transposed,
     add_window_scores,
+    attend,
+    window_key_mask,
 )
 
 HELPERS = {  # the three window multiply-adds, native or as shifted PyTorch ops
@@ -63,6 +65,32 @@ def test_native_equals_shifted_pytorch_ops(taps, dilation, frames, dtype):
     ]:
         expected = run(name, out, x, y, dilation, use_native=False)
         torch.testing.assert_close(run(name, out, x, y, dilation, use_native=True), expected, **tol)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("taps", "dilation"), [(3, 1), (5, 4), (7, 64), (15, 1)])
+@pytest.mark.parametrize("frames", [1, 33, 600])
+def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
+    # scores, masked softmax and weighted sum in one kernel, onto an existing out; videos of
+    # several lengths, one with no real frame at all (every key masked: uniform weights)
+    gen = torch.Generator().manual_seed(taps + dilation + frames)
+    batch, channels = 4, 6
+    packed = torch.randn(batch, 3 * channels, frames, generator=gen, dtype=dtype) * 3
+    q, k, v = packed.split(channels, dim=1)
+    lengths = torch.tensor([frames, max(frames // 2, 1), 1, 0])
+    valid = torch.arange(frames)[None, :] < lengths[:, None]  # (B, T)
+    key_mask = window_key_mask(valid, taps, dilation)
+    local = torch.randn(batch, channels, frames, generator=gen, dtype=dtype)
+    results = {}
+    for use_native in (False, True):
+        with native.native_kernels(use_native):
+            results[use_native] = attend(q, k, v, key_mask, (taps, dilation, 0.4), local.clone())
+    # float64 to the default (tight) tolerance; float32 to its rounding of scores near 50
+    tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
+    torch.testing.assert_close(results[True][0], results[False][0], **tol)  # weights
+    torch.testing.assert_close(results[True][1], results[False][1], **tol)  # local + attention
+    assert torch.allclose(results[True][0][3], torch.full((taps, frames), 1.0 / taps, dtype=dtype))
 
 
 @pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])

@@ -221,24 +221,31 @@ def attend(
     v: torch.Tensor,
     key_mask: torch.Tensor,
     geometry: tuple[int, int, float],
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward of :func:`windowed_attention` as k shifted multiply-adds (no autograd).
+
+    With the native kernels (:mod:`.native`) the scores, softmax and weighted sum of one chunk
+    of frames run back to back in one call; otherwise as PyTorch ops.
 
     Args:
         q, k: (B, C, T); v: (B, Cv, T); key_mask: (B, k, T) bool.
         geometry: (kernel_size, dilation, scale).
+        out: (B, Cv, T) to add the attention to in place (default: zeros).
 
     Returns:
         weights (B, k, T) (kept for the backward) and out (B, Cv, T).
     """
     kernel_size, dilation, scale = geometry
+    out = v.new_zeros(v.shape) if out is None else out
+    if native.applies(kernel_size, q, k, v, out):
+        return native.window_attention_(out, q, k, v, key_mask, dilation, scale), out
     batch, _, frames = q.shape
     scores = q.new_zeros(batch, kernel_size, frames)  # (B, k, T); 0 = a zero-padded key
     add_window_scores(scores, q, k, dilation)
     scores.mul_(scale).masked_fill_(~key_mask, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=1)  # (B, k, T)
-    out = add_window_context(v.new_zeros(v.shape), v, weights, dilation)  # (B, Cv, T)
-    return weights, out
+    return weights, add_window_context(out, v, weights, dilation)
 
 
 def attend_backward(

@@ -1,8 +1,9 @@
 """Native CPU kernels of the windowed attention (``csrc/window_ops.cpp``), built on first use.
 
-The three kernels are the dilated-window multiply-adds of :mod:`.attention`
-(``add_window_scores``, ``add_window_context``, ``add_window_context_transposed``): one call per
-block instead of k shifted PyTorch ops, with the k partial sums kept in registers. They are
+The kernels are the dilated-window multiply-adds of :mod:`.attention` (``add_window_scores``,
+``add_window_context``, ``add_window_context_transposed``) and the whole attention forward
+(``attend``: scores, softmax, weighted sum): one call per block instead of k shifted PyTorch
+ops, with the k partial sums kept in registers. They are
 compiled once per machine with :func:`torch.utils.cpp_extension.load` (a C++ compiler and
 ninja, a dependency of this package, are needed; the build takes 10-30 s and is cached under
 ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), for the instruction set that
@@ -49,7 +50,10 @@ def _build() -> bool:
         cpp_extension.load(
             name=f"twostream_das_window_ops_{isa.lower()}",
             sources=[str(SOURCE)],
-            extra_cflags=["-O3", *ISA_FLAGS.get(isa, [])],
+            # -fopenmp: at::parallel_for is inline OpenMP code, serial without it; the
+            # extension then shares the libgomp that torch has already loaded
+            extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS.get(isa, [])],
+            extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
         )
@@ -114,6 +118,20 @@ def applies(taps: int, *tensors: torch.Tensor) -> bool:
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
         and available()
     )
+
+
+def window_attention_(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor,
+    dilation: int,
+    scale: float,
+) -> torch.Tensor:
+    """``weights = softmax_j(key_mask ? scale q . k_j : lowest)`` (B, k, T), returned, and
+    ``out += sum_j weights_j v_j`` in place (see :func:`.attention.attend`)."""
+    return torch.ops.twostream_das.window_attention_(out, q, k, v, key_mask, dilation, scale)
 
 
 def window_dot_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dilation: int) -> None:

@@ -23,6 +23,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -32,13 +35,6 @@ namespace {
 constexpr int64_t kChunk = 512;  // frames per task
 constexpr int64_t kLanes = 16;   // frames per register block
 constexpr int64_t kMaxTaps = 15;
-
-struct Rows {  // a (B, C, T) tensor as a base pointer and its batch / channel strides
-  template <typename T>
-  static const T* at(const at::Tensor& x, int64_t b, int64_t c) {
-    return x.data_ptr<T>() + b * x.stride(0) + c * x.stride(1);
-  }
-};
 
 struct Window {
   int64_t taps, dilation, frames;
@@ -59,7 +55,25 @@ void for_chunks(int64_t batch, int64_t frames, const Body& body) {
   });
 }
 
-// out[j, t] += sum_c a[c, t] b[c, t + o_j] for one row and frames [t0, t1).
+// Where tap j's neighbours of the frames [tb, te) lie: all inside [0, T), all outside, or
+// some of each (only in the few blocks that straddle a sequence end).
+enum class Reach { kInside, kOutside, kPartial };
+
+inline Reach reach(const Window& w, int64_t o, int64_t tb, int64_t te) {
+  const int64_t lo = w.lo(o, tb), hi = w.hi(o, te);
+  if (lo == tb && hi == te) return Reach::kInside;
+  return hi <= lo ? Reach::kOutside : Reach::kPartial;
+}
+
+template <typename T>
+struct ZeroLanes {  // stands in for the neighbours outside the sequence in the vector loops
+  alignas(64) static constexpr T values[kLanes] = {};
+};
+
+// out[j, t] += sum_c a[c, t] b[c, t + o_j] for one row and frames [t0, t1). Full blocks of
+// kLanes frames keep the k sums in registers over all channels; taps whose neighbours leave
+// the sequence read zeros there, and a tap that leaves it inside the block adds its valid
+// frames afterwards (scalar).
 template <typename T, int K>
 void dot_row(T* __restrict__ const* out, const T* __restrict__ const* a,
              const T* __restrict__ const* b, int64_t channels, const Window& w, int64_t t0,
@@ -68,37 +82,35 @@ void dot_row(T* __restrict__ const* out, const T* __restrict__ const* a,
   for (int j = 0; j < K; ++j) offs[j] = w.offset(j);
   for (int64_t tb = t0; tb < t1; tb += kLanes) {
     const int64_t te = std::min(t1, tb + kLanes);
-    bool inside[K];
-    bool all_inside = te - tb == kLanes;
-    for (int j = 0; j < K; ++j) {
-      inside[j] = w.lo(offs[j], tb) == tb && w.hi(offs[j], te) == te;
-      all_inside = all_inside && inside[j];
-    }
-    if (all_inside) {  // every position of the block has all k keys: registers only
-      T acc[K][kLanes] = {};
-      for (int64_t c = 0; c < channels; ++c) {
-        const T* ar = a[c] + tb;
+    Reach where[K];
+    for (int j = 0; j < K; ++j) where[j] = te - tb == kLanes ? reach(w, offs[j], tb, te)
+                                                             : Reach::kPartial;
+    bool any_inside = false;
+    for (int j = 0; j < K; ++j) any_inside = any_inside || where[j] == Reach::kInside;
+    T acc[K][kLanes] = {};
+    for (int64_t c = 0; any_inside && c < channels; ++c) {
+      const T* ar = a[c] + tb;
 #pragma GCC unroll 16
-        for (int j = 0; j < K; ++j) {
-          const T* br = b[c] + tb + offs[j];
+      for (int j = 0; j < K; ++j) {
+        const T* br = where[j] == Reach::kInside ? b[c] + tb + offs[j] : ZeroLanes<T>::values;
 #pragma GCC unroll 16
-          for (int64_t i = 0; i < kLanes; ++i) acc[j][i] += ar[i] * br[i];
-        }
+        for (int64_t i = 0; i < kLanes; ++i) acc[j][i] += ar[i] * br[i];
       }
-      for (int j = 0; j < K; ++j)
-        for (int64_t i = 0; i < kLanes; ++i) out[j][tb + i] += acc[j][i];
-      continue;
     }
-    for (int j = 0; j < K; ++j) {  // block at a sequence edge
-      const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t t = lo; t < hi; ++t) out[j][t] += a[c][t] * b[c][t + offs[j]];
+    for (int j = 0; j < K; ++j) {
+      if (where[j] == Reach::kInside) {
+        for (int64_t i = 0; i < kLanes; ++i) out[j][tb + i] += acc[j][i];
+      } else if (where[j] == Reach::kPartial) {
+        const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
+        for (int64_t c = 0; c < channels; ++c)
+          for (int64_t t = lo; t < hi; ++t) out[j][t] += a[c][t] * b[c][t + offs[j]];
+      }
     }
   }
 }
 
 // out[c, t] += sum_j w[j, t + s_j] v[c, t + o_j], with s_j = 0 (plain) or o_j (transposed,
-// where o_j is the negated offset) for one row and frames [t0, t1).
+// where o_j is the negated offset) for one row and frames [t0, t1). Blocks as in dot_row.
 template <typename T, int K>
 void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
              const T* __restrict__ const* wt, int64_t channels, const Window& w, bool transposed,
@@ -110,27 +122,30 @@ void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
   }
   for (int64_t tb = t0; tb < t1; tb += kLanes) {
     const int64_t te = std::min(t1, tb + kLanes);
-    bool all_inside = te - tb == kLanes;
+    Reach where[K];
+    for (int j = 0; j < K; ++j) where[j] = te - tb == kLanes ? reach(w, offs[j], tb, te)
+                                                             : Reach::kPartial;
+    T weight[K][kLanes];
     for (int j = 0; j < K; ++j)
-      all_inside = all_inside && w.lo(offs[j], tb) == tb && w.hi(offs[j], te) == te;
-    if (all_inside) {
-      T weight[K][kLanes];
-      for (int j = 0; j < K; ++j)
-        for (int64_t i = 0; i < kLanes; ++i) weight[j][i] = wt[j][tb + wshift[j] + i];
+      for (int64_t i = 0; i < kLanes; ++i)
+        weight[j][i] = where[j] == Reach::kInside ? wt[j][tb + wshift[j] + i] : T(0);
+    bool any_inside = false;
+    for (int j = 0; j < K; ++j) any_inside = any_inside || where[j] == Reach::kInside;
+    if (any_inside) {
       for (int64_t c = 0; c < channels; ++c) {
         T acc[kLanes];
         for (int64_t i = 0; i < kLanes; ++i) acc[i] = out[c][tb + i];
 #pragma GCC unroll 16
         for (int j = 0; j < K; ++j) {
-          const T* vr = v[c] + tb + offs[j];
+          const T* vr = where[j] == Reach::kInside ? v[c] + tb + offs[j] : ZeroLanes<T>::values;
 #pragma GCC unroll 16
           for (int64_t i = 0; i < kLanes; ++i) acc[i] += weight[j][i] * vr[i];
         }
         for (int64_t i = 0; i < kLanes; ++i) out[c][tb + i] = acc[i];
       }
-      continue;
     }
     for (int j = 0; j < K; ++j) {
+      if (where[j] != Reach::kPartial) continue;
       const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
       for (int64_t c = 0; c < channels; ++c)
         for (int64_t t = lo; t < hi; ++t) out[c][t] += wt[j][t + wshift[j]] * v[c][t + offs[j]];
@@ -138,18 +153,18 @@ void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
   }
 }
 
-template <typename T>
-std::vector<const T*> channel_rows(const at::Tensor& x, int64_t row) {
-  std::vector<const T*> rows(x.size(1));
-  for (int64_t c = 0; c < x.size(1); ++c) rows[c] = Rows::at<T>(x, row, c);
+// Pointers to the C rows (channels) of batch row b of a (B, C, T) tensor.
+template <typename T, typename Ptr = const T*>
+std::vector<Ptr> channel_rows(const at::Tensor& x, int64_t b) {
+  std::vector<Ptr> rows(x.size(1));
+  T* base = static_cast<T*>(x.data_ptr()) + b * x.stride(0);
+  for (int64_t c = 0; c < x.size(1); ++c) rows[c] = base + c * x.stride(1);
   return rows;
 }
 
 template <typename T>
-std::vector<T*> mutable_rows(at::Tensor& x, int64_t row) {
-  std::vector<T*> rows(x.size(1));
-  for (int64_t c = 0; c < x.size(1); ++c) rows[c] = x.data_ptr<T>() + row * x.stride(0) + c * x.stride(1);
-  return rows;
+std::vector<T*> mutable_rows(at::Tensor& x, int64_t b) {
+  return channel_rows<T, T*>(x, b);
 }
 
 // Calls f(std::integral_constant<int, K>) for the window size k (odd, 1 <= k <= kMaxTaps).
@@ -224,16 +239,100 @@ void window_mix_transposed_(at::Tensor out, const at::Tensor& a, const at::Tenso
   window_mix(out, a, w, dilation, true);
 }
 
+// exp(x) for x <= 0 (softmax after subtracting the maximum), in a form the compiler vectorizes:
+// x = n ln2 + r with |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial (about 1 ulp), 2^n by
+// building the exponent bits. Below -87 (2^-125) it returns 0, as expf underflows to.
+inline float exp_nonpositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float xc = x < -87.0f ? -87.0f : x;
+  const float n = (xc * kLog2e + kRound) - kRound;
+  const float r = xc - n * kLn2Hi - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x < -87.0f ? 0.0f : y * two_n;
+}
+
+inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// In place over frames [t0, t1) of one row: s[j, t] <- softmax_j(mask[j, t] ? scale s[j, t] :
+// lowest), the masked_fill-then-softmax of the PyTorch path (a row with every key masked gets
+// uniform weights, as there).
+template <typename T, int K>
+void softmax_row(T* const* s, const bool* const* mask, T scale, int64_t t0, int64_t t1) {
+  constexpr T kLowest = std::numeric_limits<T>::lowest();
+  for (int64_t tb = t0; tb < t1; tb += kLanes) {
+    const int64_t n = std::min(kLanes, t1 - tb);
+    T x[K][kLanes], top[kLanes], total[kLanes];
+    for (int64_t i = 0; i < kLanes; ++i) top[i] = kLowest, total[i] = 0;
+    for (int j = 0; j < K; ++j)
+      for (int64_t i = 0; i < n; ++i) {
+        x[j][i] = mask[j][tb + i] ? scale * s[j][tb + i] : kLowest;
+        top[i] = std::max(top[i], x[j][i]);
+      }
+    for (int j = 0; j < K; ++j)
+      for (int64_t i = 0; i < n; ++i) total[i] += x[j][i] = exp_nonpositive(x[j][i] - top[i]);
+    for (int j = 0; j < K; ++j)
+      for (int64_t i = 0; i < n; ++i) s[j][tb + i] = x[j][i] / total[i];
+  }
+}
+
+// weights = softmax_j(mask ? scale q . k_j : lowest) (B, k, T); out += sum_j weights_j v_j.
+// Per (row, chunk) the scores, their softmax and the weighted sum of values run back to back,
+// so the chunk's scores stay in cache. Returns the weights (the backward needs them).
+at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tensor& k,
+                             const at::Tensor& v, const at::Tensor& key_mask, int64_t dilation,
+                             double scale) {
+  check(k, "k", q);
+  check(v, "v", q);
+  check(out, "out", q);
+  TORCH_CHECK(q.size(1) == k.size(1), "q and k must have the same channels");
+  TORCH_CHECK(out.size(1) == v.size(1), "out and v must have the same channels");
+  TORCH_CHECK(key_mask.scalar_type() == at::kBool, "key_mask must be bool");
+  TORCH_CHECK(key_mask.dim() == 3 && key_mask.size(0) == q.size(0) &&
+                  key_mask.size(2) == q.size(2) && key_mask.stride(2) == 1,
+              "key_mask must be (B, k, T) with frames contiguous, got ", key_mask.sizes());
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{key_mask.size(1), dilation, q.size(2)};
+  at::Tensor weights = at::zeros(key_mask.sizes(), q.options());  // (B, k, T)
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_attention_", [&] {
+    with_taps(w.taps, [&](auto taps) {
+      constexpr int K = decltype(taps)::value;
+      for_chunks(q.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto s = mutable_rows<scalar_t>(weights, row);
+        auto o = mutable_rows<scalar_t>(out, row);
+        auto qr = channel_rows<scalar_t>(q, row), kr = channel_rows<scalar_t>(k, row);
+        auto vr = channel_rows<scalar_t>(v, row);
+        auto m = channel_rows<bool>(key_mask, row);
+        dot_row<scalar_t, K>(s.data(), qr.data(), kr.data(), q.size(1), w, t0, t1);
+        softmax_row<scalar_t, K>(s.data(), m.data(), static_cast<scalar_t>(scale), t0, t1);
+        mix_row<scalar_t, K>(o.data(), vr.data(), s.data(), v.size(1), w, false, t0, t1);
+      });
+    });
+  });
+  return weights;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(twostream_das, m) {
   m.def("window_dot_(Tensor(a!) out, Tensor a, Tensor b, int dilation) -> ()");
   m.def("window_mix_(Tensor(a!) out, Tensor v, Tensor w, int dilation) -> ()");
   m.def("window_mix_transposed_(Tensor(a!) out, Tensor a, Tensor w, int dilation) -> ()");
+  m.def(
+      "window_attention_(Tensor(a!) out, Tensor q, Tensor k, Tensor v, Tensor key_mask, "
+      "int dilation, float scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
   m.impl("window_dot_", &window_dot_);
   m.impl("window_mix_", &window_mix_);
   m.impl("window_mix_transposed_", &window_mix_transposed_);
+  m.impl("window_attention_", &window_attention_);
 }
