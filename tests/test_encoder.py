@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from _model_helpers import lengths_mask, pad_batch, small_config
 from twostream_das.config import EncoderConfig
@@ -40,16 +41,20 @@ def test_a_video_alone_equals_the_video_in_a_padded_batch():
 
 def test_input_dropout_removes_whole_channels_and_frames_in_training():
     encoder = make_encoder(channel_dropout=0.5, frame_dropout=0.5).train()
-    seen = []
-    encoder.proj_in.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x = torch.randn(2, 7, 40, generator=torch.Generator().manual_seed(4))
     torch.manual_seed(3)  # dropout draws from the global RNG (training only)
-    encoder(torch.ones(1, 7, 40), torch.ones(1, 40, dtype=torch.bool))
-    x = seen[0][0]  # (D, T) after both dropouts
-    zero_frames = (x == 0).all(dim=0)
-    zero_channels = (x == 0).all(dim=1)
-    assert zero_frames.any() and zero_channels.any()
-    kept = x[~zero_channels][:, ~zero_frames]
-    torch.testing.assert_close(kept, torch.full_like(kept, 4.0))  # 1 / (0.5 * 0.5)
+    h = encoder._project_input(x)  # masks on the weight and the output
+    torch.manual_seed(3)  # the same draws, applied to the features as nn.Dropout1d does
+    dropped = F.dropout1d(x, 0.5, training=True)  # whole channels, x 2
+    dropped = F.dropout1d(dropped.transpose(1, 2), 0.5, training=True).transpose(1, 2)  # frames
+    zero_channels = (dropped == 0).all(dim=2)  # (B, D)
+    zero_frames = (dropped == 0).all(dim=1)  # (B, T)
+    assert zero_channels.any() and zero_frames.any() and not zero_frames.all()
+    torch.testing.assert_close(h, encoder.proj_in(dropped), atol=0, rtol=0)  # factors 0 and 2
+    bias = encoder.proj_in.bias[:, None].expand(-1, 40)
+    assert torch.equal(h[0][:, zero_frames[0]], bias[:, zero_frames[0]])  # a dropped frame: b
+    encoder.eval()
+    torch.testing.assert_close(encoder._project_input(x), encoder.proj_in(x))  # no dropout
 
 
 def test_bad_conditioning_blocks_and_feature_dims_are_errors():

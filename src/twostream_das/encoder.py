@@ -60,6 +60,27 @@ class Encoder(nn.Module):
         )
         self.head = PointwiseConv(cfg.width, num_classes)
 
+    def _project_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``proj_in(FrameDropout(ChannelDropout(x)))``: (B, D, T) -> (B, F, T).
+
+        In training the two masks are rank-one (a factor per channel, one per frame), so they
+        go on the (B, F, D) weight and the (B, F, T) output instead of the (B, D, T) features:
+        ``W (x * c * f) + b = ((W * c) x) * f + b``. The masks are the draws ``nn.Dropout1d``
+        makes (same shapes and order from the global RNG), and for p = 0.5 (factors 0 and 2,
+        exact in floating point) the result is the same to the bit.
+        """
+        channel = _feature_noise(x, self.channel_dropout, (x.shape[0], x.shape[1], 1))
+        frame = _feature_noise(x, self.frame_dropout, (x.shape[0], x.shape[2], 1))
+        if channel is None and frame is None:
+            return self.proj_in(x)
+        weight = self.proj_in.weight[:, :, 0].expand(x.shape[0], -1, -1)  # (B, F, D)
+        if channel is not None:
+            weight = weight * channel.transpose(1, 2)  # (B, F, D), channels dropped
+        h = torch.bmm(weight, x)  # (B, F, T)
+        if frame is not None:
+            h = h * frame.transpose(1, 2)  # frames dropped
+        return h + self.proj_in.bias[:, None]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         """Args:
             x: (B, D, T) features (any values on padded frames).
@@ -71,9 +92,7 @@ class Encoder(nn.Module):
         if x.shape[1] != self.in_dim:
             raise ValueError(f"encoder expects {self.in_dim}-d features, got {x.shape[1]}-d")
         fmask = frame_mask(mask, x.dtype)
-        x = self.channel_dropout(x)  # (B, D, T)
-        x = self.frame_dropout(x.transpose(1, 2)).transpose(1, 2)  # (B, D, T)
-        h = self.proj_in(x) * fmask.weight  # (B, F, T), 0 on padding
+        h = self._project_input(x) * fmask.weight  # (B, F, T), 0 on padding
         features = []
         for index, block in enumerate(self.blocks):
             key_mask = window_key_mask(fmask.valid, block.kernel_size, block.dilation)  # (B, k, T)
@@ -84,3 +103,17 @@ class Encoder(nn.Module):
         return EncoderOutput(self.head(h), cond)
 
 
+
+
+def _feature_noise(
+    x: torch.Tensor, dropout: nn.Dropout1d, shape: tuple[int, int, int]
+) -> torch.Tensor | None:
+    """The multiplicative mask ``nn.Dropout1d`` draws for an input whose (batch, channel) axes
+    are ``shape[:2]``: 0 or ``1 / (1 - p)`` per entry, ``shape`` (B, n, 1); None when the
+    dropout is inactive (eval mode or p = 0)."""
+    p = dropout.p
+    if not dropout.training or p == 0.0:
+        return None
+    if p == 1.0:
+        return x.new_zeros(shape)
+    return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)

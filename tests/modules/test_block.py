@@ -9,8 +9,10 @@ from twostream_das.modules import (
     PointwiseConv,
     frame_mask,
     masked_instance_norm,
+    native,
     window_key_mask,
 )
+from twostream_das.modules.block import dropout_shares
 
 
 def lengths_mask(lengths, frames):
@@ -163,3 +165,31 @@ def test_block_dropout_keeps_1_minus_p_and_rescales(p):
     drop(x).sum().backward()  # the gradient is the same mask and scale
     torch.testing.assert_close(x.grad, out.detach())
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_block_dropout_native_and_pytorch_masks_are_the_same_to_the_bit(dtype):
+    drop = ConvAttentionBlock(4, 3, 1, dropout=0.1).dropout.train()
+    x0 = torch.randn(3, 5, 77, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    grad = torch.randn(3, 5, 77, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    results = []
+    for use_native in (False, True):
+        x = x0.clone().requires_grad_()
+        with native.native_kernels(use_native):
+            torch.manual_seed(5)
+            out = drop(x)
+            out.backward(grad)
+        results.append((out.detach(), x.grad))
+    if not native.available():
+        pytest.skip("native kernels not built here")
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_dropout_shares_are_splitmix64_in_16_bit_halves():
+    # splitmix64 from state 1234567: the reference sequence (Vigna's splitmix64.c)
+    draws = dropout_shares(1234567, 20).view(torch.int64)  # 5 draws of 4 shares each
+    assert [d % 2**64 for d in draws.tolist()] == [
+        6457827717110365317, 3203168211198807973, 9817491932198370423,
+        4593380528125082431, 16408922859458223821,
+    ]  # fmt: skip
+    assert dropout_shares(1234567, 7).tolist() == dropout_shares(1234567, 8)[:7].tolist()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .attention import (
     FrameMask,
     attend,
@@ -141,13 +142,41 @@ class DilatedConv(nn.Conv1d):
         return _batched_matmul(weight.expand(batch, -1, -1), columns, self.bias)
 
 
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's constants (Steele, Lea and Flood 2014)
+SPLITMIX_MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
+
+
+def _int64(value: int) -> int:
+    """A 64-bit pattern as the signed int64 torch stores."""
+    return value - 2**64 if value >= 2**63 else value
+
+
+def dropout_shares(seed: int, count: int) -> torch.Tensor:
+    """(count,) int16 dropout shares, uniform in [-2^15, 2^15): draw d is splitmix64's output
+    for counter d + 1 from ``seed``, and its four 16-bit halves (in memory order) are the shares
+    of elements 4d .. 4d + 3. int64 tensor ops wrap like the native kernel's unsigned ones;
+    the right shifts are made logical by masking the sign bits."""
+    z = torch.arange(1, (count + 3) // 4 + 1, dtype=torch.int64) * _int64(SPLITMIX_GAMMA)
+    z += seed
+    for shift, factor in SPLITMIX_MIX:
+        z ^= (z >> shift) & ((1 << (64 - shift)) - 1)
+        if factor is not None:
+            z *= _int64(factor)
+    return z.view(torch.int16)[:count]
+
+
 class BlockDropout(nn.Dropout):
-    """``nn.Dropout`` (same module, no parameters) whose CPU training mask is drawn 4 frames per
-    64-bit draw of the global torch RNG: ``bernoulli_`` costs ~10 ns per element on CPU, several
-    times the rest of a width-24 decoder block. An element is kept when its 16-bit share of a
-    draw is below ``round((1 - p) * 2 ** 16)``: the keep probability is 1 - p to within 2 ** -17
-    (exact for p = 0.5); kept elements are scaled by ``1 / (1 - p)`` as in ``nn.Dropout``.
-    Other devices use ``nn.Dropout``'s kernel."""
+    """``nn.Dropout`` (same module, no parameters) whose CPU training mask costs one draw of
+    the global torch RNG: a 64-bit seed, from which every element gets a 16-bit share by a
+    counter-based hash (:func:`dropout_shares`). An element is kept when its share is below
+    ``round((1 - p) * 2 ** 16)``: the keep probability is 1 - p to within 2 ** -17 (exact for
+    p = 0.5); kept elements are scaled by ``1 / (1 - p)`` as in ``nn.Dropout``. Drawing
+    ``bernoulli_`` (~10 ns per element) or even 64-bit ``random_`` (~1.4 ns per element) from
+    the global generator cost more than the rest of a width-24 decoder block.
+
+    Where the native kernels are built, the hash and the masking are one pass forward and one
+    backward, and no mask is stored; elsewhere the same shares come from tensor ops, so a seed
+    gives the same masks either way. Other devices use ``nn.Dropout``'s kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.p
@@ -155,12 +184,27 @@ class BlockDropout(nn.Dropout):
             return super().forward(x)
         if p == 1.0:
             return x * 0.0
-        count = x.numel()
-        draws = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-        shares = draws.view(torch.int16)[:count].view(x.shape)  # uniform in [-2^15, 2^15)
+        seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None))
         threshold = round((1.0 - p) * 2**16) - 2**15
-        factor = (shares < threshold).to(x.dtype).mul_(1.0 / (1.0 - p))  # 0 or 1 / (1 - p)
-        return x * factor
+        scale = 1.0 / (1.0 - p)
+        if x.dtype in native.DTYPES and x.is_contiguous() and native.available():
+            return _NativeDropout.apply(x, seed, threshold, scale)
+        shares = dropout_shares(seed, x.numel()).view(x.shape)
+        return x * (shares < threshold).to(x.dtype).mul_(scale)  # 0 or 1 / (1 - p)
+
+
+class _NativeDropout(torch.autograd.Function):
+    """:class:`BlockDropout`'s masking as one native pass; the backward is the same pass over
+    the gradient (the seed is all that is kept)."""
+
+    @staticmethod
+    def forward(ctx, x, seed, threshold, scale):  # type: ignore[override]
+        ctx.mask = (seed, threshold, scale)
+        return native.dropout_apply(x, seed, threshold, scale)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return native.dropout_apply(grad.contiguous(), *ctx.mask), None, None, None
 
 
 class _ConvAttention(torch.autograd.Function):

@@ -3,7 +3,8 @@
 The kernels are the dilated-window multiply-adds of :mod:`.attention` (``add_window_scores``,
 ``add_window_context``, ``add_window_context_transposed``) and the whole attention forward
 (``attend``: scores, softmax, weighted sum): one call per block instead of k shifted PyTorch
-ops, with the k partial sums kept in registers. They are
+ops, with the k partial sums kept in registers; and the masking pass of the training dropout
+(:class:`.block.BlockDropout`), forward and backward. They are
 compiled once per machine with :func:`torch.utils.cpp_extension.load` (a C++ compiler and
 ninja, a dependency of this package, are needed; the build takes 10-30 s and is cached under
 ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), for the instruction set that
@@ -132,6 +133,12 @@ def window_attention_(
     """``weights = softmax_j(key_mask ? scale q . k_j : lowest)`` (B, k, T), returned, and
     ``out += sum_j weights_j v_j`` in place (see :func:`.attention.attend`)."""
     return torch.ops.twostream_das.window_attention_(out, q, k, v, key_mask, dilation, scale)
+
+
+def dropout_apply(x: torch.Tensor, seed: int, threshold: int, scale: float) -> torch.Tensor:
+    """``x * scale`` where an element's 16-bit share (:func:`.block.dropout_shares`) is below
+    ``threshold``, else 0 (x contiguous)."""
+    return torch.ops.twostream_das.dropout_apply(x, seed, threshold, scale)
 
 
 def window_dot_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dilation: int) -> None:
