@@ -138,3 +138,19 @@ def test_environment_switch_turns_the_kernels_off(monkeypatch):
     with native.native_kernels(False):
         assert not native.enabled()
     assert native.enabled()
+
+
+@needs_native
+@pytest.mark.parametrize(("taps", "dilation", "frames"), [(3, 1, 40), (5, 64, 600), (5, 512, 30)])
+def test_conv_taps_kernel_is_the_shifted_sum_of_tap_projections(taps, dilation, frames):
+    gen = torch.Generator().manual_seed(taps + dilation)
+    z = torch.randn(2, taps * 4, frames, generator=gen)  # tap j's projection: rows 4j .. 4j+3
+    out = torch.randn(2, 4, frames, generator=gen)
+    expected = out.clone()
+    for j in range(taps):
+        o = (j - taps // 2) * dilation
+        lo, hi = max(0, -o), min(frames, frames - o)
+        if hi > lo:
+            expected[:, :, lo:hi] += z[:, 4 * j : 4 * j + 4, lo + o : hi + o]
+    native.window_taps_(out, z, taps, dilation)
+    torch.testing.assert_close(out, expected)

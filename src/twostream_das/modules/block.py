@@ -229,8 +229,11 @@ class _ConvAttention(torch.autograd.Function):
         geometry = (kernel_size, dilation, width**-0.5)
         weights, out = attend(q, k, v, key_mask, geometry)  # out (B, F, T)
         out += conv_bias[:, None]
-        for j, o, lo, hi in shifts(z.shape[2], kernel_size, dilation):
-            out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
+        if native.applies(kernel_size, out, z):
+            native.window_taps_(out, z[:, :taps], kernel_size, dilation)
+        else:
+            for j, o, lo, hi in shifts(z.shape[2], kernel_size, dilation):
+                out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
         ctx.save_for_backward(qkv, weights, key_mask)
         ctx.geometry = (width, *geometry)
         return out  # (B, F, T)
@@ -242,9 +245,16 @@ class _ConvAttention(torch.autograd.Function):
         kernel_size, dilation, _ = geometry
         batch, _, frames = qkv.shape
         taps = kernel_size * width
-        grad_z = qkv.new_zeros(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
-        for j, o, lo, hi in shifts(frames, kernel_size, dilation):
-            grad_z[:, j * width : (j + 1) * width, lo + o : hi + o] = grad_out[:, :, lo:hi]
+        grad_z = qkv.new_empty(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
+        grad_z[:, taps:].zero_()  # the attention's gradients accumulate there
+        for j in range(kernel_size):  # tap j: the output gradient shifted back, 0 outside
+            rows = grad_z[:, j * width : (j + 1) * width]
+            o = (j - kernel_size // 2) * dilation
+            lo, hi = max(0, -o), min(frames, frames - o)  # t with t + o inside [0, T)
+            if hi > lo:
+                rows[:, :, lo + o : hi + o] = grad_out[:, :, lo:hi]
+            rows[:, :, : max(0, min(frames, lo + o))].zero_()
+            rows[:, :, max(0, hi + o) :].zero_()
         grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
         saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
         grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])

@@ -135,6 +135,12 @@ def window_attention_(
     return torch.ops.twostream_das.window_attention_(out, q, k, v, key_mask, dilation, scale)
 
 
+def window_taps_(out: torch.Tensor, z: torch.Tensor, taps: int, dilation: int) -> None:
+    """``out[:, c, t] += sum_j z[:, j C + c, t + o_j]``: the dilated conv from its taps'
+    projections, out (B, C, T), z (B, k C, T)."""
+    torch.ops.twostream_das.window_taps_(out, z, taps, dilation)
+
+
 def dropout_apply(x: torch.Tensor, seed: int, threshold: int, scale: float) -> torch.Tensor:
     """``x * scale`` where an element's 16-bit share (:func:`.block.dropout_shares`) is below
     ``threshold``, else 0 (x contiguous)."""

@@ -110,10 +110,12 @@ void dot_row(T* __restrict__ const* out, const T* __restrict__ const* a,
   }
 }
 
-// out[c, t] += sum_j w[j, t + s_j] v[c, t + o_j], with s_j = 0 (plain) or o_j (transposed,
-// where o_j is the negated offset) for one row and frames [t0, t1). Blocks as in dot_row.
+// out[c, t] += sum_j w[j, t + s_j] v[j R + c, t + o_j], with s_j = 0 (plain) or o_j
+// (transposed, where o_j is the negated offset) for one row and frames [t0, t1). R = tap_rows
+// is 0 for the attention (every tap reads the same rows) and C for the conv's taps (tap j's
+// own C rows). Blocks as in dot_row.
 template <typename T, int K>
-void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
+void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v, int64_t tap_rows,
              const T* __restrict__ const* wt, int64_t channels, const Window& w, bool transposed,
              int64_t t0, int64_t t1) {
   int64_t offs[K], wshift[K];
@@ -138,7 +140,8 @@ void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
         for (int64_t i = 0; i < kLanes; ++i) acc[i] = out[c][tb + i];
 #pragma GCC unroll 16
         for (int j = 0; j < K; ++j) {
-          const T* vr = where[j] == Reach::kInside ? v[c] + tb + offs[j] : ZeroLanes<T>::values;
+          const T* vr = where[j] == Reach::kInside ? v[j * tap_rows + c] + tb + offs[j]
+                                                   : ZeroLanes<T>::values;
 #pragma GCC unroll 16
           for (int64_t i = 0; i < kLanes; ++i) acc[i] += weight[j][i] * vr[i];
         }
@@ -149,7 +152,8 @@ void mix_row(T* __restrict__ const* out, const T* __restrict__ const* v,
       if (where[j] != Reach::kPartial) continue;
       const int64_t lo = w.lo(offs[j], tb), hi = w.hi(offs[j], te);
       for (int64_t c = 0; c < channels; ++c)
-        for (int64_t t = lo; t < hi; ++t) out[c][t] += wt[j][t + wshift[j]] * v[c][t + offs[j]];
+        for (int64_t t = lo; t < hi; ++t)
+          out[c][t] += wt[j][t + wshift[j]] * v[j * tap_rows + c][t + offs[j]];
     }
   }
 }
@@ -224,8 +228,8 @@ void window_mix(at::Tensor out, const at::Tensor& v, const at::Tensor& weights,
       for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
         auto o = mutable_rows<scalar_t>(out, row);
         auto vr = channel_rows<scalar_t>(v, row), wr = channel_rows<scalar_t>(weights, row);
-        mix_row<scalar_t, decltype(k)::value>(o.data(), vr.data(), wr.data(), out.size(1), w,
-                                              transposed, t0, t1);
+        mix_row<scalar_t, decltype(k)::value>(o.data(), vr.data(), 0, wr.data(), out.size(1),
+                                              w, transposed, t0, t1);
       });
     });
   });
@@ -313,11 +317,34 @@ at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tens
         auto m = channel_rows<bool>(key_mask, row);
         dot_row<scalar_t, K>(s.data(), qr.data(), kr.data(), q.size(1), w, t0, t1);
         softmax_row<scalar_t, K>(s.data(), m.data(), static_cast<scalar_t>(scale), t0, t1);
-        mix_row<scalar_t, K>(o.data(), vr.data(), s.data(), v.size(1), w, false, t0, t1);
+        mix_row<scalar_t, K>(o.data(), vr.data(), 0, s.data(), v.size(1), w, false, t0, t1);
       });
     });
   });
   return weights;
+}
+
+// The dilated conv from its taps' projections: out[c, t] += sum_j z[j C + c, t + o_j], z the
+// (B, k C, T) stacked projections [W_0 h; ...; W_{k-1} h] (see _ConvAttention in block.py).
+void window_taps_(at::Tensor out, const at::Tensor& z, int64_t taps, int64_t dilation) {
+  check(z, "z", out);
+  TORCH_CHECK(taps >= 1 && z.size(1) == taps * out.size(1), "z must have ", taps, " x ",
+              out.size(1), " rows, got ", z.size(1));
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{taps, dilation, out.size(2)};
+  const at::Tensor ones = at::ones({taps, out.size(2)}, out.options());  // unit tap weights
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "window_taps_", [&] {
+    with_taps(taps, [&](auto k) {
+      for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto o = mutable_rows<scalar_t>(out, row);
+        auto zr = channel_rows<scalar_t>(z, row);
+        std::vector<const scalar_t*> unit(taps);
+        for (int64_t j = 0; j < taps; ++j) unit[j] = ones.data_ptr<scalar_t>() + j * w.frames;
+        mix_row<scalar_t, decltype(k)::value>(o.data(), zr.data(), out.size(1), unit.data(),
+                                              out.size(1), w, false, t0, t1);
+      });
+    });
+  });
 }
 
 // splitmix64's output for the given counter: a fast, well-mixed 64-bit hash (Steele, Lea and
@@ -381,6 +408,7 @@ TORCH_LIBRARY(twostream_das, m) {
   m.def(
       "window_attention_(Tensor(a!) out, Tensor q, Tensor k, Tensor v, Tensor key_mask, "
       "int dilation, float scale) -> Tensor");
+  m.def("window_taps_(Tensor(a!) out, Tensor z, int taps, int dilation) -> ()");
   m.def("dropout_apply(Tensor x, int seed, int threshold, float scale) -> Tensor");
 }
 
@@ -389,5 +417,6 @@ TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
   m.impl("window_mix_", &window_mix_);
   m.impl("window_mix_transposed_", &window_mix_transposed_);
   m.impl("window_attention_", &window_attention_);
+  m.impl("window_taps_", &window_taps_);
   m.impl("dropout_apply", &dropout_apply);
 }
