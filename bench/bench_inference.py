@@ -1,6 +1,7 @@
 """Two-stream inference (``TwoStreamModel.predict_proba``, 25 DDIM steps) at the paper's sizes.
 
     python bench/bench_inference.py [--quick] [--threads 2] [--repeats 3] [--no-memory]
+                                    [--sizes gtea:1500,breakfast:5000] [--variants a,b]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, the counted matmul GFLOP, the achieved
@@ -51,6 +52,17 @@ QUICK_SIZES = [("gtea", 48)]
 QUICK_OVERRIDES = ["model.diffusion.num_inference_steps=2"]
 
 
+def parse_sizes(text: str) -> list[tuple[str, int]]:
+    """``gtea:1500,breakfast:5000`` -> [("gtea", 1500), ("breakfast", 5000)]."""
+    sizes = []
+    for item in text.split(","):
+        preset, _, frames = item.partition(":")
+        if preset not in PRESETS or not frames.isdigit():
+            raise argparse.ArgumentTypeError(f"expected preset:T with preset in {list(PRESETS)}")
+        sizes.append((preset, int(frames)))
+    return sizes
+
+
 def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
     model, _ = build_model(preset, overrides)
     model.eval()
@@ -97,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--sizes", type=parse_sizes, default=None, help="preset:T,... (default: the full set)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument(
         "--memory-frames",
@@ -118,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is None:
         args.threads = 1 if args.quick else 2
     torch.set_num_threads(args.threads)
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     if args.quick:
         args.overrides = QUICK_OVERRIDES
         args.repeats = 1

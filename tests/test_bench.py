@@ -1,10 +1,13 @@
 """The benchmark scripts run (``--quick``, tiny sizes) and print the documented JSON keys.
 No timing is asserted."""
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 ROW_KEYS = {"preset", "frames", "variant", "median_s", "min_s", "repeats", "gflop", "gflops",
@@ -35,3 +38,15 @@ def test_bench_quick_prints_json():
     train = reports["bench_train_step.py"]
     variants = {r["variant"] for r in train["results"]}
     assert variants == {"unfold_windows", "autograd_windows", "pytorch_windows", "default"}
+
+
+def test_inference_bench_sizes_option():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from bench_inference import parse_sizes
+    finally:
+        sys.path.remove(str(BENCH))
+    assert parse_sizes("gtea:1500,breakfast:5000") == [("gtea", 1500), ("breakfast", 5000)]
+    for bad in ["gtea", "salads:10", "gtea:x"]:
+        with pytest.raises(argparse.ArgumentTypeError, match="preset:T"):
+            parse_sizes(bad)
