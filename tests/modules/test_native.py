@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -154,3 +156,24 @@ def test_conv_taps_kernel_is_the_shifted_sum_of_tap_projections(taps, dilation, 
             expected[:, :, lo:hi] += z[:, 4 * j : 4 * j + 4, lo + o : hi + o]
     native.window_taps_(out, z, taps, dilation)
     torch.testing.assert_close(out, expected)
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("c++: command not found")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    monkeypatch.setitem(native._state, "loaded", None)  # as in a fresh process
+    native.set_enabled(True)
+    try:
+        with pytest.warns(RuntimeWarning, match="c\\+\\+: command not found"):
+            assert not native.available()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second build, no second warning
+            assert not native.available()
+        out = run("scores", torch.zeros(1, 3, 3), torch.ones(1, 1, 3), torch.ones(1, 1, 3), 1, True)
+        assert out[0].tolist() == [[0, 1, 1], [1, 1, 1], [1, 1, 0]]  # the PyTorch ops
+    finally:
+        native.set_enabled(None)
