@@ -9,8 +9,10 @@ from twostream_das.modules.attention import (
     add_window_context_transposed,
     add_window_scores,
     attend,
+    attend_backward,
     window_key_mask,
 )
+from twostream_das.modules.block import _taps_backward
 
 HELPERS = {  # the three window multiply-adds, native or as shifted PyTorch ops
     "scores": add_window_scores,
@@ -177,3 +179,34 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
         assert out[0].tolist() == [[0, 1, 1], [1, 1, 1], [1, 1, 0]]  # the PyTorch ops
     finally:
         native.set_enabled(None)
+
+
+@needs_native
+@pytest.mark.parametrize(("taps", "dilation", "frames"), [(3, 1, 40), (5, 16, 600), (7, 128, 90)])
+def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
+    gen = torch.Generator().manual_seed(taps * dilation)
+    q, k, v, grad_out = torch.randn(4, 3, 5, frames, generator=gen, dtype=torch.float64).unbind(0)
+    valid = torch.arange(frames)[None, :] < torch.tensor([frames, frames // 3, 1])[:, None]
+    key_mask = window_key_mask(valid, taps, dilation)
+    weights, _ = attend(q, k, v, key_mask, (taps, dilation, 0.7))
+    saved = (q, k, v, weights, key_mask)
+    results = []
+    for use_native in (False, True):
+        grads = tuple(torch.zeros_like(t) for t in (q, k, v))
+        with native.native_kernels(use_native):
+            attend_backward(grad_out, saved, (taps, dilation, 0.7), grads)
+        results.append(grads)
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@needs_native
+@pytest.mark.parametrize(("taps", "dilation", "frames"), [(3, 1, 40), (5, 64, 600), (5, 512, 30)])
+def test_conv_taps_backward_kernel_shifts_the_gradient_back(taps, dilation, frames):
+    grad_out = torch.randn(2, 4, frames, generator=torch.Generator().manual_seed(taps))
+    got = torch.full((2, 4 * taps, frames), float("nan"))  # every entry must be written
+    want = torch.full((2, 4 * taps, frames), float("nan"))
+    native.window_taps_backward(got, grad_out, taps, dilation)
+    _taps_backward(want, grad_out, taps, dilation)
+    assert not got.isnan().any()
+    torch.testing.assert_close(got, want)

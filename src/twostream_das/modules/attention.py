@@ -264,7 +264,10 @@ def attend_backward(
             the gradients of q, k and v.
     """
     q, k, v, weights, key_mask = saved
-    _, dilation, scale = geometry
+    kernel_size, dilation, scale = geometry
+    if native.applies(kernel_size, grad_out, q, k, v, weights, *grads):
+        native.window_attention_backward_(grads, grad_out, saved, dilation, scale)
+        return
     grad_q, grad_k, grad_v = grads
     grad_weights = add_window_scores(torch.zeros_like(weights), grad_out, v, dilation)  # (B, k, T)
     # softmax backward; then masked scores get no gradient (masked_fill's backward)

@@ -247,14 +247,10 @@ class _ConvAttention(torch.autograd.Function):
         taps = kernel_size * width
         grad_z = qkv.new_empty(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
         grad_z[:, taps:].zero_()  # the attention's gradients accumulate there
-        for j in range(kernel_size):  # tap j: the output gradient shifted back, 0 outside
-            rows = grad_z[:, j * width : (j + 1) * width]
-            o = (j - kernel_size // 2) * dilation
-            lo, hi = max(0, -o), min(frames, frames - o)  # t with t + o inside [0, T)
-            if hi > lo:
-                rows[:, :, lo + o : hi + o] = grad_out[:, :, lo:hi]
-            rows[:, :, : max(0, min(frames, lo + o))].zero_()
-            rows[:, :, max(0, hi + o) :].zero_()
+        if native.applies(kernel_size, grad_z, grad_out):
+            native.window_taps_backward(grad_z[:, :taps], grad_out, kernel_size, dilation)
+        else:
+            _taps_backward(grad_z[:, :taps], grad_out, kernel_size, dilation)
         grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
         saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
         grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])
@@ -263,6 +259,20 @@ class _ConvAttention(torch.autograd.Function):
         grad_qkv_bias = grad_qkv.sum(dim=(0, 2)) if ctx.needs_input_grad[2] else None
         grad_addend = grad_qkv[:, : 2 * width] if ctx.needs_input_grad[3] else None
         return grad_z, grad_conv_bias, grad_qkv_bias, grad_addend, None, None, None, None
+
+
+def _taps_backward(out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilation: int) -> None:
+    """``out[:, j F + c, s] = grad_out[:, c, s - o_j]`` inside the sequence, else 0: tap j's
+    rows of the packed projection's gradient (out (B, k F, T), grad_out (B, F, T))."""
+    width, frames = grad_out.shape[1], grad_out.shape[2]
+    for j in range(taps):
+        rows = out[:, j * width : (j + 1) * width]
+        o = (j - taps // 2) * dilation
+        lo, hi = max(0, -o), min(frames, frames - o)  # t with t + o inside [0, T)
+        if hi > lo:
+            rows[:, :, lo + o : hi + o] = grad_out[:, :, lo:hi]
+        rows[:, :, : max(0, min(frames, lo + o))].zero_()
+        rows[:, :, max(0, hi + o) :].zero_()
 
 
 class ConvAttentionBlock(nn.Module):

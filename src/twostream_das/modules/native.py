@@ -135,6 +135,26 @@ def window_attention_(
     return torch.ops.twostream_das.window_attention_(out, q, k, v, key_mask, dilation, scale)
 
 
+def window_attention_backward_(
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    grad_out: torch.Tensor,
+    saved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    dilation: int,
+    scale: float,
+) -> None:
+    """Adds the gradients of q, k and v of :func:`window_attention_` to ``grads``, given
+    ``saved = (q, k, v, weights, key_mask)`` (see :func:`.attention.attend_backward`)."""
+    torch.ops.twostream_das.window_attention_backward_(*grads, grad_out, *saved, dilation, scale)
+
+
+def window_taps_backward(
+    out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilation: int
+) -> None:
+    """``out[:, j C + c, s] = grad_out[:, c, s - o_j]`` inside the sequence, else 0: the
+    gradient of :func:`window_taps_` with respect to z; out (B, k C, T)."""
+    torch.ops.twostream_das.window_taps_backward(out, grad_out, taps, dilation)
+
+
 def window_taps_(out: torch.Tensor, z: torch.Tensor, taps: int, dilation: int) -> None:
     """``out[:, c, t] += sum_j z[:, j C + c, t + o_j]``: the dilated conv from its taps'
     projections, out (B, C, T), z (B, k C, T)."""

@@ -324,6 +324,99 @@ at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tens
   return weights;
 }
 
+// Softmax backward over frames [t0, t1) of one row, in place: gs holds dL/dweights and
+// becomes dL/dscores = ((gs - sum_j w_j gs_j) * w) * scale, 0 where the key is masked (the
+// order of the PyTorch ops of attend_backward).
+template <typename T, int K>
+void softmax_backward_row(T* const* gs, const T* const* w, const bool* const* mask, T scale,
+                          int64_t t0, int64_t t1) {
+  for (int64_t tb = t0; tb < t1; tb += kLanes) {
+    const int64_t n = std::min(kLanes, t1 - tb);
+    T dot[kLanes] = {};
+    for (int j = 0; j < K; ++j)
+      for (int64_t i = 0; i < n; ++i) dot[i] += gs[j][tb + i] * w[j][tb + i];
+    for (int j = 0; j < K; ++j)
+      for (int64_t i = 0; i < n; ++i)
+        gs[j][tb + i] = mask[j][tb + i] ? (gs[j][tb + i] - dot[i]) * w[j][tb + i] * scale : T(0);
+  }
+}
+
+// The backward of window_attention_ given its weights: adds dL/dq, dL/dk, dL/dv to grad_q,
+// grad_k, grad_v. First per chunk the weights' and scores' gradients and dL/dq (a gather);
+// then, once every chunk's score gradients exist, dL/dk and dL/dv as gathers over the keys.
+void window_attention_backward_(at::Tensor grad_q, at::Tensor grad_k, at::Tensor grad_v,
+                                const at::Tensor& grad_out, const at::Tensor& q,
+                                const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& weights, const at::Tensor& key_mask,
+                                int64_t dilation, double scale) {
+  check(grad_q, "grad_q", q);
+  check(grad_k, "grad_k", q);
+  check(grad_v, "grad_v", q);
+  check(grad_out, "grad_out", q);
+  check(k, "k", q);
+  check(v, "v", q);
+  check(weights, "weights", q);
+  TORCH_CHECK(key_mask.scalar_type() == at::kBool && key_mask.sizes() == weights.sizes() &&
+                  key_mask.stride(2) == 1,
+              "key_mask must be bool of the weights' shape, frames contiguous");
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{weights.size(1), dilation, q.size(2)};
+  at::Tensor grad_scores = at::zeros_like(weights);  // (B, k, T)
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_attention_backward_", [&] {
+    with_taps(w.taps, [&](auto taps) {
+      constexpr int K = decltype(taps)::value;
+      const auto sc = static_cast<scalar_t>(scale);
+      for_chunks(q.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto gs = mutable_rows<scalar_t>(grad_scores, row);
+        auto gq = mutable_rows<scalar_t>(grad_q, row);
+        auto g = channel_rows<scalar_t>(grad_out, row), vr = channel_rows<scalar_t>(v, row);
+        auto kr = channel_rows<scalar_t>(k, row), wr = channel_rows<scalar_t>(weights, row);
+        auto m = channel_rows<bool>(key_mask, row);
+        dot_row<scalar_t, K>(gs.data(), g.data(), vr.data(), v.size(1), w, t0, t1);
+        softmax_backward_row<scalar_t, K>(gs.data(), wr.data(), m.data(), sc, t0, t1);
+        mix_row<scalar_t, K>(gq.data(), kr.data(), 0, gs.data(), q.size(1), w, false, t0, t1);
+      });
+      for_chunks(q.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+        auto gk = mutable_rows<scalar_t>(grad_k, row), gv = mutable_rows<scalar_t>(grad_v, row);
+        auto qr = channel_rows<scalar_t>(q, row), g = channel_rows<scalar_t>(grad_out, row);
+        auto gs = channel_rows<scalar_t>(grad_scores, row);
+        auto wr = channel_rows<scalar_t>(weights, row);
+        mix_row<scalar_t, K>(gk.data(), qr.data(), 0, gs.data(), q.size(1), w, true, t0, t1);
+        mix_row<scalar_t, K>(gv.data(), g.data(), 0, wr.data(), v.size(1), w, true, t0, t1);
+      });
+    });
+  });
+}
+
+// The conv taps' share of a packed projection's gradient (the backward of window_taps_):
+// out[j C + c, s] = grad_out[c, s - o_j] inside the sequence, else 0; out (B, k C, T).
+void window_taps_backward(at::Tensor out, const at::Tensor& grad_out, int64_t taps,
+                          int64_t dilation) {
+  check(out, "out", grad_out);
+  TORCH_CHECK(taps >= 1 && out.size(1) == taps * grad_out.size(1), "out must have ", taps,
+              " x ", grad_out.size(1), " rows, got ", out.size(1));
+  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
+  const Window w{taps, dilation, grad_out.size(2)};
+  const int64_t channels = grad_out.size(1);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "window_taps_backward", [&] {
+    for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
+      auto o = mutable_rows<scalar_t>(out, row);
+      auto g = channel_rows<scalar_t>(grad_out, row);
+      for (int64_t j = 0; j < taps; ++j) {
+        const int64_t back = -w.offset(j);  // out[s] reads grad_out[s + back]
+        const int64_t lo = std::clamp(w.lo(back, t0), t0, t1);
+        const int64_t hi = std::clamp(w.hi(back, t1), lo, t1);
+        for (int64_t c = 0; c < channels; ++c) {
+          scalar_t* dst = o[j * channels + c];
+          std::fill(dst + t0, dst + lo, scalar_t(0));
+          std::copy(g[c] + lo + back, g[c] + hi + back, dst + lo);
+          std::fill(dst + hi, dst + t1, scalar_t(0));
+        }
+      }
+    });
+  });
+}
+
 // The dilated conv from its taps' projections: out[c, t] += sum_j z[j C + c, t + o_j], z the
 // (B, k C, T) stacked projections [W_0 h; ...; W_{k-1} h] (see _ConvAttention in block.py).
 void window_taps_(at::Tensor out, const at::Tensor& z, int64_t taps, int64_t dilation) {
@@ -409,6 +502,12 @@ TORCH_LIBRARY(twostream_das, m) {
       "window_attention_(Tensor(a!) out, Tensor q, Tensor k, Tensor v, Tensor key_mask, "
       "int dilation, float scale) -> Tensor");
   m.def("window_taps_(Tensor(a!) out, Tensor z, int taps, int dilation) -> ()");
+  m.def(
+      "window_taps_backward(Tensor(a!) out, Tensor grad_out, int taps, int dilation) -> ()");
+  m.def(
+      "window_attention_backward_(Tensor(a!) grad_q, Tensor(b!) grad_k, Tensor(c!) grad_v, "
+      "Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor weights, Tensor key_mask, "
+      "int dilation, float scale) -> ()");
   m.def("dropout_apply(Tensor x, int seed, int threshold, float scale) -> Tensor");
 }
 
@@ -418,5 +517,7 @@ TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
   m.impl("window_mix_transposed_", &window_mix_transposed_);
   m.impl("window_attention_", &window_attention_);
   m.impl("window_taps_", &window_taps_);
+  m.impl("window_taps_backward", &window_taps_backward);
+  m.impl("window_attention_backward_", &window_attention_backward_);
   m.impl("dropout_apply", &dropout_apply);
 }
