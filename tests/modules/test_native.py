@@ -12,7 +12,6 @@ from twostream_das.modules.attention import (
     attend_backward,
     window_key_mask,
 )
-from twostream_das.modules.block import _taps_backward
 
 HELPERS = {  # the three window multiply-adds, native or as shifted PyTorch ops
     "scores": add_window_scores,
@@ -200,13 +199,6 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
         torch.testing.assert_close(got, want)
 
 
-@needs_native
-@pytest.mark.parametrize(("taps", "dilation", "frames"), [(3, 1, 40), (5, 64, 600), (5, 512, 30)])
-def test_conv_taps_backward_kernel_shifts_the_gradient_back(taps, dilation, frames):
-    grad_out = torch.randn(2, 4, frames, generator=torch.Generator().manual_seed(taps))
-    got = torch.full((2, 4 * taps, frames), float("nan"))  # every entry must be written
-    want = torch.full((2, 4 * taps, frames), float("nan"))
-    native.window_taps_backward(got, grad_out, taps, dilation)
-    _taps_backward(want, grad_out, taps, dilation)
-    assert not got.isnan().any()
-    torch.testing.assert_close(got, want)
+def test_calling_a_kernel_while_they_are_off_names_the_cause():
+    with native.native_kernels(False), pytest.raises(RuntimeError, match="native window kernels"):
+        native.window_dot_(torch.zeros(1, 3, 4), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 1)

@@ -247,10 +247,7 @@ class _ConvAttention(torch.autograd.Function):
         taps = kernel_size * width
         grad_z = qkv.new_empty(batch, taps + 3 * width, frames)  # (B, (k+3)F, T)
         grad_z[:, taps:].zero_()  # the attention's gradients accumulate there
-        if native.applies(kernel_size, grad_z, grad_out):
-            native.window_taps_backward(grad_z[:, :taps], grad_out, kernel_size, dilation)
-        else:
-            _taps_backward(grad_z[:, :taps], grad_out, kernel_size, dilation)
+        _taps_backward(grad_z[:, :taps], grad_out, kernel_size, dilation)
         grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
         saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
         grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])

@@ -103,6 +103,17 @@ def available() -> bool:
     return bool(_state["loaded"])
 
 
+def _ops():
+    """The kernels' op namespace; an error naming the cause when they are not available."""
+    if not available():
+        raise RuntimeError(
+            f"the native window kernels are off ({ENV_VAR}=0 or native_kernels(False)) or "
+            "failed to build; the functions of twostream_das.modules.attention fall back to "
+            "PyTorch ops, call those"
+        )
+    return torch.ops.twostream_das
+
+
 def applies(taps: int, *tensors: torch.Tensor) -> bool:
     """Whether a kernel may take these tensors: kernels on and built, CPU, float32/64 (one
     dtype), frames contiguous, an odd window of at most :data:`MAX_TAPS`, and no autograd
@@ -132,7 +143,7 @@ def window_attention_(
 ) -> torch.Tensor:
     """``weights = softmax_j(key_mask ? scale q . k_j : lowest)`` (B, k, T), returned, and
     ``out += sum_j weights_j v_j`` in place (see :func:`.attention.attend`)."""
-    return torch.ops.twostream_das.window_attention_(out, q, k, v, key_mask, dilation, scale)
+    return _ops().window_attention_(out, q, k, v, key_mask, dilation, scale)
 
 
 def window_attention_backward_(
@@ -144,41 +155,33 @@ def window_attention_backward_(
 ) -> None:
     """Adds the gradients of q, k and v of :func:`window_attention_` to ``grads``, given
     ``saved = (q, k, v, weights, key_mask)`` (see :func:`.attention.attend_backward`)."""
-    torch.ops.twostream_das.window_attention_backward_(*grads, grad_out, *saved, dilation, scale)
-
-
-def window_taps_backward(
-    out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilation: int
-) -> None:
-    """``out[:, j C + c, s] = grad_out[:, c, s - o_j]`` inside the sequence, else 0: the
-    gradient of :func:`window_taps_` with respect to z; out (B, k C, T)."""
-    torch.ops.twostream_das.window_taps_backward(out, grad_out, taps, dilation)
+    _ops().window_attention_backward_(*grads, grad_out, *saved, dilation, scale)
 
 
 def window_taps_(out: torch.Tensor, z: torch.Tensor, taps: int, dilation: int) -> None:
     """``out[:, c, t] += sum_j z[:, j C + c, t + o_j]``: the dilated conv from its taps'
     projections, out (B, C, T), z (B, k C, T)."""
-    torch.ops.twostream_das.window_taps_(out, z, taps, dilation)
+    _ops().window_taps_(out, z, taps, dilation)
 
 
 def dropout_apply(x: torch.Tensor, seed: int, threshold: int, scale: float) -> torch.Tensor:
     """``x * scale`` where an element's 16-bit share (:func:`.block.dropout_shares`) is below
     ``threshold``, else 0 (x contiguous)."""
-    return torch.ops.twostream_das.dropout_apply(x, seed, threshold, scale)
+    return _ops().dropout_apply(x, seed, threshold, scale)
 
 
 def window_dot_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dilation: int) -> None:
     """``out[:, j, t] += sum_c a[:, c, t] * b[:, c, t + o_j]``; out (B, k, T), a, b (B, C, T)."""
-    torch.ops.twostream_das.window_dot_(out, a, b, dilation)
+    _ops().window_dot_(out, a, b, dilation)
 
 
 def window_mix_(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor, dilation: int) -> None:
     """``out[:, c, t] += sum_j w[:, j, t] * v[:, c, t + o_j]``; out, v (B, C, T), w (B, k, T)."""
-    torch.ops.twostream_das.window_mix_(out, v, w, dilation)
+    _ops().window_mix_(out, v, w, dilation)
 
 
 def window_mix_transposed_(
     out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, dilation: int
 ) -> None:
     """``out[:, c, s] += sum_j w[:, j, s - o_j] * a[:, c, s - o_j]``."""
-    torch.ops.twostream_das.window_mix_transposed_(out, a, w, dilation)
+    _ops().window_mix_transposed_(out, a, w, dilation)

@@ -388,35 +388,6 @@ void window_attention_backward_(at::Tensor grad_q, at::Tensor grad_k, at::Tensor
   });
 }
 
-// The conv taps' share of a packed projection's gradient (the backward of window_taps_):
-// out[j C + c, s] = grad_out[c, s - o_j] inside the sequence, else 0; out (B, k C, T).
-void window_taps_backward(at::Tensor out, const at::Tensor& grad_out, int64_t taps,
-                          int64_t dilation) {
-  check(out, "out", grad_out);
-  TORCH_CHECK(taps >= 1 && out.size(1) == taps * grad_out.size(1), "out must have ", taps,
-              " x ", grad_out.size(1), " rows, got ", out.size(1));
-  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
-  const Window w{taps, dilation, grad_out.size(2)};
-  const int64_t channels = grad_out.size(1);
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "window_taps_backward", [&] {
-    for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
-      auto o = mutable_rows<scalar_t>(out, row);
-      auto g = channel_rows<scalar_t>(grad_out, row);
-      for (int64_t j = 0; j < taps; ++j) {
-        const int64_t back = -w.offset(j);  // out[s] reads grad_out[s + back]
-        const int64_t lo = std::clamp(w.lo(back, t0), t0, t1);
-        const int64_t hi = std::clamp(w.hi(back, t1), lo, t1);
-        for (int64_t c = 0; c < channels; ++c) {
-          scalar_t* dst = o[j * channels + c];
-          std::fill(dst + t0, dst + lo, scalar_t(0));
-          std::copy(g[c] + lo + back, g[c] + hi + back, dst + lo);
-          std::fill(dst + hi, dst + t1, scalar_t(0));
-        }
-      }
-    });
-  });
-}
-
 // The dilated conv from its taps' projections: out[c, t] += sum_j z[j C + c, t + o_j], z the
 // (B, k C, T) stacked projections [W_0 h; ...; W_{k-1} h] (see _ConvAttention in block.py).
 void window_taps_(at::Tensor out, const at::Tensor& z, int64_t taps, int64_t dilation) {
@@ -503,8 +474,6 @@ TORCH_LIBRARY(twostream_das, m) {
       "int dilation, float scale) -> Tensor");
   m.def("window_taps_(Tensor(a!) out, Tensor z, int taps, int dilation) -> ()");
   m.def(
-      "window_taps_backward(Tensor(a!) out, Tensor grad_out, int taps, int dilation) -> ()");
-  m.def(
       "window_attention_backward_(Tensor(a!) grad_q, Tensor(b!) grad_k, Tensor(c!) grad_v, "
       "Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor weights, Tensor key_mask, "
       "int dilation, float scale) -> ()");
@@ -517,7 +486,6 @@ TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
   m.impl("window_mix_transposed_", &window_mix_transposed_);
   m.impl("window_attention_", &window_attention_);
   m.impl("window_taps_", &window_taps_);
-  m.impl("window_taps_backward", &window_taps_backward);
   m.impl("window_attention_backward_", &window_attention_backward_);
   m.impl("dropout_apply", &dropout_apply);
 }
