@@ -4,70 +4,24 @@ import pytest
 import torch
 
 from twostream_das.modules import native
-from twostream_das.modules.attention import (
-    add_window_context,
-    add_window_context_transposed,
-    add_window_scores,
-    attend,
-    attend_backward,
-    window_key_mask,
-)
-
-HELPERS = {  # the three window multiply-adds, native or as shifted PyTorch ops
-    "scores": add_window_scores,
-    "context": add_window_context,
-    "transposed": add_window_context_transposed,
-}
+from twostream_das.modules.attention import attend, attend_backward, window_key_mask
 
 needs_native = pytest.mark.skipif(
     not native.available(), reason="native kernels not built here (no C++ compiler?)"
 )
 
 
-def run(name, out, x, y, dilation, use_native):
-    with native.native_kernels(use_native):
-        return HELPERS[name](out.clone(), x, y, dilation)
-
-
 @pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])
-def test_hand_worked_window_of_three(use_native):
-    # T = 3, C = 1, k = 3, d = 1: offsets -1, 0, +1; keys outside the sequence add nothing
-    a = torch.tensor([[[1.0, 2.0, 3.0]]])
-    b = torch.tensor([[[10.0, 20.0, 30.0]]])
-    w = torch.tensor([[[1.0] * 3, [2.0] * 3, [3.0] * 3]])  # (1, 3, 3): w_j = j + 1
-    scores = run("scores", torch.zeros(1, 3, 3), a, b, 1, use_native)
-    assert scores[0].tolist() == [[0, 20, 60], [10, 40, 90], [20, 60, 0]]
-    # out[t] = 1 b[t-1] + 2 b[t] + 3 b[t+1]
-    assert run("context", torch.zeros(1, 1, 3), b, w, 1, use_native)[0, 0].tolist() == [80, 140, 80]
-    # out[s] = 1 b[s+1] + 2 b[s] + 3 b[s-1]
-    assert run("transposed", torch.zeros(1, 1, 3), b, w, 1, use_native)[0, 0].tolist() == [
-        40, 100, 120,
-    ]  # fmt: skip
-
-
-@needs_native
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("taps", "dilation"), [(1, 1), (3, 1), (5, 3), (7, 64), (15, 2)])
-@pytest.mark.parametrize("frames", [1, 7, 40, 600])  # 600: several 512-frame chunks and blocks
-def test_native_equals_shifted_pytorch_ops(taps, dilation, frames, dtype):
-    gen = torch.Generator().manual_seed(taps * 1000 + dilation + frames)
-    batch, channels = 3, 5
-
-    def rand(*shape):
-        return torch.randn(*shape, generator=gen, dtype=dtype)
-
-    # operands as views with gaps between rows, as the q / k / v slices of one projection
-    packed = rand(batch, 3 * channels, frames)
-    a, b = packed[:, :channels], packed[:, 2 * channels :]
-    w = rand(batch, taps, frames)
-    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {}
-    for name, out, x, y in [
-        ("scores", rand(batch, taps, frames), a, b),
-        ("context", rand(batch, channels, frames), b, w),
-        ("transposed", rand(batch, channels, frames), a, w),
-    ]:
-        expected = run(name, out, x, y, dilation, use_native=False)
-        torch.testing.assert_close(run(name, out, x, y, dilation, use_native=True), expected, **tol)
+def test_hand_worked_uniform_attention(use_native):
+    # q = 0: every real key weighs the same, so each frame gets the mean of the values in its
+    # window that lie inside the sequence (T = 3, k = 3, d = 1), added onto out
+    v = torch.tensor([[[10.0, 20.0, 30.0]]])
+    q = torch.zeros(1, 1, 3)
+    key_mask = window_key_mask(torch.ones(1, 3, dtype=torch.bool), 3, 1)
+    with native.native_kernels(use_native):
+        weights, out = attend(q, q, v, key_mask, (3, 1, 1.0), torch.ones(1, 1, 3))
+    assert out[0, 0].tolist() == pytest.approx([16.0, 21.0, 26.0])  # 1 + (10+20)/2, ...
+    assert weights[0, :, 0].tolist() == pytest.approx([0.0, 0.5, 0.5])  # no key before t = 0
 
 
 @needs_native
@@ -96,18 +50,6 @@ def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
     assert torch.allclose(results[True][0][3], torch.full((taps, frames), 1.0 / taps, dtype=dtype))
 
 
-@pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])
-def test_transposed_is_the_adjoint_of_context(use_native):
-    # <context(w, v), g> = <v, transposed(g, w)> for every v, g: the backward of the mix
-    gen = torch.Generator().manual_seed(3)
-    v, g = torch.randn(2, 4, 50, generator=gen, dtype=torch.float64).unbind(0)
-    v, g = v[None], g[None]
-    w = torch.rand(1, 5, 50, generator=gen, dtype=torch.float64)
-    mixed = run("context", torch.zeros_like(v), v, w, 7, use_native)
-    sent = run("transposed", torch.zeros_like(g), g, w, 7, use_native)
-    torch.testing.assert_close((mixed * g).sum(), (v * sent).sum())
-
-
 @needs_native
 def test_applies_only_where_the_kernels_are_exact():
     x = torch.zeros(1, 2, 8)
@@ -124,10 +66,13 @@ def test_applies_only_where_the_kernels_are_exact():
 
 @needs_native
 def test_kernel_names_the_bad_operand():
-    with pytest.raises(RuntimeError, match=r"b must be \(1, \*, 8\)"):
-        native.window_dot_(torch.zeros(1, 3, 8), torch.zeros(1, 2, 8), torch.zeros(1, 2, 9), 1)
+    x, mask = torch.zeros(1, 2, 8), torch.ones(1, 3, 8, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match=r"v must be \(1, \*, 8\)"):
+        native.window_attention_(x, x, x, torch.zeros(1, 2, 9), mask, 1, 1.0)
     with pytest.raises(RuntimeError, match="window size must be odd"):
-        native.window_mix_(torch.zeros(1, 2, 8), torch.zeros(1, 2, 8), torch.zeros(1, 4, 8), 1)
+        native.window_attention_(x, x, x, x, torch.ones(1, 4, 8, dtype=torch.bool), 1, 1.0)
+    with pytest.raises(RuntimeError, match="z must have 3 x 2 rows"):
+        native.window_taps_(x, torch.zeros(1, 5, 8), 3, 1)
 
 
 def test_environment_switch_turns_the_kernels_off(monkeypatch):
@@ -174,14 +119,18 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no second build, no second warning
             assert not native.available()
-        out = run("scores", torch.zeros(1, 3, 3), torch.ones(1, 1, 3), torch.ones(1, 1, 3), 1, True)
-        assert out[0].tolist() == [[0, 1, 1], [1, 1, 1], [1, 1, 0]]  # the PyTorch ops
+        mask = window_key_mask(torch.ones(1, 3, dtype=torch.bool), 3, 1)
+        _, out = attend(torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.ones(1, 1, 3), mask,
+                        (3, 1, 1.0))  # fmt: skip
+        assert out[0, 0].tolist() == pytest.approx([1.0, 1.0, 1.0])  # by the PyTorch ops
     finally:
         native.set_enabled(None)
 
 
 @needs_native
-@pytest.mark.parametrize(("taps", "dilation", "frames"), [(3, 1, 40), (5, 16, 600), (7, 128, 90)])
+@pytest.mark.parametrize(
+    ("taps", "dilation", "frames"), [(1, 1, 7), (3, 1, 40), (5, 16, 600), (7, 128, 90), (15, 2, 1)]
+)
 def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
     gen = torch.Generator().manual_seed(taps * dilation)
     q, k, v, grad_out = torch.randn(4, 3, 5, frames, generator=gen, dtype=torch.float64).unbind(0)
@@ -201,4 +150,4 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
 
 def test_calling_a_kernel_while_they_are_off_names_the_cause():
     with native.native_kernels(False), pytest.raises(RuntimeError, match="native window kernels"):
-        native.window_dot_(torch.zeros(1, 3, 4), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 1)
+        native.window_taps_(torch.zeros(1, 2, 4), torch.zeros(1, 6, 4), 3, 1)

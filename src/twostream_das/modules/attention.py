@@ -9,10 +9,10 @@ every window are strided views of the zero-padded sequence (``unfold``), so scor
 Under autograd the attention is a :class:`torch.autograd.Function` whose forward and backward
 are k shifted multiply-adds over the frames where the shift stays inside the sequence
 (:func:`attend`, :func:`attend_backward`): no ``(B, C, k, T)`` window tensor is built or
-differentiated. The training path of :mod:`.block` uses the same two functions. The
-multiply-adds are three helpers (:func:`add_window_scores`, :func:`add_window_context`,
-:func:`add_window_context_transposed`) that run as native CPU kernels where those are built
-(:mod:`.native`) and as k shifted PyTorch ops otherwise (same results to float rounding).
+differentiated. The training path of :mod:`.block` uses the same two functions. Where the
+native CPU kernels are built (:mod:`.native`), each is one kernel call; otherwise three
+helpers of k shifted PyTorch ops each (:func:`add_window_scores`, :func:`add_window_context`,
+:func:`add_window_context_transposed`) do the work, with the same results to float rounding.
 
 Encoder self-attention and decoder cross-attention differ only in how the block builds q, k
 and v (see :mod:`.block`); both call :func:`windowed_attention`.
@@ -105,9 +105,6 @@ def add_window_scores(
     Returns:
         ``scores``.
     """
-    if native.applies(scores.shape[1], scores, q, k):
-        native.window_dot_(scores, q, k, dilation)
-        return scores
     for j, o, lo, hi in shifts(q.shape[2], scores.shape[1], dilation):
         scores[:, j, lo:hi] += (q[:, :, lo:hi] * k[:, :, lo + o : hi + o]).sum(dim=1)
     return scores
@@ -126,9 +123,6 @@ def add_window_context(
     Returns:
         ``out``.
     """
-    if native.applies(weights.shape[1], out, v, weights):
-        native.window_mix_(out, v, weights, dilation)
-        return out
     for j, o, lo, hi in shifts(v.shape[2], weights.shape[1], dilation):
         out[:, :, lo:hi].addcmul_(v[:, :, lo + o : hi + o], weights[:, j : j + 1, lo:hi])
     return out
@@ -149,9 +143,6 @@ def add_window_context_transposed(
     Returns:
         ``out``.
     """
-    if native.applies(weights.shape[1], out, a, weights):
-        native.window_mix_transposed_(out, a, weights, dilation)
-        return out
     for j, o, lo, hi in shifts(a.shape[2], weights.shape[1], dilation):
         out[:, :, lo + o : hi + o].addcmul_(a[:, :, lo:hi], weights[:, j : j + 1, lo:hi])
     return out

@@ -1,9 +1,9 @@
 """Native CPU kernels of the windowed attention (``csrc/window_ops.cpp``), built on first use.
 
-The kernels are the dilated-window multiply-adds of :mod:`.attention` (``add_window_scores``,
-``add_window_context``, ``add_window_context_transposed``) and the whole attention forward
-(``attend``: scores, softmax, weighted sum): one call per block instead of k shifted PyTorch
-ops, with the k partial sums kept in registers; and the masking pass of the training dropout
+The kernels are the windowed attention's forward and backward (:func:`.attention.attend`,
+:func:`.attention.attend_backward`: one call per block instead of 3k + 3 PyTorch ops, with the
+k partial sums kept in registers), the conv as the shifted sum of its taps' projections
+(:class:`.block._ConvAttention`) and the training dropout's masking pass
 (:class:`.block.BlockDropout`), forward and backward. They are
 compiled once per machine with :func:`torch.utils.cpp_extension.load` (a C++ compiler and
 ninja, a dependency of this package, are needed; the build takes 10-30 s and is cached under
@@ -168,20 +168,3 @@ def dropout_apply(x: torch.Tensor, seed: int, threshold: int, scale: float) -> t
     """``x * scale`` where an element's 16-bit share (:func:`.block.dropout_shares`) is below
     ``threshold``, else 0 (x contiguous)."""
     return _ops().dropout_apply(x, seed, threshold, scale)
-
-
-def window_dot_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dilation: int) -> None:
-    """``out[:, j, t] += sum_c a[:, c, t] * b[:, c, t + o_j]``; out (B, k, T), a, b (B, C, T)."""
-    _ops().window_dot_(out, a, b, dilation)
-
-
-def window_mix_(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor, dilation: int) -> None:
-    """``out[:, c, t] += sum_j w[:, j, t] * v[:, c, t + o_j]``; out, v (B, C, T), w (B, k, T)."""
-    _ops().window_mix_(out, v, w, dilation)
-
-
-def window_mix_transposed_(
-    out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, dilation: int
-) -> None:
-    """``out[:, c, s] += sum_j w[:, j, s - o_j] * a[:, c, s - o_j]``."""
-    _ops().window_mix_transposed_(out, a, w, dilation)

@@ -1,22 +1,21 @@
-// Dilated-window multiply-adds of the windowed attention, as CPU kernels.
+// CPU kernels of the windowed attention, the conv taps and the training dropout.
 //
 // Frame t's window is the k frames t + o_j, o_j = (j - k / 2) * d, j in [0, k). Keys outside
-// [0, T) are zero: they add nothing. Each kernel accumulates into its first argument and is
-// the native form of a Python function of twostream_das/modules/attention.py:
+// [0, T) are zero: they add nothing. The kernels are the native form of PyTorch code in
+// twostream_das/modules (attention.py: attend, attend_backward; block.py: _ConvAttention,
+// BlockDropout), which the tests compare them with:
 //
-//   window_dot_(out (B, k, T), a (B, C, T), b (B, C, T), d)            add_window_scores
-//       out[:, j, t] += sum_c a[:, c, t] * b[:, c, t + o_j]
-//   window_mix_(out (B, C, T), v (B, C, T), w (B, k, T), d)            add_window_context
-//       out[:, c, t] += sum_j w[:, j, t] * v[:, c, t + o_j]
-//   window_mix_transposed_(out (B, C, T), a (B, C, T), w (B, k, T), d) add_window_context_transposed
-//       out[:, c, s] += sum_j w[:, j, s - o_j] * a[:, c, s - o_j]
+//   window_attention_           weights = softmax_j(mask ? scale q . k_j : lowest), out += sum_j w_j v_j
+//   window_attention_backward_  its gradients with respect to q, k and v
+//   window_taps_                out[c, t] += sum_j z[j C + c, t + o_j]   (the conv from its taps)
+//   dropout_apply               x * scale where a hashed 16-bit share < threshold, else x * 0
 //
-// The transposed form (the backward's scatter) is written as a gather over s, so no two tasks
-// write one element: tasks of (batch row, chunk of frames) run in parallel on torch's own
-// intra-op threads (at::parallel_for), without atomics. Inside a chunk, frames go in blocks
-// of kLanes whose k partial sums stay in registers across the channel loop; window positions
-// that leave the sequence inside a block take a scalar path. Tensors may be views (any batch
-// and channel strides); frames must be contiguous (stride 1).
+// Two row functions do the window arithmetic: dot_row (out[j, t] += sum_c a[c, t] b[c, t + o_j])
+// and mix_row (out[c, t] += sum_j w[j, t] v[c, t + o_j], or its transpose, a gather over the
+// keys, so no two tasks write one element). Work is split over (batch row, chunk of frames) with
+// at::parallel_for (torch's own OpenMP threads). Inside a chunk, frames go in blocks of kLanes
+// whose k partial sums stay in registers across the channel loop. Tensors may be views (any
+// batch and channel strides); frames must be contiguous (stride 1).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -196,52 +195,6 @@ void check(const at::Tensor& t, const char* name, const at::Tensor& like) {
   TORCH_CHECK(t.stride(2) == 1 || t.size(2) <= 1, name, " must be contiguous over frames");
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " must be ", like.scalar_type(),
               ", got ", t.scalar_type());
-}
-
-void window_dot_(at::Tensor out, const at::Tensor& a, const at::Tensor& b, int64_t dilation) {
-  check(out, "out", a);
-  check(b, "b", a);
-  TORCH_CHECK(a.size(1) == b.size(1), "a and b must have the same channels");
-  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
-  const Window w{out.size(1), dilation, a.size(2)};
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "window_dot_", [&] {
-    with_taps(w.taps, [&](auto k) {
-      for_chunks(a.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
-        auto o = mutable_rows<scalar_t>(out, row);
-        auto ar = channel_rows<scalar_t>(a, row), br = channel_rows<scalar_t>(b, row);
-        dot_row<scalar_t, decltype(k)::value>(o.data(), ar.data(), br.data(), a.size(1), w, t0,
-                                              t1);
-      });
-    });
-  });
-}
-
-void window_mix(at::Tensor out, const at::Tensor& v, const at::Tensor& weights,
-                int64_t dilation, bool transposed) {
-  check(v, "v", out);
-  check(weights, "w", out);
-  TORCH_CHECK(out.size(1) == v.size(1), "out and v must have the same channels");
-  TORCH_CHECK(dilation >= 1, "dilation must be >= 1, got ", dilation);
-  const Window w{weights.size(1), dilation, out.size(2)};
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "window_mix_", [&] {
-    with_taps(w.taps, [&](auto k) {
-      for_chunks(out.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
-        auto o = mutable_rows<scalar_t>(out, row);
-        auto vr = channel_rows<scalar_t>(v, row), wr = channel_rows<scalar_t>(weights, row);
-        mix_row<scalar_t, decltype(k)::value>(o.data(), vr.data(), 0, wr.data(), out.size(1),
-                                              w, transposed, t0, t1);
-      });
-    });
-  });
-}
-
-void window_mix_(at::Tensor out, const at::Tensor& v, const at::Tensor& w, int64_t dilation) {
-  window_mix(out, v, w, dilation, false);
-}
-
-void window_mix_transposed_(at::Tensor out, const at::Tensor& a, const at::Tensor& w,
-                            int64_t dilation) {
-  window_mix(out, a, w, dilation, true);
 }
 
 // exp(x) for x <= 0 (softmax after subtracting the maximum), in a form the compiler vectorizes:
@@ -466,9 +419,6 @@ at::Tensor dropout_apply(const at::Tensor& x, int64_t seed, int64_t threshold, d
 }  // namespace
 
 TORCH_LIBRARY(twostream_das, m) {
-  m.def("window_dot_(Tensor(a!) out, Tensor a, Tensor b, int dilation) -> ()");
-  m.def("window_mix_(Tensor(a!) out, Tensor v, Tensor w, int dilation) -> ()");
-  m.def("window_mix_transposed_(Tensor(a!) out, Tensor a, Tensor w, int dilation) -> ()");
   m.def(
       "window_attention_(Tensor(a!) out, Tensor q, Tensor k, Tensor v, Tensor key_mask, "
       "int dilation, float scale) -> Tensor");
@@ -481,9 +431,6 @@ TORCH_LIBRARY(twostream_das, m) {
 }
 
 TORCH_LIBRARY_IMPL(twostream_das, CPU, m) {
-  m.impl("window_dot_", &window_dot_);
-  m.impl("window_mix_", &window_mix_);
-  m.impl("window_mix_transposed_", &window_mix_transposed_);
   m.impl("window_attention_", &window_attention_);
   m.impl("window_taps_", &window_taps_);
   m.impl("window_attention_backward_", &window_attention_backward_);
