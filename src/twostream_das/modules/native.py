@@ -4,11 +4,12 @@ The kernels are the windowed attention's forward and backward (:func:`.attention
 :func:`.attention.attend_backward`: one call per block instead of 3k + 3 PyTorch ops, with the
 k partial sums kept in registers), the conv as the shifted sum of its taps' projections
 (:class:`.block._ConvAttention`) and the training dropout's masking pass
-(:class:`.block.BlockDropout`), forward and backward. They are
-compiled once per machine with :func:`torch.utils.cpp_extension.load` (a C++ compiler and
-ninja, a dependency of this package, are needed; the build takes 10-30 s and is cached under
-``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), for the instruction set that
-PyTorch itself uses on this CPU, so machines sharing a home folder each get their own build.
+(:class:`.block.BlockDropout`), forward and backward. They are compiled once per machine
+with :func:`torch.utils.cpp_extension.load` (a C++ compiler with OpenMP and ninja, a dependency
+of this package, are needed; the build takes 20-40 s on 2 cores and is cached under
+``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``; processes building at once
+wait for one another), for the instruction set that PyTorch itself uses on this CPU, so
+machines sharing a home folder each get their own build.
 
 Where the build fails (no compiler), the package warns once and uses the PyTorch path, which
 gives the same results to float rounding. ``TWOSTREAM_DAS_NATIVE=0`` turns the kernels off
@@ -18,6 +19,7 @@ without trying to build them; :func:`set_enabled` does the same from Python.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,7 @@ ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
 DTYPES = (torch.float32, torch.float64)
 
 _state: dict[str, Optional[bool]] = {"enabled": None, "loaded": None}
+_build_lock = threading.Lock()
 
 
 def _isa() -> str:
@@ -99,7 +102,9 @@ def available() -> bool:
     if not enabled():
         return False
     if _state["loaded"] is None:
-        _state["loaded"] = _build()
+        with _build_lock:  # one build per process, even if threads ask at once
+            if _state["loaded"] is None:
+                _state["loaded"] = _build()
     return bool(_state["loaded"])
 
 
