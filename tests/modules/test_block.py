@@ -193,3 +193,13 @@ def test_dropout_shares_are_splitmix64_in_16_bit_halves():
         4593380528125082431, 16408922859458223821,
     ]  # fmt: skip
     assert dropout_shares(1234567, 7).tolist() == dropout_shares(1234567, 8)[:7].tolist()
+
+
+@pytest.mark.parametrize("use_native", [False, True])
+def test_block_dropout_with_a_tiny_p_keeps_everything(use_native):
+    # round((1 - p) 2^16) - 2^15 = 2^15 is no int16: compared with the int16 shares it used to
+    # wrap to -2^15 and drop every element
+    drop = ConvAttentionBlock(4, 3, 1, dropout=1e-7).dropout.train()
+    with native.native_kernels(use_native):
+        out = drop(torch.ones(3, 4, 50))
+    assert torch.all(out == 1 / (1 - 1e-7))

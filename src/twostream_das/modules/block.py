@@ -184,9 +184,11 @@ class BlockDropout(nn.Dropout):
             return super().forward(x)
         if p == 1.0:
             return x * 0.0
-        seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None))
         threshold = round((1.0 - p) * 2**16) - 2**15
         scale = 1.0 / (1.0 - p)
+        if threshold >= 2**15:  # p < 2^-17: every share is kept (and 2^15 is no int16)
+            return x * scale
+        seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None))
         if x.dtype in native.DTYPES and x.is_contiguous() and native.available():
             return _NativeDropout.apply(x, seed, threshold, scale)
         shares = dropout_shares(seed, x.numel()).view(x.shape)
