@@ -46,3 +46,27 @@ def test_streams_of_other_shapes_are_not_stacked():
     assert model._stackable()
     model.streams["flow"].decoder.blocks[0].conv.bias.data = torch.zeros(7)  # shapes differ
     assert not model._stackable()
+
+
+def test_stacked_networks_are_reused_until_the_weights_change():
+    model = make_model()
+    g = torch.Generator().manual_seed(2)
+    features = {s: torch.randn(2, d, 15, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
+    mask = lengths_mask([15, 11], 15)
+
+    def predict(**options):
+        gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
+        return model.predict_proba(features, mask, gens, **options)["rgb"]
+
+    first = predict()
+    networks = model._stacked_cache["networks"][1]
+    torch.testing.assert_close(predict(), first)
+    assert model._stacked_cache["networks"][1] is networks  # no second stacking
+    with torch.no_grad():  # an in-place change, as an optimiser step makes
+        model.streams["rgb"].decoder.blocks[0].ffn[2].weight.add_(0.5)
+    changed = predict()
+    assert model._stacked_cache["networks"][1] is not networks
+    assert not torch.allclose(changed, first, atol=1e-3)
+    torch.testing.assert_close(changed, predict(batch_streams=False), atol=1e-5, rtol=1e-4)
+    model.load_state_dict(make_model().state_dict())  # back to the first weights, in place
+    torch.testing.assert_close(predict(), first, atol=1e-6, rtol=1e-5)

@@ -137,36 +137,41 @@ class KeyMasks:
         return self._cache[key]
 
 
-def encode_conditioning(
-    encoders: Sequence[Encoder],
-    features: Sequence[torch.Tensor],
-    fmask: FrameMask,
-    key_masks: KeyMasks,
-) -> torch.Tensor:
-    """The encoders' conditioning features, streams stacked.
+class StackedEncoder:
+    """The streams' encoders as one: their blocks' weights stacked once (see the module
+    docstring); only the conditioning is computed.
 
     Args:
-        features: per stream (B, D_s, T).
-        fmask: mask of the G * B rows (the video mask repeated per stream).
-
-    Returns:
-        (G * B, Dc, T).
+        encoders: one per stream, same structure (the input sizes may differ).
+        batch: B videos per stream.
     """
-    batch = features[0].shape[0]
-    h = torch.cat([e.proj_in(x) for e, x in zip(encoders, features, strict=True)])  # (N, F, T)
-    if not fmask.full:
-        h = h * fmask.weight
-    kept = []
-    for index in range(len(encoders[0].blocks)):
-        p = stack_blocks([e.blocks[index] for e in encoders], batch)
-        h = block_forward(p, h, fmask, key_masks(p.kernel_size, p.dilation), p.qkv_b)
-        if index in encoders[0].cond_blocks:
-            kept.append(h)
-    return torch.cat(kept, dim=1)  # (N, Dc, T)
+
+    def __init__(self, encoders: Sequence[Encoder], batch: int) -> None:
+        self.proj_in = [e.proj_in for e in encoders]
+        self.blocks = [
+            stack_blocks([e.blocks[i] for e in encoders], batch)
+            for i in range(len(encoders[0].blocks))
+        ]
+        self.cond_blocks = encoders[0].cond_blocks
+
+    def conditioning(
+        self, features: Sequence[torch.Tensor], fmask: FrameMask, key_masks: KeyMasks
+    ) -> torch.Tensor:
+        """Per stream (B, D_s, T) features -> (G * B, Dc, T) conditioning, streams stacked;
+        fmask: mask of the G * B rows (the video mask repeated per stream)."""
+        h = torch.cat([proj(x) for proj, x in zip(self.proj_in, features, strict=True)])
+        if not fmask.full:
+            h = h * fmask.weight  # (N, F, T)
+        kept = []
+        for index, p in enumerate(self.blocks):
+            h = block_forward(p, h, fmask, key_masks(p.kernel_size, p.dilation), p.qkv_b)
+            if index in self.cond_blocks:
+                kept.append(h)
+        return torch.cat(kept, dim=1)  # (N, Dc, T)
 
 
 class StackedDecoder:
-    """The streams' decoders as one, with per-call precomputation (see the module docstring).
+    """The streams' decoders as one, weights stacked once (see the module docstring).
 
     Args:
         decoders: one per stream, same structure.

@@ -7,19 +7,22 @@ probabilities, which :func:`twostream_das.fusion.fuse` combines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional, TypeVar
 
 import torch
 from torch import nn
 
 from .config import STREAMS, Config
 from .diffusion.ddim import Generators
-from .stacked import KeyMasks, StackedDecoder, encode_conditioning, stacked_frame_mask
+from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .stream import DiffusionStream
 
 if TYPE_CHECKING:
     from .data.collate import Batch
+
+
+_T = TypeVar("_T")
 
 
 class TwoStreamLoss(NamedTuple):
@@ -41,6 +44,9 @@ class TwoStreamModel(nn.Module):
         if set(streams) != set(STREAMS):
             raise ValueError(f"streams {sorted(streams)} must be exactly {STREAMS}")
         self.streams = nn.ModuleDict({s: streams[s] for s in STREAMS})
+        # the stacked inference networks and the stackability check, kept while the weights
+        # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
+        self._stacked_cache: dict[str, tuple[object, object]] = {}
 
     @classmethod
     def from_config(
@@ -113,8 +119,35 @@ class TwoStreamModel(nn.Module):
             for s in STREAMS
         }
 
+    def _weights_token(self) -> tuple[tuple[object, ...], ...]:
+        """Changes whenever any parameter does: replaced, moved, cast, or written in place
+        (optimiser steps, ``load_state_dict``; each bumps the tensor's version counter)."""
+        return tuple(
+            (p.data_ptr(), p._version, p.dtype, p.device, tuple(p.shape))
+            for p in self.parameters()
+        )
+
+    def _cached(self, name: str, key: object, build: Callable[[], _T]) -> _T:
+        """``build()``, kept under ``name`` while the weights and ``key`` are unchanged."""
+        token = (self._weights_token(), key)
+        hit = self._stacked_cache.get(name)
+        if hit is None or hit[0] != token:
+            hit = (token, build())
+            self._stacked_cache[name] = hit
+        return hit[1]  # type: ignore[return-value]
+
     def _stackable(self) -> bool:
         """Both streams have the same network shapes (bar the input size) and sampler."""
+        a, b = (self.streams[s] for s in STREAMS)
+        return (
+            self._cached("stackable", None, self._same_networks)
+            and a.encoder.cond_blocks == b.encoder.cond_blocks
+            and a.diffusion.signal_scale == b.diffusion.signal_scale
+            and a.sampler.timesteps == b.sampler.timesteps
+            and a.sampler.eta == b.sampler.eta
+        )
+
+    def _same_networks(self) -> bool:
         a, b = (self.streams[s] for s in STREAMS)
 
         def shapes(stream: DiffusionStream) -> list[tuple[str, tuple[int, ...]]]:
@@ -124,13 +157,7 @@ class TwoStreamModel(nn.Module):
                 if not k.startswith("encoder.proj_in.")
             ]
 
-        return (
-            shapes(a) == shapes(b)
-            and a.encoder.cond_blocks == b.encoder.cond_blocks
-            and a.diffusion.signal_scale == b.diffusion.signal_scale
-            and a.sampler.timesteps == b.sampler.timesteps
-            and a.sampler.eta == b.sampler.eta
-        )
+        return shapes(a) == shapes(b)
 
     @torch.inference_mode()
     def _predict_stacked(
@@ -156,10 +183,16 @@ class TwoStreamModel(nn.Module):
         dtype = features[STREAMS[0]].dtype
         fmask = stacked_frame_mask(mask, len(streams), dtype)
         key_masks = KeyMasks(fmask.valid)
-        cond = encode_conditioning(
-            [s.encoder for s in streams], [features[s] for s in STREAMS], fmask, key_masks
-        )  # (N, Dc, T)
-        decoder = StackedDecoder([s.decoder for s in streams], batch_size, first.sampler.timesteps)
+        timesteps = tuple(first.sampler.timesteps)
+        encoder, decoder = self._cached(
+            "networks",
+            (batch_size, timesteps),
+            lambda: (
+                StackedEncoder([s.encoder for s in streams], batch_size),
+                StackedDecoder([s.decoder for s in streams], batch_size, timesteps),
+            ),
+        )
+        cond = encoder.conditioning([features[s] for s in STREAMS], fmask, key_masks)  # (N, Dc, T)
         qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
         del cond
         stream_gens = _fork_streams(first, generators, lengths, len(streams))
