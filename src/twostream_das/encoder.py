@@ -103,8 +103,6 @@ class Encoder(nn.Module):
         return EncoderOutput(self.head(h), cond)
 
 
-
-
 def _feature_noise(
     x: torch.Tensor, dropout: nn.Dropout1d, shape: tuple[int, int, int]
 ) -> torch.Tensor | None:

@@ -264,14 +264,16 @@ def _taps_backward(out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilatio
     """``out[:, j F + c, s] = grad_out[:, c, s - o_j]`` inside the sequence, else 0: tap j's
     rows of the packed projection's gradient (out (B, k F, T), grad_out (B, F, T))."""
     width, frames = grad_out.shape[1], grad_out.shape[2]
+    reached = {j: (o, lo, hi) for j, o, lo, hi in shifts(frames, taps, dilation)}
     for j in range(taps):
         rows = out[:, j * width : (j + 1) * width]
-        o = (j - taps // 2) * dilation
-        lo, hi = max(0, -o), min(frames, frames - o)  # t with t + o inside [0, T)
-        if hi > lo:
-            rows[:, :, lo + o : hi + o] = grad_out[:, :, lo:hi]
-        rows[:, :, : max(0, min(frames, lo + o))].zero_()
-        rows[:, :, max(0, hi + o) :].zero_()
+        if j not in reached:  # no frame's neighbour o_j away is inside the sequence
+            rows.zero_()
+            continue
+        o, lo, hi = reached[j]
+        rows[:, :, lo + o : hi + o] = grad_out[:, :, lo:hi]
+        rows[:, :, : lo + o].zero_()
+        rows[:, :, hi + o :].zero_()
 
 
 class ConvAttentionBlock(nn.Module):
