@@ -81,3 +81,24 @@ def test_predict_uses_the_selected_weights(setup):
         predict(loaded.model, videos, loaded.config, loaded.fusion_weights, loaded.postprocess, CPU)
     )
     assert all(p.decision.labels.shape == (p.video.num_frames,) for p in preds)
+
+
+def test_a_renamed_video_gets_the_same_prediction(setup):
+    """The DDIM noise is seeded by the features, not the file name (issue 14)."""
+    loaded, videos = setup
+    renamed = [dataclasses.replace(videos[0], name="another_name")]
+    a = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))
+    b = next(predict_probabilities(loaded.model, renamed, loaded.config, CPU))
+    assert b.name == "another_name"
+    for stream in ("rgb", "flow"):
+        np.testing.assert_array_equal(a.probs[stream], b.probs[stream])
+
+
+def test_eval_seed_changes_the_noise(setup):
+    loaded, videos = setup
+    other = dataclasses.replace(
+        loaded.config, eval=dataclasses.replace(loaded.config.eval, seed=loaded.config.eval.seed + 1)
+    )
+    a = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))
+    b = next(predict_probabilities(loaded.model, videos[:1], other, CPU))
+    assert not np.array_equal(a.probs["rgb"], b.probs["rgb"])

@@ -8,7 +8,19 @@ def test_derived_seeds_are_stable_and_distinct():
     seeds = {derive_seed(s, name, o) for s in (0, 1) for name in ("a", "b") for o in (0, 1)}
     assert len(seeds) == 8
     # fixed value: the same on every machine and Python (unlike hash())
-    assert derive_seed(1, "x") == (1 << 32) | 0x8CDC1683
+    assert derive_seed(1, "x") == 2266704258353715629
+
+
+def test_base_seeds_change_the_low_32_bits():
+    """The CPU generator (mt19937) keeps only the low 32 bits of a seed (issue 14)."""
+    low = {derive_seed(s, "init") & 0xFFFFFFFF for s in range(64)}
+    assert len(low) == 64
+
+
+def test_different_base_seeds_give_different_cpu_draws():
+    draws = [torch.rand(4, generator=make_generator(derive_seed(s, "init"))) for s in (0, 1, 2)]
+    assert not torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[1], draws[2])
 
 
 def test_generators_reproduce():

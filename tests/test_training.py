@@ -32,6 +32,17 @@ def _same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_seeds_give_different_weights(reference_run, tiny_root, tmp_path):
+    """Each base seed changes the initial weights and every draw after them (issue 14)."""
+    result, run = reference_run
+    cfg = load_config("demo", tiny_overrides(tiny_root, "train.seed=1"))
+    other = train(cfg, 1, tmp_path / "seed1", quiet=True)
+    a, b = _weights(run.last), _weights(other.run.last)
+    assert a.keys() == b.keys()
+    varied = [k for k in a if a[k].is_floating_point() and a[k].numel() > 1 and a[k].std() > 0]
+    assert varied and all(not torch.equal(a[k], b[k]) for k in varied)
+
+
 def test_class_weights_are_inverse_frequency():
     labels = np.array([0] * 6 + [1] * 2 + [3] * 4)
     video = Video(
