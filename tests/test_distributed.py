@@ -59,7 +59,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     assert len(checked) > len(one.weights) // 2
     for key in checked:
         torch.testing.assert_close(
-            two.weights[key], one.weights[key], atol=2e-5, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}"
+            two.weights[key], one.weights[key], atol=2e-5, rtol=1e-4,
+            msg=lambda m, k=key: f"{k}: {m}",
         )
     outputs = []
     for ckpt in (one, two):  # ...and the models compute the same function, skipped biases too

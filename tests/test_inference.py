@@ -96,9 +96,8 @@ def test_a_renamed_video_gets_the_same_prediction(setup):
 
 def test_eval_seed_changes_the_noise(setup):
     loaded, videos = setup
-    other = dataclasses.replace(
-        loaded.config, eval=dataclasses.replace(loaded.config.eval, seed=loaded.config.eval.seed + 1)
-    )
+    cfg = loaded.config
+    other = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, seed=cfg.eval.seed + 1))
     a = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))
     b = next(predict_probabilities(loaded.model, videos[:1], other, CPU))
     assert not np.array_equal(a.probs["rgb"], b.probs["rgb"])

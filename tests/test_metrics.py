@@ -1,11 +1,10 @@
 """Metrics: hand-worked cases, the reference rules, and Lea et al. 2017's published predictions."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _shared import require_shared
 from twostream_das.config import Average
 from twostream_das.errors import DataError
 from twostream_das.metrics import (
@@ -280,11 +279,6 @@ def test_evaluate_names_the_video_with_a_length_mismatch():
 # ----------------------------------------------------------------------------- Lea et al. 2017
 
 
-def shared_dir() -> Path:
-    env = os.environ.get("TWOSTREAM_DAS_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
 LEA_50SALADS_MID = "data/lea2017_tcn_predictions/50Salads_mid_mid_video_ED-TCN_L2_C15"
 # The published ED-TCN row (Lea et al., CVPR 2017, 50Salads mid): F1@{10,25,50}, Edit, Acc, and
 # the same predictions under the pooled convention (see ../shared/data/PROVENANCE.md).
@@ -296,9 +290,7 @@ LEA_PUBLISHED = {
 
 @pytest.mark.parametrize("average", list(LEA_PUBLISHED))
 def test_lea2017_published_50salads_mid_ed_tcn(average):
-    folder = shared_dir() / LEA_50SALADS_MID
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not there (set TWOSTREAM_DAS_SHARED to the shared folder)")
+    folder = require_shared(LEA_50SALADS_MID)
     from scipy.io import loadmat
 
     per_split = []

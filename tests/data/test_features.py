@@ -1,16 +1,16 @@
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _shared import shared_dir
 from twostream_das.config import FeatureSource, Orientation, StreamDataConfig
 from twostream_das.data.features import align_to_labels, feature_path, load_stream
 from twostream_das.errors import DataError
 
 from .helpers import flow_features, rgb_features
 
-FISHER = Path(__file__).resolve().parents[3] / "shared" / "data" / "breakfast_fisher64_5vids"
+FISHER = shared_dir() / "data" / "breakfast_fisher64_5vids"
 
 RGB = StreamDataConfig(folder="features_rgb", orientation=Orientation.DxT)
 FLOW = StreamDataConfig(folder="features_flow", orientation=Orientation.TxD)

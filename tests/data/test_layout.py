@@ -1,8 +1,8 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _shared import shared_dir
 from twostream_das.data.layout import (
     LabelMap,
     read_labels,
@@ -14,7 +14,7 @@ from twostream_das.errors import DataError
 
 from .helpers import write_lines
 
-GTEA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gtea"
+GTEA = shared_dir() / "data" / "gtea"
 
 
 # ----------------------------------------------------------------------------- mapping

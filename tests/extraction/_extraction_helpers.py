@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
+from _shared import shared_dir
+
+SHARED_VIDEOS = shared_dir() / "data" / "videos"
 RGB_WEIGHTS_ENV = "TWOSTREAM_DAS_I3D_RGB_WEIGHTS"
 
 
