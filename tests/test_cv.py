@@ -2,13 +2,20 @@ import json
 
 import pytest
 
+from twostream_das.config import load_config
 from twostream_das.cv import (
+    CvRun,
     RunResult,
     available_folds,
+    child_command,
+    child_environment,
     csv_table,
     markdown_table,
     parse_folds,
+    parse_shard,
+    plan_runs,
     run_name,
+    shard_runs,
     summarize,
     write_tables,
 )
@@ -71,3 +78,32 @@ def test_folds_from_split_files(tmp_path):
     with pytest.raises(DataError, match="no test.split"):
         available_folds(tmp_path / "nope")
     assert run_name(2, 1) == "fold2_seed1"
+
+
+def test_shard_parsing_and_round_robin_shares(tiny_root, tmp_path):
+    assert parse_shard("0/4") == (0, 4) and parse_shard(" 3 / 4 ") == (3, 4)
+    for bad in ("4/4", "1", "-1/2", "a/b", "1/0"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+    runs = plan_runs("demo", [f"dataset.root={tiny_root}"], tmp_path, "all", [1, 0, 1])
+    names = [r.name for r in runs]  # fold-major, seeds in the given order, repeats dropped
+    assert names == ["fold1_seed1", "fold1_seed0", "fold2_seed1", "fold2_seed0"]
+    assert [r.cfg.train.seed for r in runs] == [1, 0, 1, 0]
+    assert runs[0].folder == tmp_path / "fold1_seed1"
+    shares = [[r.name for r in shard_runs(runs, i, 3)] for i in range(3)]
+    assert shares == [["fold1_seed1", "fold2_seed0"], ["fold1_seed0"], ["fold2_seed1"]]
+    assert shard_runs(runs, 0, 5)[0].name == "fold1_seed1" and shard_runs(runs, 4, 5) == []
+
+
+def test_child_command_and_environment(tmp_path, monkeypatch):
+    run = CvRun(2, 1, load_config("demo", ["train.seed=1"]), tmp_path / "fold2_seed1")
+    command = child_command("demo", ["train.epochs=1"], tmp_path, run, threads=3)
+    assert command[1:] == [
+        "-m", "twostream_das", "cv", "--config", "demo", "--set", "train.epochs=1",
+        "--out", str(tmp_path), "--folds", "2", "--seeds", "1", "--shard", "0/1",
+        "--threads", "3", "--quiet",
+    ]  # fmt: skip
+    assert "--set" not in child_command("demo", [], tmp_path, run, threads=1)
+    monkeypatch.setenv("RANK", "1")
+    env = child_environment(threads=3, slot=0)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and "RANK" not in env
