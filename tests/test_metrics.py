@@ -11,11 +11,14 @@ from twostream_das.metrics import (
     METRIC_KEYS,
     Counts,
     Segment,
+    class_segment_counts,
+    confusion_matrix,
     edit_score,
     evaluate,
     f1_score,
     frame_accuracy,
     levenshtein,
+    per_class_f1,
     score,
     score_video,
     segment_counts,
@@ -124,6 +127,46 @@ def test_f1_hand_worked_single_video():
     s = score_video(gt, pred, BG)
     assert s.f1 == pytest.approx((80.0, 80.0, 80.0))
     assert s.acc == pytest.approx(60.0)  # frames 2, 3 (a vs b), 8 (_ vs b), 9 (_ vs c) wrong
+
+
+def test_per_class_counts_and_f1_hand_worked_over_two_videos():
+    # video 1 as in the test above: a[0,2) IoU 0.5 and b[2,9) IoU 0.571 are hits up to 0.5, c has
+    # no ground truth of its label. At 0.6 both miss: a and b each 1 FP and 1 FN.
+    gt1, pred1 = seq("aaaabbbb__"), seq("aabbbbbbbc")
+    assert class_segment_counts(gt1, pred1, 0.5, BG) == {
+        "a": Counts(1, 0, 0), "b": Counts(1, 0, 0), "c": Counts(0, 1, 0)
+    }
+    at_60 = class_segment_counts(gt1, pred1, 0.6, BG)
+    assert at_60 == {"a": Counts(0, 1, 1), "b": Counts(0, 1, 1), "c": Counts(0, 1, 0)}
+    assert sum(at_60.values(), Counts(0, 0, 0)) == segment_counts(gt1, pred1, 0.6, BG)
+    # video 2: gt a[0,2) b[2,3); pred b[0,3): IoU with b 1/3 -> a hit at 0.10 and 0.25, an FP
+    # at 0.50; a is never predicted: FN 1.
+    gt2, pred2 = seq("aab"), seq("bbb")
+    f1 = per_class_f1([gt1, gt2], [pred1, pred2], ["_", "a", "b", "c"], BG)
+    assert f1["_"] is None  # background has no F1
+    # a pooled: TP 1, FP 0, FN 1 at every threshold -> P 1, R 1/2, F1 2/3
+    assert f1["a"] == pytest.approx({"f1@10": 200 / 3, "f1@25": 200 / 3, "f1@50": 200 / 3})
+    # b: TP 2 at 0.10/0.25 -> 100; at 0.50 TP 1 FP 1 FN 1 -> P = R = 1/2 -> 50
+    assert f1["b"] == pytest.approx({"f1@10": 100.0, "f1@25": 100.0, "f1@50": 50.0})
+    assert f1["c"] == {"f1@10": 0.0, "f1@25": 0.0, "f1@50": 0.0}
+    with pytest.raises(DataError, match="'c' is not one of the classes"):
+        per_class_f1([gt1], [pred1], ["_", "a", "b"], BG)
+
+
+def test_confusion_matrix_hand_worked():
+    # ids: 0 background, 1 a, 2 b, 3 c; the two videos of the test above.
+    ids = {"_": 0, "a": 1, "b": 2, "c": 3}
+    as_ids = lambda text: np.array([ids[c] for c in text])  # noqa: E731
+    gts = [as_ids("aaaabbbb__"), as_ids("aab")]
+    preds = [as_ids("aabbbbbbbc"), as_ids("bbb")]
+    expected = np.zeros((4, 4), dtype=np.int64)
+    expected[0, 2] = expected[0, 3] = 1  # background frames 8 and 9 predicted b and c
+    expected[1, 1], expected[1, 2] = 2, 2 + 2  # a: two right; two wrong in each video
+    expected[2, 2] = 4 + 1
+    np.testing.assert_array_equal(confusion_matrix(gts, preds, 4), expected)
+    assert confusion_matrix(gts, preds, 4).sum() == 13
+    with pytest.raises(DataError, match="class ids 0..2"):
+        confusion_matrix(gts, preds, 3)
 
 
 def test_iou_exactly_at_the_threshold_is_a_hit():

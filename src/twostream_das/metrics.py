@@ -240,26 +240,113 @@ def segment_counts(
         overlap: IoU threshold in (0, 1]; a hit needs IoU >= overlap.
         background: classes whose segments are ignored on both sides.
     """
-    bg = tuple(background)
-    p_lab, p_start, p_end = _foreground(pred, bg)
-    y_lab, y_start, y_end = _foreground(gt, bg)
+    p_lab, hits, y_lab, matched = _segment_hits(gt, pred, overlap, tuple(background))
+    tp = int(hits.sum())
+    return Counts(tp, int(len(p_lab) - tp), int(len(y_lab) - matched.sum()))
+
+
+def _segment_hits(
+    gt: ArrayLike, pred: ArrayLike, overlap: float, background: tuple[Hashable, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The matching of :func:`segment_counts`, segment by segment.
+
+    Returns:
+        ``(pred_labels (S_p,), hit (S_p,) bool, gt_labels (S_g,), matched (S_g,) bool)`` over the
+        foreground segments: which predicted segments are true positives, and which
+        ground-truth segments they matched.
+    """
+    p_lab, p_start, p_end = _foreground(pred, background)
+    y_lab, y_start, y_end = _foreground(gt, background)
     matched = np.zeros(len(y_lab), dtype=bool)
-    tp = fp = 0
-    for label, start, end in zip(p_lab.tolist(), p_start, p_end, strict=True):
+    hits = np.zeros(len(p_lab), dtype=bool)
+    for i, (label, start, end) in enumerate(zip(p_lab.tolist(), p_start, p_end, strict=True)):
         same = y_lab == label  # (S_gt,) same-label ground-truth segments
         if not same.any():
-            fp += 1
             continue
         inter = np.minimum(end, y_end) - np.maximum(start, y_start)
         union = np.maximum(end, y_end) - np.minimum(start, y_start)
         iou = np.where(same, inter / union, 0.0)  # disjoint same-label segments give <= 0
         best = int(np.argmax(iou))
         if iou[best] >= overlap and not matched[best]:
-            tp += 1
-            matched[best] = True
-        else:
-            fp += 1
-    return Counts(tp, fp, int(len(y_lab) - matched.sum()))
+            hits[i] = matched[best] = True
+    return p_lab, hits, y_lab, matched
+
+
+def class_segment_counts(
+    gt: ArrayLike,
+    pred: ArrayLike,
+    overlap: float,
+    background: Iterable[Hashable] = DEFAULT_BACKGROUND,
+) -> dict[Hashable, Counts]:
+    """:func:`segment_counts` split by class: TP/FP/FN of each foreground label's segments.
+
+    A segment is only ever matched with segments of its own label, so the classes' counts add
+    up to :func:`segment_counts`. Labels that occur on neither side are absent.
+    """
+    p_lab, hits, y_lab, matched = _segment_hits(gt, pred, overlap, tuple(background))
+    out = {}
+    for label in dict.fromkeys([*p_lab.tolist(), *y_lab.tolist()]):
+        mine, theirs = p_lab == label, y_lab == label
+        tp = int(hits[mine].sum())
+        out[label] = Counts(tp, int(mine.sum()) - tp, int((~matched[theirs]).sum()))
+    return out
+
+
+def per_class_f1(
+    gts: Sequence[ArrayLike],
+    preds: Sequence[ArrayLike],
+    classes: Sequence[Hashable],
+    background: Iterable[Hashable] = DEFAULT_BACKGROUND,
+    overlaps: Sequence[float] = OVERLAPS,
+) -> dict[Hashable, dict[str, float] | None]:
+    """Segmental F1@k of each class, TP/FP/FN pooled over the videos, in percent.
+
+    Args:
+        gts, preds: per-video (T_i,) labels of the same kind as ``classes``, equal lengths.
+        classes: every class, in the order of the result.
+        background: classes without F1 (None in the result), as for :func:`score`.
+        overlaps: IoU thresholds (keys ``f1@<100 k>``).
+
+    Returns:
+        class -> ``{"f1@10": ..., ...}``; a class absent from both sides gets 0 (no true
+        positive, as :func:`f1_score` counts 0/0).
+    """
+    bg = tuple(background)
+    totals = {c: [Counts(0, 0, 0)] * len(overlaps) for c in classes}
+    for gt, pred in zip(gts, preds, strict=True):
+        gt_arr, pred_arr = _check_pair(gt, pred)
+        for i, k in enumerate(overlaps):
+            for label, counts in class_segment_counts(gt_arr, pred_arr, k, bg).items():
+                if label not in totals:
+                    raise DataError(f"label {label!r} is not one of the classes {list(classes)}")
+                totals[label][i] = totals[label][i] + counts
+    keys = [f"f1@{round(k * 100)}" for k in overlaps]
+    return {
+        c: None if c in bg else {key: f1_score(n) for key, n in zip(keys, totals[c], strict=True)}
+        for c in classes
+    }
+
+
+def confusion_matrix(
+    gts: Sequence[ArrayLike], preds: Sequence[ArrayLike], num_classes: int
+) -> np.ndarray:
+    """Frames per (ground-truth class, predicted class), summed over the videos.
+
+    Args:
+        gts, preds: per-video (T_i,) class ids in ``0..num_classes - 1``, equal lengths.
+
+    Returns:
+        (C, C) int64: row = ground truth, column = prediction; the diagonal holds the correct
+        frames, the total is the number of frames.
+    """
+    out = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for gt, pred in zip(gts, preds, strict=True):
+        gt_arr, pred_arr = _check_pair(gt, pred)
+        ids = np.concatenate([gt_arr, pred_arr])
+        if ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= num_classes:
+            raise DataError(f"labels must be class ids 0..{num_classes - 1}; got {ids.dtype}")
+        np.add.at(out, (gt_arr, pred_arr), 1)
+    return out
 
 
 def f1_score(counts: Counts) -> float:
