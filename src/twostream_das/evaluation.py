@@ -1,7 +1,8 @@
 """``evaluate``: score a run's selected checkpoint on its fold's test videos.
 
 This is the only place that reads test labels, and it runs after training and selection are
-done. It writes ``RUN_DIR/results.json`` and ``RUN_DIR/predictions/<video>.txt``.
+done. It writes ``RUN_DIR/results.json``, ``RUN_DIR/predictions/<video>.txt`` (fused) and
+``RUN_DIR/predictions/streams/<stream>/<video>.txt`` (each stream before fusion).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .data.dataset import load_videos
 from .data.layout import read_mapping, read_split
 from .errors import CheckpointError
 from .inference import load_model, predict
-from .io import write_prediction
+from .io import STREAMS_DIR, write_prediction
 from .runs import RunDir, is_main_process, read_json, write_json
 from .runtime import resolve_device
 from .selection import METRIC_KEYS, score_labels
@@ -69,6 +70,12 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
             write_prediction(
                 run.predictions / f"{pred.name}.txt", pred.decision.labels, loaded.label_names
             )
+            for stream, labels in pred.decision.stream_labels.items():
+                write_prediction(
+                    run.predictions / STREAMS_DIR / stream / f"{pred.name}.txt",
+                    labels,
+                    loaded.label_names,
+                )
     results: dict[str, Any] = {
         s: score_labels(gts, per_stream[s], loaded.label_names, cfg) for s in per_stream
     }

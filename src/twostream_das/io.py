@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # the data package imports torch; this module must stay light
 logger = logging.getLogger(__name__)
 
 PREDICTION_HEADER = "### Frame level recognition: ###"
+STREAMS_DIR = "streams"
+"""Subfolder of a prediction folder (and of a run's ``predictions/``) holding one folder of
+MS-TCN files per stream, each stream's prediction before fusion."""
 SEGMENT_FIELDS: tuple[str, ...] = (
     "label", "label_id", "start_frame", "end_frame", "num_frames", "start_s", "end_s", "confidence"
 )

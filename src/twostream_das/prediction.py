@@ -7,7 +7,9 @@ For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it wr
     <video>_segments.json  the same segments
     <video>_probs.npy      fused class probabilities, float32 (C, T)
     <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
-    summary.json           the videos, fusion weights, post-processing (and metrics with labels)
+    streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
+    summary.json           the videos, classes, fusion weights, post-processing, the --labels
+                           folder (and metrics with labels)
 
 From raw video (``predict --video``), the extraction pipeline first writes the features the
 checkpoint needs under ``OUT/features/`` (resumable), then the same path runs.
@@ -40,6 +42,7 @@ from .errors import ConfigError, DataError
 from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
 from .inference import LoadedModel, VideoPrediction, load_model, predict
 from .io import (
+    STREAMS_DIR,
     atomic_save_npy,
     segment_records,
     write_prediction,
@@ -203,6 +206,9 @@ def predict_files(
         "fusion_weights": weights,
         "postprocess": post.to_dict(),
         "fps": fps,
+        "classes": list(loaded.label_names),
+        "background": list(cfg.dataset.background),
+        "labels_dir": str(labels_path.resolve()) if labels_path is not None else None,
         "videos": [
             {
                 "name": v.name,
@@ -330,6 +336,8 @@ def write_video_outputs(
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         write_prediction(files["txt"], labels, names)
+        for stream, stream_labels in pred.decision.stream_labels.items():
+            write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
         segs = segment_records(labels, probs, names, fps)
         write_segments_csv(files["segments_csv"], segs)
         write_segments_json(files["segments_json"], segs, fps)

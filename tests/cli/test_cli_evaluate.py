@@ -1,7 +1,12 @@
 import json
 
-from _tiny import TEST_VIDEOS
+import pytest
+
+from _tiny import CLASSES, TEST_VIDEOS
 from twostream_das.cli import main
+from twostream_das.data.layout import LabelMap
+from twostream_das.io import read_prediction_dir
+from twostream_das.metrics import score
 
 METRICS = {"acc", "edit", "f1@10", "f1@25", "f1@50"}
 
@@ -20,6 +25,11 @@ def test_evaluate_writes_results_and_predictions(trained_run, tiny_root, capsys)
         lines = (trained_run / "predictions" / f"{name}.txt").read_text().splitlines()
         gt = (tiny_root / "groundTruth" / f"{name}.txt").read_text().split()
         assert len(" ".join(lines[1:]).split()) == len(gt)  # MS-TCN: header, then labels
+    for stream in ("rgb", "flow"):  # each stream's own prediction scores as results.json says
+        folder = trained_run / "predictions" / "streams" / stream
+        files = read_prediction_dir(folder, tiny_root / "groundTruth", LabelMap(CLASSES))
+        assert files.names == TEST_VIDEOS[1]
+        assert score(files.gts, files.preds)["acc"] == pytest.approx(stored[stream]["acc"])
 
 
 def test_evaluate_table_and_last_checkpoint(trained_run, capsys):

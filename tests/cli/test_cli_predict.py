@@ -27,6 +27,10 @@ def test_predict_folders_with_labels(predict, tiny_root, tmp_path):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["videos"]) == 3 and set(summary["metrics"]) == {"rgb", "flow", "fused"}
+    assert summary["classes"] == list(CLASSES)
+    assert summary["labels_dir"] == str((tiny_root / "groundTruth").resolve())
+    for stream in ("rgb", "flow"):
+        assert (out / "streams" / stream / "v3.txt").read_text().startswith("### Frame level")
     num_frames = len((tiny_root / "groundTruth" / "v3.txt").read_text().split())
     probs = np.load(out / "v3_probs.npy")
     assert probs.shape == (len(CLASSES), num_frames)
