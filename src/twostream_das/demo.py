@@ -7,6 +7,8 @@ Folder layout (default ``./twostream_das_demo``)::
     run/          fold 1 trained with the ``demo`` preset (a normal run folder)
     predict/      ``predict`` on one test video: prediction, segments, probabilities, barcode PNG
     results.json  the test results (RGB only, FLOW only, fused) and the table
+    report.html   ``report`` of run/: timelines and segments of the test videos, the scores,
+                  the fusion weights, per-class F1 and the confusion matrix
 
 Rerunning into an existing demo folder resumes (or, when finished, re-evaluates and reprints);
 a folder that exists and is not a demo folder is refused, never overwritten.
@@ -27,6 +29,7 @@ from .data.layout import read_split
 from .errors import CheckpointError
 from .evaluation import evaluate_run, results_table
 from .prediction import predict_files
+from .report import write_report
 from .runs import RunDir, read_json, write_json
 from .selection import METRIC_KEYS
 from .training import train
@@ -45,6 +48,7 @@ class DemoResult:
     results: dict[str, Any]
     table: str
     plot: Path
+    report: Path
     fusion_gain: dict[str, float]  # metric -> fused minus the better single stream
 
 
@@ -116,7 +120,8 @@ def run_demo(
     gain = fusion_gain(results)
     table = results_table(results)
     write_json(out / "results.json", {**results, "fusion_gain": gain, "table": table})
-    return DemoResult(out, results, table, out / "predict" / f"{video}.png", gain)
+    page = write_report(run.root, out / "report.html")
+    return DemoResult(out, results, table, out / "predict" / f"{video}.png", page, gain)
 
 
 def fusion_gain(results: dict[str, Any]) -> dict[str, float]:

@@ -19,6 +19,9 @@ def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):
     )
     assert "fused vs the better single stream" in printed
     assert list((out / "predict").glob("*.png"))
+    assert f"report: {out / 'report.html'}" in printed
+    page = (out / "report.html").read_text()
+    assert '"kind": "run"' in page and '"name": "background"' in page
     # rerun: resumes the finished demo (no retraining) and prints the table again
     stamp = (out / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert main(["demo", "--out", str(out), "--quiet", "--set", *TINY_DEMO]) == 0

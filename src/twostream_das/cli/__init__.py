@@ -16,7 +16,7 @@ from ..errors import TwoStreamDASError
 
 # Modules of this package that define commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "train", "evaluate", "predict", "cv", "demo", "make_demo", "score", "extract"
+    "train", "evaluate", "predict", "cv", "demo", "make_demo", "score", "extract", "report"
 )
 
 

@@ -13,9 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="the whole pipeline on a generated dataset (a few minutes on a CPU)",
         description="Generate the demo dataset, train fold 1 with the demo preset, select on "
-        "validation, evaluate on test, predict and plot one video, and print RGB-only, "
-        "FLOW-only and fused results. Rerunning into the same folder resumes; another existing "
-        "folder is refused.",
+        "validation, evaluate on test, predict and plot one video, write report.html, and "
+        "print RGB-only, FLOW-only and fused results. Rerunning into the same folder resumes; "
+        "another existing folder is refused.",
     )
     parser.add_argument(
         "--out",
@@ -50,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
     gains = ", ".join(f"{k} {v:+.1f}" for k, v in result.fusion_gain.items())
     print(f"fused vs the better single stream: {gains} (fusion ahead on {len(wins)} of 5)")
     print(f"results: {result.out / 'results.json'}   barcode: {result.plot}")
+    print(f"report: {result.report}")
     return 0
