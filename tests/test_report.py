@@ -11,7 +11,14 @@ import pytest
 from twostream_das.cli import main
 from twostream_das.errors import DataError
 from twostream_das.io import write_prediction
-from twostream_das.report import render, report_data, runs_of, video_src, write_report
+from twostream_das.report import (
+    curve_points,
+    render,
+    report_data,
+    runs_of,
+    video_src,
+    write_report,
+)
 from twostream_das.runs import write_json
 
 # class and video names are user data: the report must show them as text, never as HTML
@@ -68,6 +75,14 @@ def test_runs_are_half_open_segments():
     assert runs_of(np.array([2, 2, 0, 1, 1, 1])) == [[0, 2, 2], [2, 3, 0], [3, 6, 1]]
 
 
+def test_long_curves_keep_the_worst_frame_of_each_bin():
+    values = np.array([0.1, 0.5, 0.2, 0.3, 0.05])
+    # 5 frames in at most 2 points: bins of 3 frames, the last padded with its last frame
+    assert curve_points(values, np.max, points=2) == {"step": 3, "values": [0.5, 0.3]}
+    assert curve_points(values, np.min, points=2) == {"step": 3, "values": [0.1, 0.05]}
+    assert curve_points(values, np.max, points=5) == {"step": 1, "values": values.tolist()}
+
+
 def test_prediction_folder_data_hand_worked(tmp_path):
     data = report_data(prediction_folder(tmp_path), tmp_path)
     assert data["kind"] == "predictions"
@@ -86,7 +101,7 @@ def test_prediction_folder_data_hand_worked(tmp_path):
     curves = {c["name"]: c for c in video["curves"]}
     assert curves["confidence"]["values"] == pytest.approx([0.6, 0.5, 0.7, 0.4, 0.9, 0.8])
     assert curves["uncertainty"]["values"] == pytest.approx(UNCERTAINTY.tolist(), abs=1e-4)
-    assert curves["uncertainty"]["max"] == pytest.approx(0.6)
+    assert curves["uncertainty"]["max"] == pytest.approx(0.6) and curves["confidence"]["step"] == 1
     assert video["columns"] == ["confidence", "uncertainty"]
     table = [(s["label"], s["start_s"], s["end_s"], s["uncertainty"]) for s in video["segments"]]
     assert table == [("background", 0.0, 1.0, 0.2), ("cut", 1.0, 3.0, 0.3125)]
@@ -141,6 +156,8 @@ def test_run_folder_data_hand_worked(tmp_path):
     run = run_folder(tmp_path / "run", root, 1, {"flow": 0.25, "rgb": 1.0}, FUSED, STREAMS)
     data = report_data(run, tmp_path)
     assert data["kind"] == "run"
+    (tmp_path / "demo.json").write_text("{}")  # a demo folder reports its run
+    assert report_data(tmp_path, tmp_path)["videos"] == data["videos"]
     (video,) = data["videos"]
     assert video["id"] == "fold 1: v"
     assert [t["name"] for t in video["tracks"]] == ["ground truth", "flow", "rgb", "fused"]
@@ -287,6 +304,10 @@ def test_report_in_a_real_browser(chromium, tmp_path):
     pred, fps, labels = tmp_path / "pred", 10.0, np.repeat([0, 1, 2, 1], [6, 9, 8, 7])
     for name in ("played", "plain"):
         write_labels(pred, name, labels, {"rgb": np.roll(labels, 2)})
+    probs = np.full((len(CLASSES), len(labels)), 0.2, np.float32)
+    probs[labels, np.arange(len(labels))] = 0.6
+    np.save(pred / "played_probs.npy", probs)
+    np.save(pred / "played_uncertainty.npy", np.linspace(0, 1, len(labels), dtype=np.float32))
     write_json(pred / "summary.json", {"fps": fps, "classes": CLASSES, "labels_dir": None})
     video = tiny_video(tmp_path / "videos" / "played.webm", len(labels), fps)
     page = write_report(pred, tmp_path / "out" / "report.html", [video])

@@ -22,7 +22,7 @@ The embedded object (:func:`report_data`)::
      "classes": [{"name", "color": "#rrggbb", "background": bool}],
      "videos": [{"id", "name", "fps", "num_frames", "video_src": str | None,
                  "tracks": [{"name", "runs": [[start, end, class id], ...]}],  # end exclusive
-                 "curves": [{"name", "values": [per frame], "max"}],
+                 "curves": [{"name", "step", "values": [per step frames], "max"}],
                  "columns": ["confidence", "uncertainty"],   # the segment fields present
                  "segments": [{"label", "label_id", "start_frame", "end_frame", "start_s",
                                "end_s", "confidence", "uncertainty"}]}],
@@ -69,6 +69,8 @@ VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".webm", ".ogv", ".ogg", ".mov", ".m4
 SEGMENT_COLUMNS: tuple[str, ...] = ("confidence", "uncertainty")
 """Optional numeric segment fields shown in the table when a folder has them."""
 UNCERTAINTY_SUFFIX = "_uncertainty.npy"
+CURVE_POINTS = 2000
+"""Most values a curve embeds per video (longer videos are binned, see :func:`curve_points`)."""
 TEMPLATE = "report.html"
 _DATA_MARK, _TITLE_MARK = "/*REPORT_DATA*/", "<!--REPORT_TITLE-->"
 GENERATOR = '<meta name="generator" content="twostream_das report">'
@@ -136,6 +138,8 @@ def report_data(
     files = video_files(videos)
     if (source / "summary.json").is_file() and "per_fold" in read_json(source / "summary.json"):
         kind, runs = "cv", _cv_runs(source)
+    elif (source / "demo.json").is_file() and (source / "run" / "run.json").is_file():
+        return report_data(source / "run", page_dir, videos, labels_dir)  # a demo: its run
     elif (source / "run.json").is_file():
         fold = read_json(source / "run.json").get("fold")
         kind, runs = "run", [(f"fold {fold}" if fold is not None else "", RunDir(source))]
@@ -309,13 +313,11 @@ def _read_videos(
         curves = []
         if probs is not None:  # the probability of the fused label, frame by frame
             confidence = probs[fused, np.arange(fused.size)]
-            curves.append({"name": "confidence", "values": _rounded(confidence), "max": 1.0})
+            curves.append({"name": "confidence", **curve_points(confidence, np.min), "max": 1.0})
         uncertainty = _optional_npy(folder / f"{name}{UNCERTAINTY_SUFFIX}", (fused.size,))
         if uncertainty is not None:
-            top = float(uncertainty.max()) if uncertainty.size else 0.0
-            curves.append(
-                {"name": "uncertainty", "values": _rounded(uncertainty), "max": max(top, 1e-9)}
-            )
+            top = max(float(uncertainty.max()), 1e-9)
+            curves.append({"name": "uncertainty", **curve_points(uncertainty, np.max), "max": top})
         segments = _segments(folder / f"{name}_segments.json", fused, probs, classes, fps)
         columns = [c for c in SEGMENT_COLUMNS if any(s.get(c) is not None for s in segments)]
         found.entries.append(
@@ -348,8 +350,18 @@ def _optional_npy(path: Path, shape: tuple[int, ...]) -> Optional[np.ndarray]:
     return arr.astype(np.float64)
 
 
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 4) for v in values]
+def curve_points(values: np.ndarray, worst: Any, points: int = CURVE_POINTS) -> dict[str, Any]:
+    """A per-frame series ``(T,)`` as at most ``points`` values, each the ``worst``
+    (``np.min`` for confidence, ``np.max`` for uncertainty) of ``step`` consecutive frames, so
+    that no doubtful frame vanishes from a long video's curve.
+
+    Returns:
+        ``{"step": frames per value, "values": [...]}`` (4 decimals).
+    """
+    step = max(1, -(-len(values) // points))
+    padded = np.pad(values, (0, -len(values) % step), mode="edge")  # the last bin repeats
+    binned = worst(padded.reshape(-1, step), axis=1)
+    return {"step": step, "values": [round(float(v), 4) for v in binned]}
 
 
 def _segments(
