@@ -246,6 +246,9 @@ def test_cli_writes_rewrites_its_own_report_and_refuses_other_files(tmp_path, ca
     assert "refusing to overwrite" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "is not a prediction folder" in capsys.readouterr().err
+    (pred / f"{VIDEO}_probs.npy").write_bytes(b"not numpy")
+    assert main(["report", str(pred), "--out", str(out)]) == 2
+    assert "_probs.npy: " in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- real browser

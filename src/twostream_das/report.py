@@ -344,7 +344,10 @@ def _stream_names(folder: Path, streams: Sequence[str]) -> list[str]:
 def _optional_npy(path: Path, shape: tuple[int, ...]) -> Optional[np.ndarray]:
     if not path.is_file():
         return None
-    arr = np.load(path, allow_pickle=False)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {path}: {err}; expected a .npy array") from None
     if arr.shape != shape or not np.isfinite(arr).all():
         raise DataError(f"{path} has shape {arr.shape}; expected {shape} of finite numbers")
     return arr.astype(np.float64)
