@@ -143,7 +143,8 @@ def run_folder(folder: Path, root: Path, fold: int, weights: dict, fused, stream
     write_json(folder / "results.json", {
         "rgb": scores, "flow": scores, "fused": {**scores, "acc": 50.0 + fold},
         "fusion_weights": weights, "postprocess": {"kind": "purge", "window": 3}, "epoch": 7,
-        "fold": fold,
+        "fold": fold, "samples": 4, "ddim_steps": 8,
+        "uncertainty": {"auroc_mutual_information": 0.75, "ece": 0.5 / fold},
     })
     write_json(folder / "selection.json", {"best": {"epoch": 7, "fusion_weights": weights}})
     write_labels(folder / "predictions", "v", fused, streams)
@@ -171,6 +172,8 @@ def test_run_folder_data_hand_worked(tmp_path):
                                {"kind": "purge", "window": 3},
                                "fusion_weights": {"flow": 0.25, "rgb": 1.0}}]
     assert m["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 2, 0]]
+    assert m["uncertainty"] == [{"run": "fold 1", "samples": 4, "ddim_steps": 8,
+                                 "auroc_mutual_information": 0.75, "ece": 0.5}]
 
 
 def test_cv_folder_pools_the_runs(tmp_path):

@@ -28,6 +28,8 @@ The embedded object (:func:`report_data`)::
                                "end_s", "confidence", "uncertainty"}]}],
      "metrics": None | {"streams", "rows": [{"run", "stream", "values"}], "mean_std",
                         "selection": [{"run", "epoch", "fusion_weights", "postprocess"}],
+                        "uncertainty": [{"run", "samples", "ddim_steps", <results.json's
+                                         "uncertainty" entries: AUROC, ECE>}],
                         "per_class_f1": [{"class", "f1": {"f1@10", ...} | None}] | None,
                         "confusion": [[frames]] | None, "num_videos"}}
 """
@@ -393,7 +395,7 @@ def _metrics(
 ) -> dict[str, Any]:
     """Scores as stored by ``evaluate``, and per-class F1 and the confusion matrix of the
     fused predictions over every video with ground truth (TP/FP/FN and frames pooled)."""
-    rows, selection, streams = [], [], []
+    rows, selection, uncertainty, streams = [], [], [], []
     for label, run in runs:
         results = _read_optional_json(run.results_json)
         weights = results.get("fusion_weights") or {}
@@ -411,6 +413,10 @@ def _metrics(
                 "postprocess": results.get("postprocess", best.get("postprocess")),
             }
         )
+        found_uncertainty = results.get("uncertainty")  # evaluate's AUROC and ECE, when stored
+        if isinstance(found_uncertainty, dict):
+            sampling = {k: results.get(k) for k in ("samples", "ddim_steps")}
+            uncertainty.append({"run": label, **sampling, **found_uncertainty})
     per_class = confusion = None
     if found.gts:
         ids = [i for i, _ in enumerate(classes)]
@@ -424,6 +430,7 @@ def _metrics(
         "rows": rows,
         "mean_std": None,
         "selection": selection,
+        "uncertainty": uncertainty,
         "per_class_f1": per_class,
         "confusion": confusion,
         "num_videos": len(found.gts),
