@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from _shared import require_shared
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 ROW_KEYS = {"preset", "frames", "variant", "median_s", "min_s", "repeats", "gflop", "gflops",
@@ -50,3 +53,43 @@ def test_inference_bench_sizes_option():
     for bad in ["gtea", "salads:10", "gtea:x"]:
         with pytest.raises(argparse.ArgumentTypeError, match="preset:T"):
             parse_sizes(bad)
+
+
+def _fusion_quality():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import fusion_quality
+    finally:
+        sys.path.remove(str(BENCH))
+    return fusion_quality
+
+
+def test_fusion_quality_streams_see_objects_and_motions():
+    fq = _fusion_quality()
+    classes = ["cut_tomato", "place_tomato_into_bowl", "cut_cheese", "add_salt", "add_oil",
+               "mix_dressing", "add_dressing", "action_start", "action_end"]  # fmt: skip
+    groups = fq.confusable_groups(classes)
+    first, second = fq.STREAMS  # the object stream, then the motion stream
+    assert groups[first] == [("cut_tomato", "place_tomato_into_bowl"),
+                             ("mix_dressing", "add_dressing")]  # fmt: skip
+    assert groups[second] == [("cut_tomato", "cut_cheese"), ("add_salt", "add_oil", "add_dressing"),
+                              ("action_start", "action_end")]  # fmt: skip
+    assert fq.performer("rgb-03-1") == "03" and fq.performer("P42_cam01_P42_tea") == "42"
+
+
+def test_fusion_quality_dataset_from_real_labels(tmp_path):
+    require_shared("data/50salads/groundTruth.tar.gz")
+    fq = _fusion_quality()
+    source = fq.SOURCES["50salads"]
+    root = fq.build_dataset(source, tmp_path / "data", max_train=3, max_test=2)
+    train = (root / "splits" / "train.split1.bundle").read_text().split()
+    test = (root / "splits" / "test.split1.bundle").read_text().split()
+    assert len(train) == 3 and len(test) == 2 and not set(train) & set(test)
+    real = fq.read_ground_truth(fq.SHARED / "50salads")
+    video = Path(train[0]).stem
+    labels = (root / "groundTruth" / f"{video}.txt").read_text().split()
+    assert labels == real[video][::8]  # the real labels at 1/8 of the frame rate
+    for s in fq.STREAMS:
+        feats = np.load(root / f"features_{s}" / f"{video}.npy")
+        assert feats.shape == (fq.STREAM_NOISE[s].dim, len(labels)) and feats.dtype == np.float32
+    assert fq.build_dataset(source, tmp_path / "data", 3, 2) == root  # written once

@@ -110,3 +110,16 @@ def test_candidates_and_round_trip():
         {"fused": {"acc": 1.0}},
     )
     assert Selection.from_dict(sel.to_dict()) == sel
+
+
+def test_temperatures_are_fitted_on_validation_and_stored():
+    videos = _complementary_videos()
+    cfg = _cfg("fusion.grid_step=0.5", "train.select_metric=acc", "fusion.temperature=true")
+    sel = select(videos, NAMES, cfg, epoch=3)
+    assert set(sel.temperatures) == {"rgb", "flow"}
+    assert all(0.05 <= t <= 20.0 for t in sel.temperatures.values())
+    assert Selection.from_dict(sel.to_dict()) == sel
+    assert select(videos, NAMES, _cfg("fusion.grid_step=0.5"), epoch=3).temperatures == {}
+    old = sel.to_dict()
+    del old["temperatures"]  # selections stored before the option
+    assert Selection.from_dict(old).temperatures == {}

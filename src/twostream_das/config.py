@@ -56,6 +56,13 @@ class PostprocessKind(str, enum.Enum):
     MODE = "mode"  # mode (majority) filter over labels, window ``window``
 
 
+class FusionRule(str, enum.Enum):
+    """How late fusion combines the streams' per-frame class probabilities."""
+
+    SUM = "sum"  # P = sum_s w_s P_s (SPEC section 5, the paper)
+    PRODUCT = "product"  # P ∝ prod_s P_s ** w_s: weighted sum of log-probabilities, renormalised
+
+
 class Average(str, enum.Enum):
     """How metrics are aggregated over the videos of a split."""
 
@@ -174,6 +181,11 @@ class FusionConfig:
     rgb_weight: float = 0.5  # used until weights are selected on validation
     flow_weight: float = 0.5
     grid_step: float = 0.1  # grid over [0, 1] x [0, 1] for w_rgb, w_flow
+    rule: FusionRule = FusionRule.SUM
+    # one temperature per stream fitted on validation (frame NLL) before fusing: P_s ** (1 / T_s)
+    temperature: bool = False
+    temperature_bounds: List[float] = field(default_factory=lambda: [0.05, 20.0])  # [min, max]
+    prob_floor: float = 1e-8  # probabilities are clipped to this before a log (product, T)
 
 
 @dataclass(frozen=True)
@@ -313,6 +325,9 @@ def validate(cfg: Config) -> None:
         ("fusion.grid_step", lambda v: 0 < v <= 1, "in (0, 1]"),
         ("fusion.rgb_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
         ("fusion.flow_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("fusion.temperature_bounds", lambda v: len(v) == 2 and 0 < v[0] < v[1],
+         "[min, max] with 0 < min < max"),
+        ("fusion.prob_floor", lambda v: 0 < v < 1, "in (0, 1)"),
         ("postprocess.window", lambda v: v >= 1, ">= 1"),
         ("eval.batch_size", lambda v: v >= 1, ">= 1"),
     ]

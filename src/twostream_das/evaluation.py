@@ -61,7 +61,10 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
     videos = load_videos(cfg.dataset, read_split(root, "test", fold), label_map)
     weights, post = loaded.fusion_weights, loaded.postprocess
     gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
-    for pred in predict(loaded.model, videos, cfg, weights, post, device, not quiet, "test"):
+    method = loaded.fusion_method
+    for pred in predict(
+        loaded.model, videos, cfg, weights, post, device, not quiet, "test", method
+    ):
         gts.append(pred.video.labels)
         fused.append(pred.decision.labels)
         for stream, labels in pred.decision.stream_labels.items():
@@ -83,6 +86,8 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
     results.update(
         {
             "fusion_weights": dict(weights),
+            "fusion_rule": method.rule.value,
+            "temperatures": dict(method.temperatures),
             "postprocess": post.to_dict(),
             "epoch": loaded.checkpoint.epoch,
             "fold": fold,

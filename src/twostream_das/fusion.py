@@ -5,6 +5,16 @@ per-frame class probabilities before post-processing and argmax. The weights are
 renormalised: the paper's formula is used as written, and scaling both weights changes neither
 the argmax nor a median filter.
 
+Two settings change what is combined, not the weights or their search (``docs/FUSION.md`` has
+the measurements that chose the defaults):
+
+- ``fusion.rule = product``: ``P ∝ prod_s P_s ** w_s``, the weighted sum of log-probabilities,
+  renormalised over the classes. A stream that is sure a class is wrong vetoes it, where the
+  sum lets the more confident stream decide.
+- ``fusion.temperature``: each stream's probabilities are first tempered, ``P_s ** (1 / T_s)``
+  renormalised, with ``T_s`` fitted on validation frames (:func:`fit_temperature`, the
+  negative log-likelihood of the true labels).
+
 Weights are chosen on validation videos by :func:`search_weights`, which tries every point of
 :func:`weight_grid` with a caller-supplied score (e.g. the selection metric of the fused,
 post-processed predictions), so the search knows nothing of metrics or data.
@@ -12,10 +22,15 @@ post-processed predictions), so the search knows nothing of metrics or data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Optional, TypeVar
 
-from .config import STREAMS
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from .config import STREAMS, FusionConfig, FusionRule
 
 GRID_DECIMALS = 10
 """Grid points are rounded to this many decimals (0.1 * 3 -> 0.3, not 0.30000000000000004)."""
@@ -40,23 +55,120 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def fuse(probs: Mapping[str, ArrayT], weights: Mapping[str, float]) -> ArrayT:
-    """``sum_s weights[s] * probs[s]`` over the streams.
+@dataclass(frozen=True)
+class FusionMethod:
+    """How the streams' probabilities are combined, besides the weights.
+
+    Attributes:
+        rule: sum of probabilities (the paper) or of log-probabilities (product).
+        temperatures: stream -> T_s > 0 applied before fusing; empty = none (all 1).
+        floor: probabilities are clipped to this before a log.
+    """
+
+    rule: FusionRule = FusionRule.SUM
+    temperatures: Mapping[str, float] = field(default_factory=dict)
+    floor: float = 1e-8
+
+    @classmethod
+    def from_config(
+        cls, cfg: FusionConfig, temperatures: Optional[Mapping[str, float]] = None
+    ) -> FusionMethod:
+        return cls(cfg.rule, dict(temperatures or {}), cfg.prob_floor)
+
+
+def _log(x: ArrayT, floor: float) -> ArrayT:
+    if isinstance(x, torch.Tensor):
+        return torch.log(x.clamp_min(floor))  # type: ignore[return-value]
+    return np.log(np.maximum(x, floor))  # type: ignore[return-value,call-overload]
+
+
+def _softmax_classes(logits: ArrayT) -> ArrayT:
+    """Softmax over the class axis (-2 of (C, T) or (B, C, T))."""
+    if isinstance(logits, torch.Tensor):
+        return torch.softmax(logits, dim=-2)  # type: ignore[return-value]
+    shifted = np.exp(logits - np.max(logits, axis=-2, keepdims=True))  # type: ignore[call-overload]
+    return shifted / shifted.sum(axis=-2, keepdims=True)  # type: ignore[no-any-return]
+
+
+def temper(probs: ArrayT, temperature: float, floor: float = 1e-8) -> ArrayT:
+    """``probs ** (1 / T)`` renormalised over the classes (axis -2); T = 1 returns ``probs``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature = {temperature} is invalid; expected > 0")
+    if temperature == 1.0:
+        return probs
+    return _softmax_classes(_log(probs, floor) / temperature)  # type: ignore[operator]
+
+
+def fuse(
+    probs: Mapping[str, ArrayT],
+    weights: Mapping[str, float],
+    method: Optional[FusionMethod] = None,
+) -> ArrayT:
+    """The streams' probabilities combined with ``weights`` as ``method`` says.
+
+    ``sum`` (default): ``sum_s weights[s] * probs[s]``. ``product``: softmax over the classes
+    of ``sum_s weights[s] * log(probs[s])`` (probabilities clipped to ``method.floor``).
+    Temperatures, if any, are applied to each stream first (:func:`temper`).
 
     Args:
         probs: stream -> (C, T) or (B, C, T) probabilities (numpy arrays or tensors), all of
             one shape.
         weights: stream -> weight in [0, 1].
+        method: rule, temperatures and floor; None = the paper's weighted sum.
 
     Returns:
-        The fused probabilities, same type and shape.
+        The fused scores, same type and shape (probabilities for ``product``; for ``sum``
+        they sum to ``sum_s weights[s]``).
     """
+    method = method or FusionMethod()
     checked = check_weights(weights)
     shapes = {s: tuple(probs[s].shape) for s in STREAMS}  # type: ignore[attr-defined]
     if len(set(shapes.values())) != 1:
         raise ValueError(f"stream probabilities differ in shape: {shapes}")
+    tempered = {
+        s: temper(probs[s], float(method.temperatures.get(s, 1.0)), method.floor) for s in STREAMS
+    }
     first, second = STREAMS
-    return checked[first] * probs[first] + checked[second] * probs[second]  # type: ignore[operator]
+    if method.rule is FusionRule.PRODUCT:
+        scores = checked[first] * _log(tempered[first], method.floor) + checked[
+            second
+        ] * _log(tempered[second], method.floor)  # type: ignore[operator]
+        return _softmax_classes(scores)
+    return checked[first] * tempered[first] + checked[second] * tempered[second]  # type: ignore[operator]
+
+
+def fit_temperature(
+    probs: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    bounds: Sequence[float] = (0.05, 20.0),
+    floor: float = 1e-8,
+) -> float:
+    """The temperature T in ``bounds`` that minimises the mean negative log-likelihood of the
+    true labels under ``probs ** (1 / T)`` renormalised (validation frames only).
+
+    Args:
+        probs: per video (C, T_v) probabilities of one stream.
+        labels: per video (T_v,) int class ids.
+
+    Returns:
+        T (> 1 softens over-confident probabilities, < 1 sharpens).
+    """
+    logp = np.concatenate([np.log(np.maximum(p, floor)) for p in probs], axis=1)  # (C, N)
+    truth = np.concatenate([np.asarray(y, dtype=np.int64) for y in labels])  # (N,)
+    if logp.shape[1] != truth.shape[0] or truth.size == 0:
+        raise ValueError(f"{logp.shape[1]} frames of probabilities for {truth.shape[0]} labels")
+    picked = logp[truth, np.arange(truth.size)]  # (N,)
+
+    def nll(log_t: float) -> float:
+        scaled = logp / np.exp(log_t)  # (C, N)
+        top = scaled.max(axis=0)
+        norm = top + np.log(np.exp(scaled - top).sum(axis=0))  # (N,)
+        return float(np.mean(norm - picked / np.exp(log_t)))
+
+    low, high = (float(b) for b in bounds)
+    found = minimize_scalar(nll, bounds=(np.log(low), np.log(high)), method="bounded",
+                            options={"xatol": 1e-4})
+    return float(np.exp(found.x))
 
 
 def weight_grid(step: float) -> list[dict[str, float]]:

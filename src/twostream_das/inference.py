@@ -30,7 +30,7 @@ from .config import STREAMS, Config, PostprocessKind
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import upsample
-from .fusion import fuse
+from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
 from .runtime import autocast, derive_seed, make_generator
 from .two_stream import TwoStreamModel
@@ -117,6 +117,13 @@ class LoadedModel:
         if selection and "postprocess" in selection:
             return PostprocessChoice.from_dict(selection["postprocess"])
         return PostprocessChoice.from_config(self.config)
+
+    @property
+    def fusion_method(self) -> FusionMethod:
+        """The configured rule with the temperatures selected on validation (none before)."""
+        selection = self.checkpoint.selection or {}
+        temperatures = {s: float(t) for s, t in (selection.get("temperatures") or {}).items()}
+        return FusionMethod.from_config(self.config.fusion, temperatures)
 
 
 def config_fusion_weights(cfg: Config) -> dict[str, float]:
@@ -206,11 +213,27 @@ def predict_probabilities(
         model.train(was_training)
 
 
+def fused_labels(
+    probs: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
+) -> np.ndarray:
+    """The fused, post-processed labels (T,) of :func:`decide` alone (what a search scores)."""
+    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T)
+    return np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
+
+
 def decide(
-    probs: Mapping[str, np.ndarray], weights: Mapping[str, float], post: PostprocessChoice
+    probs: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
 ) -> Decision:
-    """Fuse per-stream probabilities ``(C, T)`` with ``weights`` and post-process to labels."""
-    fused = np.asarray(fuse(probs, weights), dtype=np.float32)  # (C, T)
+    """Fuse per-stream probabilities ``(C, T)`` with ``weights`` (and ``method``: rule and
+    temperatures; None = the paper's weighted sum) and post-process to labels. The streams'
+    own labels come from their probabilities as given (a temperature moves no argmax)."""
+    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T)
     labels = np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
     stream_labels = {
         s: np.asarray(postprocess(probs[s], post.kind, post.window), dtype=np.int64)
@@ -228,10 +251,11 @@ def predict(
     device: torch.device,
     progress: bool = False,
     desc: str = "predict",
+    method: Optional[FusionMethod] = None,
 ) -> Iterator[VideoPrediction]:
     """The full path for every video: probabilities, fusion, post-processing, labels."""
     for video in predict_probabilities(model, videos, cfg, device, progress, desc):
-        yield VideoPrediction(video, decide(video.probs, weights, post))
+        yield VideoPrediction(video, decide(video.probs, weights, post, method))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -191,8 +191,10 @@ def predict_files(
     out = Path(out)
     weights, post = loaded.fusion_weights, loaded.postprocess
     written, gts, preds = [], [], {"rgb": [], "flow": [], "fused": []}
+    method = loaded.fusion_method
     for pred in predict(
-        loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet
+        loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet,
+        method=method,
     ):
         written.append(write_video_outputs(pred, loaded, out, fps))
         if pred.video.labels is not None:
@@ -204,6 +206,8 @@ def predict_files(
         "checkpoint": str(checkpoint),
         "epoch": loaded.checkpoint.epoch,
         "fusion_weights": weights,
+        "fusion_rule": method.rule.value,
+        "temperatures": dict(method.temperatures),
         "postprocess": post.to_dict(),
         "fps": fps,
         "classes": list(loaded.label_names),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from .config import STREAMS, Config, PostprocessKind
-from .fusion import search_weights
-from .inference import PostprocessChoice, VideoProbs, decide
+from .fusion import FusionMethod, fit_temperature, search_weights
+from .inference import PostprocessChoice, VideoProbs, decide, fused_labels
 from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,10 @@ def score_streams(
     cfg: Config,
     weights: Mapping[str, float],
     post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
 ) -> StreamMetrics:
     """Metrics of RGB alone, FLOW alone and the fusion, all post-processed with ``post``."""
-    decisions = [decide(v.probs, weights, post) for v in videos]
+    decisions = [decide(v.probs, weights, post, method) for v in videos]
     gts = [_labels(v) for v in videos]
     out = {
         s: score_labels(gts, [d.stream_labels[s] for d in decisions], label_names, cfg)
@@ -73,11 +74,13 @@ class Selection:
     metric: str  # train.select_metric
     score: float  # validation score of the fused prediction with these choices
     metrics: StreamMetrics = field(default_factory=dict)  # validation metrics with these choices
+    temperatures: dict[str, float] = field(default_factory=dict)  # fusion.temperature; {} = off
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epoch": int(self.epoch),
             "fusion_weights": {s: float(self.fusion_weights[s]) for s in STREAMS},
+            "temperatures": {s: float(t) for s, t in self.temperatures.items()},
             "postprocess": self.postprocess.to_dict(),
             "metric": self.metric,
             "score": float(self.score),
@@ -93,17 +96,36 @@ class Selection:
             metric=str(data["metric"]),
             score=float(data["score"]),
             metrics=dict(data.get("metrics", {})),
+            temperatures={s: float(t) for s, t in (data.get("temperatures") or {}).items()},
         )
 
 
+def fit_temperatures(videos: Sequence[VideoProbs], cfg: Config) -> dict[str, float]:
+    """Per stream, the temperature fitted on these (validation) videos; {} when
+    ``fusion.temperature`` is off."""
+    if not cfg.fusion.temperature:
+        return {}
+    gts = [_labels(v) for v in videos]
+    return {
+        s: fit_temperature(
+            [v.probs[s] for v in videos], gts, cfg.fusion.temperature_bounds, cfg.fusion.prob_floor
+        )
+        for s in STREAMS
+    }
+
+
 def select_fusion_weights(
-    videos: Sequence[VideoProbs], label_names: Sequence[str], cfg: Config, post: PostprocessChoice
+    videos: Sequence[VideoProbs],
+    label_names: Sequence[str],
+    cfg: Config,
+    post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
 ) -> tuple[dict[str, float], float]:
     """Grid search over (w_rgb, w_flow) in [0, 1]^2, step ``fusion.grid_step``, on validation."""
     gts = [_labels(v) for v in videos]
 
     def fused_score(weights: Mapping[str, float]) -> float:
-        preds = [decide(v.probs, weights, post).labels for v in videos]
+        preds = [fused_labels(v.probs, weights, post, method) for v in videos]
         return selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
 
     found = search_weights(cfg.fusion.grid_step, fused_score)
@@ -125,6 +147,7 @@ def select_postprocess(
     label_names: Sequence[str],
     cfg: Config,
     weights: Mapping[str, float],
+    method: Optional[FusionMethod] = None,
 ) -> tuple[PostprocessChoice, float]:
     """The post-processing (kind, window) with the best fused validation score.
 
@@ -135,7 +158,7 @@ def select_postprocess(
     candidates = [configured] + [c for c in postprocess_candidates(cfg) if c != configured]
     best_choice, best_score = configured, -np.inf
     for choice in candidates:
-        preds = [decide(v.probs, weights, choice).labels for v in videos]
+        preds = [fused_labels(v.probs, weights, choice, method) for v in videos]
         value = selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
         if value > best_score:
             best_choice, best_score = choice, value
@@ -145,14 +168,17 @@ def select_postprocess(
 def select(
     videos: Sequence[VideoProbs], label_names: Sequence[str], cfg: Config, epoch: int
 ) -> Selection:
-    """Fusion weights, then (if ``postprocess.select_on_validation``) post-processing, then the
-    fusion weights again under the chosen post-processing. Validation videos only."""
+    """Temperatures (if ``fusion.temperature``), fusion weights, then (if
+    ``postprocess.select_on_validation``) post-processing, then the fusion weights again under
+    the chosen post-processing. Validation videos only."""
+    temperatures = fit_temperatures(videos, cfg)
+    method = FusionMethod.from_config(cfg.fusion, temperatures)
     post = PostprocessChoice.from_config(cfg)
-    weights, value = select_fusion_weights(videos, label_names, cfg, post)
+    weights, value = select_fusion_weights(videos, label_names, cfg, post, method)
     if cfg.postprocess.select_on_validation:
-        post, value = select_postprocess(videos, label_names, cfg, weights)
-        weights, value = select_fusion_weights(videos, label_names, cfg, post)
-    metrics = score_streams(videos, label_names, cfg, weights, post)
+        post, value = select_postprocess(videos, label_names, cfg, weights, method)
+        weights, value = select_fusion_weights(videos, label_names, cfg, post, method)
+    metrics = score_streams(videos, label_names, cfg, weights, post, method)
     logger.info(
         "selected on %d validation videos: epoch %d, fusion rgb=%.2f flow=%.2f, %s window %d "
         "(%s %.2f)",
@@ -165,7 +191,9 @@ def select(
         cfg.train.select_metric,
         value,
     )
-    return Selection(epoch, weights, post, cfg.train.select_metric, value, metrics)
+    return Selection(
+        epoch, weights, post, cfg.train.select_metric, value, metrics, temperatures
+    )
 
 
 def _labels(video: VideoProbs) -> np.ndarray:

@@ -55,6 +55,7 @@ from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream
 from .data.layout import read_mapping, read_split, train_val_split
 from .distributed import all_mean, barrier, local_device, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError
+from .fusion import FusionMethod
 from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
 from .runs import (
     RunDir,
@@ -66,7 +67,15 @@ from .runs import (
     write_json,
 )
 from .runtime import autocast, derive_seed, make_generator, resolve_device
-from .selection import METRIC_KEYS, Selection, StreamMetrics, score_streams, select, selection_score
+from .selection import (
+    METRIC_KEYS,
+    Selection,
+    StreamMetrics,
+    fit_temperatures,
+    score_streams,
+    select,
+    selection_score,
+)
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
@@ -477,8 +486,8 @@ def is_eval_epoch(ctx: TrainContext, epoch: int) -> bool:
 
 
 def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMetrics]:
-    """Both streams and their fusion (current weights, configured post-processing) on the
-    validation videos."""
+    """Both streams and their fusion (configured weights, rule and post-processing; the
+    temperatures fitted on these videos when ``fusion.temperature``) on the validation videos."""
     videos = list(
         predict_probabilities(
             ctx.model, ctx.data.val, ctx.cfg, ctx.device, ctx.show_progress, desc=f"val {epoch}"
@@ -490,6 +499,7 @@ def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMet
         ctx.cfg,
         config_fusion_weights(ctx.cfg),
         PostprocessChoice.from_config(ctx.cfg),
+        FusionMethod.from_config(ctx.cfg.fusion, fit_temperatures(videos, ctx.cfg)),
     )
     return videos, metrics
 

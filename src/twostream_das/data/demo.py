@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,7 @@ def generate_videos(seed: int = 0) -> list[DemoVideo]:
     proto_seq, person_seq, video_seq = root.spawn(3)
     prototypes = make_prototypes(np.random.default_rng(proto_seq))
     person_rngs = [np.random.default_rng(s) for s in person_seq.spawn(NUM_PERFORMERS)]
-    persons = [_person_offsets(rng) for rng in person_rngs]
+    persons = [person_offsets(rng) for rng in person_rngs]
     plan = _video_plan()
     video_rngs = [np.random.default_rng(s) for s in video_seq.spawn(len(plan))]
     videos = []
@@ -261,17 +262,27 @@ def _video_plan() -> list[tuple[str, int, str]]:
     return sorted(plan)
 
 
-def make_prototypes(rng: np.random.Generator) -> dict[str, np.ndarray]:
+def make_prototypes(
+    rng: np.random.Generator,
+    classes: Sequence[str] = CLASSES,
+    confusable: Mapping[str, Sequence[Sequence[str]]] = CONFUSABLE,
+    streams: Mapping[str, StreamNoise] = STREAM_NOISE,
+) -> dict[str, np.ndarray]:
     """Class prototypes per stream; confusable groups share a centre up to a small spread.
+
+    Args:
+        classes: class names in id order (the demo's by default).
+        confusable: stream -> groups of class names that look alike in that stream.
+        streams: stream -> its feature model (dimension, spread of a confusable group).
 
     Returns:
         stream -> (D_s, C) float64.
     """
     out = {}
-    for stream, noise in STREAM_NOISE.items():
-        protos = rng.normal(size=(noise.dim, len(CLASSES)))  # (D, C)
-        for group in CONFUSABLE[stream]:
-            ids = [CLASSES.index(c) for c in group]
+    for stream, noise in streams.items():
+        protos = rng.normal(size=(noise.dim, len(classes)))  # (D, C)
+        for group in confusable[stream]:
+            ids = [list(classes).index(c) for c in group]
             centre = protos[:, ids[0]].copy()
             for i in ids:
                 protos[:, i] = centre + noise.confusable_spread * rng.normal(size=noise.dim)
@@ -279,9 +290,11 @@ def make_prototypes(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return out
 
 
-def _person_offsets(rng: np.random.Generator) -> dict[str, np.ndarray]:
+def person_offsets(
+    rng: np.random.Generator, streams: Mapping[str, StreamNoise] = STREAM_NOISE
+) -> dict[str, np.ndarray]:
     """stream -> (D_s,) offset shared by all videos of one performer."""
-    return {s: n.person * rng.normal(size=n.dim) for s, n in STREAM_NOISE.items()}
+    return {s: n.person * rng.normal(size=n.dim) for s, n in streams.items()}
 
 
 def sample_actions(recipe: str, rng: np.random.Generator) -> list[str]:

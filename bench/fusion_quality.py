@@ -1,0 +1,523 @@
+"""Fusion quality on a semi-real benchmark: real action grammars, streams that each see part of
+the evidence, the paper's networks and sampling. Prints JSON.
+
+The labels are the real ground truth of a public dataset (``../shared/data``; 50Salads at 1/8
+of its frame rate by default, Breakfast as an option), read straight from its archive. The
+features are drawn with the demo generator's building blocks (``twostream_das.data.demo``:
+class prototypes, per-performer and per-video offsets, slow drift, correlated and white noise,
+blurred boundaries) on those label sequences. The first configured stream sees the *object*
+of each action: classes that share an object (``cut_tomato`` / ``place_tomato_into_bowl``)
+have near-identical prototypes there. The second sees the *motion*: classes that share a verb
+(``cut_tomato`` / ``cut_cheese`` / ...) look alike there. So each stream alone confuses what
+the other tells apart, and a fusion that combines evidence should beat both clearly.
+
+Training uses the dataset preset (the paper's networks, 25 DDIM steps, losses, masks) and the
+package's own training steps (``build_context`` / ``run_epoch``), with fewer epochs and one
+fold. Everything is chosen on the validation videos carved out of the fold's training videos:
+the epoch, the per-stream temperatures, the fusion weights and the post-processing; test videos
+are only scored.
+
+Stages (each resumable; on the shared 2-core machine run each through ``/work/bin/heavy`` in
+calls of at most ~10 minutes)::
+
+    python3 bench/fusion_quality.py train   --work /tmp/fq --seed 0 --budget 540
+    python3 bench/fusion_quality.py measure --work /tmp/fq --seed 0 --budget 540
+    python3 bench/fusion_quality.py report  --work /tmp/fq --seeds 0 1 2
+
+``train`` writes a run folder and a weights snapshot every ``--eval-every`` epochs under
+``WORK/<dataset>/seed<S>/``; ``measure`` stores, per snapshot, what each stream can hand to the
+fusion on the validation and test videos (``probs/epoch<E>.npz``); ``report`` chooses on
+validation and scores on test, for every fusion input, rule and temperature setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io as _io
+import json
+import re
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from twostream_das.checkpoint import save_checkpoint
+from twostream_das.config import STREAMS, Config, FusionRule, load_config
+from twostream_das.data import demo
+from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
+from twostream_das.data.layout import read_mapping
+from twostream_das.fusion import FusionMethod
+from twostream_das.inference import (
+    PostprocessChoice,
+    VideoProbs,
+    load_model,
+    predict_probabilities,
+    view_generator,
+)
+from twostream_das.metrics import METRIC_KEYS
+from twostream_das.runs import RunDir, RunState, inspect_run
+from twostream_das.selection import Selection, score_streams, select, select_postprocess
+from twostream_das.training import build_context, run_epoch, save_last, snapshot
+from twostream_das.two_stream import TwoStreamModel
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+FOLD = 1
+DATA_SEED = 0
+ROLES = dict(zip(STREAMS, ("object", "motion"), strict=True))  # what each stream sees
+STREAM_NOISE = dict(zip(STREAMS, demo.STREAM_NOISE.values(), strict=True))  # the demo's models
+
+
+@dataclass(frozen=True)
+class Source:
+    """A real dataset's labels: the preset, its shared folder and the rate they are taken at."""
+
+    preset: str
+    folder: str
+    rate: int  # every rate-th label frame is kept
+    fps: float  # of the full-rate labels
+
+
+SOURCES = {
+    "50salads": Source("50salads", "50salads", 8, 30.0),
+    "breakfast": Source("breakfast", "breakfast", 1, 15.0),
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def read_ground_truth(folder: Path) -> dict[str, list[str]]:
+    """video -> frame labels, read from ``groundTruth.tar.gz`` (or a ``groundTruth/`` folder)."""
+    out: dict[str, list[str]] = {}
+    archive = folder / "groundTruth.tar.gz"
+    if archive.is_file():
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.endswith(".txt"):
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    text = _io.TextIOWrapper(handle, encoding="utf-8").read()
+                    out[Path(member.name).stem] = text.split()
+        return out
+    for path in sorted((folder / "groundTruth").glob("*.txt")):
+        out[path.stem] = path.read_text().split()
+    return out
+
+
+def confusable_groups(classes: list[str]) -> dict[str, list[tuple[str, ...]]]:
+    """Per stream, the classes it cannot tell apart: those sharing an object (the object
+    stream) or a verb (the motion stream). ``verb_object[_rest]`` names; one-word classes
+    (``SIL``) are unique in both."""
+    parts = {c: c.split("_") for c in classes}
+    keys = {
+        "object": {c: p[1] for c, p in parts.items() if len(p) > 1},
+        "motion": {c: p[0] for c, p in parts.items() if len(p) > 1},
+    }
+    out = {}
+    for stream, role in ROLES.items():
+        groups: dict[str, list[str]] = {}
+        for c, key in keys[role].items():
+            groups.setdefault(key, []).append(c)
+        out[stream] = [tuple(g) for g in groups.values() if len(g) > 1]
+    return out
+
+
+def performer(video: str) -> str:
+    """The performer id in a video name (``rgb-03-1`` -> ``03``, ``P03_cam01_...`` -> ``03``)."""
+    found = re.search(r"\d+", video)
+    return found.group(0) if found else video
+
+
+def build_dataset(source: Source, out: Path, max_train: int, max_test: int) -> Path:
+    """The benchmark dataset in the MS-TCN layout under ``out`` (written once)."""
+    done = out / "done.json"
+    if done.is_file():
+        return out
+    shared = SHARED / source.folder
+    mapping = [ln.split(maxsplit=1)[1] for ln in (shared / "mapping.txt").read_text().splitlines()
+               if ln.strip()]
+    labels = read_ground_truth(shared)
+    names = {part: _bundle(shared, part) for part in ("train", "test")}
+    rng = np.random.default_rng(np.random.SeedSequence([DATA_SEED, 1]))
+    for part, limit in (("train", max_train), ("test", max_test)):
+        if 0 < limit < len(names[part]):
+            names[part] = sorted(rng.choice(names[part], size=limit, replace=False).tolist())
+    videos = sorted(names["train"] + names["test"])
+    root = np.random.SeedSequence(DATA_SEED)
+    proto_seq, person_seq, video_seq = root.spawn(3)
+    groups = confusable_groups(mapping)
+    protos = demo.make_prototypes(np.random.default_rng(proto_seq), mapping, groups, STREAM_NOISE)
+    people = sorted({performer(v) for v in videos})
+    person_rngs = person_seq.spawn(len(people))
+    persons = {p: demo.person_offsets(np.random.default_rng(s), STREAM_NOISE)
+               for p, s in zip(people, person_rngs, strict=True)}
+    for sub in ("groundTruth", "splits", *(f"features_{s}" for s in STREAMS)):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(mapping)))
+    for video, seq in zip(videos, video_seq.spawn(len(videos)), strict=True):
+        rng = np.random.default_rng(seq)
+        frames = labels[video][:: source.rate]
+        ids = np.array([mapping.index(c) for c in frames], dtype=np.int64)
+        (out / "groundTruth" / f"{video}.txt").write_text("".join(f"{c}\n" for c in frames))
+        for s in STREAMS:
+            feats = demo.render_stream(ids, protos[s], persons[performer(video)][s],
+                                       STREAM_NOISE[s], rng)
+            np.save(out / f"features_{s}" / f"{video}.npy", feats)
+    for part in ("train", "test"):
+        (out / "splits" / f"{part}.split{FOLD}.bundle").write_text(
+            "".join(f"{v}.txt\n" for v in names[part]))
+    info = {"source": source.folder, "rate": source.rate, "videos": {k: len(v) for k, v in
+            names.items()}, "confusable": groups, "data_seed": DATA_SEED}
+    done.write_text(json.dumps(info, indent=1) + "\n")
+    return out
+
+
+def _bundle(folder: Path, part: str) -> list[str]:
+    text = (folder / "splits" / f"{part}.split{FOLD}.bundle").read_text()
+    return [Path(ln.strip()).stem for ln in text.splitlines() if ln.strip()]
+
+
+def bench_config(source: Source, data: Path, args: argparse.Namespace, seed: int) -> Config:
+    """The dataset preset (paper networks, 25 DDIM steps) on the benchmark data, one fold."""
+    dims = {s: STREAM_NOISE[s].dim for s in STREAMS}
+    overrides = [f"dataset.root={data}", f"dataset.fps={source.fps / source.rate}",
+                 "dataset.sample_rate=1", "dataset.length_tolerance=0"]
+    for s in STREAMS:
+        overrides += [f"dataset.{s}.source=folder", f"dataset.{s}.folder=features_{s}",
+                      f"dataset.{s}.orientation=DxT", f"dataset.{s}.dim={dims[s]}"]
+    preset = load_config(source.preset)
+    overrides += [
+        f"dataset.boundary_sigma={preset.dataset.boundary_sigma / source.rate}",
+        f"train.seed={seed}", f"train.epochs={args.epochs}", f"train.eval_every={args.eval_every}",
+        f"train.checkpoint_every={args.eval_every}", "train.device=cpu",
+        "postprocess.select_on_validation=true",
+    ]
+    return load_config(source.preset, overrides)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def seed_dir(args: argparse.Namespace, seed: int) -> Path:
+    return Path(args.work) / args.dataset / f"seed{seed}"
+
+
+def stage_train(args: argparse.Namespace) -> dict[str, object]:
+    """Train one seed until ``--epochs`` or until ``--budget`` seconds are spent (resumable)."""
+    source = SOURCES[args.dataset]
+    data = build_dataset(source, Path(args.work) / args.dataset / "data", args.max_train,
+                         args.max_test)
+    cfg = bench_config(source, data, args, args.seed)
+    folder = seed_dir(args, args.seed)
+    run = RunDir(folder / "run")
+    status = inspect_run(run, cfg, FOLD)
+    if status.state is not RunState.NEW and status.last is not None \
+            and status.last.epoch >= cfg.train.epochs:
+        return {"seed": args.seed, "epoch": status.last.epoch, "finished": True}
+    torch.set_num_threads(1)
+    ctx = build_context(cfg, FOLD, run, status.last, quiet=True)
+    start, longest = time.perf_counter(), 0.0
+    while ctx.epoch < cfg.train.epochs:
+        if time.perf_counter() - start + 1.5 * longest > args.budget:
+            break
+        tick = time.perf_counter()
+        losses = run_epoch(ctx, ctx.epoch + 1)
+        ctx.epoch += 1
+        longest = max(longest, time.perf_counter() - tick)
+        print(f"seed {args.seed} epoch {ctx.epoch} loss {losses['loss']:.4f} "
+              f"{time.perf_counter() - tick:.1f}s", file=sys.stderr, flush=True)
+        if ctx.epoch % cfg.train.eval_every == 0 or ctx.epoch == cfg.train.epochs:
+            save_checkpoint(folder / "snapshots" / f"epoch{ctx.epoch}.pt",
+                            snapshot(ctx, with_optimizer=False))
+            save_last(ctx)
+    save_last(ctx)
+    return {"seed": args.seed, "epoch": ctx.epoch, "finished": ctx.epoch >= cfg.train.epochs,
+            "seconds": round(time.perf_counter() - start, 1), "longest_epoch_s": round(longest, 1)}
+
+
+# ----------------------------------------------------------------------------- measure
+
+INPUTS = ("x0", "x0_trajectory", "samples", "encoder")
+"""What a stream can hand to the fusion: the softmax of the last DDIM step's x0 logits (the
+package's output), its mean over the DDIM trajectory, the mean of ``--samples`` last-step
+softmaxes (DDIM noise seeded by eval seeds 0..K-1), and the encoder's softmax."""
+
+
+@torch.inference_mode()
+def stream_outputs(
+    model: TwoStreamModel, sample: Sample, samples: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """input -> stream -> (C, T) probabilities of one video (one view, no padding).
+
+    The loop is the sampler's, unrolled to keep every step's x0 (the package's sampler
+    returns the last step only); sample 0 is exactly what ``predict_probabilities`` returns
+    with ``eval.seed = 0`` (checked by :func:`check_against_package`).
+    """
+    frames = sample.num_frames
+    mask = torch.ones(1, frames, dtype=torch.bool)
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS}
+    lasts: dict[str, list[torch.Tensor]] = {s: [] for s in STREAMS}
+    for k in range(samples):
+        generators = [view_generator(k, sample)]  # the package's generator for eval.seed = k
+        for s in STREAMS:  # in order: FLOW continues from RGB's generator state
+            stream = model.streams[s]
+            encoded = stream.encoder(sample.features[s][None], mask)
+            context = stream.decoder.prepare(encoded.cond, mask)
+            x = stream.sampler.initial_noise((1, stream.num_classes, frames), generators, [frames])
+            trajectory = torch.zeros(1, stream.num_classes, frames)
+            for t in stream.sampler.timesteps:
+                steps = torch.full((1,), t, dtype=torch.long)
+                logits = stream.decoder.denoise(stream.diffusion.model_input(x), steps, context)
+                trajectory += torch.softmax(logits.float(), dim=1)
+                x = stream.sampler.step(stream.diffusion.logits_to_x0(logits), t, x, generators,
+                                        [frames])
+            lasts[s].append(torch.softmax(logits.float(), dim=1)[0])
+            if k == 0:
+                out["x0"][s] = lasts[s][0].numpy()
+                out["x0_trajectory"][s] = (trajectory[0] / len(stream.sampler.timesteps)).numpy()
+                out["encoder"][s] = torch.softmax(encoded.logits.float(), dim=1)[0].numpy()
+    for s in STREAMS:
+        out["samples"][s] = torch.stack(lasts[s]).mean(dim=0).numpy()
+    return out
+
+
+def check_against_package(model: TwoStreamModel, video: Video, cfg: Config,
+                          x0: dict[str, np.ndarray]) -> float:
+    """Largest difference between :func:`stream_outputs`' x0 and the package's prediction."""
+    (ref,) = predict_probabilities(model, [video], cfg, torch.device("cpu"))
+    return max(float(np.abs(ref.probs[s] - x0[s]).max()) for s in STREAMS)
+
+
+def stage_measure(args: argparse.Namespace) -> dict[str, object]:
+    """Every snapshot's fusion inputs on the validation and test videos (resumable)."""
+    folder = seed_dir(args, args.seed)
+    split = json.loads((folder / "run" / "split.json").read_text())
+    torch.set_num_threads(1)
+    start, done, longest, check = time.perf_counter(), [], 0.0, None
+    for path in sorted(_snapshots(args, folder), key=_epoch_of):
+        target = folder / "probs" / f"epoch{_epoch_of(path)}.npz"
+        if target.is_file():
+            continue
+        if time.perf_counter() - start + 1.5 * longest > args.budget:
+            break
+        tick = time.perf_counter()
+        loaded = load_model(path, torch.device("cpu"))
+        cfg = loaded.config
+        label_map = read_mapping(Path(cfg.dataset.root) / "mapping.txt")
+        arrays: dict[str, np.ndarray] = {}
+        for part in ("val", "test"):
+            videos = load_videos(cfg.dataset, split[part], label_map)
+            for video in videos:
+                (sample,) = offset_views(video, 1, cfg.dataset.boundary_sigma)
+                outputs = stream_outputs(loaded.model, sample, args.samples)
+                if check is None:
+                    check = check_against_package(loaded.model, video, cfg, outputs["x0"])
+                    assert check < 1e-4, f"bench sampler differs from the package's by {check}"
+                arrays[f"{part}/{video.name}/labels"] = video.labels
+                for kind, per_stream in outputs.items():
+                    for s, probs in per_stream.items():
+                        arrays[f"{part}/{video.name}/{kind}/{s}"] = probs.astype(np.float32)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        partial.replace(target)
+        longest = max(longest, time.perf_counter() - tick)
+        done.append(_epoch_of(path))
+        print(f"seed {args.seed} measured epoch {done[-1]} in {time.perf_counter() - tick:.0f}s",
+              file=sys.stderr, flush=True)
+    pending = [e for e in map(_epoch_of, _snapshots(args, folder))
+               if not (folder / "probs" / f"epoch{e}.npz").is_file()]
+    return {"seed": args.seed, "measured": done, "pending": sorted(pending),
+            "check_max_abs_diff": check, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _snapshots(args: argparse.Namespace, folder: Path) -> list[Path]:
+    """The weights snapshots from ``--min-epoch`` on (earlier ones are never chosen)."""
+    paths = (folder / "snapshots").glob("epoch*.pt")
+    return [p for p in paths if _epoch_of(p) >= args.min_epoch]
+
+
+def _epoch_of(path: Path) -> int:
+    return int(re.search(r"epoch(\d+)", path.name).group(1))  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------- report
+
+RULES = tuple(FusionRule)
+TEMPERATURE = (False, True)
+MAIN_METRICS = ("acc", "f1@50")  # the goal of issue 16: fused >= better stream + 5 on these
+
+
+def variant_name(kind: str, rule: FusionRule, temperature: bool) -> str:
+    return f"{kind}/{rule.value}" + ("/T" if temperature else "")
+
+
+def load_epoch(folder: Path, epoch: int, split: dict[str, list[str]]
+               ) -> dict[str, dict[str, list[VideoProbs]]]:
+    """part -> input -> the part's videos with that input's per-stream probabilities."""
+    with np.load(folder / "probs" / f"epoch{epoch}.npz") as npz:
+        return {
+            part: {
+                kind: [VideoProbs(v, {s: npz[f"{part}/{v}/{kind}/{s}"] for s in STREAMS},
+                                  npz[f"{part}/{v}/labels"]) for v in split[part]]
+                for kind in INPUTS
+            }
+            for part in ("val", "test")
+        }
+
+
+def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
+    """Per stream: mean top probability on right and on wrong frames, and the share of wrong
+    frames whose top probability is above 0.9 (the over-confidence issue 16 measured)."""
+    out = {}
+    for s in STREAMS:
+        top = np.concatenate([v.probs[s].max(axis=0) for v in videos])
+        right = np.concatenate([v.probs[s].argmax(axis=0) == v.labels for v in videos])
+        out[s] = {"top_right": round(float(top[right].mean()), 3),
+                  "top_wrong": round(float(top[~right].mean()), 3) if (~right).any() else None,
+                  "wrong_above_0.9": round(float((top[~right] > 0.9).mean()), 3)
+                  if (~right).any() else None}
+    return out
+
+
+def report_seed(args: argparse.Namespace, seed: int) -> dict[str, object]:
+    """Every variant's validation choices and test scores for one seed (cached)."""
+    folder = seed_dir(args, seed)
+    cached = folder / "report.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    split = json.loads((folder / "run" / "split.json").read_text())
+    epochs = sorted(_epoch_of(p) for p in (folder / "probs").glob("epoch*.npz"))
+    epochs = [e for e in epochs if e >= args.min_epoch]
+    base = load_model(folder / "snapshots" / f"epoch{epochs[-1]}.pt", torch.device("cpu"))
+    cfg, names = base.config, base.label_names
+    best: dict[str, tuple[float, int, Selection, Config]] = {}
+    solo: dict[str, tuple[float, int, PostprocessChoice]] = {}
+    diagnostics = {}
+    data = {}
+    for epoch in epochs:
+        data[epoch] = load_epoch(folder, epoch, split)
+        diagnostics[epoch] = {k: confidence(data[epoch]["val"][k]) for k in INPUTS}
+        for kind in INPUTS:
+            val = data[epoch]["val"][kind]
+            for rule in RULES:
+                for temperature in TEMPERATURE:
+                    name = variant_name(kind, rule, temperature)
+                    vcfg = replace(cfg, fusion=replace(cfg.fusion, rule=rule,
+                                                       temperature=temperature))
+                    sel = select(val, names, vcfg, epoch)
+                    if name not in best or sel.score > best[name][0]:
+                        best[name] = (sel.score, epoch, sel, vcfg)
+        for s in STREAMS:  # each stream alone (x0, today's input): its own epoch and post
+            alone = {t: float(t == s) for t in STREAMS}
+            post, value = select_postprocess(data[epoch]["val"]["x0"], names, cfg, alone)
+            if s not in solo or value > solo[s][0]:
+                solo[s] = (value, epoch, post)
+    variants = {}
+    for name, (value, epoch, sel, vcfg) in best.items():
+        kind = name.split("/")[0]
+        method = FusionMethod.from_config(vcfg.fusion, sel.temperatures)
+        test = score_streams(data[epoch]["test"][kind], names, vcfg, sel.fusion_weights,
+                             sel.postprocess, method)
+        variants[name] = {"epoch": epoch, "val_score": round(value, 2),
+                          "weights": sel.fusion_weights, "temperatures": sel.temperatures,
+                          "postprocess": sel.postprocess.to_dict(), "test": test}
+    alone_test = {}
+    for s, (_value, epoch, post) in solo.items():
+        alone = {t: float(t == s) for t in STREAMS}
+        metrics = score_streams(data[epoch]["test"]["x0"], names, cfg, alone, post)
+        alone_test[s] = {"epoch": epoch, "postprocess": post.to_dict(), "test": metrics["fused"]}
+    result = {"seed": seed, "epochs": epochs, "variants": variants, "streams_alone": alone_test,
+              "confidence_val": diagnostics}
+    cached.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def gains(variant: dict[str, Any], alone: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Fused minus the better single stream: at the same checkpoint and post-processing
+    (``same``, what ``evaluate`` and the demo print) and against each stream with its own
+    validation-chosen epoch and post-processing (``alone``)."""
+    test = variant["test"]
+    same = {k: test["fused"][k] - max(test[s][k] for s in STREAMS) for k in METRIC_KEYS}
+    own = {k: test["fused"][k] - max(alone[s]["test"][k] for s in STREAMS) for k in METRIC_KEYS}
+    return {"same": same, "alone": own}
+
+
+def stage_report(args: argparse.Namespace) -> dict[str, object]:
+    """Per-seed reports (computed when missing) and their means over seeds."""
+    seeds = {seed: report_seed(args, seed) for seed in args.seeds}
+    summary = {}
+    for name in next(iter(seeds.values()))["variants"]:
+        rows = [(r["variants"][name], r["streams_alone"]) for r in seeds.values()]
+        gain = [gains(v, a) for v, a in rows]
+        mean = {part: {k: round(float(np.mean([g[part][k] for g in gain])), 2)
+                       for k in METRIC_KEYS} for part in ("same", "alone")}
+        summary[name] = {
+            "fused": {k: round(float(np.mean([v["test"]["fused"][k] for v, _ in rows])), 2)
+                      for k in METRIC_KEYS},
+            "gain_mean": mean,
+            "ahead_all_five": {part: sum(all(g[part][k] > 0 for k in METRIC_KEYS) for g in gain)
+                               for part in ("same", "alone")},
+            "goal_met": {part: all(mean[part][k] >= 5 for k in MAIN_METRICS)
+                         and all(mean[part][k] > 0 for k in METRIC_KEYS)
+                         for part in ("same", "alone")},
+        }
+    streams = {s: {k: round(float(np.mean([r["streams_alone"][s]["test"][k]
+                                          for r in seeds.values()])), 2) for k in METRIC_KEYS}
+               for s in STREAMS}
+    return {"dataset": args.dataset, "fold": FOLD, "seeds": list(seeds), "epochs": args.epochs,
+            "streams_alone_mean": streams, "summary": summary, "per_seed": seeds}
+
+
+def stage_run(args: argparse.Namespace) -> dict[str, object]:
+    """train, measure, then report every seed of ``--seeds`` in order, within ``--budget``
+    seconds in all; rerun to continue where it stopped. Prints the report once all are done."""
+    deadline = time.perf_counter() + args.budget
+    for seed in args.seeds:
+        for stage in (stage_train, stage_measure):
+            left = deadline - time.perf_counter()
+            step = stage(argparse.Namespace(**{**vars(args), "seed": seed, "budget": left}))
+            print(json.dumps(step), file=sys.stderr, flush=True)
+            if not step.get("finished", True) or step.get("pending"):
+                return {"stopped": f"seed {seed}, {stage.__name__}: budget spent; run again"}
+        if deadline - time.perf_counter() < 60:
+            return {"stopped": f"seed {seed} measured; run again for the report"}
+        report_seed(args, seed)
+    return stage_report(args)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("train", "measure", "report", "run"))
+    parser.add_argument("--work", default="/tmp/fusion_quality")
+    parser.add_argument("--dataset", choices=sorted(SOURCES), default="50salads")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (train, measure)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for report")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--max-train", type=int, default=0, help="0 = all of the fold's")
+    parser.add_argument("--max-test", type=int, default=0, help="0 = all of the fold's")
+    parser.add_argument("--min-epoch", type=int, default=20, help="report: earliest snapshot")
+    parser.add_argument("--samples", type=int, default=4, help="K DDIM samples per video")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds per call")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stage = {"train": stage_train, "measure": stage_measure, "report": stage_report,
+             "run": stage_run}[args.stage]
+    print(json.dumps(stage(args), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
