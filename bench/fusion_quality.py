@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from twostream_das.checkpoint import save_checkpoint
+from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.config import STREAMS, Config, FusionRule, load_config
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
@@ -60,7 +60,7 @@ from twostream_das.inference import (
     view_generator,
 )
 from twostream_das.metrics import METRIC_KEYS
-from twostream_das.runs import RunDir, RunState, inspect_run
+from twostream_das.runs import RunDir
 from twostream_das.selection import Selection, score_streams, select, select_postprocess
 from twostream_das.training import build_context, run_epoch, save_last, snapshot
 from twostream_das.two_stream import TwoStreamModel
@@ -215,12 +215,13 @@ def stage_train(args: argparse.Namespace) -> dict[str, object]:
     cfg = bench_config(source, data, args, args.seed)
     folder = seed_dir(args, args.seed)
     run = RunDir(folder / "run")
-    status = inspect_run(run, cfg, FOLD)
-    if status.state is not RunState.NEW and status.last is not None \
-            and status.last.epoch >= cfg.train.epochs:
-        return {"seed": args.seed, "epoch": status.last.epoch, "finished": True}
+    # the bench's own cache: resumed from last.pt without comparing configs, so settings added
+    # to the package since (fusion, eval) do not orphan the trained weights
+    last = load_checkpoint(run.last) if run.last.is_file() else None
+    if last is not None and last.epoch >= cfg.train.epochs:
+        return {"seed": args.seed, "epoch": last.epoch, "finished": True}
     torch.set_num_threads(1)
-    ctx = build_context(cfg, FOLD, run, status.last, quiet=True)
+    ctx = build_context(cfg, FOLD, run, last, quiet=True)
     start, longest = time.perf_counter(), 0.0
     while ctx.epoch < cfg.train.epochs:
         if time.perf_counter() - start + 1.5 * longest > args.budget:
