@@ -93,8 +93,27 @@ def test_pickled_objects_are_refused(tmp_path):
     data["args"] = argparse.Namespace(lr=1)  # what research code stores
     path = tmp_path / "unsafe.pt"
     torch.save(data, path)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
+    message = str(err.value)
+    assert "unsafe.pt" in message and "pickled Python object (argparse.Namespace)" in message
+    assert "never unpickled" in message
+    # torch's advice to retry unsafely is never passed on to the user
+    assert "weights_only=False" not in message and "will likely succeed" not in message
+
+
+def test_a_folder_or_garbage_given_as_checkpoint_is_explained(tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "best.pt", _checkpoint()[1])
+    with pytest.raises(CheckpointError, match=r"run is a folder; expected a file such as "
+                       r".*run/checkpoints/best\.pt"):
+        load_checkpoint(run)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(garbage)
+    assert "weights_only=False" not in str(err.value) and "garbage.pt cannot be read" in str(
+        err.value)
 
 
 def test_checkpoint_dataclass_is_plain():

@@ -75,3 +75,36 @@ def test_defaults_are_a_config():
 def test_fusion_weights_cannot_both_be_zero():
     with pytest.raises(ConfigError, match="both 0"):
         load_config("gtea", ["fusion.rgb_weight=0", "fusion.flow_weight=0"])
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.lr=-0.0001", "a finite number > 0"),
+        ("train.weight_decay=-0.1", "a finite number >= 0"),
+        ("train.eval_every=0", ">= 1"),
+        ("train.checkpoint_every=0", ">= 1"),
+        ("train.epochs=0", ">= 1"),
+        ("train.epochs=-1", ">= 1"),
+        ("train.grad_clip=-1", "null (no clipping) or a finite number > 0"),
+        ("train.grad_clip=0", "null (no clipping) or a finite number > 0"),
+        ("model.encoder.width=0", ">= 1"),
+        ("model.decoder.width=0", ">= 1"),
+        ("model.diffusion.signal_scale=0", "a finite number > 0"),
+        ("loss.soft_label_sigma=-1", "null or a finite number > 0"),
+        ("dataset.fps=0", "a finite number > 0"),
+        ("dataset.fps=-15", "a finite number > 0"),
+        ("model.encoder.dropout=1.0", "in [0, 1)"),
+        ("model.decoder.time_emb_dim=2", ">= 4"),
+        ("postprocess.candidate_windows=[3,0]", "non-empty, each >= 1"),
+        ("dataset.rgb.dim=0", "null or >= 1"),
+        ("train.seed=-1", ">= 0"),
+    ],
+)
+def test_out_of_range_values_name_the_key_the_value_and_the_range(override, expected):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as err:
+        load_config("demo", [override])
+    message = str(err.value)
+    assert message.startswith(f"{key} = ") and f"expected {expected}" in message
+    assert f"{key} = {value}" in message.replace(", ", ",")  # the value as given

@@ -192,3 +192,33 @@ def test_read_prediction_dir_errors(tmp_path):
     (pred_dir / "a.txt").unlink()
     with pytest.raises(DataError, match=r"video 'zz': no ground truth"):
         tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = tio.atomic_write_text(tmp_path / "a.txt", "x")
+        npy = tio.atomic_save_npy(tmp_path / "a.npy", np.zeros(2))
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives
+    finally:
+        os.umask(old)
+    for written in (path, npy):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask == plain.stat().st_mode & 0o777
+
+
+def test_read_prediction_dir_names_the_missing_predictions(tmp_path, caplog):
+    gt_dir, pred_dir = tmp_path / "groundTruth", tmp_path / "pred"
+    for video in ("a", "b", "c"):
+        write_gt(gt_dir, video, ["cut", "mix"])
+    tio.write_prediction(pred_dir / "a.txt", np.array([1, 2]), NAMES)
+    tio.write_prediction(pred_dir / "c.txt", np.array([1, 1]), NAMES)
+    with pytest.raises(DataError, match=r"1 of 3 videos .* no prediction: missing .*pred/b\.txt"):
+        tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES))
+    got = tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES), allow_missing=True)
+    assert got.names == ["a", "c"] and "no prediction for" in caplog.text
+    # a split's videos only: predictions of other videos are not scored
+    assert tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES), ["c"]).names == ["c"]
+    with pytest.raises(DataError, match=r"listed in --split have no prediction: missing .*b\.txt"):
+        tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES), ["a", "b"])

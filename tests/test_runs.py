@@ -79,3 +79,82 @@ def test_write_text_is_atomic(tmp_path):
     write_text(tmp_path / "a" / "b.txt", "two")
     assert (tmp_path / "a" / "b.txt").read_text() == "two"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from twostream_das.runs import RunDir, RunLock
+lock = RunLock(RunDir(Path(sys.argv[1])), "train")
+lock.acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(folder):
+    """A child process holding the lock of ``folder`` (started; returns once it holds it)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def test_a_second_writer_is_refused_and_a_killed_holder_frees_the_folder(tmp_path):
+    import os
+    import signal
+
+    from twostream_das.runs import RunLock
+
+    run = RunDir(tmp_path / "run")
+    child = _holder(run.root)
+    try:
+        with pytest.raises(CheckpointError) as err:
+            RunLock(run).acquire()
+        message = str(err.value)
+        assert str(run.root) in message and f"pid {child.pid} on host" in message
+        assert "train since" in message and "another --out" in message
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # like kill -9: no clean-up runs in the holder
+        child.wait()
+    with RunLock(run):  # the kernel dropped the dead holder's lock
+        assert run.lock.is_file()
+    # the folder holds only the lock file: it still counts as new, not as a foreign folder
+    assert inspect_run(run, load_config("demo"), 1).state is RunState.NEW
+
+
+def test_a_lock_taken_in_a_new_folder_leaves_nothing_when_nothing_was_written(tmp_path):
+    from twostream_das.runs import RunLock
+
+    run = RunDir(tmp_path / "new")
+    with RunLock(run):
+        assert run.root.is_dir()
+    assert not run.root.exists()  # e.g. train refused by a data error: no stuck folder
+    with RunLock(run):
+        write_text(run.run_json, "{}")
+    assert run.run_json.is_file() and run.lock.is_file()  # kept once the run wrote something
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is not a folder"):
+        RunLock(RunDir(tmp_path / "file")).acquire()
+
+
+def test_the_same_dataset_root_written_differently_resumes(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("demo", [f"dataset.root={data}"])
+    run = RunDir(tmp_path / "run")
+    init_run(run, cfg, 1, {"train": ["a"], "val": [], "test": ["b"]})
+    _last(run, cfg)
+    for root in (f"{data}/", "data", "./data/", "link", f"{tmp_path}/x/../data"):
+        status = inspect_run(run, load_config("demo", [f"dataset.root={root}"]), 1)
+        assert status.state is RunState.RESUME, root
+    with pytest.raises(CheckpointError, match="dataset.root"):
+        inspect_run(run, load_config("demo", [f"dataset.root={tmp_path}"]), 1)

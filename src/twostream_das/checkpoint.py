@@ -24,6 +24,7 @@ same folder, fsynced, then ``os.replace``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -113,15 +114,47 @@ def torch_load_safely(
 
     Raises:
         CheckpointError: torch cannot read the file safely (corrupt, not a torch file, or it
-        needs unsafe unpickling); the message names ``what`` (e.g. ``checkpoint``) and the file.
+        needs unsafe unpickling); the message names ``what`` (e.g. ``checkpoint``), the file
+        and the reason in this package's words: torch's advice to retry with
+        ``weights_only=False`` (which runs code from the file) is never passed on.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder; expected a file{_inside(path)}")
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for corrupt/unsafe files
-        raise CheckpointError(
-            f"{what} {path} cannot be read safely (torch.load weights_only=True): "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-        ) from None
+        raise CheckpointError(f"{what} {path} cannot be read: {unsafe_load_reason(err)}") from None
+
+
+def unsafe_load_reason(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, without torch's advice to load unsafely."""
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"it holds a pickled Python object ({found.group(1)}), and files are only read "
+            "as tensors and builtins (torch.load weights_only=True), never unpickled; expected "
+            "a file of tensors and builtins such as twostream_das writes"
+        )
+    if "Weights only load failed" in text or "weights_only" in text:
+        return (
+            "it is corrupt or not a PyTorch file of tensors and builtins (torch.load "
+            "weights_only=True could not read it)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return f"{first}; expected a PyTorch file written with torch.save"
+
+
+def _inside(folder: Path) -> str:
+    """`` such as FOLDER/checkpoints/best.pt`` for a run folder, else ``.pt`` files found."""
+    best = folder / "checkpoints" / "best.pt"
+    if best.is_file():
+        return f" such as {best}"
+    found = sorted(folder.glob("*.pt"))[:3]
+    return f" such as {found[0]}" if found else " (a .pt file)"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -131,8 +164,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         CheckpointError: the file is missing, unreadable, of another version, or lacks a key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     raw = torch_load_safely(path, "checkpoint", map_location)
     if not isinstance(raw, dict):
         raise CheckpointError(f"checkpoint {path} holds {type(raw).__name__}; expected a dict")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -305,22 +306,53 @@ def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
     enc, diff = cfg.model.encoder, cfg.model.diffusion
     rules: list[tuple[str, Callable[[Any], bool], str]] = [
+        ("dataset.fps", _finite_positive, "a finite number > 0"),
         ("dataset.sample_rate", lambda v: v >= 1, ">= 1"),
         ("dataset.length_tolerance", lambda v: v >= 0, ">= 0"),
         ("dataset.val_fraction", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-        ("dataset.boundary_sigma", lambda v: v > 0, "> 0"),
-        ("model.masks.strategies", lambda v: len(v) > 0, "at least one strategy"),
-        ("model.masks.num_masked_actions", lambda v: v >= 1, ">= 1"),
-        ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,
-         "in [1, model.diffusion.num_train_timesteps]"),
-        ("model.diffusion.eta", lambda v: v >= 0, ">= 0"),
+        ("dataset.val_seed", lambda v: v >= 0, ">= 0"),
+        ("dataset.boundary_sigma", _finite_positive, "a finite number > 0"),
+        ("dataset.background", lambda v: len(set(v)) == len(v) and all(v), "distinct names"),
+        ("dataset.rgb.dim", _optional(lambda v: v >= 1), "null or >= 1"),
+        ("dataset.flow.dim", _optional(lambda v: v >= 1), "null or >= 1"),
+        ("model.encoder.num_blocks", lambda v: v >= 1, ">= 1"),
+        ("model.encoder.width", lambda v: v >= 1, ">= 1"),
+        ("model.encoder.kernel_size", lambda v: v >= 1 and v % 2 == 1, "odd and >= 1"),
+        ("model.encoder.channel_dropout", _probability, "in [0, 1)"),
+        ("model.encoder.frame_dropout", _probability, "in [0, 1)"),
+        ("model.encoder.dropout", _probability, "in [0, 1)"),
         ("model.encoder.cond_blocks",
          lambda v: len(v) > 0 and all(0 <= b < enc.num_blocks for b in v),
          f"non-empty, each in [0, {enc.num_blocks - 1}]"),
-        ("model.encoder.kernel_size", lambda v: v % 2 == 1, "odd"),
-        ("model.decoder.kernel_size", lambda v: v % 2 == 1, "odd"),
+        ("model.decoder.num_blocks", lambda v: v >= 1, ">= 1"),
+        ("model.decoder.width", lambda v: v >= 1, ">= 1"),
+        ("model.decoder.kernel_size", lambda v: v >= 1 and v % 2 == 1, "odd and >= 1"),
+        ("model.decoder.time_emb_dim", lambda v: v >= 4, ">= 4"),
+        ("model.decoder.dropout", _probability, "in [0, 1)"),
+        ("model.masks.strategies", lambda v: len(v) > 0, "at least one strategy"),
+        ("model.masks.boundary_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("model.masks.num_masked_actions", lambda v: v >= 1, ">= 1"),
+        ("model.diffusion.num_train_timesteps", lambda v: v >= 1, ">= 1"),
+        ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,
+         "in [1, model.diffusion.num_train_timesteps]"),
+        ("model.diffusion.eta", lambda v: 0 <= v < float("inf"), ">= 0"),
+        ("model.diffusion.signal_scale", _finite_positive, "a finite number > 0"),
+        ("model.diffusion.cosine_s", _finite_positive, "a finite number > 0"),
+        *((f"loss.{k}", _finite_non_negative, "a finite number >= 0")
+          for k in ("encoder_ce", "decoder_ce", "encoder_smooth", "decoder_smooth",
+                    "decoder_boundary")),
+        ("loss.smooth_clamp", _finite_positive, "a finite number > 0"),
+        ("loss.soft_label_sigma", _optional(_finite_positive), "null or a finite number > 0"),
+        ("train.epochs", lambda v: v >= 1, ">= 1"),
         ("train.batch_size", lambda v: v >= 1, ">= 1"),
         ("train.accumulate_steps", lambda v: v >= 1, ">= 1"),
+        ("train.lr", _finite_positive, "a finite number > 0"),
+        ("train.weight_decay", _finite_non_negative, "a finite number >= 0"),
+        ("train.grad_clip", _optional(_finite_positive),
+         "null (no clipping) or a finite number > 0"),
+        ("train.seed", lambda v: v >= 0, ">= 0"),
+        ("train.eval_every", lambda v: v >= 1, ">= 1"),
+        ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
         ("train.select_metric", lambda v: v in SELECT_METRICS, "|".join(SELECT_METRICS)),
         ("fusion.grid_step", lambda v: 0 < v <= 1, "in (0, 1]"),
         ("fusion.rgb_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -329,7 +361,10 @@ def validate(cfg: Config) -> None:
          "[min, max] with 0 < min < max"),
         ("fusion.prob_floor", lambda v: 0 < v < 1, "in (0, 1)"),
         ("postprocess.window", lambda v: v >= 1, ">= 1"),
+        ("postprocess.candidate_windows", lambda v: len(v) > 0 and all(w >= 1 for w in v),
+         "non-empty, each >= 1"),
         ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+        ("eval.seed", lambda v: v >= 0, ">= 0"),
     ]
     for key, ok, expected in rules:
         value = _lookup(cfg, key)
@@ -337,6 +372,23 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} = {_plain(value)!r} is invalid; expected {expected}")
     if cfg.fusion.rgb_weight == 0 and cfg.fusion.flow_weight == 0:
         raise ConfigError("fusion.rgb_weight and fusion.flow_weight are both 0; expected one > 0")
+
+
+def _finite_positive(value: float) -> bool:
+    return 0 < value < math.inf
+
+
+def _finite_non_negative(value: float) -> bool:
+    return 0 <= value < math.inf
+
+
+def _probability(value: float) -> bool:
+    return 0 <= value < 1
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """``check`` for a value that may also be None (off)."""
+    return lambda value: value is None or check(value)
 
 
 def _lookup(cfg: Any, dotted: str) -> Any:

@@ -20,6 +20,7 @@ import datetime
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -57,6 +58,17 @@ def barrier() -> None:
     """Wait for every rank (a no-op for a single process)."""
     if is_initialized():
         dist.barrier()
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (itself for a single process). A small picklable
+    object only (e.g. an error message); it travels between the ranks of one job, never
+    through a file."""
+    if not is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .data.dataset import load_videos
-from .data.layout import read_mapping, read_split
+from .data.layout import check_background, read_mapping, read_split
 from .errors import CheckpointError
 from .inference import load_model, predict
 from .io import STREAMS_DIR, write_prediction
-from .runs import RunDir, is_main_process, read_json, write_json
+from .runs import RunDir, is_main_process, locked, read_json, write_json
 from .runtime import resolve_device
 from .selection import METRIC_KEYS, score_labels
 
@@ -42,6 +42,11 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
         raise CheckpointError(
             f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
         )
+    with locked(run, "evaluate"):
+        return _evaluate(run, path, which, quiet)
+
+
+def _evaluate(run: RunDir, path: Path, which: str, quiet: bool) -> dict[str, Any]:
     fold = int(read_json(run.run_json)["fold"])
     device = resolve_device("auto")
     loaded = load_model(path, device)
@@ -54,11 +59,15 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
         )
     root = Path(cfg.dataset.root)
     label_map = read_mapping(root / "mapping.txt")
+    check_background(label_map, cfg.dataset.background)
     if list(label_map.names) != loaded.label_names:
         raise CheckpointError(
             f"{root / 'mapping.txt'} lists other classes than {path} was trained on"
         )
-    videos = load_videos(cfg.dataset, read_split(root, "test", fold), label_map)
+    videos = load_videos(
+        cfg.dataset, read_split(root, "test", fold), label_map,
+        expected_dims=loaded.checkpoint.stream_dims, expected_from=f"the checkpoint {path}",
+    )
     weights, post = loaded.fusion_weights, loaded.postprocess
     gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
     method = loaded.fusion_method

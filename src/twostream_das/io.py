@@ -14,7 +14,8 @@
   :func:`atomic_save_npy`; checkpoints use :func:`atomic_write` too): written to a temporary
   file in the target's folder, flushed and fsynced, then moved over the target with
   ``os.replace`` (the folder is fsynced too). A reader sees the old file or the new one, never a
-  partial one; a failure leaves no temporary file behind.
+  partial one; a failure leaves no temporary file behind. The file gets the mode a plain
+  ``open(path, "w")`` would give it (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ SEGMENT_FIELDS: tuple[str, ...] = (
     "label", "label_id", "start_frame", "end_frame", "num_frames", "start_s", "end_s", "confidence"
 )
 _PREVIEW = 12  # class names listed in an error message
+_MISSING_SHOWN = 5  # missing prediction files named in an error message
 
 LabelLookup = Union["LabelMap", Sequence[str], Mapping[str, int]]
 """Class names -> ids: a ``LabelMap``, names in id order, or a mapping name -> id."""
@@ -72,6 +75,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0o600 -> what open() would give
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -82,6 +87,17 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -376,18 +392,28 @@ class PredictionSet(NamedTuple):
 
 
 def read_prediction_dir(
-    pred_dir: str | Path, gt_dir: str | Path, label_map: LabelMap
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    label_map: LabelMap,
+    videos: Optional[Sequence[str]] = None,
+    allow_missing: bool = False,
 ) -> PredictionSet:
-    """Every ``<video>.txt`` prediction of ``pred_dir`` with ``gt_dir/<video>.txt``.
+    """The ``<video>.txt`` predictions of ``pred_dir`` with ``gt_dir/<video>.txt``.
 
     Args:
         pred_dir: folder of MS-TCN prediction files (other files are ignored).
         gt_dir: a ``groundTruth`` folder (one class name per line).
         label_map: the classes of both.
+        videos: the videos to score (e.g. a split bundle's); None = every ground-truth file of
+            ``gt_dir``. Predictions of other videos are then ignored.
+        allow_missing: score the videos that have a prediction and warn about the others,
+            instead of an error.
 
     Raises:
-        DataError: a missing folder, no prediction files, a video without ground truth, a
-        prediction whose length differs from its ground truth, or any bad file content.
+        DataError: a missing folder, no prediction files, a video to score without a
+        prediction (unless ``allow_missing``; the message lists the missing files), a
+        prediction without ground truth, a prediction whose length differs from its ground
+        truth, or any bad file content.
     """
     from .data.layout import read_labels  # imports torch: only where folders are scored
 
@@ -395,25 +421,50 @@ def read_prediction_dir(
     for folder, what in ((pred_dir, "prediction"), (gt_dir, "ground-truth")):
         if not folder.is_dir():
             raise DataError(f"{what} folder {folder} does not exist")
-    files = sorted(p for p in pred_dir.glob("*.txt") if p.is_file())
-    if not files:
+    predicted = {p.stem: p for p in sorted(pred_dir.glob("*.txt")) if p.is_file()}
+    if not predicted:
         raise DataError(f"{pred_dir} holds no prediction files; expected <video>.txt files")
+    if videos is None:
+        for name, path in predicted.items():
+            if not (gt_dir / path.name).is_file():
+                raise DataError(
+                    f"video {name!r}: no ground truth for {path}; expected the file "
+                    f"{gt_dir / path.name}"
+                )
+        expected = sorted(p.stem for p in gt_dir.glob("*.txt") if p.is_file())
+    else:
+        expected = sorted(dict.fromkeys(videos))
+    missing = [v for v in expected if v not in predicted]
+    if missing:
+        shown = ", ".join(str(pred_dir / f"{v}.txt") for v in missing[:_MISSING_SHOWN])
+        more = f" and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
+        scope = "listed in --split" if videos is not None else f"with ground truth in {gt_dir}"
+        if not allow_missing:
+            raise DataError(
+                f"{len(missing)} of {len(expected)} videos {scope} have no prediction: missing "
+                f"{shown}{more}; expected one <video>.txt per video (--split BUNDLE scores a "
+                "split's videos only; --allow-missing scores the others)"
+            )
+        logger.warning("scoring %d of %d videos; no prediction for %s%s",
+                       len(expected) - len(missing), len(expected), shown, more)
     out = PredictionSet([], [], [])
-    for path in files:
-        gt_path = gt_dir / path.name
+    for name in (v for v in expected if v in predicted):
+        path, gt_path = predicted[name], gt_dir / f"{name}.txt"
         if not gt_path.is_file():
             raise DataError(
-                f"video {path.stem!r}: no ground truth for {path}; expected the file {gt_path}"
+                f"video {name!r}: no ground truth for {path}; expected the file {gt_path}"
             )
         pred = read_prediction(path, label_map)
         gt = read_labels(gt_path, label_map)
         if pred.size != gt.size:
             raise DataError(
-                f"video {path.stem!r}: {path} has {pred.size} frames but {gt_path} has "
+                f"video {name!r}: {path} has {pred.size} frames but {gt_path} has "
                 f"{gt.size}; expected equal lengths"
             )
-        out.names.append(path.stem)
+        out.names.append(name)
         out.gts.append(gt)
         out.preds.append(pred)
-    logger.debug("read %d predictions from %s", len(files), pred_dir)
+    if not out.names:
+        raise DataError(f"{pred_dir} holds no prediction of the videos to score")
+    logger.debug("read %d predictions from %s", len(out.names), pred_dir)
     return out

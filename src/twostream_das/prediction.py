@@ -141,11 +141,12 @@ def load_prediction_videos(
     label_map = LabelMap(tuple(loaded.label_names))
     videos = []
     for name, rgb_path, flow_path in pairs:
+        paths = dict(zip(STREAMS, (rgb_path, flow_path), strict=True))
         raw = {
             s: read_feature_file(
                 p, s, getattr(cfg.dataset, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
             )
-            for s, p in zip(STREAMS, (rgb_path, flow_path), strict=True)
+            for s, p in paths.items()
         }
         labels = None
         if labels_dir is not None:
@@ -153,9 +154,13 @@ def load_prediction_videos(
             if not label_file.is_file():
                 raise DataError(f"--labels folder {labels_dir} has no {name}.txt for video {name}")
             labels = read_labels(label_file, label_map)
-        num_frames = len(labels) if labels is not None else raw["rgb"].shape[1]
+        first = next(iter(raw))  # without labels, every stream is aligned to the first one
+        num_frames = len(labels) if labels is not None else raw[first].shape[1]
+        reference = "the labels" if labels is not None else f"the {first} features"
         features = {
-            s: align_to_labels(f, num_frames, cfg.dataset.length_tolerance, name, s)
+            s: align_to_labels(
+                f, num_frames, cfg.dataset.length_tolerance, name, s, paths[s], reference
+            )
             for s, f in raw.items()
         }
         videos.append(Video(name, features, labels))
@@ -184,6 +189,8 @@ def predict_files(
     if cpu_bf16 is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
     fps = cfg.dataset.fps if fps is None else fps
+    if not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise ConfigError(f"fps = {fps!r} is invalid; expected a finite number > 0 (--fps)")
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(
         pair_streams(rgb, flow), loaded, labels_path, orientations or {}
@@ -273,10 +280,13 @@ def extract_features(
     weights: Mapping[FeatureStream, Optional[str | Path]],
     settings: Optional[ExtractionSettings] = None,
     quiet: bool = False,
+    weight_names: Optional[Mapping[FeatureStream, str]] = None,
 ) -> dict[str, Path]:
     """Run the extraction pipeline on a video file or folder, writing ``out/<features_...>``.
 
-    Resumable (complete feature files are skipped). Returns stream -> folder of ``.npy`` files.
+    ``weight_names`` says how errors name each weights option (the CLI passes its flag and
+    environment variable). Resumable (complete feature files are skipped). Returns stream ->
+    folder of ``.npy`` files.
     """
     wanted = extraction_streams(loaded)
     extractor = FeatureExtractor.from_weights(
@@ -285,6 +295,7 @@ def extract_features(
         i3d_flow_weights=weights.get(FeatureStream.I3D_FLOW),
         clip_weights=weights.get(FeatureStream.CLIP_RGB),
         settings=settings,
+        weight_names=weight_names,
     )
     extract_videos(
         video,
@@ -303,12 +314,14 @@ def predict_videos(
     out: str | Path,
     weights: Mapping[FeatureStream, Optional[str | Path]],
     settings: Optional[ExtractionSettings] = None,
+    weight_names: Optional[Mapping[FeatureStream, str]] = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`."""
     loaded = load_model(checkpoint, torch.device("cpu"))
     folders = extract_features(
-        video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False)
+        video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False),
+        weight_names,
     )
     dxt = {s: Orientation.DxT for s in STREAMS}  # the extractor writes (D, T)
     return predict_files(

@@ -14,15 +14,30 @@ Layout of ``RUN_DIR`` (one fold, one seed)::
     selection.json           what was selected on validation, for people
     results.json             test scores, written by ``evaluate``
     predictions/<video>.txt  MS-TCN prediction files, written by ``evaluate``
+    train.log                the log lines of every training session into this folder (appended)
+    .lock                    held (``flock``) by the one process writing into the folder
 
 Never clobber: an existing folder is only reused when it is a run folder of the same config and
 fold (then training resumes, or reports that the run is finished); anything else is an error.
+``dataset.root`` is compared as a resolved path, so ``DIR``, ``DIR/``, a relative path and a
+symlink to it are the same run.
+
+One writer per folder: :class:`RunLock` takes an exclusive ``flock`` on ``.lock`` for as long
+as a training (or ``evaluate``) writes into the folder; a second process is refused with an
+error that names the folder and the holder's pid and host. The kernel drops the lock when its
+holder exits, however it exits (``kill -9`` included), so a killed run never leaves the folder
+stuck. Under ``torchrun`` only rank 0 takes it (only rank 0 writes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,9 +45,15 @@ from typing import Any, Optional
 
 import torch.distributed as dist
 
+try:  # POSIX; on other platforms the lock is a no-op with a warning
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import Config, to_dict, to_yaml
+from .distributed import broadcast_from_main
 from .errors import CheckpointError
 from .io import atomic_write_text
 
@@ -40,6 +61,12 @@ logger = logging.getLogger(__name__)
 
 RESUME_IGNORED_KEYS: tuple[str, ...] = ("train.device", "eval.batch_size")
 """Config keys that may differ when resuming: they change where or how fast, not what is run."""
+
+PATH_KEYS: tuple[str, ...] = ("dataset.root",)
+"""Config keys holding a path: compared resolved (``DIR/``, relative or a symlink: one run)."""
+
+LOCK_FILE = ".lock"
+LOG_FILE = "train.log"
 
 
 def is_main_process() -> bool:
@@ -103,6 +130,14 @@ class RunDir:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
     def checkpoint(self, which: str) -> Path:
         """``best`` or ``last``."""
         if which not in ("best", "last"):
@@ -128,7 +163,7 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
     if not run.root.is_dir():
         raise CheckpointError(f"run folder {run.root} exists and is not a folder")
     if not run.run_json.is_file():
-        if any(not _is_temporary(p) for p in run.root.iterdir()):
+        if any(not (_is_temporary(p) or p.name == LOCK_FILE) for p in run.root.iterdir()):
             raise CheckpointError(
                 f"{run.root} exists, is not empty and is not a twostream_das run folder "
                 f"(no run.json); refusing to write into it"
@@ -163,6 +198,8 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     """Dotted keys whose values differ, as ``key: stored -> current``.
 
     Keys in :data:`RESUME_IGNORED_KEYS` are skipped.
+    Keys in :data:`PATH_KEYS` are compared as resolved paths (relative ones against the current
+    folder), so ``data/gtea``, ``data/gtea/``, ``./data/gtea`` and a symlink to it agree.
     """
     flat_a, flat_b = _flatten(stored), _flatten(current)
     out = []
@@ -170,9 +207,121 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
         if key in RESUME_IGNORED_KEYS:
             continue
         a, b = flat_a.get(key, "<missing>"), flat_b.get(key, "<missing>")
+        if key in PATH_KEYS and isinstance(a, str) and isinstance(b, str):
+            if same_path(a, b):
+                continue
         if a != b:
             out.append(f"{key}: {a!r} -> {b!r}")
     return out
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """True when two paths name the same place once ``~``, ``..``, trailing slashes and
+    symlinks are resolved (relative paths against the current folder)."""
+    return _resolved(a) == _resolved(b)
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.expanduser(str(path))).resolve()
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock``, held while this process writes the folder.
+
+    Use as a context manager (``with RunLock(run, "train"): ...``). The folder is created when
+    missing; if it was created here and holds nothing but the lock file when the lock is
+    released (the run failed before writing anything), it is removed again, so a refused start
+    leaves nothing behind. Only the main process locks (under DDP only rank 0 writes); on other
+    ranks it does nothing.
+
+    Raises:
+        CheckpointError: another process holds the lock (the message names the folder, the
+            holder's pid, host and command), or ``run.root`` exists and is not a folder.
+    """
+
+    def __init__(self, run: RunDir, purpose: str = "train") -> None:
+        self.run = run
+        self.purpose = purpose
+        self._fd: Optional[int] = None
+        self._created = False
+
+    def acquire(self) -> None:
+        if not is_main_process() or self._fd is not None:
+            return
+        root = self.run.root
+        if root.exists() and not root.is_dir():
+            raise CheckpointError(f"run folder {root} exists and is not a folder")
+        self._created = not root.exists()
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run.lock, os.O_RDWR | os.O_CREAT, 0o666)
+        if fcntl is None:  # pragma: no cover - Windows
+            logger.warning("no flock on this platform: %s is not protected", root)
+            self._fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise CheckpointError(
+                f"run folder {root} is in use by another process ({holder}); one process "
+                f"writes a run folder at a time: wait for it to finish, or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self._created and {p.name for p in self.run.root.iterdir()} == {LOCK_FILE}:
+                self.run.lock.unlink(missing_ok=True)  # still locked: nobody can take it now
+                self.run.root.rmdir()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # drops the flock
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(run: RunDir, purpose: str) -> Iterator[None]:
+    """Hold ``run``'s :class:`~twostream_das.runs.RunLock` (rank 0) for a block; every rank
+    raises the same CheckpointError when rank 0 cannot take it."""
+    lock = RunLock(run, purpose)
+    error: Optional[str] = None
+    try:
+        lock.acquire()
+    except CheckpointError as err:
+        error = str(err)
+    error = broadcast_from_main(error)
+    if error is not None:
+        raise CheckpointError(error)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _read_holder(fd: int) -> str:
+    """``pid N on host H (train since T)`` from the lock file, as far as it can be read."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode() or "{}")
+        return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, "
+                f"{info.get('purpose', '?')} since {info.get('since', '?')}")
+    except (OSError, ValueError):
+        return "holder unknown"
 
 
 def init_run(run: RunDir, cfg: Config, fold: int, split: dict[str, list[str]]) -> None:

@@ -52,8 +52,14 @@ from .checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_check
 from .config import STREAMS, Config
 from .data.collate import Batch, collate
 from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
-from .data.layout import read_mapping, read_split, train_val_split
-from .distributed import all_mean, barrier, local_device, process_group, rank_and_world
+from .data.layout import check_background, read_mapping, read_split, train_val_split
+from .distributed import (
+    all_mean,
+    barrier,
+    local_device,
+    process_group,
+    rank_and_world,
+)
 from .errors import CheckpointError, ConfigError, DataError
 from .fusion import FusionMethod
 from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
@@ -63,6 +69,7 @@ from .runs import (
     init_run,
     inspect_run,
     is_main_process,
+    locked,
     remove_stale_temporaries,
     write_json,
 )
@@ -105,6 +112,7 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
     """
     root = Path(cfg.dataset.root)
     label_map = read_mapping(root / "mapping.txt")
+    check_background(label_map, cfg.dataset.background)
     names = read_split(root, "train", fold)
     train_names, val_names = train_val_split(
         root, fold, names, cfg.dataset.val_fraction, cfg.dataset.val_seed
@@ -117,9 +125,10 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
             f"videos (e.g. {leaked[0]}); expected disjoint train and test splits"
         )
     train = load_videos(cfg.dataset, train_names, label_map)
-    val = load_videos(cfg.dataset, val_names, label_map) if val_names else []
+    dims = stream_dims(train)
+    val = load_videos(cfg.dataset, val_names, label_map, expected_dims=dims) if val_names else []
     split = {"train": list(train_names), "val": list(val_names), "test": list(test_names)}
-    return TrainData(list(label_map.names), train, val, split, stream_dims(train))
+    return TrainData(list(label_map.names), train, val, split, dims)
 
 
 def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:
@@ -272,8 +281,32 @@ def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> Train
         CheckpointError: ``out`` holds something else, or a run of another config or fold.
         DataError / ConfigError: bad data or config.
     """
-    with process_group(resolve_device(cfg.train.device)):
-        return _train(cfg, fold, RunDir(Path(out)), quiet)
+    run = RunDir(Path(out))
+    with process_group(resolve_device(cfg.train.device)), locked(run, "train"):
+        return _train(cfg, fold, run, quiet)
+
+
+@contextlib.contextmanager
+def run_log(run: RunDir) -> Iterator[None]:
+    """Copy this package's log lines (INFO and up, also under ``--quiet``) into
+    ``RUN_DIR/train.log`` (appended, so a resumed run continues it; rank 0) for a block."""
+    if not is_main_process():
+        yield
+        return
+    handler = logging.FileHandler(run.log, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger(__name__.rpartition(".")[0])
+    level = package.level
+    if package.getEffectiveLevel() > logging.INFO:  # e.g. --quiet: the file still gets INFO
+        package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
 
 
 def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:
@@ -286,6 +319,13 @@ def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:
         return TrainResult(run, status.last.epoch, selection, already_finished=True)
     barrier()  # every rank has looked at the folder before rank 0 writes to it
     ctx = build_context(cfg, fold, run, status.last, quiet or not is_main_process())
+    with run_log(run):
+        return _train_logged(ctx, fold)
+
+
+def _train_logged(ctx: TrainContext, fold: int) -> TrainResult:
+    if ctx.epoch:
+        logger.info("resuming %s from epoch %d", ctx.run.root, ctx.epoch)
     logger.info(
         "training fold %d: %d train / %d validation videos, %d classes, streams %s, device %s",
         fold,
@@ -298,7 +338,7 @@ def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:
     train_epochs(ctx)
     selection = finish(ctx) if is_main_process() else None  # validation and selection: rank 0
     barrier()  # the other ranks leave once rank 0 has written everything
-    return TrainResult(run, ctx.epoch, selection)
+    return TrainResult(ctx.run, ctx.epoch, selection)
 
 
 def build_context(
@@ -319,7 +359,6 @@ def build_context(
     if last is not None:
         progress = restore(last, model, optimizer, data, run)
         epoch = last.epoch
-        logger.info("resuming %s from epoch %d", run.root, epoch)
     else:
         init_run(run, cfg, fold, data.split)
     weights = class_weights(cfg, data.train, len(data.label_names))

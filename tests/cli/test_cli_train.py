@@ -18,3 +18,45 @@ def test_unknown_key_and_foreign_folder(tmp_path, tiny_root, capsys):
     (tmp_path / "mine.txt").write_text("x")
     assert main(train_args(tiny_root, tmp_path)) == 2
     assert "refusing" in capsys.readouterr().err
+
+
+def test_a_second_training_into_a_locked_folder_is_refused(tiny_root, tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    hold = ("import sys, time; from pathlib import Path; from twostream_das.runs import RunDir, "
+            "RunLock; RunLock(RunDir(Path(sys.argv[1]))).acquire(); print('locked', flush=True); "
+            "time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        assert main(train_args(tiny_root, out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert f"run folder {out} is in use" in err and f"pid {child.pid}" in err
+        assert not (out / "run.json").exists()  # the refused run wrote nothing
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def test_the_run_folder_keeps_a_log_of_every_session(trained_run, tiny_root):
+    log = (trained_run / "train.log").read_text()
+    assert "training fold 1" in log and "validation" in log  # INFO lines, also under --quiet
+    assert not (trained_run / ".lock").read_text() == ""  # the last holder's pid and host
+
+
+def test_verbosity_options_go_before_or_after_the_command(tmp_path, tiny_root, capsys):
+    from twostream_das.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["-v", "score"], ["score", "-v"]):
+        args = parser.parse_args([*argv, "--gt-dir", "g", "--pred-dir", "p", "--mapping", "m"])
+        assert args.verbose is True and args.quiet is False
+    for argv in (["--quiet", "train"], ["train", "--quiet"]):
+        args = parser.parse_args([*argv, "--config", "demo", "--out", str(tmp_path)])
+        assert args.quiet is True and args.verbose is False

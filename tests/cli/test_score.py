@@ -104,3 +104,14 @@ def test_score_unknown_label_and_unknown_background(dataset, capsys):
     (dataset / "pred" / "v1.txt").write_text(f"{HEADER}\nbackground cut cut mix\n")
     assert main(args(dataset, "--background", "SIL")) == 2
     assert "--background 'SIL' is not a class" in capsys.readouterr().err
+
+
+def test_score_with_a_missing_prediction_is_an_error_unless_allowed(dataset, capsys):
+    (dataset / "groundTruth" / "v3.txt").write_text("cut\nmix\n")
+    assert main(args(dataset, "--json")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "1 of 3 videos" in err and str(dataset / "pred" / "v3.txt") in err
+    assert run_json(dataset, capsys, "--allow-missing")["num_videos"] == 2
+    (dataset / "split.bundle").write_text("v1.txt\nv2.txt\n")
+    assert run_json(dataset, capsys, "--split", str(dataset / "split.bundle"))["num_videos"] == 2

@@ -219,3 +219,16 @@ def test_tiny_dataset_labels_match_helper(tiny_root):
     names = read_mapping(tiny_root / "mapping.txt").names
     for video in videos:
         assert [names[i] for i in video.labels] == LABELS[video.name]
+
+
+def test_dimension_is_checked_against_the_training_videos_or_a_checkpoint(tiny_root):
+    cfg, label_map = tiny_config(tiny_root), read_mapping(tiny_root / "mapping.txt")
+    train = load_videos(cfg, ["v1", "v2"], label_map)
+    np.save(tiny_root / "features_rgb" / "v3.npy", np.zeros((RGB_DIM + 1, 9), np.float32))
+    with pytest.raises(DataError) as err:  # a validation video: at load time, not in validation
+        load_videos(cfg, ["v3"], label_map, expected_dims=stream_dims(train))
+    assert "v3.npy has dimension 5; expected 4 like the training videos" in str(err.value)
+    assert "set dataset.rgb.dim" in str(err.value)
+    with pytest.raises(DataError, match="expected 4 like the checkpoint best.pt"):
+        load_videos(cfg, ["v3"], label_map, expected_dims={"rgb": 4, "flow": 3},
+                    expected_from="the checkpoint best.pt")

@@ -91,8 +91,9 @@ def test_malformed_arrays(tiny_root, array, message):
 
 def test_pickled_object_array_is_refused(tiny_root):
     np.save(tiny_root / "features_rgb" / "v1.npy", np.array([{"a": 1}], dtype=object))
-    with pytest.raises(DataError, match="cannot read features file"):
+    with pytest.raises(DataError, match="v1.npy holds Python objects .* never unpickled") as err:
         load_stream(tiny_root, "v1", RGB)
+    assert "allow_pickle" not in str(err.value)  # numpy's advice to unpickle is not repeated
 
 
 def test_not_an_npy_file(tiny_root):
@@ -146,3 +147,11 @@ def test_real_fisher_features_as_a_folder_stream():
     spec = StreamDataConfig(folder="features", orientation=Orientation.DxT, dim=64)
     feats = load_stream(FISHER, video, spec, "rgb")
     assert feats.shape[0] == 64 and feats.dtype == np.float32 and feats.shape[1] > 100
+
+
+def test_alignment_without_labels_names_the_reference_stream():
+    with pytest.raises(DataError) as err:
+        align_to_labels(np.zeros((2, 10), np.float32), 4, 5, "vid", "flow",
+                        reference="the rgb features")
+    assert "have 10 frames but the rgb features have 4" in str(err.value)
+    assert "labels" not in str(err.value)  # there were none

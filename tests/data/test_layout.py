@@ -189,3 +189,24 @@ def test_real_gtea_layout():
         assert ids.min() >= 0 and ids.max() <= 10
     fit, val = train_val_split(GTEA, 1, train, 0.15, seed=0)
     assert len(val) == 3 and sorted(fit + val) == sorted(train)
+
+
+def test_a_val_bundle_taking_every_training_video_is_refused(tmp_path):
+    write_lines(tmp_path / "splits" / "val.split1.bundle", ["b.txt", "a.txt"])
+    for video in ("a", "b"):
+        write_lines(tmp_path / "groundTruth" / f"{video}.txt", ["x"])
+    with pytest.raises(DataError, match=r"val\.split1\.bundle lists all 2 training videos of "
+                       r".*train\.split1\.bundle; expected some left to train on"):
+        train_val_split(tmp_path, 1, ["a", "b"], 0.15, seed=0)
+
+
+def test_background_names_must_be_classes_of_the_mapping():
+    from twostream_das.data.layout import LabelMap, check_background
+
+    label_map = LabelMap(("background", "cut"), source="data/mapping.txt")
+    check_background(label_map, ["background"])
+    check_background(label_map, [])
+    with pytest.raises(DataError, match=r"dataset.background names 'backgrond', which is not a "
+                       r"class of data/mapping.txt; expected names of its classes \(background, "
+                       r"cut\), or \[\] for no background class"):
+        check_background(label_map, ["backgrond"])

@@ -151,3 +151,14 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
 def test_calling_a_kernel_while_they_are_off_names_the_cause():
     with native.native_kernels(False), pytest.raises(RuntimeError, match="native window kernels"):
         native.window_taps_(torch.zeros(1, 2, 4), torch.zeros(1, 6, 4), 3, 1)
+
+
+def test_a_first_build_is_announced_before_the_silent_compile(monkeypatch, caplog):
+    monkeypatch.setattr(native, "_cached", lambda name: False)  # as on a fresh machine
+    with caplog.at_level("INFO", logger="twostream_das.modules.native"):
+        built = native._build()  # loads the real build from torch's cache (or compiles it)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "building native CPU kernels (once, ~30 s; cached afterwards)..."
+    if built:
+        assert messages[1].startswith("native CPU kernels built in")
+    assert not native._cached("twostream_das_no_such_extension")

@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from tqdm.auto import tqdm
+
 from .. import __version__
 from ..errors import TwoStreamDASError
 
@@ -26,19 +28,53 @@ def build_parser() -> argparse.ArgumentParser:
         description="2s-DAS: two-stream diffusion for temporal action segmentation.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbosity(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in sub.choices.values():  # -v / --quiet also after the command
+        add_verbosity(command, default=argparse.SUPPRESS)
     return parser
+
+
+def add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    """``-v/--verbose`` and ``--quiet``. On a subcommand the default is SUPPRESS, so the value
+    given before the command (or False) is kept when the option is not repeated after it."""
+    have = parser._option_string_actions  # the options the parser already has
+    if "--verbose" not in have:
+        parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                            help="debug logging")
+    if "--quiet" not in have:
+        parser.add_argument("--quiet", action="store_true", default=default,
+                            help="no progress bars, warnings only")
+
+
+class TqdmLoggingHandler(logging.Handler):
+    """Log lines written through ``tqdm.write``, so they never cut through a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """One tqdm-aware stderr handler on this package's logger (replacing an earlier one)."""
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    package = logging.getLogger(__name__.rpartition(".")[0])
+    for handler in [h for h in package.handlers if isinstance(h, TqdmLoggingHandler)]:
+        package.removeHandler(handler)
+    handler = TqdmLoggingHandler(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet = getattr(args, "quiet", False)
-    level = logging.DEBUG if args.verbose else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args))
     except TwoStreamDASError as err:

@@ -3,6 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Optional
+
+from ..extraction import WEIGHTS_ENV, FeatureStream
+
+WEIGHT_FLAGS: dict[FeatureStream, str] = {
+    FeatureStream.I3D_RGB: "--i3d-rgb-weights",
+    FeatureStream.I3D_FLOW: "--i3d-flow-weights",
+    FeatureStream.CLIP_RGB: "--clip-weights",
+}
+"""The command-line option of each extractor stream's weights file."""
+
+
+def add_weight_args(parser: argparse._ActionsContainer) -> None:
+    """``--i3d-rgb-weights`` / ``--i3d-flow-weights`` / ``--clip-weights`` PATH."""
+    for stream, flag in WEIGHT_FLAGS.items():
+        parser.add_argument(flag, default=None, metavar="PATH",
+                            help=f"weights file (default: ${WEIGHTS_ENV[stream]})")
+
+
+def weight_options(
+    args: argparse.Namespace,
+) -> tuple[dict[FeatureStream, Optional[str]], dict[FeatureStream, str]]:
+    """The weights file of each stream (flag, else environment variable) and how errors name
+    it (``--i3d-rgb-weights (or $TWOSTREAM_DAS_I3D_RGB_WEIGHTS)``)."""
+    weights = {
+        stream: getattr(args, flag.removeprefix("--").replace("-", "_"))
+        or os.environ.get(WEIGHTS_ENV[stream])
+        for stream, flag in WEIGHT_FLAGS.items()
+    }
+    names = {s: f"{flag} (or ${WEIGHTS_ENV[s]})" for s, flag in WEIGHT_FLAGS.items()}
+    return weights, names
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -33,4 +65,19 @@ def add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    """``--quiet`` on a command (default SUPPRESS: ``twostream-das --quiet CMD`` works too)."""
+    parser.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="no progress bars, warnings only",
+    )
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (argparse turns the error into exit code 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected one > 0") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; expected a finite number > 0")
+    return value

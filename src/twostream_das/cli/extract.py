@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..extraction import (
-    WEIGHTS_ENV,
     ExtractionSettings,
     FeatureExtractor,
     FeatureStream,
@@ -15,13 +13,7 @@ from ..extraction import (
     extract_videos,
     parse_streams,
 )
-from ._common import add_quiet
-
-_WEIGHT_FLAGS = {
-    FeatureStream.I3D_RGB: "--i3d-rgb-weights",
-    FeatureStream.I3D_FLOW: "--i3d-flow-weights",
-    FeatureStream.CLIP_RGB: "--clip-weights",
-}
+from ._common import add_quiet, add_weight_args, weight_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated: i3d_rgb (1024-d), i3d_flow (1024-d), clip_rgb (768-d ViT-B/16, "
         "Br-Prompt style); default i3d_rgb,i3d_flow",
     )
-    for stream, flag in _WEIGHT_FLAGS.items():
-        parser.add_argument(flag, default=None, metavar="PATH",
-                            help=f"weights file (default: ${WEIGHTS_ENV[stream]})")
+    add_weight_args(parser)
     parser.add_argument("--flow-method", choices=[m.value for m in FlowMethod],
                         default=defaults.flow_method.value,
                         help="tvl1: the reference, slow on CPU; farneback: much faster, a "
@@ -74,12 +64,7 @@ def run(args: argparse.Namespace) -> int:
         window=args.window, image_size=args.image_size, resize=ResizeMode(args.resize),
         flow_method=FlowMethod(args.flow_method), batch_size=args.batch_size, device=args.device,
     )
-    weights = {
-        stream: getattr(args, flag.removeprefix("--").replace("-", "_"))
-        or os.environ.get(WEIGHTS_ENV[stream])
-        for stream, flag in _WEIGHT_FLAGS.items()
-    }
-    names = {s: f"{flag} (or ${WEIGHTS_ENV[s]})" for s, flag in _WEIGHT_FLAGS.items()}
+    weights, names = weight_options(args)
     extractor = FeatureExtractor.from_weights(
         streams, i3d_rgb_weights=weights[FeatureStream.I3D_RGB],
         i3d_flow_weights=weights[FeatureStream.I3D_FLOW],

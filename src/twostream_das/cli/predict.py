@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..config import Orientation
 from ..errors import ConfigError
-from ..extraction import WEIGHTS_ENV, ExtractionSettings, FeatureStream, FlowMethod
+from ..extraction import ExtractionSettings, FlowMethod
 from ..prediction import predict_files, predict_videos
-from ._common import add_quiet
-
-_WEIGHT_FLAGS = {
-    FeatureStream.I3D_RGB: "--i3d-rgb-weights",
-    FeatureStream.I3D_FLOW: "--i3d-flow-weights",
-    FeatureStream.CLIP_RGB: "--clip-weights",
-}
+from ._common import add_quiet, add_weight_args, positive_float, weight_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
-        "--fps", type=float, default=None, help="frame rate for seconds (default: dataset.fps)"
+        "--fps", type=positive_float, default=None,
+        help="frame rate for seconds, > 0 (default: dataset.fps)"
     )
     parser.add_argument(
         "--labels",
@@ -56,13 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     extraction = parser.add_argument_group("feature extraction (with --video)")
-    for stream, flag in _WEIGHT_FLAGS.items():
-        extraction.add_argument(
-            flag,
-            default=None,
-            metavar="PATH",
-            help=f"weights file (default: ${WEIGHTS_ENV[stream]})",
-        )
+    add_weight_args(extraction)
     extraction.add_argument(
         "--flow-method",
         choices=[m.value for m in FlowMethod],
@@ -91,13 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if args.video is not None:
         if args.rgb or args.flow:
             raise ConfigError("give either --video or --rgb and --flow, not both")
-        weights = {
-            stream: getattr(args, flag.removeprefix("--").replace("-", "_"))
-            or os.environ.get(WEIGHTS_ENV[stream])
-            for stream, flag in _WEIGHT_FLAGS.items()
-        }
+        weights, names = weight_options(args)
         settings = ExtractionSettings(flow_method=FlowMethod(args.flow_method), device=args.device)
-        summary = predict_videos(args.checkpoint, args.video, args.out, weights, settings, **common)
+        summary = predict_videos(
+            args.checkpoint, args.video, args.out, weights, settings, weight_names=names, **common
+        )
     else:
         if not (args.rgb and args.flow):
             raise ConfigError("predict needs --rgb and --flow feature paths (or --video)")

@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "score",
         help="score MS-TCN prediction files against ground truth",
-        description="Score every <video>.txt in PRED_DIR (MS-TCN format: the header line "
+        description="Score the <video>.txt files in PRED_DIR (MS-TCN format: the header line "
         "'### Frame level recognition: ###', then the class names) against GT_DIR/<video>.txt "
-        "with frame accuracy, Edit and F1@{10,25,50}, in percent.",
+        "with frame accuracy, Edit and F1@{10,25,50}, in percent. Every video of GT_DIR (or of "
+        "--split) needs a prediction, else the command stops (exit 2) naming the missing files.",
     )
     parser.add_argument("--gt-dir", required=True, metavar="DIR", help="groundTruth folder")
     parser.add_argument("--pred-dir", required=True, metavar="DIR", help="prediction folder")
@@ -39,6 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "per-video: every metric averaged over videos (Lea et al. 2017)",
     )
     parser.add_argument(
+        "--split",
+        metavar="BUNDLE",
+        default=None,
+        help="score only the videos of this split file (e.g. DATASET/splits/test.split1.bundle); "
+        "default: every video of GT_DIR",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score the videos that have a prediction and warn about the others (default: a "
+        "video without a prediction is an error)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object: " + ", ".join(METRIC_KEYS) + ", num_videos",
@@ -47,12 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.layout import read_mapping  # imports torch: only when the command runs
+    from ..data.layout import read_bundle, read_mapping  # imports torch: only when run
     from ..io import read_prediction_dir
 
     label_map = read_mapping(args.mapping)
     background = background_ids(label_map.names, args.background, args.mapping)
-    videos = read_prediction_dir(args.pred_dir, args.gt_dir, label_map)
+    split = list(read_bundle(args.split)) if args.split is not None else None
+    videos = read_prediction_dir(
+        args.pred_dir, args.gt_dir, label_map, split, allow_missing=args.allow_missing
+    )
     result = evaluate(videos.gts, videos.preds, background, args.average, videos.names)
     print(json.dumps(result_json(result)) if args.json else result_table(result))
     return 0

@@ -9,7 +9,7 @@ the target is computed on the subsampled labels with ``sigma / r``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -76,19 +76,25 @@ def load_videos(
     names: Sequence[str],
     label_map: LabelMap,
     with_labels: bool = True,
+    expected_dims: Optional[Mapping[str, int]] = None,
+    expected_from: str = "the training videos",
 ) -> list[Video]:
     """Read the labels and both streams of ``names`` from ``data_cfg.root``.
 
     Streams are aligned to the label length (or, without labels, to the first stream's length)
     within ``data_cfg.length_tolerance`` frames. Without a configured ``dim`` every video of a
-    stream must have the same dimension as the first one.
+    stream must have the same dimension as the first one, or as ``expected_dims`` (e.g. the
+    training videos' or a checkpoint's, named ``expected_from`` in messages), so a mismatch
+    stops here and not in the first forward pass.
 
     Raises:
         DataError: any missing or malformed file (see :mod:`.layout` and :mod:`.features`).
     """
     root = Path(data_cfg.root)
     videos: list[Video] = []
-    dims: dict[str, tuple[int, str]] = {}  # stream -> (dim, first video)
+    dims: dict[str, tuple[int, str]] = {  # stream -> (dim, where it came from)
+        s: (int(d), expected_from) for s, d in (expected_dims or {}).items()
+    }
     for name in names:
         labels = read_labels(ground_truth_path(root, name), label_map) if with_labels else None
         features: dict[str, np.ndarray] = {}
@@ -97,9 +103,11 @@ def load_videos(
             feats = load_stream(root, name, spec, stream)  # (D, T')
             _check_same_dim(dims, stream, feats.shape[0], name, feature_path(root, name, spec))
             num_frames = len(labels) if labels is not None else _reference_length(features, feats)
+            first = next(iter(features), stream)  # without labels: the first stream's length
+            reference = "the labels" if labels is not None else f"the {first} features"
             features[stream] = align_to_labels(
                 feats, num_frames, data_cfg.length_tolerance, name, stream,
-                feature_path(root, name, spec),
+                feature_path(root, name, spec), reference,
             )
         videos.append(Video(name, features, labels))
     logger.debug("loaded %d videos from %s", len(videos), root)
@@ -115,13 +123,13 @@ def _check_same_dim(
     dims: dict[str, tuple[int, str]], stream: str, dim: int, video: str, path: Path
 ) -> None:
     if stream not in dims:
-        dims[stream] = (dim, video)
+        dims[stream] = (dim, f"video {video!r}")
         return
     expected, first = dims[stream]
     if dim != expected:
         raise DataError(
-            f"{stream} features file {path} has dimension {dim}; expected {expected} like video "
-            f"{first!r} (all videos of a stream must agree; set data.{stream}.dim to pin it)"
+            f"{stream} features file {path} has dimension {dim}; expected {expected} like "
+            f"{first} (all videos of a stream must agree; set dataset.{stream}.dim to pin it)"
         )
 
 

@@ -138,6 +138,16 @@ def _load(path: Path, what: str, mmap: bool) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
+        if "Object arrays" in str(err):  # never pass on numpy's advice to unpickle the file
+            raise DataError(
+                f"{what} file {path} holds Python objects (an object array), which are never "
+                "unpickled; expected a .npy array of numbers"
+            ) from None
+        if "allow_pickle" in str(err):  # no .npy header: numpy takes the file for a pickle
+            raise DataError(
+                f"cannot read {what} file {path}: it is not a .npy file (no .npy header; "
+                "files are never unpickled); expected a .npy array"
+            ) from None
         raise DataError(f"cannot read {what} file {path}: {err}; expected a .npy array") from None
     if not isinstance(array, np.ndarray):  # an .npz archive
         raise DataError(f"{what} file {path} is an .npz archive; expected a single .npy array")
@@ -167,6 +177,7 @@ def align_to_labels(
     video: str,
     stream: str,
     path: Optional[str | Path] = None,
+    reference: str = "the labels",
 ) -> np.ndarray:
     """Make a stream exactly ``num_frames`` long.
 
@@ -179,6 +190,8 @@ def align_to_labels(
         tolerance: the most frames T may differ from ``num_frames`` (``dataset.length_tolerance``).
         video, stream: for messages.
         path: the feature file, for messages.
+        reference: what ``num_frames`` is the length of, for messages (``the labels``, or
+            ``the rgb features`` when there are no labels).
 
     Returns:
         (D, num_frames) float32.
@@ -192,12 +205,12 @@ def align_to_labels(
     where = f"{stream} features of video {video!r}" + (f" ({path})" if path is not None else "")
     if abs(length - num_frames) > tolerance:
         raise DataError(
-            f"{where} have {length} frames but the labels have {num_frames}; expected a "
+            f"{where} have {length} frames but {reference} have {num_frames}; expected a "
             f"difference of at most dataset.length_tolerance={tolerance} frames"
         )
     action = "padding (repeating the last frame)" if length < num_frames else "trimming the end"
     logger.warning(
-        "%s have %d frames but the labels have %d; %s", where, length, num_frames, action
+        "%s have %d frames but %s have %d; %s", where, length, reference, num_frames, action
     )
     if length > num_frames:
         return np.ascontiguousarray(feats[:, :num_frames])

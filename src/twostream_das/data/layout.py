@@ -108,6 +108,21 @@ def read_mapping(path: str | Path) -> LabelMap:
     return LabelMap(tuple(by_id[i][0] for i in range(len(by_id))), source=str(path))
 
 
+def check_background(label_map: LabelMap, background: Sequence[str]) -> None:
+    """Every ``dataset.background`` name must be a class of the mapping.
+
+    Raises:
+        DataError: naming the first unknown name, the mapping file and its classes.
+    """
+    unknown = [name for name in background if name not in label_map]
+    if unknown:
+        raise DataError(
+            f"dataset.background names {unknown[0]!r}, which is not a class of "
+            f"{label_map.source}; expected names of its classes ({_preview(label_map.names)}), "
+            "or [] for no background class"
+        )
+
+
 def split_path(root: str | Path, part: str, fold: int) -> Path:
     """``<root>/splits/<part>.split<fold>.bundle``."""
     return Path(root) / SPLITS_DIR / f"{part}.split{fold}.bundle"
@@ -139,19 +154,8 @@ def read_split(root: str | Path, part: str, fold: int, check_labels: bool = True
             f"split file {path} does not exist; expected {part}.split{fold}.bundle in "
             f"{path.parent} (found: {_preview(found) if found else 'no .bundle files'})"
         )
-    names: list[str] = []
-    first_line: dict[str, int] = {}
-    for lineno, line in read_text_lines(path, "split file"):
-        name = line[: -len(".txt")] if line.endswith(".txt") else line
-        if name in first_line:
-            raise DataError(
-                f"{path} line {lineno}: video {name!r} already listed on line {first_line[name]}; "
-                "expected each video once"
-            )
-        first_line[name] = lineno
-        names.append(name)
-    if not names:
-        raise DataError(f"split file {path} is empty; expected one '<video>.txt' per line")
+    first_line = read_bundle(path)
+    names = list(first_line)
     if check_labels:
         for name in names:
             gt = ground_truth_path(root, name)
@@ -161,6 +165,27 @@ def read_split(root: str | Path, part: str, fold: int, check_labels: bool = True
                     f"expected the file {gt}"
                 )
     return names
+
+
+def read_bundle(path: str | Path) -> dict[str, int]:
+    """The videos of a split bundle (``<video>.txt`` per line) -> their line numbers, in order.
+
+    Raises:
+        DataError: missing, unreadable or empty file, or a video listed twice.
+    """
+    path = Path(path)
+    first_line: dict[str, int] = {}
+    for lineno, line in read_text_lines(path, "split file"):
+        name = line[: -len(".txt")] if line.endswith(".txt") else line
+        if name in first_line:
+            raise DataError(
+                f"{path} line {lineno}: video {name!r} already listed on line {first_line[name]}; "
+                "expected each video once"
+            )
+        first_line[name] = lineno
+    if not first_line:
+        raise DataError(f"split file {path} is empty; expected one '<video>.txt' per line")
+    return first_line
 
 
 def read_labels(path: str | Path, label_map: LabelMap) -> np.ndarray:
@@ -202,7 +227,8 @@ def train_val_split(
     only on the set of names, ``fraction`` and ``seed``.
 
     Raises:
-        DataError: a val bundle naming a video that is not in the training split.
+        DataError: a val bundle naming a video that is not in the training split, or all of
+        its videos.
     """
     names = sorted(set(train_names))
     if split_path(root, "val", fold).is_file():
@@ -215,6 +241,12 @@ def train_val_split(
                 "fold's training videos"
             )
         chosen = set(val)
+        if chosen >= set(names):
+            raise DataError(
+                f"{split_path(root, 'val', fold)} lists all {len(names)} training videos of "
+                f"{split_path(root, 'train', fold)}; expected some left to train on (the "
+                "validation videos are taken out of the fold's training videos)"
+            )
         logger.info("fold %d: %d validation videos from %s", fold, len(chosen),
                     split_path(root, "val", fold))
     else:

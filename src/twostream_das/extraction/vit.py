@@ -22,7 +22,6 @@ convert it once with::
 from __future__ import annotations
 
 import logging
-import pickle
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import torch_load_safely
 from ..errors import CheckpointError, WeightsNotFoundError
 from .video import center_crop
 
@@ -181,11 +181,7 @@ def load_clip_visual(path: str | Path | None, *, what: str = "CLIP weights") -> 
             "with weights_only=True; convert it once to a state dict as shown in "
             "twostream_das.extraction.vit's docstring"
         )
-    try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"cannot read {path} as a PyTorch state dict with "
-                              f"weights_only=True: {str(err).splitlines()[0]}") from None
+    loaded: Any = torch_load_safely(path, "ViT weights file")
     state = visual_state_dict(loaded, path)
     model = VisionTransformer.from_state_dict(state)
     expected = model.state_dict()

@@ -18,8 +18,10 @@ without trying to build them; :func:`set_enabled` does the same from Python.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,7 @@ ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
     "AVX2": ["-mavx2", "-mfma"],
 }
 DTYPES = (torch.float32, torch.float64)
+logger = logging.getLogger(__name__)
 
 _state: dict[str, Optional[bool]] = {"enabled": None, "loaded": None}
 _build_lock = threading.Lock()
@@ -50,9 +53,14 @@ def _build() -> bool:
     from torch.utils import cpp_extension
 
     isa = _isa()
+    name = f"twostream_das_window_ops_{isa.lower()}"
+    fresh = not _cached(name)
+    if fresh:  # first use on this machine: say why the next half-minute is silent
+        logger.info("building native CPU kernels (once, ~30 s; cached afterwards)...")
+    start = time.perf_counter()
     try:
         cpp_extension.load(
-            name=f"twostream_das_window_ops_{isa.lower()}",
+            name=name,
             sources=[str(SOURCE)],
             # -fopenmp: at::parallel_for is inline OpenMP code, serial without it; the
             # extension then shares the libgomp that torch has already loaded
@@ -70,7 +78,20 @@ def _build() -> bool:
             stacklevel=3,
         )
         return False
+    if fresh:
+        logger.info("native CPU kernels built in %.0f s", time.perf_counter() - start)
     return True
+
+
+def _cached(name: str) -> bool:
+    """True when a build of extension ``name`` is in torch's extension cache already."""
+    from torch.utils import cpp_extension
+
+    try:
+        folder = Path(cpp_extension._get_build_directory(name, verbose=False))
+    except Exception:  # a private helper of torch: if it moves, just say "building"
+        return False
+    return (folder / f"{name}.so").is_file()
 
 
 def enabled() -> bool:
