@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from _tiny import write_tiny_dataset
+from _tiny import train_args, write_tiny_dataset
+from twostream_das.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,12 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with a per-test dataset of its own.
     """
     return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished fold-1 run trained through the CLI on ``tiny_root`` (read-only for the
+    tests)."""
+    out = tmp_path_factory.mktemp("cli_runs") / "run"
+    assert main(train_args(tiny_root, out)) == 0
+    return out

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -250,7 +251,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         try:
             layers.append(OmegaConf.load(path))
             merged = OmegaConf.merge(*layers)
-        except (OmegaConfBaseException, ValueError) as err:
+        except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
             raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
     else:
         merged = schema
@@ -259,7 +260,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             raise ConfigError(f"override {item!r} must look like key=value")
         try:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-        except (OmegaConfBaseException, ValueError) as err:
+        except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError) as err:
             raise ConfigError(f"invalid override {item!r}: {_first_line(err)}") from None
     return _to_object(merged)
 

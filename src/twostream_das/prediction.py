@@ -188,9 +188,9 @@ def predict_files(
     cfg = loaded.config
     if cpu_bf16 is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
+    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
     fps = cfg.dataset.fps if fps is None else fps
-    if not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
-        raise ConfigError(f"fps = {fps!r} is invalid; expected a finite number > 0 (--fps)")
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(
         pair_streams(rgb, flow), loaded, labels_path, orientations or {}

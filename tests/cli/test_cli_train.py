@@ -49,14 +49,3 @@ def test_the_run_folder_keeps_a_log_of_every_session(trained_run, tiny_root):
     assert "training fold 1" in log and "validation" in log  # INFO lines, also under --quiet
     assert not (trained_run / ".lock").read_text() == ""  # the last holder's pid and host
 
-
-def test_verbosity_options_go_before_or_after_the_command(tmp_path, tiny_root, capsys):
-    from twostream_das.cli import build_parser
-
-    parser = build_parser()
-    for argv in (["-v", "score"], ["score", "-v"]):
-        args = parser.parse_args([*argv, "--gt-dir", "g", "--pred-dir", "p", "--mapping", "m"])
-        assert args.verbose is True and args.quiet is False
-    for argv in (["--quiet", "train"], ["train", "--quiet"]):
-        args = parser.parse_args([*argv, "--config", "demo", "--out", str(tmp_path)])
-        assert args.quiet is True and args.verbose is False

@@ -7,9 +7,11 @@ function that adds its parser and sets ``func`` to a callable ``(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
+from collections.abc import Iterator
 
 from tqdm.auto import tqdm
 
@@ -59,27 +61,33 @@ class TqdmLoggingHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(verbose: bool, quiet: bool) -> None:
-    """One tqdm-aware stderr handler on this package's logger (replacing an earlier one)."""
+@contextlib.contextmanager
+def configured_logging(verbose: bool, quiet: bool) -> Iterator[None]:
+    """One tqdm-aware stderr handler on this package's logger for the command's duration
+    (removed afterwards, with the level restored, so ``main`` can run in-process twice)."""
     level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
     package = logging.getLogger(__name__.rpartition(".")[0])
-    for handler in [h for h in package.handlers if isinstance(h, TqdmLoggingHandler)]:
-        package.removeHandler(handler)
     handler = TqdmLoggingHandler(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    previous = package.level
     package.addHandler(handler)
     package.setLevel(level)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.verbose, args.quiet)
-    try:
-        return int(args.func(args))
-    except TwoStreamDASError as err:
-        print(f"twostream-das {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"twostream-das {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with configured_logging(args.verbose, args.quiet):
+        try:
+            return int(args.func(args))
+        except TwoStreamDASError as err:
+            print(f"twostream-das {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"twostream-das {args.command}: interrupted", file=sys.stderr)
+            return 130

@@ -71,13 +71,3 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
         help="no progress bars, warnings only",
     )
 
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0 (argparse turns the error into exit code 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected one > 0") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid; expected a finite number > 0")
-    return value

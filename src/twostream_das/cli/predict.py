@@ -8,7 +8,7 @@ from ..config import Orientation
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..prediction import predict_files, predict_videos
-from ._common import add_quiet, add_weight_args, positive_float, weight_options
+from ._common import add_quiet, add_weight_args, weight_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
-        "--fps", type=positive_float, default=None,
+        "--fps", type=float, default=None,
         help="frame rate for seconds, > 0 (default: dataset.fps)"
     )
     parser.add_argument(
