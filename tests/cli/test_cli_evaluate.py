@@ -27,7 +27,9 @@ def test_evaluate_writes_results_and_predictions(trained_run, tiny_root, capsys)
         assert len(" ".join(lines[1:]).split()) == len(gt)  # MS-TCN: header, then labels
     for stream in ("rgb", "flow"):  # each stream's own prediction scores as results.json says
         folder = trained_run / "predictions" / "streams" / stream
-        files = read_prediction_dir(folder, tiny_root / "groundTruth", LabelMap(CLASSES))
+        files = read_prediction_dir(
+            folder, tiny_root / "groundTruth", LabelMap(CLASSES), videos=TEST_VIDEOS[1]
+        )
         assert files.names == TEST_VIDEOS[1]
         assert score(files.gts, files.preds)["acc"] == pytest.approx(stored[stream]["acc"])
 
