@@ -83,18 +83,26 @@ def all_mean(values: dict[str, float], device: torch.device) -> dict[str, float]
 
 
 @contextlib.contextmanager
-def process_group(device: torch.device) -> Iterator[None]:
+def process_group(
+    device: torch.device, backend: str | None = None, timeout: datetime.timedelta = TIMEOUT
+) -> Iterator[None]:
     """Start the default process group from the launcher's environment for a block, and tear
     it down afterwards. A no-op without a launcher or when a group is already up (then the
-    caller owns it)."""
+    caller owns it).
+
+    Args:
+        backend: default NCCL on CUDA, gloo on CPU (feature extraction asks for gloo: it only
+            needs a barrier).
+        timeout: how long a collective waits for the slowest rank.
+    """
     if not launched() or is_initialized():
         yield
         return
     device = local_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    dist.init_process_group(backend=backend, timeout=timeout)
     rank, world = rank_and_world()
     logger.info(
         "process group up: rank %d of %d, backend %s, device %s", rank, world, backend, device

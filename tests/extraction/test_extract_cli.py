@@ -1,6 +1,12 @@
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+from _extraction_helpers import moving_square_frames, write_video
 
 from twostream_das.cli import main
 from twostream_das.extraction import ExtractionSettings, extract_video_features
@@ -75,3 +81,40 @@ def test_library_function_for_predict(tiny_video, weight_files):
     )
     assert list(features) == ["i3d_flow", "i3d_rgb"]
     assert all(f.shape == (1024, 9) and f.dtype == np.float32 for f in features.values())
+
+
+def test_two_ranks_under_torchrun_write_the_files_of_one_rank(weight_files, tmp_path):
+    """2 gloo ranks share 3 videos (a: 9 frames on rank 0; b, c: 6 + 4 on rank 1); the files,
+    and rank 0's manifest of all of them, are those of one process."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, frames in (("a", 9), ("b", 6), ("c", 4)):
+        write_video(videos / f"{name}.mp4", moving_square_frames(frames))
+    weights = ["--i3d-rgb-weights", str(weight_files["rgb"]),
+               "--i3d-flow-weights", str(weight_files["flow"])]
+    single, multi = tmp_path / "one", tmp_path / "two"
+    assert main(["extract", str(videos), "--out", str(single), *weights, *SMALL]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "twostream_das", "extract", str(videos), "--out", str(multi), *weights, *SMALL,
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 of 2: extracted 1 video(s)" in done.stdout  # a (9 frames)
+    assert "rank 1 of 2: extracted 2 video(s)" in done.stdout  # b and c (6 + 4 frames)
+    files = sorted(p.relative_to(single) for p in single.rglob("*.npy"))
+    assert len(files) == 9 and files == sorted(p.relative_to(multi) for p in multi.rglob("*.npy"))
+    for rel in files:
+        np.testing.assert_array_equal(np.load(multi / rel), np.load(single / rel))
+    manifest = json.loads((multi / "manifest.json").read_text())
+    assert manifest == json.loads((single / "manifest.json").read_text())
+    assert manifest["streams"] == ["i3d_rgb", "i3d_flow"] and manifest["complete"]
+    assert manifest["recipe"]["flow_method"] == "farneback" and manifest["total_frames"] == 19
+    first = manifest["videos"][0]
+    assert first["video"] == "a" and first["source"] == "a.mp4" and first["frames"] == 9
+    assert first["files"]["combined"] == {
+        "path": "features/a.npy", "dims": [2048, 9], "dtype": "float32",
+        "bytes": (single / "features" / "a.npy").stat().st_size}
+    assert manifest["total_bytes"] == sum(p.stat().st_size for p in single.rglob("*.npy"))

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -213,3 +214,55 @@ def test_stream_and_settings_validation():
         ExtractionSettings(window=20)
     assert ExtractionSettings(flow_method="farneback").flow_method.value == "farneback"
     assert os.environ.get("TWOSTREAM_DAS_NOT_SET") is None
+
+
+def test_overlapped_threads_give_the_sequential_features(real_result, i3d_models, tiny_vit):
+    video, overlapped = real_result  # the default: decode, flow and networks in threads
+    settings = ExtractionSettings(image_size=SIZE, window=WINDOW, batch_size=4, device="cpu",
+                                  overlap=False)
+    sequential = FeatureExtractor({**i3d_models, "clip_rgb": tiny_vit}, settings).extract(video)
+    assert sequential.features.keys() == overlapped.features.keys()
+    for name, array in sequential.features.items():
+        np.testing.assert_array_equal(overlapped.features[name], array)
+
+
+class Broken(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("tower failed")
+
+
+def test_a_failing_stage_stops_the_others(tiny_video):
+    models = {"i3d_rgb": PooledProjection(3), "i3d_flow": Broken()}
+    extractor = FeatureExtractor(models, ExtractionSettings(image_size=SIZE, window=5,
+                                                            queue_size=1))
+    with pytest.raises(RuntimeError, match="tower failed"):
+        extractor.extract(tiny_video)
+
+
+def test_each_rank_its_share_and_a_rerun_finishes_a_killed_one(fake_extractor, tmp_path,
+                                                                 monkeypatch):
+    from twostream_das.extraction import extract as extract_module
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, frames in (("a", 9), ("b", 6), ("c", 4)):
+        write_video(videos / f"{name}.mp4", moving_square_frames(frames))
+    out = tmp_path / "out"
+    monkeypatch.setattr(extract_module, "rank_and_world", lambda: (1, 2))
+    summary = extract_videos(videos, out, fake_extractor, progress=False)
+    assert summary.extracted == ["b", "c"] and summary.manifest is None  # only rank 0 writes it
+    assert sorted(p.stem for p in (out / "features").glob("*.npy")) == ["b", "c"]
+    flow_c = out / "features_i3d_flow" / "c.npy"
+    expected = np.load(flow_c)
+    flow_c.unlink()  # rank 1 was killed while writing c's flow: only its temporary file is left
+    (flow_c.parent / ".c.npy.k1ll.tmp").write_bytes(b"partial")
+    summary = extract_videos(videos, out, fake_extractor, progress=False)
+    assert summary.extracted == ["c"] and summary.skipped == ["b"]
+    np.testing.assert_array_equal(np.load(flow_c), expected)
+    assert not list(flow_c.parent.glob("*.tmp"))
+    monkeypatch.setattr(extract_module, "rank_and_world", lambda: (0, 2))
+    summary = extract_videos(videos, out, fake_extractor, progress=False)
+    assert summary.extracted == ["a"] and summary.manifest == out / "manifest.json"
+    manifest = json.loads(summary.manifest.read_text())
+    assert [(v["video"], v["frames"], v["complete"]) for v in manifest["videos"]] == [
+        ("a", 9, True), ("b", 6, True), ("c", 4, True)]

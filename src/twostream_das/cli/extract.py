@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 
+import torch
+
+from ..distributed import process_group, rank_and_world
 from ..extraction import (
     ExtractionSettings,
     FeatureExtractor,
@@ -15,6 +19,10 @@ from ..extraction import (
 )
 from ._common import add_quiet, add_weight_args, weight_options
 
+BARRIER_TIMEOUT = datetime.timedelta(days=7)
+"""Under torchrun, how long a rank that is done waits for the slowest one before rank 0 writes
+the manifest (TV-L1 extraction of a large dataset takes days per rank)."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     defaults = ExtractionSettings()
@@ -24,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Decode each video, compute the requested streams and write "
         "OUT/features_<stream>/<video>.npy (D, T) float32, one column per decoded frame; with "
         "both I3D streams also OUT/features/<video>.npy (2048, T), RGB rows first. Complete files "
-        "are skipped, so an interrupted run resumes. Weights are local files, never downloaded.",
+        "are skipped, so an interrupted run resumes. Weights are local files, never downloaded. "
+        "Under torchrun every rank takes its share of the videos (balanced by frame count); "
+        "OUT/manifest.json lists what exists once all are done.",
     )
     parser.add_argument("videos", metavar="VIDEO_OR_DIR", help="a video file or a folder of them")
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
@@ -51,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         default=defaults.resize.value,
                         help="square: whole frame to PXxPX (SPEC, default); short-side-crop: "
                         "Kinetics short side PX*256/224 then centre crop")
+    parser.add_argument("--sequential", dest="overlap", action="store_false",
+                        help="one pass per stream, one stage after the other, instead of "
+                        "decoding, flow and the networks overlapping in threads (same features)")
+    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, metavar="N",
+                        help="frames a queue between two overlapping stages holds "
+                        f"(default {defaults.queue_size})")
     parser.add_argument("--overwrite", action="store_true", help="redo complete files too")
     parser.add_argument("--no-combined", dest="combined", action="store_false",
                         help="do not write the 2048-d features/<video>.npy")
@@ -63,15 +79,22 @@ def run(args: argparse.Namespace) -> int:
     settings = ExtractionSettings(
         window=args.window, image_size=args.image_size, resize=ResizeMode(args.resize),
         flow_method=FlowMethod(args.flow_method), batch_size=args.batch_size, device=args.device,
+        overlap=args.overlap, queue_size=args.queue_size,
     )
     weights, names = weight_options(args)
-    extractor = FeatureExtractor.from_weights(
-        streams, i3d_rgb_weights=weights[FeatureStream.I3D_RGB],
-        i3d_flow_weights=weights[FeatureStream.I3D_FLOW],
-        clip_weights=weights[FeatureStream.CLIP_RGB], settings=settings, weight_names=names,
-    )
-    summary = extract_videos(args.videos, args.out, extractor, streams, overwrite=args.overwrite,
-                             combined=args.combined, progress=not args.quiet)
-    print(f"extracted {len(summary.extracted)} video(s), skipped {len(summary.skipped)} "
-          f"already complete; features in {summary.out_dir}")
+    with process_group(torch.device("cpu"), backend="gloo", timeout=BARRIER_TIMEOUT):
+        extractor = FeatureExtractor.from_weights(
+            streams, i3d_rgb_weights=weights[FeatureStream.I3D_RGB],
+            i3d_flow_weights=weights[FeatureStream.I3D_FLOW],
+            clip_weights=weights[FeatureStream.CLIP_RGB], settings=settings, weight_names=names,
+        )
+        summary = extract_videos(args.videos, args.out, extractor, streams,
+                                 overwrite=args.overwrite, combined=args.combined,
+                                 progress=not args.quiet)
+        rank, world = rank_and_world()
+    where = f"rank {rank} of {world}: " if world > 1 else ""
+    print(f"{where}extracted {len(summary.extracted)} video(s), skipped "
+          f"{len(summary.skipped)} already complete; features in {summary.out_dir}")
+    if summary.manifest is not None:
+        print(f"manifest of all videos: {summary.manifest}")
     return 0

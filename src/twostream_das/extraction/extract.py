@@ -1,7 +1,9 @@
 """From video files to per-frame feature files: the extraction pipeline.
 
-One pass per stream over the decoded frames (decoding is cheap next to the networks and keeps
-memory bounded), batched through the network on the chosen device:
+The video is decoded once; its frames go to every requested stream, batched through the network
+on the chosen device. Decoding, optical flow and each network run in their own threads joined by
+bounded queues (:mod:`.pipeline`), so they overlap; ``ExtractionSettings.overlap = False`` runs
+one pass per stream instead, one stage after the other (the same features):
 
 - ``i3d_rgb``: frame -> resize (``square`` 224x224 per SPEC 8, or Kinetics short side 256 +
   centre crop 224) -> RGB in [-1, 1] -> 21-frame window centred on the frame (zeros beyond the
@@ -18,28 +20,30 @@ first (the standard layout, SPEC 2). Re-running skips complete files (see :mod:`
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import barrier, local_device, rank_and_world
 from ..errors import ConfigError, DataError
 from ..io import atomic_save_npy
 from ..runtime import resolve_device
 from .flow import FLOW_BOUND, FlowFn, FlowMethod, clip_and_scale, iter_flow, make_flow_fn
 from .i3d import FEATURE_DIM as I3D_DIM
 from .i3d_weights import load_i3d
-from .store import is_complete, remove_stale_temps
+from .pipeline import Pipeline, StageClock
+from .shards import rank_share
+from .store import is_complete, remove_stale_temps, write_manifest
 from .video import (
     ResizeMode,
     center_crop,
@@ -54,8 +58,6 @@ from .vit import load_clip_visual, preprocess_clip
 from .windows import iter_window_batches
 
 logger = logging.getLogger(__name__)
-
-_Item = TypeVar("_Item")
 
 COMBINED_FOLDER = "features"  # (2048, T): I3D RGB rows 0..1023, I3D FLOW rows 1024..2047
 FLOW_PROBE_CALLS = 3  # TV-L1 calls timed before the duration estimate is logged
@@ -109,7 +111,9 @@ class ExtractionSettings:
     flow_method: FlowMethod = FlowMethod.TVL1
     flow_bound: float = FLOW_BOUND  # flow clipped to +-bound pixels, then divided by it
     batch_size: int = 8  # I3D windows (or ViT frames) per forward pass
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, cuda is cuda:LOCAL_RANK)
+    overlap: bool = True  # decode, flow and the networks in threads (False: one after the other)
+    queue_size: int = 16  # frames (or flow fields) a queue between two threads holds at most
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resize", ResizeMode(self.resize))
@@ -119,6 +123,7 @@ class ExtractionSettings:
             (self.image_size >= 8, "image_size", self.image_size, ">= 8"),
             (self.flow_bound > 0, "flow_bound", self.flow_bound, "> 0"),
             (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
+            (self.queue_size >= 1, "queue_size", self.queue_size, ">= 1"),
         ]
         for ok, key, value, expected in checks:
             if not ok:
@@ -139,40 +144,7 @@ class ExtractionSummary:
     extracted: list[str]  # videos with at least one file (re)written
     skipped: list[str]  # videos whose files were all complete already
     out_dir: Path
-
-
-class StageClock:
-    """Wall time per named stage, exclusive of nested stages (generators pull from each other)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._children: list[float] = []  # per open stage: time spent in stages nested in it
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = perf_counter()
-        self._children.append(0.0)
-        try:
-            yield
-        finally:
-            elapsed = perf_counter() - start
-            self.seconds[name] += elapsed - self._children.pop()
-            if self._children:
-                self._children[-1] += elapsed
-
-    def iterate(self, name: str, items: Iterable[_Item]) -> Iterator[_Item]:
-        """``items``, with the time spent producing each one charged to ``name``."""
-        iterator = iter(items)
-        while True:
-            with self.stage(name):
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-            yield item
-
-    def summary(self) -> str:
-        return ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+    manifest: Path | None = None  # out_dir/manifest.json, on the rank that wrote it
 
 
 class FeatureExtractor:
@@ -190,7 +162,7 @@ class FeatureExtractor:
                  settings: ExtractionSettings | None = None) -> None:
         self.settings = settings or ExtractionSettings()
         try:
-            self.device = resolve_device(self.settings.device)
+            self.device = local_device(resolve_device(self.settings.device))
         except ConfigError as err:
             raise ConfigError(f"extraction device: {err}") from None
         self.models = {FeatureStream(k): m.to(self.device).eval() for k, m in models.items()}
@@ -233,6 +205,12 @@ class FeatureExtractor:
     def streams(self) -> tuple[FeatureStream, ...]:
         return tuple(self.models)
 
+    def recipe(self) -> dict[str, object]:
+        """The settings that decide the features' values (for the manifest)."""
+        s = self.settings
+        return {"window": s.window, "image_size": s.image_size, "resize": s.resize.value,
+                "flow_method": s.flow_method.value, "flow_bound": s.flow_bound}
+
     def feature_dim(self, stream: FeatureStream | str) -> int:
         stream = FeatureStream(stream)
         if stream is FeatureStream.CLIP_RGB:
@@ -260,29 +238,68 @@ class FeatureExtractor:
             raise ValueError(f"streams {absent} were not loaded into this extractor")
         video = Path(video)
         declared = probe_video(video).num_frames
-        seconds: dict[str, float] = defaultdict(float)
-        features: dict[str, np.ndarray] = {}
-        for stream in wanted:
-            clock = StageClock()  # one per stream, so its bar shows its own stages
-            with tqdm(total=declared or None, unit="frame", desc=f"{video.stem} {stream.value}",
-                      leave=False, disable=not progress, dynamic_ncols=True) as bar:
-                features[stream.value] = self._run_stream(stream, video, clock, bar, declared)
-            for stage, value in clock.seconds.items():
-                seconds[stage] += value
+        if self.settings.overlap:
+            features, seconds = self._extract_overlapped(video, wanted, declared, progress)
+        else:
+            features, seconds = self._extract_sequential(video, wanted, declared, progress)
         lengths = {name: array.shape[1] for name, array in features.items()}
         if len(set(lengths.values())) != 1:
             raise DataError(f"{video}: streams decoded different frame counts {lengths}")
         num_frames = next(iter(lengths.values()))
         if num_frames == 0:
             raise DataError(f"{video} has no decodable video frames")
-        return VideoFeatures(features, num_frames, dict(seconds))
+        return VideoFeatures(features, num_frames, seconds)
+
+    def _extract_sequential(self, video: Path, wanted: Sequence[FeatureStream], declared: int,
+                            progress: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """One pass per stream, decoding again each time, every stage in this thread."""
+        seconds: dict[str, float] = defaultdict(float)
+        features: dict[str, np.ndarray] = {}
+        for stream in wanted:
+            clock = StageClock()  # one per stream, so its bar shows its own stages
+            with tqdm(total=declared or None, unit="frame", desc=f"{video.stem} {stream.value}",
+                      leave=False, disable=not progress, dynamic_ncols=True) as bar:
+                frames = clock.iterate("decode", iter_frames(video))
+                inputs = self._inputs(stream, frames, clock, declared, None)
+                features[stream.value] = self._run_stream(stream, inputs, clock, bar.update)
+                for stage, value in clock.seconds.items():
+                    seconds[stage] += value
+        return features, dict(seconds)
+
+    def _extract_overlapped(self, video: Path, wanted: Sequence[FeatureStream], declared: int,
+                            progress: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """One decode for all streams; decode, flow and each network in their own thread."""
+        clock = StageClock()
+        pipe = Pipeline(self.settings.queue_size, clock)
+        lock = threading.Lock()
+        with tqdm(total=(declared * len(wanted)) or None, unit="frame",
+                  desc=f"{video.stem} {'+'.join(s.value for s in wanted)}", leave=False,
+                  disable=not progress, dynamic_ncols=True) as bar:
+
+            def advance(frames: int) -> None:
+                with lock:
+                    bar.update(frames)
+                    bar.set_postfix_str(clock.summary(), refresh=False)
+
+            feeds = pipe.split(clock.iterate("decode", iter_frames(video)), len(wanted))
+            tasks = {
+                stream: pipe.run(
+                    lambda s=stream, f=feed: self._run_stream(
+                        s, self._inputs(s, f, clock, declared, pipe), clock, advance
+                    )
+                )
+                for stream, feed in zip(wanted, feeds, strict=True)
+            }
+            pipe.join()
+        features = {stream.value: task.result for stream, task in tasks.items()}
+        assert all(f is not None for f in features.values())
+        return features, dict(clock.seconds)  # type: ignore[return-value]
 
     # -- one stream --------------------------------------------------------------------------
 
-    def _run_stream(self, stream: FeatureStream, video: Path, clock: StageClock, bar: tqdm,
-                    declared: int) -> np.ndarray:
-        """(D, T) features of one stream: inputs -> batches -> network."""
-        inputs = self._inputs(stream, video, clock, declared)
+    def _run_stream(self, stream: FeatureStream, inputs: Iterator[np.ndarray], clock: StageClock,
+                    advance: Callable[[int], object]) -> np.ndarray:
+        """(D, T) features of one stream: per-frame inputs -> batches -> network."""
         if stream is FeatureStream.CLIP_RGB:
             batches = _chunks(inputs, self.settings.batch_size)
         else:
@@ -293,17 +310,16 @@ class FeatureExtractor:
             with clock.stage(stream.value), torch.inference_mode():
                 out = model(torch.from_numpy(batch).to(self.device))  # (B, D)
                 outputs.append(out.float().cpu().numpy())
-            bar.update(len(batch))
-            bar.set_postfix_str(clock.summary(), refresh=False)
+            advance(len(batch))
         if not outputs:
             return np.zeros((self.feature_dim(stream), 0), np.float32)
         return np.ascontiguousarray(np.concatenate(outputs).T, dtype=np.float32)  # (D, T)
 
-    def _inputs(self, stream: FeatureStream, video: Path, clock: StageClock,
-                declared: int) -> Iterator[np.ndarray]:
-        """Per-frame network inputs (C, H, W) float32, in frame order."""
+    def _inputs(self, stream: FeatureStream, frames: Iterator[np.ndarray], clock: StageClock,
+                declared: int, pipe: Pipeline | None) -> Iterator[np.ndarray]:
+        """Per-frame network inputs (C, H, W) float32, in frame order, from decoded frames
+        (H, W, 3) uint8. With ``pipe``, the flow runs in a thread of its own."""
         s = self.settings
-        frames = clock.iterate("decode", iter_frames(video))  # (H, W, 3) uint8
         if stream is FeatureStream.CLIP_RGB:
             size = int(self.models[stream].image_size)
             return clock.iterate("preprocess", (preprocess_clip(f, size) for f in frames))
@@ -313,6 +329,8 @@ class FeatureExtractor:
             return clock.iterate("preprocess", rgb)  # (3, S, S) in [-1, 1]
         gray = clock.iterate("preprocess", (rgb_to_gray(f) for f in resized))
         flows = clock.iterate("flow", iter_flow(gray, self._flow_fn(declared)))  # (H, W, 2) px
+        if pipe is not None:
+            flows = pipe.thread(flows)
         return (
             clip_and_scale(center_crop(f, s.image_size), s.flow_bound).transpose(2, 0, 1)
             for f in flows
@@ -359,6 +377,7 @@ def extract_videos(
     overwrite: bool = False,
     combined: bool = True,
     progress: bool = True,
+    manifest: bool = True,
 ) -> ExtractionSummary:
     """Extract and write features for a video file, a folder of videos, or a list of files.
 
@@ -366,20 +385,37 @@ def extract_videos(
     count, float32, finite) is skipped; an incomplete or corrupt file is redone; writes are
     atomic. With both I3D streams and ``combined``, also writes ``features/<video>.npy``.
 
+    Under a process group (``torchrun``; see :mod:`.shards`) each rank extracts its own share of
+    the videos, balanced by frame count; then every rank waits for the others (a barrier) and
+    rank 0 writes ``<out>/manifest.json`` of all the videos (:func:`.store.write_manifest`).
+    Without a process group this is the only rank.
+
     Returns:
-        Which videos were extracted and which skipped.
+        Which videos this rank extracted and which it skipped.
     """
     paths = list_videos(videos) if isinstance(videos, (str, Path)) else [Path(v) for v in videos]
     wanted = parse_streams([FeatureStream(s).value for s in (streams or extractor.streams)])
     out_dir = Path(out_dir)
+    rank, world = rank_and_world()
+    mine = rank_share(paths, rank, world)
+    if world > 1:
+        logger.info("rank %d of %d: %d of %d videos", rank, world, len(mine), len(paths))
     extracted: list[str] = []
     skipped: list[str] = []
-    for video in tqdm(paths, desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
+    label = "videos" if world == 1 else f"videos (rank {rank}/{world})"
+    for video in tqdm(mine, desc=label, unit="video", disable=not progress, dynamic_ncols=True):
         if _extract_one(video, out_dir, extractor, wanted, overwrite, combined, progress):
             extracted.append(video.stem)
         else:
             skipped.append(video.stem)
-    return ExtractionSummary(extracted, skipped, out_dir)
+    barrier()  # every rank's files are written
+    written = None
+    if manifest and rank == 0:
+        written = write_manifest(
+            out_dir, {v.stem: _targets(v, out_dir, wanted, combined) for v in paths},
+            [s.value for s in wanted], extractor.recipe(), {v.stem: v.name for v in paths},
+        )
+    return ExtractionSummary(extracted, skipped, out_dir, written)
 
 
 def extract_video_features(
@@ -409,7 +445,7 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
                  progress: bool) -> bool:
     """Write the missing files of one video; False when there was nothing to do."""
     declared = probe_video(video).num_frames
-    targets = {s: out_dir / s.folder / f"{video.stem}.npy" for s in streams}
+    targets = {s: out_dir / s.folder / f"{video.stem}.npy" for s in streams}  # written here
     for path in targets.values():
         remove_stale_temps(path)
     todo = [s for s, path in targets.items()
@@ -425,7 +461,7 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
         logger.info("%s: %d frames (%s)", video.name, result.num_frames,
                     ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
     i3d = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
-    if not (combined and all(s in streams for s in i3d)):
+    if not _writes_combined(streams, combined):
         return bool(todo)
     path = out_dir / COMBINED_FOLDER / f"{video.stem}.npy"
     remove_stale_temps(path)
@@ -434,6 +470,19 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
         atomic_save_npy(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
         return True
     return bool(todo)
+
+
+def _writes_combined(streams: Sequence[FeatureStream], combined: bool) -> bool:
+    return combined and FeatureStream.I3D_RGB in streams and FeatureStream.I3D_FLOW in streams
+
+
+def _targets(video: Path, out_dir: Path, streams: Sequence[FeatureStream],
+             combined: bool) -> dict[str, Path]:
+    """The files extraction writes for ``video``: stream name (or ``combined``) -> path."""
+    files = {s.value: out_dir / s.folder / f"{video.stem}.npy" for s in streams}
+    if _writes_combined(streams, combined):
+        files["combined"] = out_dir / COMBINED_FOLDER / f"{video.stem}.npy"
+    return files
 
 
 def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:

@@ -1,5 +1,8 @@
 """Feature files on disk: atomic writes, completeness checks, leftovers of killed runs.
 
+``<out>/manifest.json`` (:func:`write_manifest`) lists what exists once an ``extract`` is done:
+per video its frames and, per stream, the file, its (D, T) shape and its size in bytes.
+
 A feature file is written by :func:`twostream_das.io.atomic_save_npy`: to a hidden temporary
 file in the same folder, flushed to disk, then renamed over the target (``os.replace`` is atomic
 on one file system), so a reader or a resumed run never sees half a file. A run killed between
@@ -9,12 +12,17 @@ the two leaves only the hidden temporary file (``.<video>.npy.<random>.tmp``), w
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..io import TMP_SUFFIX
+from ..io import TMP_SUFFIX, atomic_write_text
+
+MANIFEST_FILE = "manifest.json"
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +58,56 @@ def is_complete(path: Path, dim: int, num_frames: int) -> bool:
         logger.warning("%s holds NaN or inf; extracting it again", path)
         return False
     return True
+
+
+def describe_file(path: Path, root: Path) -> dict[str, Any]:
+    """``{"path": relative to root, "dims": [D, T], "dtype", "bytes"}`` from the .npy header
+    (the data is not read), or ``{"path", "missing": true}``."""
+    entry: dict[str, Any] = {"path": path.relative_to(root).as_posix()}
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        entry["missing"] = True
+        return entry
+    entry.update(dims=list(array.shape), dtype=str(array.dtype), bytes=path.stat().st_size)
+    return entry
+
+
+def write_manifest(root: Path, files: Mapping[str, Mapping[str, Path]], streams: Sequence[str],
+                   recipe: Mapping[str, Any], sources: Mapping[str, str]) -> Path:
+    """Write ``root/manifest.json`` atomically: what exists for each video.
+
+    Args:
+        files: video name -> {stream (or ``combined``) -> feature file}.
+        streams: the extracted streams, in order.
+        recipe: the settings that decide the features' values.
+        sources: video name -> the video file's name.
+
+    Returns:
+        The manifest's path. Its ``videos`` are sorted by name; ``frames`` is the T of the
+        video's files (None when they disagree or none exists); ``complete`` is true when every
+        listed file exists.
+    """
+    videos = []
+    for name in sorted(files):
+        entries = {key: describe_file(path, root) for key, path in files[name].items()}
+        lengths = {e["dims"][-1] for e in entries.values() if "dims" in e}
+        videos.append({
+            "video": name,
+            "source": sources[name],
+            "frames": lengths.pop() if len(lengths) == 1 else None,
+            "complete": not any(e.get("missing") for e in entries.values()),
+            "files": entries,
+        })
+    manifest = {
+        "streams": list(streams),
+        "recipe": dict(recipe),
+        "num_videos": len(videos),
+        "complete": all(v["complete"] for v in videos),
+        "total_frames": sum(v["frames"] or 0 for v in videos),
+        "total_bytes": sum(e.get("bytes", 0) for v in videos for e in v["files"].values()),
+        "videos": videos,
+    }
+    path = root / MANIFEST_FILE
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -44,6 +44,7 @@ class VideoInfo:
     fps: float  # 0.0 when unknown
     width: int
     height: int
+    duration_s: float = 0.0  # 0.0 when unknown
 
 
 def list_videos(path: str | Path) -> list[Path]:
@@ -77,9 +78,13 @@ def list_videos(path: str | Path) -> list[Path]:
 def probe_video(path: str | Path) -> VideoInfo:
     """Read the container header: declared frame count, frame rate and size (no decoding)."""
     path = Path(path)
-    with _video_stream(path, "read") as (_, stream):
+    with _video_stream(path, "read") as (container, stream):
         fps = float(stream.average_rate) if stream.average_rate else 0.0
-        return VideoInfo(path, int(stream.frames or 0), fps, stream.width, stream.height)
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        else:  # the container's duration, in microseconds (av.time_base)
+            duration = (container.duration or 0) / 1e6
+        return VideoInfo(path, int(stream.frames or 0), fps, stream.width, stream.height, duration)
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
