@@ -93,3 +93,19 @@ def test_fusion_quality_dataset_from_real_labels(tmp_path):
         feats = np.load(root / f"features_{s}" / f"{video}.npy")
         assert feats.shape == (fq.STREAM_NOISE[s].dim, len(labels)) and feats.dtype == np.float32
     assert fq.build_dataset(source, tmp_path / "data", 3, 2) == root  # written once
+
+
+def test_extraction_overlap_bench_prints_json():
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    command = [sys.executable, str(BENCH / "bench_extraction.py"), "--compare-overlap",
+               "--frames", "4", "--image-size", "32", "--window", "3", "--flow-methods",
+               "farneback", "--repeats", "1", "--streams", "i3d_rgb,i3d_flow", "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert set(report["results"]) == {"sequential", "overlapped"}
+    assert report["video"] == {"name": "generated.mp4", "frames": 4}
+    assert report["same_features"] is True and report["speedup_overlapped"] > 0
+    assert report["largest_stage_s"] <= report["stage_sum_s"]
+    assert {"decode", "flow", "i3d_rgb", "i3d_flow"} <= set(report["sequential_stages_s"])
