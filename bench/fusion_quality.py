@@ -480,6 +480,26 @@ def stage_report(args: argparse.Namespace) -> dict[str, object]:
             "streams_alone_mean": streams, "summary": summary, "per_seed": seeds}
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The report's tables for docs/FUSION.md: per variant the fused test scores and the gains
+    over the better stream (means over the seeds), then the streams alone."""
+    seeds = len(report["seeds"])
+    head = "| input / rule / T | fused acc / Edit / F1@10 / F1@25 / F1@50 | gain (same) | " \
+           "gain (alone) | ahead on all five (same, alone) |"
+    lines = [head, "|---|---|---|---|---|"]
+    for name, row in report["summary"].items():
+        cells = [" / ".join(f"{row['fused'][k]:.1f}" for k in METRIC_KEYS)]
+        cells += [" / ".join(f"{row['gain_mean'][p][k]:+.1f}" for k in METRIC_KEYS)
+                  for p in ("same", "alone")]
+        ahead = row["ahead_all_five"]
+        cells.append(f"{ahead['same']} / {ahead['alone']} of {seeds}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| stream alone (x0) | acc / Edit / F1@10 / F1@25 / F1@50 |", "|---|---|"]
+    for s, m in report["streams_alone_mean"].items():
+        lines.append(f"| {s} | " + " / ".join(f"{m[k]:.1f}" for k in METRIC_KEYS) + " |")
+    return "\n".join(lines)
+
+
 def stage_run(args: argparse.Namespace) -> dict[str, object]:
     """train, measure, then report every seed of ``--seeds`` in order, within ``--budget``
     seconds in all; rerun to continue where it stopped. Prints the report once all are done."""
@@ -515,6 +535,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fusion weight grid (the package's default 0.1 is 3x slower)")
     parser.add_argument("--min-epoch", type=int, default=20, help="report: earliest snapshot")
     parser.add_argument("--samples", type=int, default=4, help="K DDIM samples per video")
+    parser.add_argument("--markdown", action="store_true", help="report: tables, not JSON")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds per call")
     return parser.parse_args(argv)
 
@@ -523,7 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stage = {"train": stage_train, "measure": stage_measure, "report": stage_report,
              "run": stage_run}[args.stage]
-    print(json.dumps(stage(args), indent=1))
+    result = stage(args)
+    if args.markdown and "summary" in result:
+        print(markdown(result))
+    else:
+        print(json.dumps(result, indent=1))
     return 0
 
 
