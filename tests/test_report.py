@@ -148,6 +148,7 @@ def run_folder(folder: Path, root: Path, fold: int, weights: dict, fused, stream
     })
     write_json(folder / "selection.json", {"best": {"epoch": 7, "fusion_weights": weights}})
     write_labels(folder / "predictions", "v", fused, streams)
+    write_json(folder / "split.json", {"train": ["w"], "val": [], "test": ["v"]})
     return folder
 
 
@@ -155,6 +156,7 @@ def test_run_folder_data_hand_worked(tmp_path):
     root = tmp_path / "data"
     write_gt(root, "v", GT)
     run = run_folder(tmp_path / "run", root, 1, {"flow": 0.25, "rgb": 1.0}, FUSED, STREAMS)
+    write_labels(run / "predictions", "stale", FUSED, {})  # not a test video of split.json
     data = report_data(run, tmp_path)
     assert data["kind"] == "run"
     (tmp_path / "demo.json").write_text("{}")  # a demo folder reports its run

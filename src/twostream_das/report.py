@@ -169,8 +169,9 @@ def report_data(
         for prefix, run in runs:
             gt_dir = labels_dir or root / "groundTruth"
             streams = list(_read_optional_json(run.results_json).get("fusion_weights") or {})
+            test = _read_optional_json(run.split_json).get("test")  # the videos evaluated
             part = _read_videos(
-                run.predictions, prefix, classes, dataset.get("fps"), gt_dir, streams
+                run.predictions, prefix, classes, dataset.get("fps"), gt_dir, streams, test
             )
             for name in ("entries", "gts", "preds"):
                 getattr(found, name).extend(getattr(part, name))
@@ -283,15 +284,28 @@ def _read_videos(
     fps: Optional[float],
     gt_dir: Optional[str | Path],
     streams: Sequence[str] = (),
+    only: Optional[Sequence[str]] = None,
 ) -> _Videos:
-    """Every ``<video>.txt`` of ``folder`` with what lies beside it; the streams' tracks in the
-    order of ``streams``, then any other stream folder by name."""
+    """Every ``<video>.txt`` of ``folder`` (of the videos ``only`` names, when given) with what
+    lies beside it; the streams' tracks in the order of ``streams``, then any other stream
+    folder by name."""
     from .data.layout import LabelMap, read_labels  # imports torch: only where labels are read
 
     label_map = LabelMap(tuple(classes), "the report's class list")
     fps = float(fps) if fps else None
     found = _Videos()
-    for path in sorted(folder.glob("*.txt")):
+    paths = sorted(folder.glob("*.txt"))
+    if only is not None:
+        wanted = set(only)
+        paths = [p for p in paths if p.stem in wanted]
+        if len(paths) < len(only):
+            logger.warning(
+                "%s: %d of the %d test videos have no prediction; evaluate the run",
+                folder,
+                len(only) - len(paths),
+                len(only),
+            )
+    for path in paths:
         name = path.stem
         fused = read_prediction(path, label_map)
         tracks = []
