@@ -75,9 +75,8 @@ def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
 
     def call():
         with amp if amp is not None else nullcontext(), native.native_kernels(use_native):
-            return model.predict_proba(
-                features, mask, [torch.Generator().manual_seed(1)], **options
-            )
+            gens = {s: [torch.Generator().manual_seed(1)] for s in features}
+            return model.predict_proba(features, mask, gens, **options)
 
     return call
 

@@ -57,7 +57,7 @@ from twostream_das.inference import (
     VideoProbs,
     load_model,
     predict_probabilities,
-    view_generator,
+    view_generators,
 )
 from twostream_das.metrics import METRIC_KEYS
 from twostream_das.runs import RunDir
@@ -246,7 +246,7 @@ def stage_train(args: argparse.Namespace) -> dict[str, object]:
 INPUTS = ("x0", "x0_trajectory", "samples", "encoder")
 """What a stream can hand to the fusion: the softmax of the last DDIM step's x0 logits (the
 package's output), its mean over the DDIM trajectory, the mean of ``--samples`` last-step
-softmaxes (DDIM noise seeded by eval seeds 0..K-1), and the encoder's softmax."""
+softmaxes (the package's K-sample pass, one generator per sample), and the encoder's softmax."""
 
 
 @torch.inference_mode()
@@ -255,35 +255,23 @@ def stream_outputs(
 ) -> dict[str, dict[str, np.ndarray]]:
     """input -> stream -> (C, T) probabilities of one video (one view, no padding).
 
-    The loop is the sampler's, unrolled to keep every step's x0 (the package's sampler
-    returns the last step only); sample 0 is exactly what ``predict_probabilities`` returns
-    with ``eval.seed = 0`` (checked by :func:`check_against_package`).
+    The package's sampler (``TwoStreamModel.sample``, K samples in one pass, the generators of
+    ``eval.seed = 0``) returns the last step's x0 probabilities and their trajectory mean;
+    sample 0 is exactly what ``predict_probabilities`` returns with ``eval.seed = 0`` (checked
+    by :func:`check_against_package`).
     """
     frames = sample.num_frames
     mask = torch.ones(1, frames, dtype=torch.bool)
+    features = {s: sample.features[s][None] for s in STREAMS}
+    generators = view_generators(0, sample, list(model.streams), samples)
+    result = model.sample(features, mask, generators, samples=samples)  # s -> (K, 1, C, T)
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS}
-    lasts: dict[str, list[torch.Tensor]] = {s: [] for s in STREAMS}
-    for k in range(samples):
-        generators = [view_generator(k, sample)]  # the package's generator for eval.seed = k
-        for s in STREAMS:  # in order: FLOW continues from RGB's generator state
-            stream = model.streams[s]
-            encoded = stream.encoder(sample.features[s][None], mask)
-            context = stream.decoder.prepare(encoded.cond, mask)
-            x = stream.sampler.initial_noise((1, stream.num_classes, frames), generators, [frames])
-            trajectory = torch.zeros(1, stream.num_classes, frames)
-            for t in stream.sampler.timesteps:
-                steps = torch.full((1,), t, dtype=torch.long)
-                logits = stream.decoder.denoise(stream.diffusion.model_input(x), steps, context)
-                trajectory += torch.softmax(logits.float(), dim=1)
-                x = stream.sampler.step(stream.diffusion.logits_to_x0(logits), t, x, generators,
-                                        [frames])
-            lasts[s].append(torch.softmax(logits.float(), dim=1)[0])
-            if k == 0:
-                out["x0"][s] = lasts[s][0].numpy()
-                out["x0_trajectory"][s] = (trajectory[0] / len(stream.sampler.timesteps)).numpy()
-                out["encoder"][s] = torch.softmax(encoded.logits.float(), dim=1)[0].numpy()
     for s in STREAMS:
-        out["samples"][s] = torch.stack(lasts[s]).mean(dim=0).numpy()
+        out["x0"][s] = result[s].probs[0, 0].numpy()
+        out["x0_trajectory"][s] = result[s].trajectory_mean[0, 0].numpy()
+        out["samples"][s] = result[s].probs[:, 0].mean(dim=0).numpy()
+        encoded = model.streams[s].encoder(features[s], mask)
+        out["encoder"][s] = torch.softmax(encoded.logits.float(), dim=1)[0].numpy()
     return out
 
 

@@ -13,8 +13,14 @@ def make_model(*extra):
         return TwoStreamModel.from_config(small_config(*extra), {"rgb": 7, "flow": 5}, 4).eval()
 
 
+def stream_gens(seeds, streams=("rgb", "flow")):
+    return {s: [torch.Generator().manual_seed(100 * i + x) for x in seeds]
+            for i, s in enumerate(streams)}
+
+
 @pytest.mark.parametrize("eta", ["1.0", "0.0"])
-def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta):
+@pytest.mark.parametrize("samples", [1, 2])
+def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta, samples):
     model = make_model(f"model.diffusion.eta={eta}")
     g = torch.Generator().manual_seed(1)
     features = {
@@ -28,17 +34,54 @@ def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta):
         {"batch_streams": False},
         {"batch_streams": True},
     ):
-        gens = [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
-        probs = model.predict_proba(features, mask, gens, **options)
-        runs[tuple(options.items())] = (probs, [torch.randn(2, generator=x) for x in gens])
+        gens = stream_gens(range(5, 5 + 3 * samples))
+        out = model.sample(features, mask, gens, samples=samples, **options)
+        following = [torch.randn(2, generator=x) for s in gens for x in gens[s]]
+        runs[tuple(options.items())] = (out, following)
     (ref, ref_next), *others = runs.values()
-    for probs, following in others:
+    for out, following in others:
         for stream in ("rgb", "flow"):
+            assert out[stream].probs.shape == (samples, 3, 4, 23)
             for b, n in enumerate([23, 17, 9]):
-                torch.testing.assert_close(
-                    probs[stream][b, :, :n], ref[stream][b, :, :n], atol=1e-5, rtol=1e-4
-                )
+                for field in ("probs", "trajectory_mean"):
+                    torch.testing.assert_close(
+                        getattr(out[stream], field)[:, b, :, :n],
+                        getattr(ref[stream], field)[:, b, :, :n],
+                        atol=1e-5, rtol=1e-4,
+                    )
         assert all(torch.equal(a, b) for a, b in zip(following, ref_next, strict=True))  # same RNG
+
+
+def test_each_sample_is_the_one_sample_run_with_its_generator():
+    """Sample k of a K-sample pass = a one-sample pass with sample k's generators: the samples
+    of a video are independent draws, batched."""
+    model = make_model()
+    g = torch.Generator().manual_seed(4)
+    features = {s: torch.randn(2, d, 19, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
+    mask = lengths_mask([19, 12], 19)
+    three = model.sample(features, mask, stream_gens(range(6)), samples=3)
+    for k in range(3):
+        one = model.sample(features, mask, stream_gens(range(2 * k, 2 * k + 2)))
+        for s in ("rgb", "flow"):
+            for b, n in enumerate([19, 12]):
+                torch.testing.assert_close(three[s].probs[k, b, :, :n], one[s].probs[0, b, :, :n],
+                                           atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(three["rgb"].probs[0], three["rgb"].probs[1], atol=1e-3)
+
+
+def test_the_number_of_steps_is_chosen_per_call():
+    model = make_model()  # configured with 4 steps
+    features = {"rgb": torch.randn(1, 7, 9), "flow": torch.randn(1, 5, 9)}
+    mask = lengths_mask([9], 9)
+    default = model.sample(features, mask, stream_gens([1]))
+    four = model.sample(features, mask, stream_gens([1]), steps=4)
+    two = model.sample(features, mask, stream_gens([1]), steps=2)
+    torch.testing.assert_close(default["rgb"].probs, four["rgb"].probs)
+    assert not torch.allclose(two["rgb"].probs, four["rgb"].probs, atol=1e-4)
+    sequential = model.sample(features, mask, stream_gens([1]), steps=2, batch_streams=False)
+    torch.testing.assert_close(sequential["flow"].probs, two["flow"].probs, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        model.sample(features, mask, stream_gens([1]), steps=0)
 
 
 def test_streams_of_other_shapes_are_not_stacked():
@@ -55,17 +98,20 @@ def test_stacked_networks_are_reused_until_the_weights_change():
     mask = lengths_mask([15, 11], 15)
 
     def predict(**options):
-        gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
-        return model.predict_proba(features, mask, gens, **options)["rgb"]
+        return model.predict_proba(features, mask, stream_gens((3, 4)), **options)["rgb"]
+
+    def networks():
+        (value,) = [v for k, (_, v) in model._stacked_cache.items() if k[0] == "networks"]
+        return value
 
     first = predict()
-    networks = model._stacked_cache["networks"][1]
+    stacked = networks()
     torch.testing.assert_close(predict(), first)
-    assert model._stacked_cache["networks"][1] is networks  # no second stacking
+    assert networks() is stacked  # no second stacking
     with torch.no_grad():  # an in-place change, as an optimiser step makes
         model.streams["rgb"].decoder.blocks[0].ffn[2].weight.add_(0.5)
     changed = predict()
-    assert model._stacked_cache["networks"][1] is not networks
+    assert networks() is not stacked
     assert not torch.allclose(changed, first, atol=1e-3)
     torch.testing.assert_close(changed, predict(batch_streams=False), atol=1e-5, rtol=1e-4)
     model.load_state_dict(make_model().state_dict())  # back to the first weights, in place

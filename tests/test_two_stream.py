@@ -51,7 +51,14 @@ def test_loss_is_the_sum_of_the_stream_losses():
 def test_predict_proba_returns_every_stream():
     model = make_model().eval()
     features = {s: torch.randn(2, d, 6) for s, d in DIMS.items()}
-    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    gens = {s: [torch.Generator().manual_seed(i) for i in range(2)] for s in STREAMS}
     probs = model.predict_proba(features, lengths_mask([6, 4], 6), gens)
     assert set(probs) == set(STREAMS)
     assert all(p.shape == (2, 4, 6) for p in probs.values())
+
+
+def test_generators_are_needed_per_stream():
+    model = make_model().eval()
+    features = {s: torch.randn(1, d, 6) for s, d in DIMS.items()}
+    with pytest.raises(ValueError, match="stream -> generators"):
+        model.predict_proba(features, lengths_mask([6], 6), [torch.Generator()])

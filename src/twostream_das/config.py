@@ -202,7 +202,9 @@ class PostprocessConfig:
 class EvalConfig:
     average: Average = Average.POOLED
     batch_size: int = 4
-    seed: int = 0  # DDIM noise: one generator per video, seeded from this and the video name
+    seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
+    steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
+    samples: int = 1  # DDIM samples per video and stream, drawn as one batch, fused as the mean
     # bf16 autocast for inference on CPU (validation, evaluate, predict): an option, since it
     # changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with bf16.
     cpu_bf16: bool = False
@@ -366,6 +368,9 @@ def validate(cfg: Config) -> None:
          "non-empty, each >= 1"),
         ("eval.batch_size", lambda v: v >= 1, ">= 1"),
         ("eval.seed", lambda v: v >= 0, ">= 0"),
+        ("eval.steps", lambda v: v is None or 0 < v <= diff.num_train_timesteps,
+         "null or in [1, model.diffusion.num_train_timesteps]"),
+        ("eval.samples", lambda v: v >= 1, ">= 1"),
     ]
     for key, ok, expected in rules:
         value = _lookup(cfg, key)

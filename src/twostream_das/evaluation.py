@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .data.dataset import load_videos
 from .data.layout import check_background, read_mapping, read_split
 from .errors import CheckpointError
-from .inference import load_model, predict
+from .inference import load_model, predict, sampling_steps, with_sampling
 from .io import STREAMS_DIR, write_prediction
 from .runs import RunDir, is_main_process, locked, read_json, write_json
 from .runtime import resolve_device
@@ -23,8 +23,17 @@ from .selection import METRIC_KEYS, score_labels
 logger = logging.getLogger(__name__)
 
 
-def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    which: str = "best",
+    quiet: bool = False,
+    steps: Optional[int] = None,
+    samples: Optional[int] = None,
+) -> dict[str, Any]:
     """Score ``checkpoints/<which>.pt`` of a run on the test videos of its fold.
+
+    ``steps`` / ``samples`` override the checkpoint's ``eval.steps`` / ``eval.samples`` (DDIM
+    steps; samples per video and stream); the results record both.
 
     Returns:
         ``{"rgb": M, "flow": M, "fused": M, "fusion_weights": {...}, "postprocess": {...},
@@ -43,14 +52,21 @@ def evaluate_run(run_dir: str | Path, which: str = "best", quiet: bool = False) 
             f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
         )
     with locked(run, "evaluate"):
-        return _evaluate(run, path, which, quiet)
+        return _evaluate(run, path, which, quiet, steps, samples)
 
 
-def _evaluate(run: RunDir, path: Path, which: str, quiet: bool) -> dict[str, Any]:
+def _evaluate(
+    run: RunDir,
+    path: Path,
+    which: str,
+    quiet: bool,
+    steps: Optional[int],
+    samples: Optional[int],
+) -> dict[str, Any]:
     fold = int(read_json(run.run_json)["fold"])
     device = resolve_device("auto")
     loaded = load_model(path, device)
-    cfg = loaded.config
+    cfg = with_sampling(loaded.config, steps, samples)
     if loaded.checkpoint.selection is None:
         logger.warning(
             "%s has no validation selection yet (training unfinished); using the configured "
@@ -103,6 +119,8 @@ def _evaluate(run: RunDir, path: Path, which: str, quiet: bool) -> dict[str, Any
             "checkpoint": which,
             "num_videos": len(videos),
             "average": cfg.eval.average.value,
+            "ddim_steps": sampling_steps(loaded, cfg),
+            "samples": cfg.eval.samples,
         }
     )
     if is_main_process():

@@ -3,10 +3,13 @@
 temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
-2. views are batched (``eval.batch_size``, padded with a mask) and both streams run DDIM on them;
-   each view gets its own generator seeded from ``(eval.seed, digest of its features, offset)``,
-   so a video's prediction does not depend on its file name nor on what else is in the batch;
-3. each view's probabilities are upsampled to the full frame rate and averaged over offsets;
+2. views are batched (``eval.batch_size``, padded with a mask) and every stream draws
+   ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the model's) in one
+   pass; each (view, stream, sample) has its own generator seeded from ``(eval.seed, digest of
+   the view's features, offset, stream, k)``, so a video's prediction does not depend on its
+   file name nor on what else is in the batch;
+3. each view's probabilities are upsampled to the full frame rate and averaged over offsets,
+   then over the samples;
 4. :func:`decide` fuses the streams with the selected weights and post-processes to labels.
 
 Memory grows linearly with the video length: nothing here builds a (T, T) tensor.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import STREAMS, Config, PostprocessKind
+from .config import STREAMS, Config, PostprocessKind, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import upsample
@@ -68,11 +71,18 @@ class Decision:
 
 @dataclass(frozen=True)
 class VideoProbs:
-    """Per-stream class probabilities of one video at the full frame rate."""
+    """Per-stream class probabilities of one video at the full frame rate.
+
+    ``probs`` is the mean of the K samples (``eval.samples``; K = 1 by default); ``samples``
+    keeps each sample's final probabilities, and ``trajectory`` the x0 probabilities averaged
+    over the DDIM steps and the samples. All are averaged over the temporal offsets.
+    """
 
     name: str
     probs: dict[str, np.ndarray]  # stream -> (C, T) float32
     labels: Optional[np.ndarray]  # (T,) int64 ground truth, or None
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (K, C, T)
+    trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (C, T)
 
     @property
     def num_frames(self) -> int:
@@ -126,6 +136,29 @@ class LoadedModel:
         return FusionMethod.from_config(self.config.fusion, temperatures)
 
 
+def with_sampling(
+    cfg: Config, steps: Optional[int] = None, samples: Optional[int] = None
+) -> Config:
+    """``cfg`` with ``eval.steps`` / ``eval.samples`` replaced where given (the ``--steps`` and
+    ``--samples`` options), checked like any config value.
+
+    Raises:
+        ConfigError: a value out of range, naming the key.
+    """
+    changes = {k: v for k, v in (("steps", steps), ("samples", samples)) if v is not None}
+    if not changes:
+        return cfg
+    out = replace(cfg, eval=replace(cfg.eval, **changes))
+    validate(out)
+    return out
+
+
+def sampling_steps(loaded: LoadedModel, cfg: Optional[Config] = None) -> int:
+    """The number of DDIM steps inference runs with: ``eval.steps``, else the model's."""
+    cfg = cfg or loaded.config
+    return cfg.eval.steps or cfg.model.diffusion.num_inference_steps
+
+
 def config_fusion_weights(cfg: Config) -> dict[str, float]:
     return {"rgb": cfg.fusion.rgb_weight, "flow": cfg.fusion.flow_weight}
 
@@ -154,13 +187,23 @@ def content_digest(features: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def view_generator(seed: int, sample: Sample) -> torch.Generator:
-    """The DDIM noise generator of one offset view of one video, seeded by its content.
+def view_generators(
+    seed: int, sample: Sample, streams: Sequence[str], samples: int
+) -> dict[str, list[torch.Generator]]:
+    """The DDIM noise generators of one offset view of one video: stream -> K generators, one
+    per (view, stream, sample), each seeded from ``(seed, digest of the view's features, offset,
+    stream, k)``, so no stream or sample shares a generator and a video's draws do not depend on
+    its file name.
 
-    A CPU generator on every device: the model draws on ``generator.device`` and moves the
-    noise, so a video gets the same noise on CPU and GPU.
+    CPU generators on every device: the model draws on ``generator.device`` and moves the noise,
+    so a video gets the same noise on CPU and GPU.
     """
-    return make_generator(derive_seed(seed, "ddim", content_digest(sample.features), sample.offset))
+    digest = content_digest(sample.features)
+    return {
+        s: [make_generator(derive_seed(seed, "ddim", digest, sample.offset, s, k))
+            for k in range(samples)]
+        for s in streams
+    }  # fmt: skip
 
 
 def predict_probabilities(
@@ -179,33 +222,35 @@ def predict_probabilities(
     rate = cfg.dataset.sample_rate
     was_training = model.training
     model.eval()
-    pending: dict[int, dict[str, np.ndarray]] = {}  # video index -> stream -> summed (C, T)
+    pending: dict[int, dict[str, list[np.ndarray]]] = {}  # video -> "samples"/"trajectory" sums
     done_views: dict[int, int] = {}  # video index -> views predicted so far
     total_views: dict[int, int] = {}  # video index -> views it has
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
         for chunk in _batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
-            probs = _predict_views(model, [s for _, s in chunk], cfg, device)
-            for (index, sample), view_probs in zip(chunk, probs, strict=True):
-                video = videos[index]
-                full = {
-                    s: upsample(p, rate, sample.offset, video.num_frames)
-                    for s, p in view_probs.items()
-                }  # stream -> (C, T) at the full frame rate
-                acc = pending.setdefault(index, {s: np.zeros_like(p) for s, p in full.items()})
-                for s, p in full.items():
-                    acc[s] += p
+            outs = _predict_views(model, [s for _, s in chunk], cfg, device)
+            for (index, sample), view in zip(chunk, outs, strict=True):
+                frames = videos[index].num_frames
+                acc = pending.setdefault(index, {})
+                for key, per_stream in view.items():
+                    sums = acc.setdefault(key, {})
+                    for s, p in per_stream.items():  # (..., T_view) -> full frame rate
+                        full = upsample(p, rate, sample.offset, frames)
+                        sums[s] = full.copy() if s not in sums else sums[s] + full
                 done_views[index] = done_views.get(index, 0) + 1
             while done_views.get(next_to_yield, -1) == total_views.get(next_to_yield):
                 video = videos[next_to_yield]
                 count = done_views.pop(next_to_yield)
                 acc = pending.pop(next_to_yield)
                 bar.update(1)
+                samples = {s: (p / count).astype(np.float32) for s, p in acc["samples"].items()}
                 yield VideoProbs(
                     video.name,
-                    {s: (acc[s] / count).astype(np.float32) for s in STREAMS},
+                    {s: p.mean(axis=0) for s, p in samples.items()},
                     video.labels,
+                    samples,
+                    {s: (p / count).astype(np.float32) for s, p in acc["trajectory"].items()},
                 )
                 next_to_yield += 1
     finally:
@@ -285,14 +330,27 @@ def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tu
 @torch.inference_mode()
 def _predict_views(
     model: TwoStreamModel, samples: list[Sample], cfg: Config, device: torch.device
-) -> list[dict[str, np.ndarray]]:
-    """Both streams on a batch of views; returns per view stream -> (C, T_view) float32."""
+) -> list[dict[str, dict[str, np.ndarray]]]:
+    """All streams on a batch of views, K samples each (``eval.samples``, ``eval.steps``).
+
+    Returns, per view: ``{"samples": stream -> (K, C, T_view), "trajectory": stream ->
+    (C, T_view)}`` float32 (the trajectory mean averaged over the K samples).
+    """
     batch = collate(samples).to(device)
-    generators = [view_generator(cfg.eval.seed, s) for s in samples]
+    count, streams = cfg.eval.samples, model.stream_names
+    per_view = [view_generators(cfg.eval.seed, s, streams, count) for s in samples]
+    generators = {  # stream -> K * B, sample-major
+        s: [gens[s][k] for k in range(count) for gens in per_view] for s in streams
+    }
     with autocast(device, cfg.train.amp, cfg.eval.cpu_bf16):
-        probs = model.predict_proba(batch.features, batch.mask, generators)  # s -> (B, C, T)
+        out = model.sample(batch.features, batch.mask, generators, cfg.eval.steps, count)
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
+    final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
+    path = {s: r.trajectory_mean.mean(0).float().cpu().numpy() for s, r in out.items()}
     return [
-        {s: probs[s][b, :, : int(n)].float().cpu().numpy() for s in STREAMS}
+        {
+            "samples": {s: final[s][:, b, :, : int(n)] for s in streams},
+            "trajectory": {s: path[s][b, :, : int(n)] for s in streams},
+        }
         for b, n in enumerate(lengths)
     ]

@@ -40,7 +40,14 @@ from .data.features import (
 from .data.layout import LabelMap, read_labels
 from .errors import ConfigError, DataError
 from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
-from .inference import LoadedModel, VideoPrediction, load_model, predict
+from .inference import (
+    LoadedModel,
+    VideoPrediction,
+    load_model,
+    predict,
+    sampling_steps,
+    with_sampling,
+)
 from .io import (
     STREAMS_DIR,
     atomic_save_npy,
@@ -178,14 +185,17 @@ def predict_files(
     quiet: bool = False,
     device: str = "auto",
     cpu_bf16: Optional[bool] = None,
+    steps: Optional[int] = None,
+    samples: Optional[int] = None,
 ) -> dict[str, Any]:
     """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
 
-    ``cpu_bf16`` overrides the checkpoint's ``eval.cpu_bf16`` (None keeps it).
+    ``cpu_bf16``, ``steps`` and ``samples`` override the checkpoint's ``eval.cpu_bf16``,
+    ``eval.steps`` and ``eval.samples`` (None keeps them).
     Returns the summary written to ``OUT/summary.json``.
     """
     loaded = load_model(checkpoint, resolve_device(device))
-    cfg = loaded.config
+    cfg = with_sampling(loaded.config, steps, samples)
     if cpu_bf16 is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
     if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
@@ -220,6 +230,8 @@ def predict_files(
         "classes": list(loaded.label_names),
         "background": list(cfg.dataset.background),
         "labels_dir": str(labels_path.resolve()) if labels_path is not None else None,
+        "ddim_steps": sampling_steps(loaded, cfg),
+        "samples": cfg.eval.samples,
         "videos": [
             {
                 "name": v.name,

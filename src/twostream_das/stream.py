@@ -8,10 +8,12 @@ Training (:meth:`DiffusionStream.loss`), per sample b of the batch:
     x0_logits = decoder(model_input(x_n), n, cond * condition_mask)
     loss = stream_loss(logits_enc, x0_logits, ...)
 
-Inference (:meth:`DiffusionStream.predict_proba`): the encoder once, the decoder's per-video
-context once, then DDIM from pure noise with ``num_inference_steps`` steps; the result is the
-softmax of the decoder's logits at the last step (DiffAct's output: its final x0 estimate mapped
-back from [-s, s] to [0, 1] is exactly that softmax).
+Inference (:meth:`DiffusionStream.sample`): the encoder once, the decoder's per-video context
+once, then the sampling loop (:func:`twostream_das.diffusion.sample`) from pure noise with the
+number of steps chosen by the call (default ``num_inference_steps``), K samples per video as one
+batch; the result is the softmax of the decoder's logits at the last step (DiffAct's output: its
+final x0 estimate mapped back from [-s, s] to [0, 1] is exactly that softmax), and its mean over
+the trajectory.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 
 from .config import Config, DiffusionConfig, LossConfig, MaskConfig
 from .decoder import Decoder
-from .diffusion import DDIMSampler, GaussianDiffusion
+from .diffusion import DDIMSampler, GaussianDiffusion, SampleResult, make_scheduler, sample
 from .diffusion.ddim import Generators
 from .encoder import Encoder
 from .losses import StreamLoss, stream_loss
@@ -39,7 +41,8 @@ class DiffusionStream(nn.Module):
     encoder, decoder, diffusion: the parts (the decoder's cond_dim = the encoder's).
     masks: condition-mask strategies for training.
     loss_cfg: loss weights.
-    sampling: DDIM steps and eta for :meth:`predict_proba`.
+    sampling: eta and the default number of DDIM steps for :meth:`sample` (a call may choose
+        another number of steps).
     """
 
     def __init__(
@@ -62,8 +65,7 @@ class DiffusionStream(nn.Module):
         self.masks = masks
         self.loss_cfg = loss_cfg
         self.num_classes = decoder.num_classes
-        self.sampler = DDIMSampler(diffusion.schedule, sampling.eta)
-        self.sampler.set_timesteps(sampling.num_inference_steps)
+        self.sampling = sampling  # eta and the default number of DDIM steps
 
     @classmethod
     def from_config(cls, cfg: Config, in_dim: int, num_classes: int) -> DiffusionStream:
@@ -158,49 +160,81 @@ class DiffusionStream(nn.Module):
             )  # (1, T)
         return torch.cat(steps), torch.stack(noises), torch.cat(keeps)
 
+    def scheduler(self, steps: Optional[int] = None) -> DDIMSampler:
+        """The DDIM steps for one call: ``steps`` (default: the config's
+        ``num_inference_steps``) over this stream's schedule, with its ``eta``."""
+        return make_scheduler(
+            self.diffusion.schedule,
+            self.sampling.num_inference_steps if steps is None else steps,
+            self.sampling.eta,
+        )
+
     @torch.inference_mode()
-    def predict_proba(
+    def sample(
         self,
         features: torch.Tensor,
         mask: torch.Tensor,
         generators: Sequence[torch.Generator],
+        steps: Optional[int] = None,
+        samples: int = 1,
         precompute_cond: bool = True,
-    ) -> torch.Tensor:
-        """Per-frame class probabilities by DDIM sampling.
+    ) -> SampleResult:
+        """K DDIM samples per video, as one batch of K * B rows (the encoder runs once).
 
-        Call in eval mode (dropout off). Video b's noise comes from ``generators[b]`` only and is
-        drawn at its real length, so its result does not depend on its batch mates.
+        Call in eval mode (dropout off). Row k * B + b (sample k of video b) draws its noise
+        from ``generators[k * B + b]`` only, at the video's real length, so its result does not
+        depend on its batch mates.
 
         Args:
             features: (B, D, T).
             mask: (B, T) bool, True = real frame.
-            generators: one per video.
+            generators: K * B, sample-major.
+            steps: DDIM steps (default: the config's).
+            samples: K.
             precompute_cond: compute the decoder's per-video context (the conditioning's share
                 of the q/k projections, the key masks) once; False recomputes it at every
                 DDIM step (the straightforward path, kept for benchmarks; same result).
 
         Returns:
-            (B, C, T) float32 probabilities (padded frames hold meaningless values).
+            :class:`SampleResult` of (K, B, C, T) float32 tensors.
         """
         batch_size, _, frames = features.shape
-        if len(generators) != batch_size:
+        rows = samples * batch_size
+        if len(generators) != rows:
             raise ValueError(
-                f"need one generator per video: {batch_size} videos, {len(generators)} given"
+                f"need one generator per video and sample: {batch_size} videos x {samples} "
+                f"samples, {len(generators)} given"
             )
-        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
-        cond = self.encoder(features, mask).cond  # (B, Dc, T)
+        lengths = [int(n) for n in mask.sum(dim=1).tolist()] * samples  # (K * B,)
+        cond = self.encoder(features, mask).cond.repeat(samples, 1, 1)  # (K * B, Dc, T)
+        mask = mask.repeat(samples, 1)  # (K * B, T)
         context = self.decoder.prepare(cond, mask) if precompute_cond else None
-        x = self.sampler.initial_noise(
-            (batch_size, self.num_classes, frames), generators, lengths, features.device
-        )  # (B, C, T)
-        logits = x
-        for t in self.sampler.timesteps:
-            steps = torch.full((batch_size,), t, dtype=torch.long, device=features.device)
-            net_input = self.diffusion.model_input(x)  # (B, C, T)
+
+        def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
+            step = torch.full((rows,), t, dtype=torch.long, device=features.device)
             if context is None:
-                logits = self.decoder(net_input, steps, cond, mask)
-            else:
-                logits = self.decoder.denoise(net_input, steps, context)
-            x0 = self.diffusion.logits_to_x0(logits)  # (B, C, T) in [-s, s]
-            x = self.sampler.step(x0, t, x, generators, lengths)
-        return torch.softmax(logits.float(), dim=1)
+                return self.decoder(x_in, step, cond, mask)
+            return self.decoder.denoise(x_in, step, context)
+
+        out = sample(
+            denoise,
+            self.scheduler(steps),
+            self.diffusion,
+            (rows, self.num_classes, frames),
+            generators,
+            lengths,
+            features.device,
+        )
+        return out.reshape(samples, batch_size, self.num_classes, frames)
+
+    def predict_proba(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        steps: Optional[int] = None,
+        precompute_cond: bool = True,
+    ) -> torch.Tensor:
+        """One DDIM sample per video (``generators``: one per video): (B, C, T) float32
+        probabilities of the final x0 estimate (see :meth:`sample`)."""
+        return self.sample(features, mask, generators, steps, 1, precompute_cond).probs[0]

@@ -1,8 +1,9 @@
 """2s-DAS: two :class:`DiffusionStream` s, one per modality, built from one config.
 
 The streams are identical in structure, with their own input dimension and weights; training
-minimises ``L = L_rgb + L_flow`` in one backward pass; inference returns each stream's
-probabilities, which :func:`twostream_das.fusion.fuse` combines.
+minimises ``L = L_rgb + L_flow`` in one backward pass; inference (:meth:`TwoStreamModel.sample`)
+returns each stream's DDIM samples, whose probabilities :func:`twostream_das.fusion.fuse`
+combines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import STREAMS, Config
+from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .stream import DiffusionStream
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 
 _T = TypeVar("_T")
+_CACHE_SIZE = 8  # stacked networks kept per model (one per batch size, K and steps in use)
 
 
 class TwoStreamLoss(NamedTuple):
@@ -46,7 +49,7 @@ class TwoStreamModel(nn.Module):
         self.streams = nn.ModuleDict({s: streams[s] for s in STREAMS})
         # the stacked inference networks and the stackability check, kept while the weights
         # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
-        self._stacked_cache: dict[str, tuple[object, object]] = {}
+        self._stacked_cache: dict[object, tuple[object, object]] = {}
 
     @classmethod
     def from_config(
@@ -87,39 +90,66 @@ class TwoStreamModel(nn.Module):
         assert total is not None
         return TwoStreamLoss(total, terms)
 
-    def predict_proba(
+    @property
+    def stream_names(self) -> list[str]:
+        return list(self.streams)
+
+    def sample(
         self,
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
-        generators: Sequence[torch.Generator],
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int] = None,
+        samples: int = 1,
         batch_streams: bool = True,
         precompute_cond: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """Each stream's DDIM probabilities.
+    ) -> dict[str, SampleResult]:
+        """K DDIM samples per video and stream (the encoders run once per video).
 
         Args:
             features: stream -> (B, D_s, T).
             mask: (B, T) bool.
-            generators: one per video, shared by the streams (``STREAMS`` order: the RGB stream
-                draws first, then FLOW continues from the same generators).
-            batch_streams: run both streams as one stacked pass (:mod:`twostream_das.stacked`)
+            generators: stream -> K * B generators, sample-major (row k * B + b is sample k of
+                video b): one per (video, stream, sample), so no stream or sample draws from
+                another's generator.
+            steps: DDIM steps (default: the config's ``num_inference_steps``).
+            samples: K.
+            batch_streams: run the streams as one stacked pass (:mod:`twostream_das.stacked`)
                 when they have the same structure and the model is in eval mode; same result
-                to float tolerance, the same draws from the generators. False runs the streams
-                one after the other.
+                to float tolerance, the same draws. False runs the streams one after the other.
             precompute_cond: for the one-after-the-other path, see
-                :meth:`DiffusionStream.predict_proba`.
+                :meth:`DiffusionStream.sample`.
 
         Returns:
-            stream -> (B, C, T) float32 probabilities.
+            stream -> :class:`SampleResult` of (K, B, C, T) float32 tensors.
         """
+        names = self.stream_names
+        if not isinstance(generators, Mapping) or set(generators) != set(names):
+            given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
+            raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
         if batch_streams and not self.training:
             token = self._weights_token()  # once per call: ~0.6 ms at GTEA size
             if self._stackable(token):
-                return self._predict_stacked(features, mask, generators, token)
+                return self._sample_stacked(features, mask, generators, steps, samples, token)
         return {
-            s: self.streams[s].predict_proba(features[s], mask, generators, precompute_cond)
-            for s in STREAMS
+            s: self.streams[s].sample(
+                features[s], mask, generators[s], steps, samples, precompute_cond
+            )
+            for s in names
         }
+
+    def predict_proba(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int] = None,
+        **options: bool,
+    ) -> dict[str, torch.Tensor]:
+        """One DDIM sample per video and stream (``generators``: stream -> one per video):
+        stream -> (B, C, T) float32 probabilities of the final x0 estimate (:meth:`sample`)."""
+        out = self.sample(features, mask, generators, steps, 1, **options)
+        return {s: result.probs[0] for s, result in out.items()}
 
     def _weights_token(self) -> tuple[tuple[object, ...], ...]:
         """Changes whenever any parameter does: replaced, moved, cast, or written in place
@@ -129,32 +159,33 @@ class TwoStreamModel(nn.Module):
             for p in self.parameters()
         )
 
-    def _cached(self, name: str, key: object, weights: object, build: Callable[[], _T]) -> _T:
-        """``build()``, kept under ``name`` while ``weights`` (a :meth:`_weights_token`) and
-        ``key`` are unchanged."""
-        token = (weights, key)
-        hit = self._stacked_cache.get(name)
-        if hit is None or hit[0] != token:
-            hit = (token, build())
-            self._stacked_cache[name] = hit
+    def _cached(self, key: object, weights: object, build: Callable[[], _T]) -> _T:
+        """``build()``, kept under ``key`` while ``weights`` (a :meth:`_weights_token`) is
+        unchanged; the last ``_CACHE_SIZE`` keys are kept."""
+        hit = self._stacked_cache.pop(key, None)
+        if hit is None or hit[0] != weights:
+            hit = (weights, build())
+        self._stacked_cache[key] = hit  # most recent last
+        while len(self._stacked_cache) > _CACHE_SIZE:
+            del self._stacked_cache[next(iter(self._stacked_cache))]
         return hit[1]  # type: ignore[return-value]
 
     def _stackable(self, weights: object = None) -> bool:
-        """Both streams have the same network shapes (bar the input size) and sampler;
-        ``weights``: this call's :meth:`_weights_token` (default: taken here)."""
-        a, b = (self.streams[s] for s in STREAMS)
+        """All streams have the same network shapes (bar the input size), label space and
+        sampling settings; ``weights``: this call's :meth:`_weights_token` (default: taken
+        here)."""
+        first, *others = self.streams.values()
+        abar = first.diffusion.schedule.alphas_cumprod
         weights = self._weights_token() if weights is None else weights
-        return (
-            self._cached("stackable", None, weights, self._same_networks)
-            and a.encoder.cond_blocks == b.encoder.cond_blocks
-            and a.diffusion.signal_scale == b.diffusion.signal_scale
-            and a.sampler.timesteps == b.sampler.timesteps
-            and a.sampler.eta == b.sampler.eta
+        return self._cached("stackable", weights, self._same_networks) and all(
+            s.encoder.cond_blocks == first.encoder.cond_blocks
+            and s.diffusion.signal_scale == first.diffusion.signal_scale
+            and torch.equal(s.diffusion.schedule.alphas_cumprod, abar)
+            and s.sampling == first.sampling
+            for s in others
         )
 
     def _same_networks(self) -> bool:
-        a, b = (self.streams[s] for s in STREAMS)
-
         def shapes(stream: DiffusionStream) -> list[tuple[str, tuple[int, ...]]]:
             return [
                 (k, tuple(v.shape))
@@ -162,84 +193,65 @@ class TwoStreamModel(nn.Module):
                 if not k.startswith("encoder.proj_in.")
             ]
 
-        return shapes(a) == shapes(b)
+        first, *others = (shapes(s) for s in self.streams.values())
+        return all(other == first for other in others)
 
     @torch.inference_mode()
-    def _predict_stacked(
+    def _sample_stacked(
         self,
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
-        generators: Sequence[torch.Generator],
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int],
+        samples: int,
         weights: object,
-    ) -> dict[str, torch.Tensor]:
-        """Both streams' DDIM as one stacked pass (N = G * B rows, stream-major); ``weights``:
-        this call's :meth:`_weights_token`, which keys the stacked networks.
-
-        The draws are those of the sequential path: each stream gets its own copies of the
-        per-video generators, FLOW's advanced past everything RGB draws, and the callers'
-        generators end in FLOW's final state.
-        """
-        streams = [self.streams[s] for s in STREAMS]
-        first = streams[0]
-        batch_size, _, frames = features[STREAMS[0]].shape
-        if len(generators) != batch_size:
-            raise ValueError(
-                f"need one generator per video: {batch_size} videos, {len(generators)} given"
-            )
+    ) -> dict[str, SampleResult]:
+        """All streams' DDIM as one stacked pass: the encoders on G * B rows, the decoders on
+        N = G * K * B rows (stream-major, then sample, then video); ``weights``: this call's
+        :meth:`_weights_token`, which keys the stacked networks."""
+        names = self.stream_names
+        streams = [self.streams[s] for s in names]
+        first, count = streams[0], len(streams)
+        batch_size, _, frames = features[names[0]].shape
+        rows = samples * batch_size  # per stream
+        for name in names:
+            if len(generators[name]) != rows:
+                raise ValueError(
+                    f"need one generator per video and sample: {batch_size} videos x {samples} "
+                    f"samples, {len(generators[name])} given for {name}"
+                )
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
-        dtype = features[STREAMS[0]].dtype
-        fmask = stacked_frame_mask(mask, len(streams), dtype)
-        key_masks = KeyMasks(fmask.valid)
-        timesteps = tuple(first.sampler.timesteps)
+        dtype = features[names[0]].dtype
+        scheduler = first.scheduler(steps)
+        timesteps = tuple(scheduler.timesteps)
         encoder, decoder = self._cached(
-            "networks",
-            (batch_size, timesteps),
+            ("networks", batch_size, samples, timesteps),
             weights,
             lambda: (
                 StackedEncoder([s.encoder for s in streams], batch_size),
-                StackedDecoder([s.decoder for s in streams], batch_size, timesteps),
+                StackedDecoder([s.decoder for s in streams], rows, timesteps),
             ),
         )
-        cond = encoder.conditioning([features[s] for s in STREAMS], fmask, key_masks)  # (N, Dc, T)
+        enc_mask = stacked_frame_mask(mask, count, dtype)  # (G * B, T)
+        cond = encoder.conditioning(
+            [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)
+        )  # (G * B, Dc, T)
+        fmask = enc_mask if samples == 1 else stacked_frame_mask(mask, count * samples, dtype)
+        if samples > 1:  # every sample of a video sees the video's conditioning
+            per_video = cond.unflatten(0, (count, 1, batch_size))  # (G, 1, B, Dc, T)
+            cond = per_video.expand(-1, samples, -1, -1, -1).flatten(0, 2)  # (N, Dc, T)
         qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
         del cond
-        stream_gens = _fork_streams(first, generators, lengths, len(streams))
-        all_gens = [g for gens in stream_gens for g in gens]  # N, stream-major
-        all_lengths = lengths * len(streams)
-        shape = (len(all_gens), first.num_classes, frames)
-        x = first.sampler.initial_noise(shape, all_gens, all_lengths, mask.device)  # (N, C, T)
-        logits = x
-        for t in first.sampler.timesteps:
-            logits = decoder.denoise(first.diffusion.model_input(x), t, qkv_in, fmask, key_masks)
-            x0 = first.diffusion.logits_to_x0(logits)  # (N, C, T) in [-s, s]
-            x = first.sampler.step(x0, t, x, all_gens, all_lengths)
-        for original, last in zip(generators, stream_gens[-1], strict=True):
-            original.set_state(last.get_state())
-        probs = torch.softmax(logits.float(), dim=1).split(batch_size)  # G x (B, C, T)
-        return dict(zip(STREAMS, probs, strict=True))
-
-
-def _copies(generators: Sequence[torch.Generator]) -> list[torch.Generator]:
-    """New generators in the same states (on the same devices)."""
-    out = []
-    for gen in generators:
-        copy = torch.Generator(device=gen.device)
-        copy.set_state(gen.get_state())
-        out.append(copy)
-    return out
-
-
-def _fork_streams(
-    stream: DiffusionStream,
-    generators: Sequence[torch.Generator],
-    lengths: Sequence[int],
-    count: int,
-) -> list[list[torch.Generator]]:
-    """Per stream, per-video generators in the state the sequential path would start that
-    stream with: stream 0 at the callers' states, stream i+1 after stream i's draws."""
-    forks = [_copies(generators)]
-    for _ in range(count - 1):
-        advanced = _copies(forks[-1])
-        stream.sampler.skip_sampling(advanced, lengths, stream.num_classes)
-        forks.append(advanced)
-    return forks
+        key_masks = KeyMasks(fmask.valid)
+        out = sample(
+            lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks),
+            scheduler,
+            first.diffusion,
+            (count * rows, first.num_classes, frames),
+            [g for s in names for g in generators[s]],
+            lengths * (count * samples),
+            mask.device,
+        ).reshape(count, samples, batch_size, first.num_classes, frames)
+        return {
+            s: SampleResult(out.probs[i], out.trajectory_mean[i]) for i, s in enumerate(names)
+        }

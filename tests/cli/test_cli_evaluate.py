@@ -43,3 +43,16 @@ def test_evaluate_table_and_last_checkpoint(trained_run, capsys):
 def test_evaluate_needs_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not a twostream_das run folder" in capsys.readouterr().err
+
+
+def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
+    """The tiny run was trained with 2 DDIM steps; --steps 3 --samples 2 samples otherwise."""
+    assert main(["evaluate", str(trained_run), "--json", "--quiet", "--steps", "3",
+                 "--samples", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ddim_steps"] == 3 and printed["samples"] == 2
+    assert main(["evaluate", str(trained_run), "--json", "--quiet"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["ddim_steps"] == 2 and default["samples"] == 1
+    assert main(["evaluate", str(trained_run), "--steps", "0"]) == 2
+    assert "eval.steps = 0 is invalid" in capsys.readouterr().err

@@ -71,3 +71,23 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
         help="no progress bars, warnings only",
     )
 
+
+def add_sampling(parser: argparse.ArgumentParser) -> None:
+    """``--steps N`` and ``--samples K``: how the DDIM sampler runs (``eval.steps``,
+    ``eval.samples``), on any checkpoint."""
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DDIM steps (default: the checkpoint's eval.steps, else its "
+        "model.diffusion.num_inference_steps); fewer is faster, see docs/PERFORMANCE.md",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="DDIM samples per video and stream, drawn in one batched pass and fused as their "
+        "mean; K > 1 adds a per-frame uncertainty (default: eval.samples, 1)",
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..evaluation import evaluate_run, results_table
-from ._common import add_quiet
+from ._common import add_quiet, add_sampling
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation-selected (best, default) or final (last) weights",
     )
     parser.add_argument("--json", action="store_true", help="print results.json instead of a table")
+    add_sampling(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    results = evaluate_run(args.run_dir, args.checkpoint, quiet=args.quiet)
+    results = evaluate_run(
+        args.run_dir, args.checkpoint, quiet=args.quiet, steps=args.steps, samples=args.samples
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:

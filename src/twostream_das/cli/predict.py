@@ -8,7 +8,7 @@ from ..config import Orientation
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..prediction import predict_files, predict_videos
-from ._common import add_quiet, add_weight_args, weight_options
+from ._common import add_quiet, add_sampling, add_weight_args, weight_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="bf16 autocast on CPU (eval.cpu_bf16): faster for large models on CPUs with bf16, "
         "probabilities at bf16 precision",
     )
+    add_sampling(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
 
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         device=args.device,
         cpu_bf16=args.cpu_bf16,
+        steps=args.steps,
+        samples=args.samples,
     )
     if args.video is not None:
         if args.rgb or args.flow:

@@ -1,14 +1,19 @@
-"""Diffusion over label sequences: schedule, forward process, DDIM sampler."""
+"""Diffusion over label sequences: schedule, forward process, DDIM steps, the sampling loop."""
 
 from .ddim import DDIMSampler, ddim_timesteps, per_video_noise
 from .gaussian import GaussianDiffusion
+from .sampling import Denoiser, SampleResult, make_scheduler, sample
 from .schedule import NoiseSchedule, cosine_schedule
 
 __all__ = [
     "DDIMSampler",
+    "Denoiser",
     "GaussianDiffusion",
     "NoiseSchedule",
+    "SampleResult",
     "cosine_schedule",
     "ddim_timesteps",
+    "make_scheduler",
     "per_video_noise",
+    "sample",
 ]

@@ -1,4 +1,5 @@
-"""DDIM sampling (Song et al. 2021) with x0 prediction, in the diffusers style.
+"""DDIM steps (Song et al. 2021) with x0 prediction, in the diffusers style; the loop that runs
+them is :func:`twostream_das.diffusion.sampling.sample`:
 
     sampler = DDIMSampler(schedule, eta)
     sampler.set_timesteps(25)
@@ -164,19 +165,3 @@ class DDIMSampler:
             noise = per_video_noise(x_t.shape, generator, lengths, x_t.device, x_t.dtype)
             x_prev = x_prev + c.sigma * noise
         return x_prev
-
-    def skip_sampling(
-        self,
-        generators: Sequence[torch.Generator],
-        lengths: Sequence[int],
-        channels: int,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        """Advance each per-video generator past everything one sampling run draws from it
-        (the initial noise, then the noise of every stochastic step), drawing and discarding
-        the same values: the generators end where :meth:`initial_noise` followed by all the
-        :meth:`step` calls would leave them."""
-        draws = 1 + sum(1 for t in self.timesteps if self._coefficients[t].sigma > 0)
-        for gen, length in zip(generators, lengths, strict=True):
-            for _ in range(draws):
-                torch.randn(channels, int(length), generator=gen, device=gen.device, dtype=dtype)

@@ -76,4 +76,8 @@ class GaussianDiffusion(nn.Module):
 
     def logits_to_x0(self, logits: torch.Tensor) -> torch.Tensor:
         """x0 estimate in [-s, s] from the decoder's logits (softmax over classes, dim 1)."""
-        return (2.0 * torch.softmax(logits, dim=1) - 1.0) * self.signal_scale
+        return self.probs_to_x0(torch.softmax(logits, dim=1))
+
+    def probs_to_x0(self, probs: torch.Tensor) -> torch.Tensor:
+        """x0 estimate in [-s, s] from x0 class probabilities (B, C, T) in [0, 1]."""
+        return (2.0 * probs - 1.0) * self.signal_scale

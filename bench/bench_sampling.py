@@ -1,0 +1,128 @@
+"""The sampling loop's cost: K samples per video, and the current code against an older commit.
+
+    python bench/bench_sampling.py [--quick] [--sizes gtea:1500] [--samples 1,4] [--steps 25]
+                                   [--against REF] [--repeats 10] [--threads 2]
+
+Variants, timed interleaved in one process (``_bench.time_interleaved``), all on the same
+weights and features, one video:
+
+  k<K>    ``TwoStreamModel.sample`` with K samples per video and stream, streams stacked
+  old     (with ``--against REF``) the package as it was at git commit REF, extracted with
+          ``git archive`` into a temporary folder and imported under another name: its
+          ``predict_proba`` with one sample (the A/B of a change to the sampler)
+
+Prints one JSON object: the machine, and per (preset, T) each variant's median/min seconds and
+its ratio to ``k1`` (``vs_k1``: K = 4 costs ``vs_k1`` times one sample; ``old``'s ratio is
+old / new).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from _bench import PRESETS, build_model, machine, time_interleaved
+from bench_inference import parse_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_old(ref: str, into: Path) -> ModuleType:
+    """``twostream_das`` at commit ``ref`` as the package ``twostream_das_old``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src/twostream_das"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    package = into / "src" / "twostream_das"
+    spec = importlib.util.spec_from_file_location(
+        "twostream_das_old", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["twostream_das_old"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, features, mask):
+    config = importlib.import_module("twostream_das_old.config")
+    two_stream = importlib.import_module("twostream_das_old.two_stream")
+    dims, classes = PRESETS[preset]
+    model = two_stream.TwoStreamModel.from_config(
+        config.load_config(preset, overrides), dims, classes
+    )
+    model.load_state_dict(state)
+    model.eval()
+    return lambda: model.predict_proba(features, mask, [torch.Generator().manual_seed(1)])
+
+
+def new_call(model, features, mask, samples: int):
+    def call():
+        gens = {s: [torch.Generator().manual_seed(1 + i) for i in range(samples)] for s in features}
+        return model.sample(features, mask, gens, samples=samples)
+
+    return call
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 DDIM steps (smoke)")
+    parser.add_argument("--sizes", type=parse_sizes, default=None, help="preset:T,...")
+    parser.add_argument("--samples", default="1,4", help="K values, comma-separated")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 25)")
+    parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+    args = parser.parse_args(argv)
+    threads = args.threads or (1 if args.quick else 2)
+    torch.set_num_threads(threads)
+    sizes = args.sizes or ([("gtea", 48)] if args.quick else [("gtea", 1500)])
+    steps = args.steps or (2 if args.quick else 25)
+    overrides = [f"model.diffusion.num_inference_steps={steps}"]
+    repeats = 2 if args.quick else args.repeats
+    counts = [int(k) for k in args.samples.split(",") if k]
+    if 1 not in counts:
+        counts.insert(0, 1)
+    report: dict[str, object] = {
+        "benchmark": "sampling",
+        "machine": machine(threads),
+        "ddim_steps": steps,
+        "against": args.against,
+        "results": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        old = import_old(args.against, Path(tmp)) if args.against else None
+        for preset, frames in sizes:
+            model, _ = build_model(preset, overrides)
+            model.eval()
+            dims, _ = PRESETS[preset]
+            gen = torch.Generator().manual_seed(0)
+            features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
+            mask = torch.ones(1, frames, dtype=torch.bool)
+
+            calls = {f"k{k}": new_call(model, features, mask, k) for k in counts}
+            if old is not None:
+                calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
+            timings = time_interleaved(calls, repeats)
+            base = timings["k1"]["median_s"]
+            for variant, timing in timings.items():
+                row = {"preset": preset, "frames": frames, "variant": variant, **timing,
+                       "vs_k1": round(timing["median_s"] / base, 3)}  # fmt: skip
+                report["results"].append(row)  # type: ignore[union-attr]
+                print(json.dumps(row), file=sys.stderr)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The one DDIM sampling loop, outside the networks (improved-diffusion's ``ddim_sample_loop``).
+
+    scheduler = make_scheduler(diffusion.schedule, steps=8, eta=1.0)   # steps chosen per call
+    out = sample(denoiser, scheduler, diffusion, (N, C, T), generators, lengths)
+    out.probs             # (N, C, T) class probabilities of the final x0 estimate
+    out.trajectory_mean   # (N, C, T) the same probabilities averaged over the n steps
+
+A denoiser maps the network's view of x_t, ``(N, C, T)`` in [0, 1], and the step ``t`` to x0
+logits ``(N, C, T)``. It may be one stream's decoder over B videos, the stacked decoder of G
+streams, or either over K samples per video: the loop does not know. The N rows are independent:
+row i starts from noise drawn from ``generators[i]`` alone, at its real length ``lengths[i]``,
+and every stochastic step draws from the same generator, so a row's trajectory does not depend
+on the other rows nor on the padded length. The caller gives each (video, offset, stream,
+sample) its own generator (``inference.view_generators``); nothing is forked or skipped.
+
+Per step (the loop of :class:`DDIMSampler`'s docstring): ``p_t = softmax(logits_t)``, the x0
+estimate ``(2 p_t - 1) s`` feeds the update, and ``p_t`` is added to the trajectory sum.
+``probs`` is ``softmax(logits)`` of the last step in float32, DiffAct's output (its final x0
+estimate mapped back to [0, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Optional, Protocol
+
+import torch
+
+from .ddim import DDIMSampler
+from .gaussian import GaussianDiffusion
+from .schedule import NoiseSchedule
+
+
+class Denoiser(Protocol):
+    """``(x_in (N, C, T) in [0, 1], t) -> (N, C, T) x0 logits``."""
+
+    def __call__(self, x_in: torch.Tensor, t: int) -> torch.Tensor: ...
+
+
+class SampleResult(NamedTuple):
+    """What one sampling run returns (float32, shapes as the caller's rows: (N, C, T), or
+    (K, B, C, T) where a model splits its rows into K samples of B videos).
+
+    Attributes:
+        probs: class probabilities of the final x0 estimate.
+        trajectory_mean: the x0 class probabilities averaged over the n DDIM steps.
+    """
+
+    probs: torch.Tensor
+    trajectory_mean: torch.Tensor
+
+    def reshape(self, *shape: int) -> SampleResult:
+        return SampleResult(self.probs.reshape(shape), self.trajectory_mean.reshape(shape))
+
+
+def make_scheduler(schedule: NoiseSchedule, steps: int, eta: float) -> DDIMSampler:
+    """A :class:`DDIMSampler` over ``schedule`` with ``steps`` steps (diffusers'
+    ``set_timesteps``), built at call time: the number of steps is a sampling choice, not part
+    of the model. Microseconds; nothing is cached.
+
+    Raises:
+        ValueError: ``steps`` outside 1 .. N, or ``eta`` < 0.
+    """
+    scheduler = DDIMSampler(schedule, eta)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def sample(
+    denoiser: Denoiser,
+    scheduler: DDIMSampler,
+    diffusion: GaussianDiffusion,
+    shape: Sequence[int],
+    generators: Sequence[torch.Generator],
+    lengths: Optional[Sequence[int]] = None,
+    device: torch.device | str = "cpu",
+) -> SampleResult:
+    """DDIM from pure noise to x0 class probabilities (see the module docstring).
+
+    Args:
+        denoiser: x_in, t -> x0 logits.
+        scheduler: the steps and updates (:func:`make_scheduler`).
+        diffusion: the label space (signal scale, the network's view of x_t).
+        shape: (N, C, T).
+        generators: one per row.
+        lengths: real frames per row (default T); frames beyond are padding.
+        device: where x lives.
+
+    Returns:
+        :class:`SampleResult` with (N, C, T) tensors (padded frames hold meaningless values).
+    """
+    if len(generators) != shape[0]:
+        raise ValueError(f"need one generator per row: {shape[0]} rows, {len(generators)} given")
+    x = scheduler.initial_noise(shape, generators, lengths, device)  # (N, C, T)
+    total = torch.zeros(tuple(shape), dtype=torch.float32, device=x.device)  # (N, C, T)
+    logits = p = x
+    for t in scheduler.timesteps:
+        logits = denoiser(diffusion.model_input(x), t)  # (N, C, T)
+        p = torch.softmax(logits, dim=1)  # (N, C, T) x0 class probabilities
+        total.add_(p)
+        x = scheduler.step(diffusion.probs_to_x0(p), t, x, generators, lengths)
+    probs = p if p.dtype == torch.float32 else torch.softmax(logits.float(), dim=1)
+    return SampleResult(probs, total.div_(len(scheduler.timesteps)))
