@@ -67,6 +67,8 @@ def prediction_folder(tmp_path: Path) -> Path:
     write_json(pred / "summary.json", {
         "fps": FPS, "classes": CLASSES, "background": ["background"], "labels_dir": str(gt_dir),
         "fusion_weights": {"rgb": 0.5, "flow": 1.0},
+        "metrics": {"fused": {"acc": 50.0, "edit": 100.0, "f1@10": 66.7, "f1@25": 66.7,
+                              "f1@50": 0.0}},
     })
     return pred
 
@@ -116,7 +118,9 @@ def test_prediction_folder_data_hand_worked(tmp_path):
     # rows ground truth, columns prediction: t0 bg->bg; t1 cut->bg; t2, t3 cut->cut;
     # t4, t5 EVIL->cut
     assert metrics["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 2, 0]]
-    assert metrics["num_videos"] == 1 and metrics["rows"] == []
+    assert metrics["num_videos"] == 1
+    assert metrics["rows"] == [{"run": "all videos", "stream": "fused", "values": {
+        "acc": 50.0, "edit": 100.0, "f1@10": 66.7, "f1@25": 66.7, "f1@50": 0.0}}]
 
 
 def test_older_prediction_folder_without_summary_or_segments(tmp_path):

@@ -160,6 +160,13 @@ def report_data(
         streams = list(summary.get("fusion_weights") or {})
         found = _read_videos(source, "", classes, summary.get("fps"), gt_dir, streams)
         metrics = _metrics([], found, classes, background) if found.gts else None
+        if metrics is not None:  # the scores predict --labels stored, per stream and fused
+            scored = summary.get("metrics") or {}
+            metrics["rows"] = [
+                {"run": "all videos", "stream": k, "values": {m: v.get(m) for m in METRIC_KEYS}}
+                for k, v in scored.items()
+                if isinstance(v, dict)
+            ]
     else:
         dataset = read_json(runs[0][1].run_json).get("config", {}).get("dataset", {})
         root = Path(dataset.get("root", ""))
