@@ -6,11 +6,14 @@ import torch
 
 from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
 from twostream_das.config import PostprocessKind, load_config
-from twostream_das.data.dataset import load_videos
+from twostream_das.data.dataset import load_videos, offset_views
 from twostream_das.data.layout import read_mapping
+from twostream_das.data.temporal import average_views
 from twostream_das.inference import (
     PostprocessChoice,
+    _predict_views,
     decide,
+    decide_video,
     load_model,
     predict,
     predict_probabilities,
@@ -52,15 +55,28 @@ def test_a_video_does_not_depend_on_its_batch(setup):
         np.testing.assert_allclose(together[1].probs[stream], alone[0].probs[stream], atol=1e-4)
 
 
-def test_sample_rate_averages_offsets_at_full_frame_rate(setup):
+def test_sample_rate_averages_offsets_at_the_subsampled_rate(setup):
     loaded, videos = setup
     cfg = dataclasses.replace(
         loaded.config, dataset=dataclasses.replace(loaded.config.dataset, sample_rate=3)
     )
     out = list(predict_probabilities(loaded.model, videos, cfg, CPU))
     for pred, video in zip(out, videos, strict=True):
-        assert pred.probs["rgb"].shape[1] == len(video.labels)  # odd lengths, rate 3
+        full = len(video.labels)
+        assert pred.sample_rate == 3 and pred.num_frames == full
+        assert pred.probs["rgb"].shape[1] == full // 3  # cropped to the shortest view
         np.testing.assert_allclose(pred.probs["flow"].sum(axis=0), 1.0, atol=1e-4)
+        assert pred.full_rate(pred.probs["rgb"]).shape == (len(CLASSES), full)
+        post = PostprocessChoice(PostprocessKind.MEDIAN, 3)
+        decision = decide_video(pred, {"rgb": 0.5, "flow": 0.5}, post)
+        assert decision.labels.shape == (full,)
+        assert decision.fused_probs.shape == (len(CLASSES), full)
+        assert decision.stream_labels["flow"].shape == (full,)
+    # the ensemble is the views' outputs (batched as the loop batches them) cropped and averaged
+    views = offset_views(videos[0], 3, cfg.dataset.boundary_sigma)
+    per_view = _predict_views(loaded.model, views, cfg, CPU)
+    expected = average_views([p["samples"]["rgb"] for p in per_view]).mean(axis=0)  # K samples
+    np.testing.assert_allclose(out[0].probs["rgb"], expected, atol=1e-4)
 
 
 def test_decide_fuses_then_postprocesses(setup):

@@ -2,10 +2,19 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import generic_filter
 
+from _shared import require_shared
 from twostream_das.config import PostprocessKind
-from twostream_das.postprocess import median_filter, mode_filter, postprocess, purge
+from twostream_das.data.temporal import average_views
+from twostream_das.postprocess import (
+    diffact_purge,
+    median_filter,
+    mode_filter,
+    postprocess,
+    purge,
+)
 
 
 def seq(text: str) -> np.ndarray:
@@ -69,6 +78,31 @@ def test_purge_leaves_no_short_segment_on_random_input():
 def test_purge_rejects_a_bad_window():
     with pytest.raises(ValueError, match="window 0"):
         purge(seq("ab"), 0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "max_len", "expected"),
+    [
+        # at most N: a 3-frame 'b' goes at N = 3 (ours keeps it at window 3), split 1 | 2.
+        ("aaaabbbccccc", 3, "aaaaaccccccc"),
+        ("aaaabbbcccc", 2, "aaaabbbcccc"),
+        # one pass over the original segments: 'b' and 'c' are both short; 'b' takes the
+        # original labels of its neighbours (a | c), 'c' then (b | d), so a 'b' frame is left.
+        ("aaaaabbccdddd", 2, "aaaaaacbddddd"),
+        # a purged last segment takes its left neighbour's original label (not what that
+        # neighbour became) and keeps its last frame: 'b' -> a | c, 'c' (counted 3) -> b b b c.
+        ("aaaabbbcccc", 3, "aaaaaccbbbc"),
+        # the first segment goes wholly to the second's label
+        ("abbbbb", 1, "bbbbbb"),
+        # the last segment is counted one frame short (DiffAct's segment ends): a 2-frame 'c'
+        # counts as 1 and is purged at N = 1 except its very last frame.
+        ("aaaacc", 1, "aaaaac"),
+        ("aaaac", 1, "aaaac"),  # a 1-frame last segment counts 0 frames: nothing to hand over
+        ("aaaa", 5, "aaaa"),  # one segment: unchanged
+    ],
+)
+def test_diffact_purge_hand_worked(labels, max_len, expected):
+    assert text(diffact_purge(seq(labels), max_len)) == expected
 
 
 # ----------------------------------------------------------------------------- median
@@ -141,3 +175,54 @@ def test_postprocess_rejects_bad_input():
         postprocess(np.zeros(5), "none", 1)
     with pytest.raises(ValueError):
         postprocess(np.zeros((2, 5)), "smooth", 3)
+
+
+# ----------------------------------------------------------------------------- sample rate > 1
+
+
+def test_postprocess_at_a_sample_rate_hand_worked():
+    """r = 2, T = 9: views of 5 and 4 frames are cropped to 4 and averaged; the argmax there is
+    0 1 0 0; restored (ticks at 1, 3, 5, 7, ties to the earlier) it is 0 0 0 1 1 0 0 0 0."""
+    view0 = np.array([[1, 0, 1, 1, 0], [0, 1, 0, 0, 1]], dtype=float)
+    view1 = np.array([[1, 0, 1, 1], [0, 1, 0, 0]], dtype=float)
+    avg = average_views([view0, view1])  # (2, 4)
+    blip = [0, 0, 0, 1, 1, 0, 0, 0, 0]
+    assert postprocess(avg, "none", 1, 2, 9).tolist() == blip
+    # median 3 counts subsampled frames: the 1-frame blip there goes (at full rate it is 2
+    # frames, which a median of 3 full-rate frames would keep)
+    assert postprocess(avg, "median", 3, 2, 9).tolist() == [0] * 9
+    # purge and mode count full-rate frames: the blip is 2 frames long
+    assert postprocess(avg, "purge", 2, 2, 9).tolist() == blip
+    assert postprocess(avg, "purge", 3, 2, 9).tolist() == [0] * 9
+    assert postprocess(avg, "diffact_purge", 2, 2, 9).tolist() == [0] * 9
+    assert postprocess(avg, "mode", 3, 2, 9).tolist() == blip
+    assert postprocess(avg, "mode", 5, 2, 9).tolist() == [0] * 9
+    with pytest.raises(ValueError, match="at sample rate 1 they must agree"):
+        postprocess(avg, "none", 1, 1, 9)
+
+
+ORACLE_KINDS = {"purge": "diffact_purge", "median": "median", "mode": "mode", "none": "none"}
+
+
+def test_the_test_time_pipeline_reproduces_diffact_exactly():
+    """DiffAct's test loop on the real split-1 label sets (../shared/data/diffact_oracle): every
+    case of every dataset and every kind, frame for frame."""
+    path = require_shared("data/diffact_oracle/pipeline.pt")
+    oracle = torch.load(path, weights_only=True)
+    assert oracle["format"] == "diffact-pipeline-oracle-v1"
+    checked = 0
+    for name, data in oracle["datasets"].items():
+        rate = data["sample_rate"]
+        for case in data["cases"]:
+            views = [p.numpy() for p in case["offset_probs"]]
+            assert len(views) == rate
+            avg = average_views(views)
+            for key, expected in case["outputs"].items():
+                kind, value = key.split(":")
+                out = postprocess(avg, ORACLE_KINDS[kind], max(int(value), 1), rate,
+                                  case["full_len"])
+                assert out.shape == (case["full_len"],), (name, case["video"], key)
+                mismatch = int((out != expected.numpy()).sum())
+                assert mismatch == 0, f"{name} {case['video']} {key}: {mismatch} frames differ"
+                checked += 1
+    assert checked == 27

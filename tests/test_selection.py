@@ -123,3 +123,35 @@ def test_temperatures_are_fitted_on_validation_and_stored():
     old = sel.to_dict()
     del old["temperatures"]  # selections stored before the option
     assert Selection.from_dict(old).temperatures == {}
+
+
+def test_diffact_purge_is_a_candidate_only_when_configured():
+    kinds = {c.kind for c in postprocess_candidates(_cfg())}
+    assert PostprocessKind.DIFFACT_PURGE not in kinds
+    cfg = _cfg("postprocess.kind=diffact_purge", "postprocess.window=3")
+    assert PostprocessChoice(PostprocessKind.DIFFACT_PURGE, 3) in postprocess_candidates(cfg)
+
+
+def test_validation_scores_at_a_sample_rate_take_the_test_time_path():
+    """At r = 2 the probabilities are at the subsampled rate; selection scores the full-rate
+    labels restored from them, against the full-rate ground truth."""
+    gt = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2])  # T = 11 -> 5 subsampled frames
+    p = np.full((3, 5), 0.1, np.float32)
+    p[[0, 0, 1, 1, 2], np.arange(5)] = 0.8
+    videos = [VideoProbs("v", {"rgb": p, "flow": p}, gt, sample_rate=2, full_frames=11)]
+    cfg = _cfg("train.select_metric=acc", "fusion.grid_step=1.0")
+    metrics = score_streams(videos, NAMES, cfg, {"rgb": 1.0, "flow": 1.0},
+                            PostprocessChoice(PostprocessKind.NONE, 1))
+    # restored (ticks at 1, 3, 5, 7, 9, ties to the earlier): 0 0 0 0 0 1 1 1 1 2 2
+    assert metrics["fused"]["acc"] == pytest.approx(100.0)
+    assert metrics["rgb"]["acc"] == pytest.approx(100.0)
+    rolled = np.roll(gt, -1)
+    shifted = [VideoProbs("v", {"rgb": p, "flow": p}, rolled, sample_rate=2, full_frames=11)]
+    off = score_streams(shifted, NAMES, cfg, {"rgb": 1.0, "flow": 1.0},
+                        PostprocessChoice(PostprocessKind.NONE, 1))
+    assert off["fused"]["acc"] == pytest.approx(100.0 * 8 / 11)
+    # temperatures are fitted on the restored full-rate probabilities against the labels
+    tcfg = _cfg("train.select_metric=acc", "fusion.grid_step=1.0", "fusion.temperature=true")
+    assert set(select(videos, NAMES, tcfg, epoch=1).temperatures) == {"rgb", "flow"}
+    with pytest.raises(ValueError, match="full_frames is needed"):
+        VideoProbs("v", {"rgb": p}, gt, sample_rate=2)

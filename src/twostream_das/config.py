@@ -53,7 +53,8 @@ class MaskStrategy(str, enum.Enum):
 
 class PostprocessKind(str, enum.Enum):
     NONE = "none"
-    PURGE = "purge"  # remove segments shorter than ``window`` frames
+    PURGE = "purge"  # remove segments shorter than ``window`` frames (SPEC section 5)
+    DIFFACT_PURGE = "diffact_purge"  # DiffAct's: one pass, segments of at most ``window`` frames
     MEDIAN = "median"  # median filter over class probabilities, window ``window``
     MODE = "mode"  # mode (majority) filter over labels, window ``window``
 

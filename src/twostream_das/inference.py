@@ -1,6 +1,7 @@
 """The one prediction path, shared by validation, ``evaluate`` and ``predict``.
 
-temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
+temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels, as DiffAct's
+test loop does it (SPEC section 6):
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (``eval.batch_size``, padded with a mask) and every stream draws
@@ -8,9 +9,13 @@ temporal-offset ensemble -> both streams -> late fusion -> post-processing -> la
    pass; each (view, stream, sample) has its own generator seeded from ``(eval.seed, digest of
    the view's features, offset, stream, k)``, so a video's prediction does not depend on its
    file name nor on what else is in the batch;
-3. each view's probabilities are upsampled to the full frame rate and averaged over offsets,
-   then over the samples;
-4. :func:`decide` fuses the streams with the selected weights and post-processes to labels.
+3. per stream, the views' probabilities (each sample's, and the trajectory means) are cropped to
+   the shortest view and averaged at the subsampled rate, then over the samples
+   (:class:`VideoProbs`);
+4. :func:`decide` fuses the streams there with the selected weights and post-processes
+   (:func:`~twostream_das.postprocess.postprocess`: median filter at the subsampled rate, argmax,
+   full rate restored by nearest neighbour, then mode or purge at full rate); every stream's own
+   labels take the same path. Validation, ``evaluate`` and ``predict`` all go through it.
 
 Memory grows linearly with the video length: nothing here builds a (T, T) tensor.
 """
@@ -32,7 +37,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .config import STREAMS, Config, PostprocessKind, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
-from .data.temporal import upsample
+from .data.temporal import average_views, restore_full_rate
 from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
 from .runtime import autocast, derive_seed, make_generator
@@ -64,14 +69,28 @@ class PostprocessChoice:
 class Decision:
     """Labels of one video: fused and per stream (each post-processed the same way)."""
 
-    fused_probs: np.ndarray  # (C, T) float32, before post-processing
-    labels: np.ndarray  # (T,) int64, fused then post-processed
-    stream_labels: dict[str, np.ndarray]  # stream -> (T,) int64, post-processed
+    fused_view_probs: np.ndarray  # (C, T_s) float32 fused, before post-processing
+    labels: np.ndarray  # (T,) int64, fused then post-processed, full rate
+    stream_labels: dict[str, np.ndarray]  # stream -> (T,) int64, post-processed, full rate
+    sample_rate: int = 1
+
+    @property
+    def fused_probs(self) -> np.ndarray:
+        """(C, T) the fused probabilities at the full frame rate: ``fused_view_probs`` restored
+        by nearest neighbour like the labels (:func:`~twostream_das.data.temporal.
+        restore_full_rate`); equal to it at sample rate 1."""
+        return restore_full_rate(self.fused_view_probs, self.sample_rate, self.labels.shape[0])
 
 
 @dataclass(frozen=True)
 class VideoProbs:
-    """Per-stream class probabilities of one video at the full frame rate.
+    """Per-stream class probabilities of one video, averaged over its offset views.
+
+    At ``dataset.sample_rate`` r = 1 they are at the full frame rate (T_s = T). At r > 1 they
+    are at the subsampled rate, the views cropped to the shortest (T_s = min over offsets):
+    frame j averages the views' frames at full-rate frames ``j * r .. j * r + r - 1``.
+    :meth:`full_rate` restores any ``(..., T_s)`` array to the T full-rate frames the way the
+    labels are restored (DiffAct's nearest neighbour from ticks at ``r // 2 + j * r``).
 
     ``probs`` is the mean of the K samples (``eval.samples``; K = 1 by default); ``samples``
     keeps each sample's final probabilities, and ``trajectory`` the x0 probabilities averaged
@@ -79,14 +98,27 @@ class VideoProbs:
     """
 
     name: str
-    probs: dict[str, np.ndarray]  # stream -> (C, T) float32
-    labels: Optional[np.ndarray]  # (T,) int64 ground truth, or None
-    samples: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (K, C, T)
-    trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (C, T)
+    probs: dict[str, np.ndarray]  # stream -> (C, T_s) float32
+    labels: Optional[np.ndarray]  # (T,) int64 ground truth at the full rate, or None
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (K, C, T_s)
+    trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (C, T_s)
+    sample_rate: int = 1
+    full_frames: Optional[int] = None  # T; None: T_s (only at r = 1)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate > 1 and self.full_frames is None:
+            raise ValueError(f"video {self.name}: at sample rate > 1 full_frames is needed")
 
     @property
     def num_frames(self) -> int:
+        """T, frames at the full rate."""
+        if self.full_frames is not None:
+            return int(self.full_frames)
         return next(iter(self.probs.values())).shape[1]
+
+    def full_rate(self, x: np.ndarray) -> np.ndarray:
+        """``(..., T_s) -> (..., T)`` by nearest neighbour (identity at r = 1)."""
+        return restore_full_rate(x, self.sample_rate, self.num_frames)
 
 
 @dataclass(frozen=True)
@@ -214,7 +246,8 @@ def predict_probabilities(
     progress: bool = False,
     desc: str = "predict",
 ) -> Iterator[VideoProbs]:
-    """Per-stream probabilities of every video at full frame rate, in the order of ``videos``.
+    """Per-stream probabilities of every video (:class:`VideoProbs`: the offset views averaged
+    at the subsampled rate), in the order of ``videos``.
 
     Offset views of all videos are batched together (``cfg.eval.batch_size`` per batch); a video
     is yielded as soon as all its views are done.
@@ -222,35 +255,28 @@ def predict_probabilities(
     rate = cfg.dataset.sample_rate
     was_training = model.training
     model.eval()
-    pending: dict[int, dict[str, list[np.ndarray]]] = {}  # video -> "samples"/"trajectory" sums
-    done_views: dict[int, int] = {}  # video index -> views predicted so far
+    pending: dict[int, list[dict[str, dict[str, np.ndarray]]]] = {}  # video -> views
     total_views: dict[int, int] = {}  # video index -> views it has
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
         for chunk in _batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
             outs = _predict_views(model, [s for _, s in chunk], cfg, device)
-            for (index, sample), view in zip(chunk, outs, strict=True):
-                frames = videos[index].num_frames
-                acc = pending.setdefault(index, {})
-                for key, per_stream in view.items():
-                    sums = acc.setdefault(key, {})
-                    for s, p in per_stream.items():  # (..., T_view) -> full frame rate
-                        full = upsample(p, rate, sample.offset, frames)
-                        sums[s] = full.copy() if s not in sums else sums[s] + full
-                done_views[index] = done_views.get(index, 0) + 1
-            while done_views.get(next_to_yield, -1) == total_views.get(next_to_yield):
+            for (index, _), view in zip(chunk, outs, strict=True):
+                pending.setdefault(index, []).append(view)  # offsets 0, 1, ... in order
+            while len(pending.get(next_to_yield, ())) == total_views.get(next_to_yield):
                 video = videos[next_to_yield]
-                count = done_views.pop(next_to_yield)
-                acc = pending.pop(next_to_yield)
+                views = pending.pop(next_to_yield)  # offsets 0, 1, ... in order
                 bar.update(1)
-                samples = {s: (p / count).astype(np.float32) for s, p in acc["samples"].items()}
+                samples = _average_views(views, "samples")  # stream -> (K, C, T_s)
                 yield VideoProbs(
                     video.name,
                     {s: p.mean(axis=0) for s, p in samples.items()},
                     video.labels,
                     samples,
-                    {s: (p / count).astype(np.float32) for s, p in acc["trajectory"].items()},
+                    _average_views(views, "trajectory"),
+                    rate,
+                    video.num_frames,
                 )
                 next_to_yield += 1
     finally:
@@ -263,10 +289,13 @@ def fused_labels(
     weights: Mapping[str, float],
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
+    sample_rate: int = 1,
+    num_frames: Optional[int] = None,
 ) -> np.ndarray:
     """The fused, post-processed labels (T,) of :func:`decide` alone (what a search scores)."""
-    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T)
-    return np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
+    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T_s)
+    path = (post.kind, post.window, sample_rate, num_frames)
+    return np.asarray(postprocess(fused, *path), dtype=np.int64)
 
 
 def decide(
@@ -274,17 +303,47 @@ def decide(
     weights: Mapping[str, float],
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
+    sample_rate: int = 1,
+    num_frames: Optional[int] = None,
 ) -> Decision:
-    """Fuse per-stream probabilities ``(C, T)`` with ``weights`` (and ``method``: rule and
+    """Fuse per-stream probabilities ``(C, T_s)`` with ``weights`` (and ``method``: rule and
     temperatures; None = the paper's weighted sum) and post-process to labels. The streams'
-    own labels come from their probabilities as given (a temperature moves no argmax)."""
-    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T)
-    labels = np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
-    stream_labels = {
-        s: np.asarray(postprocess(probs[s], post.kind, post.window), dtype=np.int64)
-        for s in STREAMS
-    }
-    return Decision(fused, labels, stream_labels)
+    own labels come from their probabilities as given (a temperature moves no argmax).
+
+    Args:
+        probs: stream -> (C, T_s), at the subsampled rate when ``sample_rate`` > 1
+            (:attr:`VideoProbs.probs`).
+        sample_rate, num_frames: r and the full-rate length T (None: T_s, only at r = 1).
+
+    Returns:
+        :class:`Decision` with full-rate labels, fused and per stream, all through
+        :func:`~twostream_das.postprocess.postprocess`.
+    """
+    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T_s)
+    path = (post.kind, post.window, sample_rate, num_frames)
+    labels = np.asarray(postprocess(fused, *path), dtype=np.int64)
+    stream_labels = {s: np.asarray(postprocess(p, *path), dtype=np.int64) for s, p in probs.items()}
+    return Decision(fused, labels, stream_labels, sample_rate)
+
+
+def decide_video(
+    video: VideoProbs,
+    weights: Mapping[str, float],
+    post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
+) -> Decision:
+    """:func:`decide` on one video's averaged probabilities at its sample rate."""
+    return decide(video.probs, weights, post, method, video.sample_rate, video.num_frames)
+
+
+def video_fused_labels(
+    video: VideoProbs,
+    weights: Mapping[str, float],
+    post: PostprocessChoice,
+    method: Optional[FusionMethod] = None,
+) -> np.ndarray:
+    """:func:`fused_labels` on one video at its sample rate: (T,) full-rate labels."""
+    return fused_labels(video.probs, weights, post, method, video.sample_rate, video.num_frames)
 
 
 def predict(
@@ -300,7 +359,7 @@ def predict(
 ) -> Iterator[VideoPrediction]:
     """The full path for every video: probabilities, fusion, post-processing, labels."""
     for video in predict_probabilities(model, videos, cfg, device, progress, desc):
-        yield VideoPrediction(video, decide(video.probs, weights, post, method))
+        yield VideoPrediction(video, decide_video(video, weights, post, method))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -314,6 +373,14 @@ def _views(
         views = offset_views(video, cfg.dataset.sample_rate, cfg.dataset.boundary_sigma)
         counts[index] = len(views)
         yield from ((index, sample) for sample in views)
+
+
+def _average_views(
+    views: Sequence[Mapping[str, Mapping[str, np.ndarray]]], key: str
+) -> dict[str, np.ndarray]:
+    """stream -> the offset views' ``view[key][stream]`` (..., T_o) cropped to the shortest and
+    averaged (:func:`~twostream_das.data.temporal.average_views`)."""
+    return {s: average_views([v[key][s] for v in views]) for s in views[0][key]}
 
 
 def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tuple[int, Sample]]]:

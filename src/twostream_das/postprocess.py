@@ -1,6 +1,14 @@
-"""Post-processing of per-frame class probabilities into labels (SPEC section 5).
+"""Post-processing of per-frame class probabilities into labels (SPEC sections 5 and 6).
 
-Three smoothers (:class:`~twostream_das.config.PostprocessKind`), each with a window of ``N``
+:func:`postprocess` is the one path from class probabilities to full-rate labels. With a
+temporal sample rate ``r`` (SPEC section 6, DiffAct's test loop) its input is the average of
+the offset views at the subsampled rate: the median filter runs there (its window counts
+subsampled frames: 50Salads' 30 at r = 8 spans 240 full-rate frames, 8 s), then the argmax,
+then the full rate is restored by nearest neighbour
+(:func:`~twostream_das.data.temporal.restore_full_rate`, left offset ``r // 2``), and mode
+filter or purge run on the full-rate labels (their windows count full-rate frames).
+
+The smoothers (:class:`~twostream_das.config.PostprocessKind`), each with a window of ``N``
 frames:
 
 - **purge** (:func:`purge`): segments shorter than ``N`` frames are removed, shortest first
@@ -9,9 +17,12 @@ frames:
   left neighbour and the other ``L - L // 2`` to the right one (DiffAct's split point); at either
   end of the video it goes wholly to its only neighbour. Neighbours that end up with the same
   label merge. Each step removes at least one segment, so it stops after at most S - 1 steps.
-  DiffAct's research code instead makes one left-to-right pass over the original segments, purges
-  segments of length ``<= N`` (so its "purge 3" is ``N = 4`` here) and hands frames to the
-  neighbours' *original* labels, which can leave new short segments behind.
+- **diffact_purge** (:func:`diffact_purge`): DiffAct's own rule, so its results can be
+  reproduced: one left-to-right pass over the original segments; a segment of *at most* ``N``
+  frames gives its first ``L // 2`` frames to the left neighbour's and the rest to the right
+  neighbour's *original* label (wholly to the only neighbour at the ends), which can leave new
+  short segments behind. As in DiffAct's segment helper, the last segment's length is counted one
+  frame short and a purged last segment keeps its very last frame.
 - **median** (:func:`median_filter`): a running median of every class probability along time,
   window ``N`` centred on the frame (``scipy.ndimage.median_filter``, ``origin=0``; an even window
   reaches ``N // 2`` frames back and ``N // 2 - 1`` forward), ``reflect`` at the video ends as in
@@ -35,6 +46,7 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from .config import PostprocessKind
+from .data.temporal import restore_full_rate
 from .metrics import segment_bounds
 
 logger = logging.getLogger(__name__)
@@ -137,6 +149,41 @@ def _purge_segments(
     return [seg_labels[i] for i in keep], [size[i] for i in keep]
 
 
+def diffact_purge(labels: ArrayLike, max_len: int) -> np.ndarray:
+    """DiffAct's purge: segments of at most ``max_len`` frames, one pass (module docstring).
+
+    Args:
+        labels: (T,) frame labels (ids or names).
+        max_len: longest segment removed, in frames.
+
+    Returns:
+        (T,) labels of the same dtype. A video of one segment is returned unchanged.
+    """
+    arr = _as_labels(labels)
+    max_len = _check_window(max_len)
+    seg_labels, starts, ends = segment_bounds(arr)
+    out = arr.copy()
+    last = len(seg_labels) - 1
+    if last < 1:
+        return out
+    ends = ends.copy()
+    ends[last] -= 1  # DiffAct's segment helper ends the last segment at T - 1
+    for e in range(last + 1):
+        start, end = int(starts[e]), int(ends[e])
+        length = end - start
+        if length > max_len:
+            continue
+        if e == 0:
+            out[start:end] = seg_labels[1]
+        elif e == last:
+            out[start:end] = seg_labels[e - 1]
+        else:
+            mid = start + length // 2
+            out[start:mid] = seg_labels[e - 1]
+            out[mid:end] = seg_labels[e + 1]
+    return out
+
+
 # --------------------------------------------------------------------------- median
 
 
@@ -187,24 +234,43 @@ def mode_filter(labels: ArrayLike, window: int) -> np.ndarray:
 # --------------------------------------------------------------------------- entry point
 
 
-def postprocess(probs: ArrayLike, kind: PostprocessKind | str, window: int) -> np.ndarray:
-    """Class probabilities to frame labels with one of the smoothers.
+def postprocess(
+    probs: ArrayLike,
+    kind: PostprocessKind | str,
+    window: int,
+    sample_rate: int = 1,
+    num_frames: int | None = None,
+) -> np.ndarray:
+    """Class probabilities to full-rate frame labels (the path in the module docstring).
 
     Args:
-        probs: (C, T) class probabilities (or any scores whose argmax is the label).
-        kind: ``none``, ``purge``, ``median`` or ``mode``.
-        window: N frames (ignored for ``none``).
+        probs: (C, T_s) class probabilities (or any scores whose argmax is the label); with
+            ``sample_rate`` r > 1 the offset views' average at the subsampled rate.
+        kind: ``none``, ``purge``, ``diffact_purge``, ``median`` or ``mode``.
+        window: N frames (ignored for ``none``): subsampled frames for ``median``, full-rate
+            frames for the others.
+        sample_rate: r.
+        num_frames: T, the full-rate length; None = T_s (only with r == 1).
 
     Returns:
         (T,) int64 class ids.
     """
     arr = _as_probs(probs)
     kind = PostprocessKind(kind)
+    num_frames = arr.shape[1] if num_frames is None else int(num_frames)
+    if sample_rate == 1 and num_frames != arr.shape[1]:
+        raise ValueError(
+            f"probabilities have {arr.shape[1]} frames but the video has {num_frames}; at sample "
+            "rate 1 they must agree"
+        )
     if kind is PostprocessKind.MEDIAN:
-        return np.argmax(median_filter(arr, window), axis=0).astype(np.int64)
-    labels = np.argmax(arr, axis=0).astype(np.int64)  # (T,)
+        arr = median_filter(arr, window)
+    labels = np.argmax(arr, axis=0).astype(np.int64)  # (T_s,)
+    labels = restore_full_rate(labels, sample_rate, num_frames)  # (T,)
     if kind is PostprocessKind.PURGE:
         return purge(labels, window)
+    if kind is PostprocessKind.DIFFACT_PURGE:
+        return diffact_purge(labels, window)
     if kind is PostprocessKind.MODE:
         return mode_filter(labels, window)
     return labels

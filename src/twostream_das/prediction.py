@@ -5,7 +5,9 @@ For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it wr
     <video>.txt            MS-TCN prediction file (one class name per frame)
     <video>_segments.csv   label, start/end frame, start/end seconds, mean confidence
     <video>_segments.json  the same segments
-    <video>_probs.npy      fused class probabilities, float32 (C, T)
+    <video>_probs.npy      fused class probabilities, float32 (C, T); at sample rate r > 1 the
+                           views' average at the subsampled rate, restored to every frame by
+                           nearest neighbour as the labels are (Decision.fused_probs)
     <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
     streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
     summary.json           the videos, classes, fusion weights, post-processing, the --labels

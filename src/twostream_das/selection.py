@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import STREAMS, Config, PostprocessKind
 from .fusion import FusionMethod, fit_temperature, search_weights
-from .inference import PostprocessChoice, VideoProbs, decide, fused_labels
+from .inference import PostprocessChoice, VideoProbs, decide_video, video_fused_labels
 from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def score_streams(
     method: Optional[FusionMethod] = None,
 ) -> StreamMetrics:
     """Metrics of RGB alone, FLOW alone and the fusion, all post-processed with ``post``."""
-    decisions = [decide(v.probs, weights, post, method) for v in videos]
+    decisions = [decide_video(v, weights, post, method) for v in videos]
     gts = [_labels(v) for v in videos]
     out = {
         s: score_labels(gts, [d.stream_labels[s] for d in decisions], label_names, cfg)
@@ -108,7 +108,8 @@ def fit_temperatures(videos: Sequence[VideoProbs], cfg: Config) -> dict[str, flo
     gts = [_labels(v) for v in videos]
     return {
         s: fit_temperature(
-            [v.probs[s] for v in videos], gts, cfg.fusion.temperature_bounds, cfg.fusion.prob_floor
+            [v.full_rate(v.probs[s]) for v in videos], gts, cfg.fusion.temperature_bounds,
+            cfg.fusion.prob_floor,
         )
         for s in STREAMS
     }
@@ -125,7 +126,7 @@ def select_fusion_weights(
     gts = [_labels(v) for v in videos]
 
     def fused_score(weights: Mapping[str, float]) -> float:
-        preds = [fused_labels(v.probs, weights, post, method) for v in videos]
+        preds = [video_fused_labels(v, weights, post, method) for v in videos]
         return selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
 
     found = search_weights(cfg.fusion.grid_step, fused_score)
@@ -134,10 +135,17 @@ def select_fusion_weights(
 
 
 def postprocess_candidates(cfg: Config) -> list[PostprocessChoice]:
-    """Every kind with every ``postprocess.candidate_windows`` (and ``none`` once)."""
+    """Every kind with every ``postprocess.candidate_windows`` (and ``none`` once).
+
+    ``diffact_purge`` (DiffAct's rule, for reproducing it) is a candidate only when it is the
+    configured kind: otherwise the search would weigh two purges.
+    """
     out = [PostprocessChoice(PostprocessKind.NONE, 1)]
+    skip = {PostprocessKind.NONE}
+    if cfg.postprocess.kind is not PostprocessKind.DIFFACT_PURGE:
+        skip.add(PostprocessKind.DIFFACT_PURGE)
     for kind in PostprocessKind:
-        if kind is not PostprocessKind.NONE:
+        if kind not in skip:
             out += [PostprocessChoice(kind, w) for w in cfg.postprocess.candidate_windows]
     return out
 
@@ -158,7 +166,7 @@ def select_postprocess(
     candidates = [configured] + [c for c in postprocess_candidates(cfg) if c != configured]
     best_choice, best_score = configured, -np.inf
     for choice in candidates:
-        preds = [fused_labels(v.probs, weights, choice, method) for v in videos]
+        preds = [video_fused_labels(v, weights, choice, method) for v in videos]
         value = selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
         if value > best_score:
             best_choice, best_score = choice, value

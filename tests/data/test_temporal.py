@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from twostream_das.data.temporal import (
+    average_views,
     boundary_target,
-    nearest_view_index,
     num_view_frames,
+    restore_full_rate,
     subsample,
-    upsample,
 )
 
 
@@ -86,38 +86,55 @@ def test_num_view_frames():
     assert num_view_frames(2, 4, 3) == 0
 
 
-def test_upsample_takes_the_nearest_view_frame_by_hand():
-    # View frames of offset 1 at rate 3 sit at full frames 1, 4, 7.
-    x = np.array([[10.0, 20.0, 30.0], [1.0, 2.0, 3.0]])  # (C, T_s)
-    out = upsample(x, 3, 1, 9)
-    assert out[0].tolist() == [10, 10, 10, 20, 20, 20, 30, 30, 30]
-    assert out[1].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3]
-    # Rate 2: frame 1 is equally near view frames 0 and 1 -> the earlier one.
-    assert upsample(np.array([[1, 2]]), 2, 0, 4).tolist() == [[1, 1, 2, 2]]
-    # Offset 3 at rate 4 in 9 frames: view frames at 3 and 7; frame 5 (tie) -> the earlier.
-    assert nearest_view_index(9, 4, 3).tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+def test_average_views_crops_to_the_shortest_and_keeps_the_dtype():
+    views = [np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 4.0]]), np.array([[5.0, 0.0, 9.0]])]
+    out = average_views(views)
+    assert out.tolist() == [[3.0, 2.0]]
+    assert average_views([np.ones((2, 4), np.float32)]).dtype == np.float32
+    assert views[0].tolist() == [[1.0, 2.0, 3.0]]  # inputs untouched
+    with pytest.raises(ValueError, match="no offset views"):
+        average_views([])
 
 
-@pytest.mark.parametrize("num_frames", [7, 8, 13])
-@pytest.mark.parametrize("rate", [1, 2, 3, 4])
-def test_subsample_upsample_round_trip(num_frames, rate):
-    x = np.random.default_rng(num_frames).normal(size=(3, num_frames))
-    for offset in range(rate):
-        view = subsample(x, rate, offset)
-        full = upsample(view, rate, offset, num_frames)
-        assert full.shape == (3, num_frames)
-        np.testing.assert_array_equal(subsample(full, rate, offset), view)
-        # every full frame takes a view frame at most rate // 2 frames away (ends: clamped)
-        index = nearest_view_index(num_frames, rate, offset)
-        inside = (np.arange(num_frames) >= offset) & (
-            np.arange(num_frames) <= offset + (view.shape[1] - 1) * rate
-        )
-        dist = np.abs(offset + index * rate - np.arange(num_frames))
-        assert (dist[inside] <= rate // 2).all()
-    if rate == 1:
-        np.testing.assert_array_equal(upsample(x, 1, 0, num_frames), x)
+def test_restore_full_rate_by_hand():
+    # r = 4, T = 10: crop length floor(10 / 4) = 2, ticks at frames 2 and 6 (left offset 4 // 2,
+    # right offset 3 // 2 = 1: DiffAct's arange(2, 10 - 1, 4)). Frame 4 is equally near both
+    # ticks -> the earlier; frames before 2 / after 6 take the end values.
+    x = np.array([7, 9])
+    assert restore_full_rate(x, 4, 10).tolist() == [7, 7, 7, 7, 7, 9, 9, 9, 9, 9]
+    # r = 3, T = 7: ticks at 1 and 4 (arange(1, 7 - 1, 3)); no ties at odd rates.
+    probs = np.array([[0.1, 0.2], [0.9, 0.8]])
+    assert restore_full_rate(probs, 3, 7).tolist() == [[0.1] * 3 + [0.2] * 4, [0.9] * 3 + [0.8] * 4]
+    # rate 1 is the identity, also for tensors
+    t = torch.arange(5)
+    assert restore_full_rate(t, 1, 5) is t
+    # r = 2, T = 4: ticks at 1 and 3; frame 2 is a tie -> the earlier
+    assert restore_full_rate(torch.tensor([1, 2]), 2, 4).tolist() == [1, 1, 1, 2]
 
 
-def test_upsample_checks_the_view_length():
-    with pytest.raises(ValueError, match="has 4 frames, got 3"):
-        upsample(np.zeros((2, 3)), 2, 0, 8)
+@pytest.mark.parametrize("num_frames", [8, 13, 17, 64])
+@pytest.mark.parametrize("rate", [2, 3, 4, 8])
+def test_restore_full_rate_is_diffacts_nearest_neighbour(num_frames, rate):
+    """The rule written out as DiffAct states it: ticks arange(r // 2, T - (r - 1) // 2, r), the
+    nearest tick (earlier on ties), the ends held."""
+    from scipy.interpolate import interp1d
+
+    length = min(num_view_frames(num_frames, rate, o) for o in range(rate))
+    ticks = np.arange(rate // 2, num_frames - (rate - 1) // 2, rate)
+    assert len(ticks) == length
+    x = np.random.default_rng(rate).normal(size=length)
+    expected = np.empty(num_frames)
+    expected[: ticks[0]] = x[0]
+    expected[ticks[-1] + 1 :] = x[-1]
+    if length > 1:
+        inner = np.arange(ticks[0], ticks[-1] + 1)
+        expected[ticks[0] : ticks[-1] + 1] = interp1d(ticks, x, kind="nearest")(inner)
+    else:
+        expected[ticks[0]] = x[0]
+    np.testing.assert_array_equal(restore_full_rate(x, rate, num_frames), expected)
+
+
+def test_restore_full_rate_of_a_video_shorter_than_the_rate():
+    assert restore_full_rate(np.array([5]), 8, 3).tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="no frames"):
+        restore_full_rate(np.zeros(0), 2, 4)

@@ -22,7 +22,13 @@ from .dataset import (
 from .demo import make_demo
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, read_labels, read_mapping, read_split, train_val_split
-from .temporal import boundary_target, num_view_frames, subsample, upsample
+from .temporal import (
+    average_views,
+    boundary_target,
+    num_view_frames,
+    restore_full_rate,
+    subsample,
+)
 
 __all__ = [
     "IGNORE_INDEX",
@@ -32,6 +38,7 @@ __all__ = [
     "TrainDataset",
     "Video",
     "align_to_labels",
+    "average_views",
     "boundary_target",
     "class_counts",
     "collate",
@@ -45,8 +52,8 @@ __all__ = [
     "read_labels",
     "read_mapping",
     "read_split",
+    "restore_full_rate",
     "stream_dims",
     "subsample",
     "train_val_split",
-    "upsample",
 ]

@@ -1,12 +1,16 @@
-"""Temporal sample rate (offset views, upsampling back) and soft boundary targets.
+"""Temporal sample rate (offset views, the average over them, the full rate restored) and soft
+boundary targets.
 
 With a sample rate ``r`` a video has ``r`` offset views: view ``o`` holds full-rate frames
 ``o, o + r, o + 2r, ...``. Training draws one view per sample; evaluation runs every view,
-upsamples each back to full rate with :func:`upsample` and averages.
+crops their outputs to the shortest view and averages them at the subsampled rate
+(:func:`average_views`); after the decision at that rate, :func:`restore_full_rate` maps it
+back to every full-rate frame (SPEC section 6, DiffAct's test loop).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -77,43 +81,63 @@ def subsample(x: ArrayT, rate: int, offset: int) -> ArrayT:
     return x[..., offset::rate]
 
 
-def upsample(x: np.ndarray, rate: int, offset: int, num_frames: int) -> np.ndarray:
-    """Map an offset view's values back to full frame rate.
+def average_views(views: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of the offset views' values, each cropped to the shortest view.
 
-    Each full-rate frame ``t`` takes the value of the nearest frame of the view (view frame
-    ``j`` sits at ``offset + j * rate``; ties go to the earlier one; frames before the first or
-    after the last view frame take that end frame).
+    View ``o``'s frame ``j`` sits at full-rate frame ``o + j * r``, so after the crop frame ``j``
+    of every view covers full-rate frames ``j * r .. j * r + r - 1``.
 
     Args:
-        x: (C, T_s) values of view ``offset``, ``T_s == num_view_frames(num_frames, rate, offset)``.
+        views: r arrays (..., T_o), one per offset, of one dtype (the result keeps it).
+
+    Returns:
+        (..., min_o T_o).
+    """
+    if not views:
+        raise ValueError("no offset views to average; expected at least one")
+    length = min(v.shape[-1] for v in views)
+    total = views[0][..., :length].copy()
+    for view in views[1:]:
+        total += view[..., :length]
+    return total / len(views)
+
+
+def restore_left_offset(rate: int) -> int:
+    """Full-rate frame of the restored sequence's first tick: ``r // 2`` (DiffAct's left
+    offset; its right offset ``(r - 1) // 2`` follows from the cropped length)."""
+    _check_rate_offset(rate, 0)
+    return rate // 2
+
+
+def restore_full_rate(x: ArrayT, rate: int, num_frames: int) -> ArrayT:
+    """Values at the subsampled rate (after :func:`average_views`) back at every full-rate frame.
+
+    Frame ``j`` of ``x`` is placed at full-rate frame ``r // 2 + j * r`` (its window's middle);
+    every full-rate frame takes the value of the nearest placed frame (ties to the earlier one,
+    as ``scipy.interpolate.interp1d(kind="nearest")``), and the frames before the first or after
+    the last take that end's value. This is DiffAct's ``restore_full_sequence`` with left offset
+    ``r // 2`` and right offset ``(r - 1) // 2``: for ``T >= r`` the cropped length
+    ``floor(T / r)`` is exactly its number of ticks.
+
+    Args:
+        x: (..., T_s) values (labels or probabilities), T_s >= 1.
+        rate: r.
         num_frames: T, the full-rate length.
 
     Returns:
-        (C, num_frames), same dtype as ``x``.
+        (..., T), same type and dtype (``x`` itself when r == 1 and T_s == T).
     """
-    expected = num_view_frames(num_frames, rate, offset)
-    if x.shape[-1] != expected:
-        raise ValueError(
-            f"view {offset} of a {num_frames}-frame video at rate {rate} has {expected} frames, "
-            f"got {x.shape[-1]}"
-        )
-    if rate == 1:
+    length = x.shape[-1]
+    if length < 1:
+        raise ValueError("nothing to restore: the subsampled sequence has no frames")
+    if rate == 1 and length == num_frames:
         return x
-    return x[..., nearest_view_index(num_frames, rate, offset)]
-
-
-def nearest_view_index(num_frames: int, rate: int, offset: int) -> np.ndarray:
-    """For every full-rate frame, the index of its nearest frame in view ``offset``.
-
-    Returns:
-        (num_frames,) int64 in [0, T_s - 1].
-    """
-    last = num_view_frames(num_frames, rate, offset) - 1
-    if last < 0:
-        raise ValueError(f"view {offset} of a {num_frames}-frame video at rate {rate} is empty")
     t = np.arange(num_frames, dtype=np.int64)  # (T,)
-    index = (t - offset + (rate - 1) // 2) // rate  # round((t - offset) / rate), ties down
-    return np.clip(index, 0, last)
+    index = (t - restore_left_offset(rate) + (rate - 1) // 2) // rate  # nearest, ties down
+    index = np.clip(index, 0, length - 1)
+    if isinstance(x, torch.Tensor):
+        return x[..., torch.from_numpy(index).to(x.device)]
+    return x[..., index]
 
 
 def _check_rate_offset(rate: int, offset: int) -> None:
