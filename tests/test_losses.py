@@ -5,11 +5,14 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from _reference import pipeline_oracle, real_labels
 from twostream_das.config import LossConfig
+from twostream_das.data.dataset import Video, class_counts
 from twostream_das.losses import (
     TERMS,
     boundary_loss,
     change_probability,
+    class_weights_from_counts,
     cross_entropy,
     hard_targets,
     smoothing_loss,
@@ -101,3 +104,27 @@ def test_soft_label_cross_entropy_weights_each_class():
     got = cross_entropy(logits, targets, mask, torch.tensor([2.0, 1.0]))
     expected = -(2 * 0.75 * math.log(0.25) + 1 * 0.25 * math.log(0.75))
     assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- class weights
+
+
+def test_class_weights_hand_worked():
+    # N = 12, C = 4: 12 / ((n_c + 10) * 4)
+    out = class_weights_from_counts(np.array([6, 2, 0, 4]))
+    np.testing.assert_allclose(out, [12 / 64, 12 / 48, 12 / 40, 12 / 56], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="expected"):
+        class_weights_from_counts(np.array([3, -1]))
+
+
+@pytest.mark.parametrize("dataset", ["gtea", "50salads", "breakfast"])
+def test_class_weights_equal_diffacts_on_the_real_split1_training_labels(dataset):
+    data = pipeline_oracle()["datasets"][dataset]
+    labels = real_labels(dataset, list(data["train_videos"]))
+    counts = class_counts(
+        [Video(v, {}, y) for v, y in labels.items()], len(data["classes"])
+    )
+    out = class_weights_from_counts(counts)
+    expected = data["class_weights"].numpy()
+    assert out.dtype == np.float64 and out.shape == expected.shape
+    np.testing.assert_array_equal(out, expected)

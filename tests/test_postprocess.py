@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import generic_filter
 
-from _shared import require_shared
+from _reference import pipeline_oracle
 from twostream_das.config import PostprocessKind
 from twostream_das.data.temporal import average_views
 from twostream_das.postprocess import (
@@ -207,9 +206,7 @@ ORACLE_KINDS = {"purge": "diffact_purge", "median": "median", "mode": "mode", "n
 def test_the_test_time_pipeline_reproduces_diffact_exactly():
     """DiffAct's test loop on the real split-1 label sets (../shared/data/diffact_oracle): every
     case of every dataset and every kind, frame for frame."""
-    path = require_shared("data/diffact_oracle/pipeline.pt")
-    oracle = torch.load(path, weights_only=True)
-    assert oracle["format"] == "diffact-pipeline-oracle-v1"
+    oracle = pipeline_oracle()
     checked = 0
     for name, data in oracle["datasets"].items():
         rate = data["sample_rate"]

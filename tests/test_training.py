@@ -43,16 +43,22 @@ def test_train_seeds_give_different_weights(reference_run, tiny_root, tmp_path):
     assert varied and all(not torch.equal(a[k], b[k]) for k in varied)
 
 
-def test_class_weights_are_inverse_frequency():
+def test_class_weights_are_the_references_and_off_with_soft_labels():
     labels = np.array([0] * 6 + [1] * 2 + [3] * 4)
     video = Video(
         "v", {"rgb": np.zeros((2, 12), np.float32), "flow": np.zeros((2, 12), np.float32)}, labels
     )
-    weights = class_weights(load_config("demo"), [video], 4)
-    inv = np.array([1 / 6, 1 / 2, 0, 1 / 4])
-    expected = inv / (inv[[0, 1, 3]].mean())
-    assert torch.allclose(weights, torch.tensor(expected, dtype=torch.float32))
-    assert class_weights(load_config("demo", ["loss.class_weighting=false"]), [video], 4) is None
+    hard = load_config("demo", ["loss.soft_label_sigma=null"])
+    weights = class_weights(hard, [video], 4)
+    # N / ((n_c + 10) * C) with N = 12, C = 4: 12/64, 12/48, 12/40 (class 2 absent), 12/56
+    expected = torch.tensor([12 / 64, 12 / 48, 12 / 40, 12 / 56], dtype=torch.float32)
+    assert weights.dtype == torch.float32 and torch.equal(weights, expected)
+    assert load_config("demo").loss.soft_label_sigma is not None
+    assert class_weights(load_config("demo"), [video], 4) is None  # soft labels: SPEC section 4
+    both = load_config("demo", ["loss.soft_label_class_weighting=true"])
+    assert torch.equal(class_weights(both, [video], 4), expected)
+    off = load_config("demo", ["loss.class_weighting=false", "loss.soft_label_sigma=null"])
+    assert class_weights(off, [video], 4) is None
 
 
 def test_a_run_folder_holds_everything(reference_run):

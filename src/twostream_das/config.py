@@ -159,7 +159,10 @@ class LossConfig:
     decoder_smooth: float = 0.1
     decoder_boundary: float = 0.1
     smooth_clamp: float = 16.0  # MS-TCN's truncation of the squared log-prob difference
-    class_weighting: bool = True  # inverse class frequency over the training videos
+    # w_c = N / ((n_c + 10) * C) over the training labels (SPEC section 4, DiffAct's formula)
+    class_weighting: bool = True
+    # also with soft labels (loss.soft_label_sigma set)? SPEC and DiffAct: no weights there
+    soft_label_class_weighting: bool = False
     soft_label_sigma: Optional[float] = 1.4  # temporal smoothing of CE targets; None = off
 
 

@@ -9,11 +9,11 @@ float32.
   with q the one-hot label or, when ``soft_label_sigma`` is set, the one-hot labels smoothed
   along time by a Gaussian (scipy ``gaussian_filter1d``, mode ``reflect`` at the video's own
   ends, so q still sums to 1 over classes). ``w`` are the class weights given by the caller
-  (training passes inverse class frequency normalised to mean 1 over present classes; None =
-  all 1). With hard labels this is ``w_y * NLL``, the research code's per-frame
-  ``CrossEntropyLoss(weight, reduction='none')`` then a plain mean over frames (not PyTorch's
-  weight-normalised mean). Deviation: DiffAct ignores the class weights on its soft-label path;
-  here the weights apply to both, as SPEC section 4 says.
+  (training passes :func:`class_weights_from_counts` over the training labels, and None = all 1
+  when soft labels are on, as SPEC section 4 and DiffAct do, unless
+  ``loss.soft_label_class_weighting``). With hard labels this is ``w_y * NLL``, the research
+  code's per-frame ``CrossEntropyLoss(weight, reduction='none')`` then a plain mean over frames
+  (not PyTorch's weight-normalised mean).
 - Smoothing (MS-TCN's truncated MSE): for neighbour pairs (t, t+1) of real frames and every class,
   ``min((log p_{t+1}(c) - sg[log p_t(c)])^2, smooth_clamp)``, averaged; sg = stop-gradient on the
   earlier frame, exactly ``log_softmax(z[:, :, 1:]) - log_softmax(z.detach()[:, :, :-1])``.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +58,26 @@ class StreamLoss(NamedTuple):
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
+
+
+CLASS_COUNT_PRIOR = 10
+"""Frames added to every class count in the class weights (DiffAct's ``+ 10``)."""
+
+
+def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
+    """SPEC section 4's class weights ``w_c = N / ((n_c + 10) * C)``, as DiffAct computes them.
+
+    Args:
+        counts: (C,) frames per class over the training labels (N = their sum).
+
+    Returns:
+        (C,) float64. A class absent from the training labels gets ``N / (10 C)``; it has no
+        frames to weigh.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any():
+        raise ValueError(f"class counts {counts!r} are invalid; expected (C,) counts >= 0")
+    return counts.sum() / ((counts + CLASS_COUNT_PRIOR) * counts.size)
 
 
 def video_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

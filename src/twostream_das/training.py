@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -63,6 +62,7 @@ from .distributed import (
 from .errors import CheckpointError, ConfigError, DataError
 from .fusion import FusionMethod
 from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
+from .losses import class_weights_from_counts
 from .runs import (
     RunDir,
     RunState,
@@ -132,19 +132,20 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
 
 
 def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:
-    """Inverse class frequency over the training videos, normalised to mean 1 over present
-    classes; absent classes get 0. None when ``loss.class_weighting`` is off.
+    """SPEC section 4's class weights over the training videos' labels
+    (:func:`~twostream_das.losses.class_weights_from_counts`). None when ``loss.class_weighting``
+    is off, and when soft labels are on (``loss.soft_label_sigma``) unless
+    ``loss.soft_label_class_weighting``.
 
     Returns:
         (C,) float32 or None.
     """
-    if not cfg.loss.class_weighting:
+    loss = cfg.loss
+    if not loss.class_weighting:
         return None
-    counts = np.asarray(class_counts(videos, num_classes), dtype=np.float64)  # (C,)
-    present = counts > 0
-    weights = np.zeros(num_classes, dtype=np.float64)
-    weights[present] = 1.0 / counts[present]
-    weights[present] /= weights[present].mean()
+    if loss.soft_label_sigma is not None and not loss.soft_label_class_weighting:
+        return None
+    weights = class_weights_from_counts(class_counts(videos, num_classes))  # (C,) float64
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
