@@ -5,6 +5,7 @@ from twostream_das.config import (
     Config,
     ConfigError,
     MaskStrategy,
+    Precision,
     from_dict,
     load_config,
     to_dict,
@@ -29,6 +30,10 @@ def test_paper_settings_per_dataset():
     assert breakfast.train.lr == 1e-4 and gtea.train.lr == 5e-4
     assert [c.train.epochs for c in (gtea, salads, breakfast)] == [10000, 5000, 1000]
     assert breakfast.model.encoder.cond_blocks == [7, 8, 9]
+    # DiffAct's Breakfast input dropout (the paper is silent); the others keep 0.5 / 0.5
+    enc = breakfast.model.encoder
+    assert (enc.channel_dropout, enc.frame_dropout, enc.dropout) == (0.1, 0.1, 0.5)
+    assert (gtea.model.encoder.channel_dropout, salads.model.encoder.frame_dropout) == (0.5, 0.5)
     for cfg in (gtea, salads, breakfast):
         assert MaskStrategy.ZERO not in cfg.model.masks.strategies
         assert cfg.model.diffusion.num_train_timesteps == 1000
@@ -108,3 +113,24 @@ def test_out_of_range_values_name_the_key_the_value_and_the_range(override, expe
     message = str(err.value)
     assert message.startswith(f"{key} = ") and f"expected {expected}" in message
     assert f"{key} = {value}" in message.replace(", ", ",")  # the value as given
+
+
+def test_older_eval_cpu_bf16_is_read_as_eval_precision(tmp_path, caplog):
+    """eval.cpu_bf16 (before eval.precision) in a file, an override or a stored config."""
+    old = tmp_path / "old.yaml"
+    old.write_text("name: old\neval: {cpu_bf16: true, batch_size: 2}\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old)
+    assert cfg.eval.precision is Precision.BF16 and cfg.eval.batch_size == 2
+    assert "eval.cpu_bf16 is replaced by eval.precision" in caplog.text
+    assert load_config("demo", ["eval.cpu_bf16=false"]).eval.precision is Precision.FP32
+    stored = to_dict(load_config("demo"))
+    del stored["eval"]["precision"]
+    stored["eval"]["cpu_bf16"] = True  # a checkpoint written before eval.precision existed
+    assert from_dict(stored).eval.precision is Precision.BF16
+    both = tmp_path / "both.yaml"
+    both.write_text("eval: {cpu_bf16: true, precision: fp32}\n")
+    with pytest.raises(ConfigError, match="eval.cpu_bf16 .* and eval.precision are both set"):
+        load_config(both)
+    with pytest.raises(ConfigError, match="eval.cpu_bf16 = 3 is invalid"):
+        load_config("demo", ["eval.cpu_bf16=3"])
