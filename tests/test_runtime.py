@@ -1,6 +1,14 @@
 import torch
 
-from twostream_das.runtime import amp_dtype, derive_seed, make_generator, resolve_device
+from twostream_das.config import Precision, load_config
+from twostream_das.runtime import (
+    amp_dtype,
+    autocast,
+    derive_seed,
+    inference_dtype,
+    make_generator,
+    resolve_device,
+)
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -29,12 +37,18 @@ def test_generators_reproduce():
     assert torch.equal(a, b)
 
 
-def test_cpu_has_no_autocast():
+def test_cpu_training_has_no_autocast():
     assert resolve_device("cpu").type == "cpu"
     assert amp_dtype(torch.device("cpu"), enabled=True) is None
 
 
-def test_cpu_bf16_is_an_explicit_option():
+def test_inference_precision_is_its_own_setting():
     cpu = torch.device("cpu")
-    assert amp_dtype(cpu, enabled=False, cpu_bf16=True) is torch.bfloat16
-    assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None
+    assert inference_dtype(cpu, "fp32") is None
+    assert inference_dtype(cpu, Precision.BF16) is torch.bfloat16
+    with autocast(cpu, inference_dtype(cpu, "bf16")):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
+    with autocast(cpu, None):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.float32
+    # train.amp does not reach inference: the default config infers in fp32
+    assert load_config("demo", ["train.amp=true"]).eval.precision is Precision.FP32

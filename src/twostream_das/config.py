@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +23,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 STREAMS: tuple[str, str] = ("rgb", "flow")
 """The two modalities, in a fixed order used everywhere (dict keys, plots, tables)."""
@@ -64,6 +67,13 @@ class FusionRule(str, enum.Enum):
 
     SUM = "sum"  # P = sum_s w_s P_s (SPEC section 5, the paper)
     PRODUCT = "product"  # P ∝ prod_s P_s ** w_s: weighted sum of log-probabilities, renormalised
+
+
+class Precision(str, enum.Enum):
+    """Inference precision (``eval.precision``)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # bf16 autocast
 
 
 class Average(str, enum.Enum):
@@ -129,9 +139,12 @@ class MaskConfig:
             MaskStrategy.BOUNDARY,
             MaskStrategy.RANDOM_ACTION,
         ]
-    )  # one drawn uniformly per training sample ("random selection"); one item = ablation
+    )  # one drawn per training sample ("random selection"); one item = ablation
+    # relative probabilities of ``strategies``, one each; null = uniform (the paper). DiffAct's
+    # cond_types draw full, zero, boundary, random_action as 1 : 1 : 1 : 2 (docs/REPRODUCE.md).
+    strategy_weights: Optional[List[float]] = None
     boundary_threshold: float = 0.3
-    num_masked_actions: int = 1  # classes zeroed by random_action (2 on 50Salads)
+    num_masked_actions: int = 1  # classes zeroed by random_action, drawn with replacement
 
 
 @dataclass(frozen=True)
@@ -209,9 +222,10 @@ class EvalConfig:
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
     steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
     samples: int = 1  # DDIM samples per video and stream, drawn as one batch, fused as the mean
-    # bf16 autocast for inference on CPU (validation, evaluate, predict): an option, since it
-    # changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with bf16.
-    cpu_bf16: bool = False
+    # Inference precision (validation, evaluate, predict), on every device; not train.amp.
+    # bf16 changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with
+    # bf16. Replaces eval.cpu_bf16 (LEGACY_KEYS).
+    precision: Precision = Precision.FP32
 
 
 @dataclass(frozen=True)
@@ -225,6 +239,13 @@ class Config:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+
+LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
+    "eval.cpu_bf16": ("eval.precision", {True: Precision.BF16.value, False: Precision.FP32.value}),
+}
+"""Keys of older versions -> (their replacement, old value -> new value). Config files,
+overrides and the configs stored in older checkpoints are translated on load
+(:func:`upgrade_legacy_keys`); a file or override that uses one gets a warning."""
 
 PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "demo")
 SELECT_METRICS: tuple[str, ...] = ("acc", "edit", "f1@10", "f1@25", "f1@50", "mean")
@@ -255,8 +276,13 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist (nor is it a preset name)")
         try:
-            layers.append(OmegaConf.load(path))
+            loaded = OmegaConf.to_container(OmegaConf.load(path))
+            if isinstance(loaded, dict):
+                loaded = upgrade_legacy_keys(loaded, str(path))
+            layers.append(OmegaConf.create(loaded))
             merged = OmegaConf.merge(*layers)
+        except ConfigError:
+            raise
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
             raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
     else:
@@ -265,14 +291,45 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+            layer = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+            layer = upgrade_legacy_keys(layer, f"override {item!r}")  # type: ignore[arg-type]
+            merged = OmegaConf.merge(merged, OmegaConf.create(layer))
+        except ConfigError:
+            raise
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError) as err:
             raise ConfigError(f"invalid override {item!r}: {_first_line(err)}") from None
     return _to_object(merged)
 
 
+def upgrade_legacy_keys(data: dict[str, Any], where: str, warn: bool = True) -> dict[str, Any]:
+    """``data`` (a nested plain dict) with every :data:`LEGACY_KEYS` key replaced by its new key.
+
+    Raises:
+        ConfigError: an old key with a value it never had, or given together with its
+        replacement (naming ``where``).
+    """
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, (new, values) in LEGACY_KEYS.items():
+        section, key = old.split(".")
+        if not isinstance(out.get(section), dict) or key not in out[section]:
+            continue
+        value = out[section].pop(key)
+        new_section, new_key = new.split(".")
+        if value not in values or isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ConfigError(f"{where}: {old} = {value!r} is invalid; expected true or false")
+        if new_key in out.setdefault(new_section, {}):
+            raise ConfigError(f"{where}: {old} (an older key) and {new} are both set; keep {new}")
+        out[new_section][new_key] = values[value]
+        if warn:
+            logger.warning("%s: %s is replaced by %s; read as %s=%s", where, old, new, new,
+                           values[value])
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors."""
+    """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors.
+    Keys of older versions (:data:`LEGACY_KEYS`) are translated."""
+    data = upgrade_legacy_keys(data, "stored config", warn=False)
     try:
         return _to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
     except (OmegaConfBaseException, ValueError) as err:
@@ -339,6 +396,10 @@ def validate(cfg: Config) -> None:
         ("model.masks.strategies", lambda v: len(v) > 0, "at least one strategy"),
         ("model.masks.boundary_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
         ("model.masks.num_masked_actions", lambda v: v >= 1, ">= 1"),
+        ("model.masks.strategy_weights",
+         lambda v: v is None or (len(v) == len(cfg.model.masks.strategies)
+                                 and all(math.isfinite(w) and w >= 0 for w in v) and sum(v) > 0),
+         "null or one finite weight >= 0 per model.masks.strategies entry, not all 0"),
         ("model.diffusion.num_train_timesteps", lambda v: v >= 1, ">= 1"),
         ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,
          "in [1, model.diffusion.num_train_timesteps]"),

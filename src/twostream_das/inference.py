@@ -40,7 +40,7 @@ from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
 from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
-from .runtime import autocast, derive_seed, make_generator
+from .runtime import autocast, derive_seed, inference_dtype, make_generator
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
@@ -409,7 +409,7 @@ def _predict_views(
     generators = {  # stream -> K * B, sample-major
         s: [gens[s][k] for k in range(count) for gens in per_view] for s in streams
     }
-    with autocast(device, cfg.train.amp, cfg.eval.cpu_bf16):
+    with autocast(device, inference_dtype(device, cfg.eval.precision)):
         out = model.sample(batch.features, batch.mask, generators, cfg.eval.steps, count)
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)

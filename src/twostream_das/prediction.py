@@ -28,7 +28,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import STREAMS, FeatureSource, Orientation, StreamDataConfig
+from .config import STREAMS, FeatureSource, Orientation, Precision, StreamDataConfig
 from .data.dataset import Video
 from .data.features import (
     I3D_DIM,
@@ -186,20 +186,21 @@ def predict_files(
     orientations: Optional[Mapping[str, Optional[Orientation]]] = None,
     quiet: bool = False,
     device: str = "auto",
-    cpu_bf16: Optional[bool] = None,
+    precision: Optional[Precision | str] = None,
     steps: Optional[int] = None,
     samples: Optional[int] = None,
 ) -> dict[str, Any]:
     """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
 
-    ``cpu_bf16``, ``steps`` and ``samples`` override the checkpoint's ``eval.cpu_bf16``,
+    ``precision`` (``fp32`` or ``bf16``), ``steps`` and ``samples`` override the checkpoint's
+    ``eval.precision``,
     ``eval.steps`` and ``eval.samples`` (None keeps them).
     Returns the summary written to ``OUT/summary.json``.
     """
     loaded = load_model(checkpoint, resolve_device(device))
     cfg = with_sampling(loaded.config, steps, samples)
-    if cpu_bf16 is not None:
-        cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
+    if precision is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
     if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
         raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
     fps = cfg.dataset.fps if fps is None else fps

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
+from .config import Precision
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -59,25 +60,38 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
-    """The autocast dtype to use, or None for full precision.
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """Training's autocast dtype (``train.amp``), or None for full precision.
 
-    bf16 on CUDA devices that support it when ``enabled`` (no loss scaling needed). CPU runs
-    in fp32 unless ``cpu_bf16`` (``eval.cpu_bf16``, inference only): CPU bf16 autocast was
-    no faster than fp32 at GTEA T=1500 and about 1.6x faster at Breakfast sizes on this
-    project's machine (docs/PERFORMANCE.md), and it changes the probabilities at bf16 precision.
+    bf16 on CUDA devices that support it when ``enabled`` (no loss scaling needed); CPU training
+    runs in fp32 (CPU bf16 autocast was no faster at GTEA sizes on this project's machine).
     """
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if cpu_bf16 and device.type == "cpu":
         return torch.bfloat16
     return None
 
 
+def inference_dtype(device: torch.device, precision: Precision | str) -> torch.dtype | None:
+    """Inference's autocast dtype (``eval.precision``; validation, ``evaluate``, ``predict``),
+    or None for fp32. Independent of ``train.amp``.
+
+    ``bf16`` autocasts on CPU and on CUDA devices with bf16; a CUDA device without it falls back
+    to fp32 with a warning. On CPU bf16 was about 1.7x faster at Breakfast sizes and no faster at
+    GTEA sizes on this project's machine (docs/PERFORMANCE.md); it changes the probabilities at
+    bf16 precision.
+    """
+    if Precision(precision) is Precision.FP32:
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        logger.warning("eval.precision = bf16 but %s has no bf16; inference runs in fp32", device)
+        return None
+    return torch.bfloat16
+
+
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Iterator[None]:
-    """Mixed-precision context for forward passes (a no-op where :func:`amp_dtype` is None)."""
-    dtype = amp_dtype(device, enabled, cpu_bf16)
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """Autocast to ``dtype`` for forward passes on ``device``; a no-op when ``dtype`` is None
+    (see :func:`amp_dtype` and :func:`inference_dtype`)."""
     if dtype is None:
         yield
         return

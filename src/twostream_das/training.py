@@ -73,7 +73,7 @@ from .runs import (
     remove_stale_temporaries,
     write_json,
 )
-from .runtime import autocast, derive_seed, make_generator, resolve_device
+from .runtime import amp_dtype, autocast, derive_seed, make_generator, resolve_device
 from .selection import (
     METRIC_KEYS,
     Selection,
@@ -488,7 +488,7 @@ def forward_backward(
     model = ctx.ddp if ctx.ddp is not None else ctx.model
     no_sync = getattr(model, "no_sync", None)
     with no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext():
-        with autocast(ctx.device, ctx.cfg.train.amp):
+        with autocast(ctx.device, amp_dtype(ctx.device, ctx.cfg.train.amp)):
             out = model(batch, ctx.class_weights, generator)
         (out.total / ctx.cfg.train.accumulate_steps).backward()
     terms = {"loss": float(out.total.detach())}

@@ -44,15 +44,18 @@ def test_predict_folders_with_labels(predict, tiny_root, tmp_path):
     assert (out / "v3.txt").is_file()
 
 
-def test_predict_cpu_bf16_option(predict, tiny_root, tmp_path):
+def test_predict_precision_option(predict, tiny_root, tmp_path):
     flow = tiny_root / "features_flow" / "v1.npy"
     rgb = tiny_root / "features_rgb" / "v1.npy"
     outs = {}
-    for name, extra in (("fp32", []), ("bf16", ["--cpu-bf16"])):
+    for name, extra in (
+        ("fp32", []), ("bf16", ["--precision", "bf16"]), ("old", ["--cpu-bf16"])
+    ):
         code = predict("--rgb", rgb, "--flow", flow, "--out", tmp_path / name, "--quiet", *extra)
         assert code == 0
         outs[name] = np.load(tmp_path / name / "v1_probs.npy")
     assert not np.array_equal(outs["fp32"], outs["bf16"])  # the option reached the model
+    np.testing.assert_array_equal(outs["old"], outs["bf16"])  # the older flag still works
     np.testing.assert_allclose(outs["bf16"], outs["fp32"], atol=0.1)
 
 

@@ -133,9 +133,11 @@ def test_make_sample_subsamples_everything_with_the_same_offset():
     assert sample.features["rgb"].tolist() == [[2, 5, 8], [13, 16, 19]]
     assert sample.features["flow"][0].tolist() == [-2, -5, -8]
     assert sample.labels.dtype == torch.long and sample.labels.tolist() == [0, 2, 1]
-    # sigma is in full-rate frames: the view uses sigma / rate on the subsampled labels
-    expected = boundary_target(np.array([0, 2, 1]), 1.0)
-    np.testing.assert_allclose(sample.boundary.numpy(), expected)
+    # sigma is in full-rate frames: the target is smoothed on the full-rate labels, then
+    # subsampled at offset 2 and divided by its maximum
+    full = boundary_target(video.labels, 3.0)
+    expected = full[2::3] / full[2::3].max()
+    np.testing.assert_allclose(sample.boundary.numpy(), expected, rtol=1e-6)
     assert sample.boundary.dtype == torch.float32
 
 

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from _reference import pipeline_oracle, real_labels
 from twostream_das.data.temporal import (
     average_views,
     boundary_target,
     num_view_frames,
     restore_full_rate,
     subsample,
+    view_boundary_target,
 )
 
 
@@ -22,14 +24,20 @@ def _gauss(k: int, sigma: float) -> float:
 
 
 def test_boundary_target_by_hand():
-    # Change between frames 1 and 2: raw target [0, 1, 1, 0, 0]; smoothed value at frame t is
-    # w(t - 1) + w(t - 2), divided by the isolated-pair peak w(0) + w(1).
-    w = [_gauss(k, 1.0) for k in range(4)]
+    # Change between frames 9 and 10 of 20 (far from the ends): raw target 1 at 9 and 10; the
+    # smoothed value at frame t is w(t - 9) + w(t - 10), divided by the pair's peak w(0) + w(1).
+    w = [_gauss(k, 1.0) for k in range(6)]
     peak = w[0] + w[1]
-    expected = [(w[1] + w[2]) / peak, 1.0, 1.0, (w[1] + w[2]) / peak, (w[2] + w[3]) / peak]
-    out = boundary_target(np.array([0, 0, 1, 1, 1]), sigma=1.0)
+    out = boundary_target(np.array([0] * 10 + [1] * 10), sigma=1.0)
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    expected = [(w[1] + w[2]) / peak, 1.0, 1.0, (w[1] + w[2]) / peak, (w[2] + w[3]) / peak]
+    np.testing.assert_allclose(out[8:13], expected, rtol=1e-6)
+    # near an end the Gaussian reflects (scipy's and DiffAct's default): a change between
+    # frames 0 and 1 gets the mirrored frame -1 (= frame 0) as well -> capped at 1 there
+    near = boundary_target(np.array([0] + [1] * 9), sigma=1.0)
+    assert near[0] == near[1] == 1.0
+    # frame 2: the pair at 0, 1 and its mirror at -1, -2
+    np.testing.assert_allclose(near[2], (w[1] + w[2] + w[3] + w[4]) / peak, rtol=1e-6)
 
 
 def test_boundary_target_without_smoothing_marks_both_frames_of_each_change():
@@ -60,10 +68,39 @@ def test_boundary_target_matches_a_direct_convolution():
     raw[change] = raw[change - 1] = 1.0
     radius = int(4 * sigma + 0.5)
     kernel = np.array([_gauss(k, sigma) for k in range(-radius, radius + 1)])
-    smooth = np.convolve(raw, kernel, mode="same")
+    kernel /= kernel.sum()
+    smooth = np.convolve(np.pad(raw, radius, mode="symmetric"), kernel, mode="valid")
     peak = kernel[radius] + kernel[radius + 1]
-    expected = np.minimum(smooth / peak, 1)
-    np.testing.assert_allclose(boundary_target(labels, sigma), expected, atol=1e-6)
+    capped = np.minimum(smooth, peak)
+    np.testing.assert_allclose(boundary_target(labels, sigma), capped / capped.max(), atol=1e-6)
+
+
+def test_view_boundary_target_is_the_full_rate_target_subsampled_and_renormalised():
+    full = boundary_target(np.array([0] * 20 + [1] * 12), sigma=4.0, dtype=np.float64)
+    for offset in range(3):
+        view = view_boundary_target(full, 3, offset)
+        np.testing.assert_array_equal(view, full[offset::3] / full[offset::3].max())
+        assert view.max() == 1.0
+    assert view_boundary_target(np.zeros(7), 2, 1).tolist() == [0.0] * 3
+
+
+@pytest.mark.parametrize("dataset", ["gtea", "50salads", "breakfast"])
+def test_boundary_targets_equal_diffacts_per_offset_on_real_labels(dataset):
+    """Equal to DiffAct's targets for every offset; at 50Salads' sigma 20 (161 taps) about 1.5%
+    of the values differ in the last bit of float64 (the Gaussian's summation order), so the
+    comparison allows 1e-15 (4.5 units in the last place at 1.0)."""
+    data = pipeline_oracle()["datasets"][dataset]
+    rate, sigma = data["sample_rate"], data["boundary_smooth"]
+    labels = real_labels(dataset, list(data["boundary_targets"]))
+    for video, views in data["boundary_targets"].items():
+        full = boundary_target(labels[video], sigma, dtype=np.float64)
+        assert len(views) == rate
+        for offset, expected in enumerate(views):
+            out = view_boundary_target(full, rate, offset)
+            assert out.shape == expected.shape and out.max() == 1.0
+            np.testing.assert_allclose(
+                out, expected.numpy(), rtol=0, atol=1e-15, err_msg=f"{video} {offset}"
+            )
 
 
 # ----------------------------------------------------------------------------- sample rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import Orientation
+from ..config import Orientation, Precision
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..prediction import predict_files, predict_videos
@@ -58,11 +58,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tvl1 (the reference, slow on CPU) or farneback (default tvl1)",
     )
     parser.add_argument(
-        "--cpu-bf16",
-        action="store_true",
+        "--precision",
+        choices=[p.value for p in Precision],
         default=None,
-        help="bf16 autocast on CPU (eval.cpu_bf16): faster for large models on CPUs with bf16, "
-        "probabilities at bf16 precision",
+        help="inference precision (eval.precision; default: the checkpoint's, fp32 unless set): "
+        "bf16 is faster for large models on CPUs with bf16, probabilities at bf16 precision",
+    )
+    parser.add_argument(
+        "--cpu-bf16",
+        dest="precision",
+        action="store_const",
+        const=Precision.BF16.value,
+        help="the older name of --precision bf16",
     )
     add_sampling(parser)
     add_quiet(parser)
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         labels_dir=args.labels,
         quiet=args.quiet,
         device=args.device,
-        cpu_bf16=args.cpu_bf16,
+        precision=args.precision,
         steps=args.steps,
         samples=args.samples,
     )

@@ -2,8 +2,8 @@
 
 A :class:`Video` holds both streams at full frame rate, already aligned to the labels. A
 :class:`Sample` is one offset view of a video (``dataset.sample_rate``), as tensors, with its soft
-boundary target. ``dataset.boundary_sigma`` is given in full-rate frames; on a view of rate ``r``
-the target is computed on the subsampled labels with ``sigma / r``.
+boundary target. ``dataset.boundary_sigma`` is given in full-rate frames: the target is smoothed
+on the full-rate labels, then subsampled per offset and divided by its maximum (DiffAct).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..config import STREAMS, DatasetConfig
 from ..errors import DataError
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, ground_truth_path, read_labels
-from .temporal import boundary_target, num_view_frames, subsample
+from .temporal import boundary_target, num_view_frames, subsample, view_boundary_target
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ def class_counts(videos: Sequence[Video], num_classes: int) -> np.ndarray:
 def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: float) -> Sample:
     """Offset view ``offset`` of ``video`` as tensors (copies; the video is not shared).
 
-    ``boundary_sigma`` is in full-rate frames; the view's target uses ``sigma / sample_rate``.
+    ``boundary_sigma`` is in full-rate frames: the target is smoothed at the full rate, then
+    subsampled (:func:`~twostream_das.data.temporal.view_boundary_target`).
     """
     features = {
         s: torch.from_numpy(np.array(subsample(f, sample_rate, offset), np.float32))
@@ -184,7 +185,8 @@ def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: flo
     if video.labels is None:
         return Sample(video.name, features, None, torch.zeros(length), offset)
     labels = np.array(subsample(video.labels, sample_rate, offset), np.int64)  # (T_s,) copy
-    boundary = boundary_target(labels, boundary_sigma / sample_rate)  # (T_s,)
+    full = boundary_target(video.labels, boundary_sigma)  # (T,) at the full rate
+    boundary = view_boundary_target(full, sample_rate, offset)  # (T_s,) float32
     return Sample(
         video.name, features, torch.from_numpy(labels), torch.from_numpy(boundary), offset
     )

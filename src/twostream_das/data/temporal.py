@@ -20,23 +20,27 @@ from scipy.ndimage import gaussian_filter1d
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas (scipy's default)
+BOUNDARY_MODE = "reflect"  # gaussian_filter1d at the video ends (scipy's default, as DiffAct)
 
 
-def boundary_target(labels: np.ndarray, sigma: float) -> np.ndarray:
-    """Soft action-boundary target (SPEC section 3).
+def boundary_target(labels: np.ndarray, sigma: float, dtype: type = np.float32) -> np.ndarray:
+    """Soft action-boundary target at the labels' own rate (SPEC section 3), as DiffAct's
+    ``get_boundary_seq`` computes it.
 
     1 at both frames of every label change (``t - 1`` and ``t`` where ``labels[t] !=
-    labels[t - 1]``), smoothed with a Gaussian of standard deviation ``sigma`` frames (zero
-    outside the video), then divided by the peak an isolated boundary reaches, and capped at 1:
-    every boundary peaks at exactly 1 even when two are close. A video with a single segment
-    has no boundary: all zeros.
+    labels[t - 1]``), smoothed with a Gaussian of standard deviation ``sigma`` frames
+    (``scipy.ndimage.gaussian_filter1d``, ``reflect`` at the video's ends, radius 4 sigma),
+    capped at the peak one boundary pair reaches in the middle of a sequence of the same length,
+    then divided by the maximum: an isolated boundary peaks at exactly 1, and so do close ones.
+    A video with a single segment has no boundary: all zeros.
 
     Args:
-        labels: (T,) integer class ids.
+        labels: (T,) integer class ids at the full frame rate.
         sigma: Gaussian standard deviation in frames of ``labels``; 0 = no smoothing.
+        dtype: of the result (computed in float64).
 
     Returns:
-        (T,) float32 in [0, 1].
+        (T,) in [0, 1].
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -44,22 +48,41 @@ def boundary_target(labels: np.ndarray, sigma: float) -> np.ndarray:
     target = np.zeros(labels.shape[0], dtype=np.float64)  # (T,)
     change = np.flatnonzero(labels[1:] != labels[:-1]) + 1  # first frames of new segments
     if change.size == 0:
-        return target.astype(np.float32)
+        return target.astype(dtype)
     target[change] = 1.0
     target[change - 1] = 1.0
     if sigma <= 0:
-        return target.astype(np.float32)
-    smooth = gaussian_filter1d(target, sigma, mode="constant", truncate=GAUSSIAN_TRUNCATE)
-    peak = _isolated_boundary_peak(sigma)
-    return np.minimum(smooth / peak, 1.0).astype(np.float32)
+        return target.astype(dtype)
+    smooth = gaussian_filter1d(target, sigma, mode=BOUNDARY_MODE, truncate=GAUSSIAN_TRUNCATE)
+    smooth = np.minimum(smooth, _pair_peak(labels.shape[0], sigma))
+    return (smooth / smooth.max()).astype(dtype)
 
 
-def _isolated_boundary_peak(sigma: float) -> float:
-    """Peak of one smoothed boundary pair [.., 0, 1, 1, 0, ..] far from other boundaries."""
-    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
-    pair = np.zeros(2 * radius + 4, dtype=np.float64)
-    pair[radius + 1 : radius + 3] = 1.0
-    return float(gaussian_filter1d(pair, sigma, mode="constant", truncate=GAUSSIAN_TRUNCATE).max())
+def _pair_peak(num_frames: int, sigma: float) -> float:
+    """Peak of one smoothed boundary pair at frames ``T // 2 - 1, T // 2`` of a T-frame sequence
+    (DiffAct's normaliser; the isolated-pair peak unless the video is only a few sigma long)."""
+    pair = np.zeros(num_frames, dtype=np.float64)
+    pair[num_frames // 2] = 1.0
+    pair[num_frames // 2 - 1] = 1.0
+    return float(
+        gaussian_filter1d(pair, sigma, mode=BOUNDARY_MODE, truncate=GAUSSIAN_TRUNCATE).max()
+    )
+
+
+def view_boundary_target(target: np.ndarray, rate: int, offset: int) -> np.ndarray:
+    """The boundary target of offset view ``offset``: the full-rate target (smoothed with sigma
+    in full-rate frames) subsampled, then divided by its maximum again, as DiffAct's training
+    reads it. All zeros stay zeros.
+
+    Args:
+        target: (T,) :func:`boundary_target` of the full-rate labels.
+
+    Returns:
+        (T_o,) same dtype.
+    """
+    view = np.array(subsample(target, rate, offset))  # (T_o,) copy
+    peak = view.max() if view.size else 0
+    return view / peak if peak > 0 else view
 
 
 def num_view_frames(num_frames: int, rate: int, offset: int) -> int:
