@@ -109,3 +109,16 @@ def test_extraction_overlap_bench_prints_json():
     assert report["same_features"] is True and report["speedup_overlapped"] > 0
     assert report["largest_stage_s"] <= report["stage_sum_s"]
     assert {"decode", "flow", "i3d_rgb", "i3d_flow"} <= set(report["sequential_stages_s"])
+
+
+def test_bench_pipeline_parity_prints_json_and_matches_the_reference():
+    shared = require_shared("data/diffact_oracle/pipeline.pt").parents[2]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_pipeline_parity.py"), "--shared", str(shared)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["benchmark"] == "pipeline_parity" and len(report["results"]) == 9
+    assert all(row["after_equals_reference"] for row in report["results"])
+    assert {r["variant"] for r in report["blips_50salads_median30"]} == {"before", "after"}

@@ -34,6 +34,12 @@ def test_paper_settings_per_dataset():
     enc = breakfast.model.encoder
     assert (enc.channel_dropout, enc.frame_dropout, enc.dropout) == (0.1, 0.1, 0.5)
     assert (gtea.model.encoder.channel_dropout, salads.model.encoder.frame_dropout) == (0.5, 0.5)
+    # where the paper is silent, DiffAct's default_configs: GTEA weight decay, Breakfast's
+    # evaluation every 20 epochs
+    assert [c.train.weight_decay for c in (gtea, salads, breakfast)] == [1e-6, 0.0, 0.0]
+    assert [c.train.eval_every for c in (gtea, salads, breakfast)] == [100, 100, 20]
+    assert [c.dataset.boundary_sigma for c in (gtea, salads, breakfast)] == [1.0, 20.0, 3.0]
+    assert [c.loss.soft_label_sigma for c in (gtea, salads, breakfast)] == [1.4, None, 4.0]
     for cfg in (gtea, salads, breakfast):
         assert MaskStrategy.ZERO not in cfg.model.masks.strategies
         assert cfg.model.diffusion.num_train_timesteps == 1000
