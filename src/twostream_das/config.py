@@ -210,6 +210,8 @@ class FusionConfig:
 @dataclass(frozen=True)
 class PostprocessConfig:
     kind: PostprocessKind = PostprocessKind.PURGE
+    # frames; at dataset.sample_rate r > 1 the median's window counts subsampled frames (it runs
+    # on the offsets' average, SPEC section 6), purge's and mode's count full-rate frames
     window: int = 3
     select_on_validation: bool = False  # also choose kind/window on validation
     candidate_windows: List[int] = field(default_factory=lambda: [3, 5, 15, 30])
