@@ -6,7 +6,9 @@ Folder layout (default ``./twostream_das_demo``)::
     data/         the generated dataset (MS-TCN layout, RGB and FLOW feature folders)
     run/          fold 1 trained with the ``demo`` preset (a normal run folder)
     predict/      ``predict`` on one test video: prediction, segments, probabilities, barcode PNG
-    results.json  the test results (RGB only, FLOW only, fused) and the table
+    results.json  the test results (RGB only, FLOW only, fused) and the table, and
+                  ``uncertainty_by_samples``: for K = 1, 4, 8 DDIM samples, the AUROC of the
+                  uncertainty for finding wrong test frames and the calibration error (ECE)
     report.html   ``report`` of run/: timelines and segments of the test videos, the scores,
                   the fusion weights, per-class F1 and the confusion matrix
 
@@ -40,6 +42,7 @@ DEFAULT_DEMO_DIR = Path("twostream_das_demo")
 DEMO_FOLD = 1
 DEMO_DATA_SEED = 0
 MARKER = "demo.json"
+UNCERTAINTY_SAMPLES = (1, 4, 8)  # K of results.json's uncertainty_by_samples (issue 17)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,15 @@ def run_demo(
     )
     gain = fusion_gain(results)
     table = results_table(results)
-    write_json(out / "results.json", {**results, "fusion_gain": gain, "table": table})
+    by_samples = {
+        str(k): (results if k == results["samples"] else evaluate_run(
+            run.root, "best", True, samples=k, write=False))["uncertainty"]
+        for k in UNCERTAINTY_SAMPLES
+    }  # fmt: skip
+    write_json(
+        out / "results.json",
+        {**results, "fusion_gain": gain, "table": table, "uncertainty_by_samples": by_samples},
+    )
     page = write_report(run.root, out / "report.html")
     return DemoResult(out, results, table, out / "predict" / f"{video}.png", page, gain)
 

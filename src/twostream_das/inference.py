@@ -3,11 +3,11 @@
 temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
-2. views are batched (``eval.batch_size``, padded with a mask) and every stream draws
-   ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the model's) in one
-   pass; each (view, stream, sample) has its own generator seeded from ``(eval.seed, digest of
-   the view's features, offset, stream, k)``, so a video's prediction does not depend on its
-   file name nor on what else is in the batch;
+2. views are batched (``eval.batch_size``, grouped by length, padded with a mask) and every
+   stream draws ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the
+   model's) in one pass; each (view, stream, sample) has its own generator seeded from
+   ``(eval.seed, digest of the view's features, offset, stream, k)``, so a video's prediction
+   does not depend on its file name nor on what else is in the batch;
 3. each view's probabilities are upsampled to the full frame rate and averaged over offsets,
    then over the samples;
 4. :func:`decide` fuses the streams with the selected weights and post-processes to labels.
@@ -39,6 +39,9 @@ from .runtime import autocast, derive_seed, make_generator
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
+
+GROUP_BATCHES = 8
+"""Views of this many batches are sorted by length together before batching."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +219,10 @@ def predict_probabilities(
 ) -> Iterator[VideoProbs]:
     """Per-stream probabilities of every video at full frame rate, in the order of ``videos``.
 
-    Offset views of all videos are batched together (``cfg.eval.batch_size`` per batch); a video
-    is yielded as soon as all its views are done.
+    Offset views of all videos (and all streams, and ``eval.samples`` samples of each) are
+    batched together, ``cfg.eval.batch_size`` views per batch, grouped by length (see
+    :func:`_length_batches`); a video's result does not depend on its batch, and videos are
+    yielded in the order of ``videos``, each as soon as all its views are done.
     """
     rate = cfg.dataset.sample_rate
     was_training = model.training
@@ -228,7 +233,7 @@ def predict_probabilities(
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
-        for chunk in _batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
+        for chunk in _length_batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
             outs = _predict_views(model, [s for _, s in chunk], cfg, device)
             for (index, sample), view in zip(chunk, outs, strict=True):
                 frames = videos[index].num_frames
@@ -316,15 +321,27 @@ def _views(
         yield from ((index, sample) for sample in views)
 
 
-def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tuple[int, Sample]]]:
-    chunk: list[tuple[int, Sample]] = []
+def _length_batches(
+    items: Iterable[tuple[int, Sample]], size: int
+) -> Iterator[list[tuple[int, Sample]]]:
+    """Batches of ``size`` views, grouped by length: the views of ``GROUP_BATCHES`` batches at a
+    time (in video order), sorted longest first, so a batch pads little; memory stays bounded
+    and videos are still yielded in order, a window at a time."""
+    window: list[tuple[int, Sample]] = []
     for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        window.append(item)
+        if len(window) == size * GROUP_BATCHES:
+            yield from _sorted_batches(window, size)
+            window = []
+    yield from _sorted_batches(window, size)
+
+
+def _sorted_batches(
+    items: list[tuple[int, Sample]], size: int
+) -> Iterator[list[tuple[int, Sample]]]:
+    ordered = sorted(items, key=lambda item: -item[1].num_frames)  # stable: ties in video order
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 @torch.inference_mode()

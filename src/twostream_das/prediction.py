@@ -5,7 +5,9 @@ For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it wr
     <video>.txt            MS-TCN prediction file (one class name per frame)
     <video>_segments.csv   label, start/end frame, start/end seconds, mean confidence
     <video>_segments.json  the same segments
-    <video>_probs.npy      fused class probabilities, float32 (C, T)
+    <video>_probs.npy      fused class probabilities, float32 (C, T) (mean of the K samples)
+    <video>_uncertainty.npy  with --samples K > 1: per-frame uncertainty, float32 (T,) (the
+                           mutual information between label and sample, uncertainty.py)
     <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
     streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
     summary.json           the videos, classes, fusion weights, post-processing, the --labels
@@ -50,8 +52,11 @@ from .inference import (
 )
 from .io import (
     STREAMS_DIR,
+    UNCERTAINTY_SUFFIX,
+    SegmentRecord,
     atomic_save_npy,
     segment_records,
+    write_csv_rows,
     write_prediction,
     write_segments_csv,
     write_segments_json,
@@ -59,9 +64,12 @@ from .io import (
 from .runs import is_main_process, write_json
 from .runtime import resolve_device
 from .selection import score_labels
+from .uncertainty import frame_uncertainty, normalize_frames
 from .viz import plot_barcodes
 
 logger = logging.getLogger(__name__)
+
+REVIEW_CSV = "review.csv"
 
 @dataclass(frozen=True)
 class PredictedVideo:
@@ -69,6 +77,7 @@ class PredictedVideo:
     files: dict[str, Path]  # kind ("txt", "segments_csv", ...) -> path
     num_frames: int
     num_segments: int
+    segments: list[SegmentRecord]
 
 
 def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
@@ -248,6 +257,7 @@ def predict_files(
         }
     if is_main_process():
         write_json(out / "summary.json", summary)
+        write_csv_rows(out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.samples))
     logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
 
@@ -346,8 +356,11 @@ def write_video_outputs(
 ) -> PredictedVideo:
     """The per-video files of the module docstring."""
     names = loaded.label_names
-    probs = normalized(pred.decision.fused_probs)  # (C, T), columns sum to 1
+    probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
     labels = pred.decision.labels  # (T,)
+    uncertainty = frame_uncertainty(
+        pred.video.samples, loaded.fusion_weights, loaded.fusion_method
+    )  # (T,) or None
     files = {
         "txt": out / f"{pred.name}.txt",
         "segments_csv": out / f"{pred.name}_segments.csv",
@@ -355,6 +368,8 @@ def write_video_outputs(
         "probs": out / f"{pred.name}_probs.npy",
         "png": out / f"{pred.name}.png",
     }
+    if uncertainty is not None:
+        files["uncertainty"] = out / f"{pred.name}{UNCERTAINTY_SUFFIX}"
     rows = {}
     if pred.video.labels is not None:
         rows["GT"] = pred.video.labels
@@ -362,20 +377,46 @@ def write_video_outputs(
         {"RGB": pred.decision.stream_labels["rgb"], "FLOW": pred.decision.stream_labels["flow"]}
     )
     rows["fused"] = labels
+    segs = segment_records(labels, probs, names, fps, uncertainty)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         write_prediction(files["txt"], labels, names)
         for stream, stream_labels in pred.decision.stream_labels.items():
             write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
-        segs = segment_records(labels, probs, names, fps)
         write_segments_csv(files["segments_csv"], segs)
         write_segments_json(files["segments_json"], segs, fps)
         atomic_save_npy(files["probs"], probs)
+        if uncertainty is not None:
+            atomic_save_npy(files["uncertainty"], uncertainty)
         plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
-    return PredictedVideo(pred.name, files, len(labels), len(segs) if is_main_process() else 0)
+    return PredictedVideo(pred.name, files, len(labels), len(segs), segs)
 
 
-def normalized(probs: np.ndarray) -> np.ndarray:
-    """Fused scores ``(C, T)`` rescaled so every frame sums to 1 (weights need not sum to 1)."""
-    total = probs.sum(axis=0, keepdims=True)
-    return (probs / np.where(total > 0, total, 1.0)).astype(np.float32)
+REVIEW_FIELDS: tuple[str, ...] = (
+    "rank", "video", "label", "start_s", "end_s", "score", "confidence", "uncertainty"
+)  # fmt: skip
+
+
+def review_rows(videos: Sequence[PredictedVideo], samples: int) -> list[dict[str, Any]]:
+    """Every segment of every video, least certain first (ties: video, then start).
+
+    ``score``: the segment's mean uncertainty when ``samples`` > 1, else ``1 - confidence``
+    (one sample has no spread to measure).
+    """
+    rows = []
+    for video in videos:
+        for seg in video.segments:
+            if samples > 1 and seg.uncertainty is not None:
+                score = seg.uncertainty
+            else:
+                score = 1.0 - (seg.confidence if seg.confidence is not None else 0.0)
+            rows.append(
+                {"video": video.name, "label": seg.label, "start_s": seg.start_s,
+                 "end_s": seg.end_s, "score": score, "confidence": seg.confidence,
+                 "uncertainty": seg.uncertainty, "_start": seg.start_frame}
+            )  # fmt: skip
+    rows.sort(key=lambda r: (-r["score"], r["video"], r["_start"]))
+    return [
+        {"rank": i + 1, **{k: v for k, v in r.items() if k != "_start"}}
+        for i, r in enumerate(rows)
+    ]

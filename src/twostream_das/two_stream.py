@@ -237,10 +237,7 @@ class TwoStreamModel(nn.Module):
             [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)
         )  # (G * B, Dc, T)
         fmask = enc_mask if samples == 1 else stacked_frame_mask(mask, count * samples, dtype)
-        if samples > 1:  # every sample of a video sees the video's conditioning
-            per_video = cond.unflatten(0, (count, 1, batch_size))  # (G, 1, B, Dc, T)
-            cond = per_video.expand(-1, samples, -1, -1, -1).flatten(0, 2)  # (N, Dc, T)
-        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
+        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T), shared by a video's samples
         del cond
         key_masks = KeyMasks(fmask.valid)
         out = sample(
