@@ -109,3 +109,23 @@ def test_extraction_overlap_bench_prints_json():
     assert report["same_features"] is True and report["speedup_overlapped"] > 0
     assert report["largest_stage_s"] <= report["stage_sum_s"]
     assert {"decode", "flow", "i3d_rgb", "i3d_flow"} <= set(report["sequential_stages_s"])
+
+
+def test_sampling_and_folder_benches_quick():
+    """bench_sampling (K samples) and bench_predict_folder (batched vs one at a time, with the
+    equality of their predictions) run and print their documented keys."""
+    scripts = {"bench_sampling.py": [], "bench_predict_folder.py": []}
+    runs = {s: subprocess.Popen([sys.executable, str(BENCH / s), "--quick", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for s, extra in scripts.items()}  # fmt: skip
+    reports = {}
+    for script, run in runs.items():
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, err[-2000:]
+        reports[script] = json.loads(out)
+    sampling = reports["bench_sampling.py"]
+    assert {r["variant"] for r in sampling["results"]} == {"k1", "k4"}
+    assert all({"median_s", "min_s", "vs_k1"} <= set(r) for r in sampling["results"])
+    folder = reports["bench_predict_folder.py"]
+    assert set(folder["results"]) == {"one_at_a_time", "batched"}
+    assert folder["same_labels"] is True and folder["max_prob_diff"] < 1e-4
