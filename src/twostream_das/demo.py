@@ -114,8 +114,7 @@ def run_demo(
     video = read_split(root, "test", DEMO_FOLD)[0]
     predict_files(
         run.best,
-        root / cfg.dataset.rgb.folder / f"{video}.npy",
-        root / cfg.dataset.flow.folder / f"{video}.npy",
+        {s: root / spec.folder / f"{video}.npy" for s, spec in cfg.dataset.streams.items()},
         out / "predict",
         labels_dir=root / "groundTruth",
         quiet=quiet,
@@ -136,8 +135,9 @@ def run_demo(
 
 
 def fusion_gain(results: dict[str, Any]) -> dict[str, float]:
-    """Per metric, fused minus the better single stream (positive: fusion beats both)."""
+    """Per metric, fused minus the best single stream (positive: fusion beats every stream)."""
+    streams = list(results["fusion_weights"])
     return {
-        k: round(results["fused"][k] - max(results["rgb"][k], results["flow"][k]), 2)
+        k: round(results["fused"][k] - max(results[s][k] for s in streams), 2)
         for k in METRIC_KEYS
     }

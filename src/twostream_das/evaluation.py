@@ -42,7 +42,7 @@ def evaluate_run(
     ``write=False`` returns the results without writing results.json or predictions/.
 
     Returns:
-        ``{"rgb": M, "flow": M, "fused": M, "fusion_weights": {...}, "postprocess": {...},
+        ``{<stream>: M, ..., "fused": M, "fusion_weights": {...}, "postprocess": {...},
         "epoch": E, "fold": K, "checkpoint": which, "num_videos": N}`` with each M holding
         acc, edit, f1@10, f1@25, f1@50 in percent. The same object is written to results.json.
 
@@ -92,7 +92,8 @@ def _evaluate(
         expected_dims=loaded.checkpoint.stream_dims, expected_from=f"the checkpoint {path}",
     )
     weights, post = loaded.fusion_weights, loaded.postprocess
-    gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
+    gts, fused = [], []
+    per_stream: dict[str, list[Any]] = {s: [] for s in loaded.model.stream_names}
     method = loaded.fusion_method
     detection = ErrorDetection(weights, post, method)
     start = time.perf_counter()
@@ -147,10 +148,11 @@ def format_row(metrics: dict[str, float]) -> str:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """A Markdown table: one row each for RGB only, FLOW only and the fusion."""
+    """A Markdown table: one row per stream alone (``RGB only``), then the fusion."""
     header = "| stream | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|" + "---:|" * len(METRIC_KEYS)
-    names = {"rgb": "RGB only", "flow": "FLOW only", "fused": "fused"}
+    names = {s: f"{s.upper()} only" for s in results["fusion_weights"]}
+    names["fused"] = "fused"
     lines = [header, rule]
     for key, label in names.items():
         lines.append(

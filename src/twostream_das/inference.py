@@ -1,6 +1,6 @@
 """The one prediction path, shared by validation, ``evaluate`` and ``predict``.
 
-temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels:
+temporal-offset ensemble -> every stream -> late fusion -> post-processing -> labels:
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (``eval.batch_size``, grouped by length, padded with a mask) and every
@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import STREAMS, Config, PostprocessKind, validate
+from .config import Config, PostprocessKind, config_fusion_weights, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import upsample
@@ -121,7 +121,8 @@ class LoadedModel:
         """Weights selected on validation, or the config's until selection ran."""
         selection = self.checkpoint.selection
         if selection and "fusion_weights" in selection:
-            return {s: float(selection["fusion_weights"][s]) for s in STREAMS}
+            stored = selection["fusion_weights"]
+            return {s: float(stored[s]) for s in self.model.stream_names}
         return config_fusion_weights(self.config)
 
     @property
@@ -162,12 +163,8 @@ def sampling_steps(loaded: LoadedModel, cfg: Optional[Config] = None) -> int:
     return cfg.eval.steps or cfg.model.diffusion.num_inference_steps
 
 
-def config_fusion_weights(cfg: Config) -> dict[str, float]:
-    return {"rgb": cfg.fusion.rgb_weight, "flow": cfg.fusion.flow_weight}
-
-
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
-    """Rebuild the two-stream model stored in checkpoint ``path`` (eval mode, on ``device``)."""
+    """Rebuild the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
     ckpt = load_checkpoint(path)
     cfg = ckpt.to_config()
     model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
@@ -287,7 +284,7 @@ def decide(
     labels = np.asarray(postprocess(fused, post.kind, post.window), dtype=np.int64)
     stream_labels = {
         s: np.asarray(postprocess(probs[s], post.kind, post.window), dtype=np.int64)
-        for s in STREAMS
+        for s in probs
     }
     return Decision(fused, labels, stream_labels)
 

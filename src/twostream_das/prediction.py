@@ -1,6 +1,7 @@
 """``predict``: a trained checkpoint applied to feature files, no labels needed.
 
-For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it writes, under OUT:
+For every video (one ``.npy`` file per stream of the checkpoint, e.g. RGB and FLOW, with the same
+stem) it writes, under OUT:
 
     <video>.txt            MS-TCN prediction file (one class name per frame)
     <video>_segments.csv   label, start/end frame, start/end seconds, mean confidence
@@ -8,7 +9,7 @@ For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it wr
     <video>_probs.npy      fused class probabilities, float32 (C, T) (mean of the K samples)
     <video>_uncertainty.npy  with --samples K > 1: per-frame uncertainty, float32 (T,) (the
                            mutual information between label and sample, uncertainty.py)
-    <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
+    <video>.png            barcode: ground truth (with --labels), each stream, fused; legend
     streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
     summary.json           the videos, classes, fusion weights, post-processing, the --labels
                            folder (and metrics with labels)
@@ -28,7 +29,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import STREAMS, FeatureSource, Orientation, StreamDataConfig
+from .config import FeatureSource, Orientation, StreamDataConfig
 from .data.dataset import Video
 from .data.features import (
     I3D_DIM,
@@ -93,26 +94,45 @@ def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
     raise DataError(f"--{stream} {path} does not exist; expected a .npy file or a folder of them")
 
 
-def pair_streams(rgb: str | Path, flow: str | Path) -> list[tuple[str, Path, Path]]:
-    """Match RGB and FLOW files by name: ``(video, rgb_file, flow_file)``.
+def match_streams(paths: Mapping[str, str | Path]) -> list[tuple[str, dict[str, Path]]]:
+    """Match each stream's files by name: ``(video, stream -> file)`` per video, sorted.
 
-    Two single files always pair (the RGB file's stem names the video); folders must hold the
-    same names.
+    Single files always match (the first stream's file stem names the video); folders must
+    hold the same names.
     """
-    rgb_files, flow_files = feature_files(rgb, "rgb"), feature_files(flow, "flow")
-    if Path(rgb).is_file() and Path(flow).is_file():
-        (name, r), (_, f) = next(iter(rgb_files.items())), next(iter(flow_files.items()))
-        return [(name, r, f)]
-    only_rgb, only_flow = (
-        sorted(set(rgb_files) - set(flow_files)),
-        sorted(set(flow_files) - set(rgb_files)),
-    )
-    if only_rgb or only_flow:
-        raise DataError(
-            f"RGB and FLOW features do not pair up: only in {rgb}: {only_rgb[:5]}; only in "
-            f"{flow}: {only_flow[:5]}; expected the same video names in both"
+    files = {s: feature_files(p, s) for s, p in paths.items()}
+    first = next(iter(paths))
+    if all(Path(p).is_file() for p in paths.values()):
+        name = next(iter(files[first]))
+        return [(name, {s: next(iter(f.values())) for s, f in files.items()})]
+    names = set(files[first])
+    for stream, found in files.items():
+        if set(found) != names:
+            raise DataError(
+                f"{first} and {stream} features do not pair up: only in {paths[first]}: "
+                f"{sorted(names - set(found))[:5]}; only in {paths[stream]}: "
+                f"{sorted(set(found) - names)[:5]}; expected the same video names in both"
+            )
+    return [(n, {s: found[n] for s, found in files.items()}) for n in sorted(names)]
+
+
+def check_stream_paths(loaded: LoadedModel, paths: Mapping[str, object], what: str) -> None:
+    """``paths`` names exactly the checkpoint's streams.
+
+    Raises:
+        ConfigError: naming the missing and the unknown streams.
+    """
+    names = loaded.model.stream_names
+    missing = [s for s in names if s not in paths]
+    unknown = [s for s in paths if s not in names]
+    if missing or unknown:
+        raise ConfigError(
+            f"{what}: the checkpoint's streams are {', '.join(names)}; "
+            + (f"missing {', '.join(missing)}" if missing else "")
+            + ("; " if missing and unknown else "")
+            + (f"unknown {', '.join(unknown)}" if unknown else "")
+            + f" (give --stream NAME=PATH for each of {', '.join(names)})"
         )
-    return [(n, rgb_files[n], flow_files[n]) for n in sorted(rgb_files)]
 
 
 def read_feature_file(
@@ -138,31 +158,31 @@ def read_feature_file(
     feats = read_matrix(path, layout, what)  # (D, T)
     if spec.source in I3D_ROWS and feats.shape[0] == I3D_DIM and expected_dim == I3D_HALF:
         feats = feats[I3D_ROWS[spec.source]]  # (1024, T), still C-contiguous
-    check_features(feats, path, what, expected_dim, layout, f"--{stream}-orientation")
+    check_features(feats, path, what, expected_dim, layout, f"--orientation {stream}")
     return feats
 
 
 def load_prediction_videos(
-    pairs: Sequence[tuple[str, Path, Path]],
+    pairs: Sequence[tuple[str, Mapping[str, Path]]],
     loaded: LoadedModel,
     labels_dir: Optional[Path],
     orientations: Mapping[str, Optional[Orientation]],
 ) -> list[Video]:
-    """Read the feature pairs (and labels when a folder is given) as :class:`Video` objects.
+    """Read each video's stream files (and labels when a folder is given) as :class:`Video`.
 
-    Streams are aligned to the label length when labels are given, else FLOW to RGB, within
-    ``dataset.length_tolerance`` frames.
+    Streams are aligned to the label length when labels are given, else to the first stream,
+    within ``dataset.length_tolerance`` frames.
     """
     cfg = loaded.config
     label_map = LabelMap(tuple(loaded.label_names))
     videos = []
-    for name, rgb_path, flow_path in pairs:
-        paths = dict(zip(STREAMS, (rgb_path, flow_path), strict=True))
+    for name, paths in pairs:
         raw = {
             s: read_feature_file(
-                p, s, getattr(cfg.dataset, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
+                paths[s], s, cfg.dataset.streams[s], loaded.checkpoint.stream_dims[s],
+                orientations.get(s),
             )
-            for s, p in paths.items()
+            for s in loaded.model.stream_names
         }
         labels = None
         if labels_dir is not None:
@@ -185,8 +205,7 @@ def load_prediction_videos(
 
 def predict_files(
     checkpoint: str | Path,
-    rgb: str | Path,
-    flow: str | Path,
+    features: Mapping[str, str | Path],
     out: str | Path,
     fps: Optional[float] = None,
     labels_dir: Optional[str | Path] = None,
@@ -197,13 +216,18 @@ def predict_files(
     steps: Optional[int] = None,
     samples: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
+    """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
+    the checkpoint) and write the files listed in the module docstring.
 
+    ``orientations``: stream -> axis order of its files (None: the checkpoint's config).
     ``cpu_bf16``, ``steps`` and ``samples`` override the checkpoint's ``eval.cpu_bf16``,
     ``eval.steps`` and ``eval.samples`` (None keeps them).
     Returns the summary written to ``OUT/summary.json``.
     """
     loaded = load_model(checkpoint, resolve_device(device))
+    check_stream_paths(loaded, features, "predict")
+    known = dict.fromkeys(loaded.model.stream_names)
+    check_stream_paths(loaded, {**known, **(orientations or {})}, "predict orientations")
     cfg = with_sampling(loaded.config, steps, samples)
     if cpu_bf16 is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, cpu_bf16=cpu_bf16))
@@ -212,11 +236,12 @@ def predict_files(
     fps = cfg.dataset.fps if fps is None else fps
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(
-        pair_streams(rgb, flow), loaded, labels_path, orientations or {}
+        match_streams(features), loaded, labels_path, orientations or {}
     )
     out = Path(out)
     weights, post = loaded.fusion_weights, loaded.postprocess
-    written, gts, preds = [], [], {"rgb": [], "flow": [], "fused": []}
+    written, gts = [], []
+    preds: dict[str, list[np.ndarray]] = {s: [] for s in (*loaded.model.stream_names, "fused")}
     method = loaded.fusion_method
     for pred in predict(
         loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet,
@@ -226,7 +251,7 @@ def predict_files(
         if pred.video.labels is not None:
             gts.append(pred.video.labels)
             preds["fused"].append(pred.decision.labels)
-            for s in STREAMS:
+            for s in loaded.model.stream_names:
                 preds[s].append(pred.decision.stream_labels[s])
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -266,7 +291,8 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
     """Which extractor stream gives each model stream its features (for ``--video``).
 
     I3D sources map to the I3D streams; a folder source maps by its dimension: 768-d RGB is the
-    ViT (Br-Prompt/CLIP) encoder, 1024-d RGB/FLOW the I3D towers.
+    ViT (Br-Prompt/CLIP) encoder, 1024-d the I3D tower of the same modality (a stream named
+    like an extractor modality: ``rgb`` / ``flow``).
 
     Raises:
         ConfigError: a stream the extractor cannot produce (extract it yourself, pass a file).
@@ -275,21 +301,21 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
         FeatureSource.I3D_RGB: FeatureStream.I3D_RGB,
         FeatureSource.I3D_FLOW: FeatureStream.I3D_FLOW,
     }
-    by_dim = {
+    by_dim = {  # (stream name of the presets, dim) -> the extractor stream that makes it
         ("rgb", 768): FeatureStream.CLIP_RGB,
         ("rgb", I3D_HALF): FeatureStream.I3D_RGB,
         ("flow", I3D_HALF): FeatureStream.I3D_FLOW,
     }
     out = {}
-    for stream in STREAMS:
-        spec: StreamDataConfig = getattr(loaded.config.dataset, stream)
+    for stream in loaded.model.stream_names:
+        spec: StreamDataConfig = loaded.config.dataset.streams[stream]
         dim = loaded.checkpoint.stream_dims[stream]
         found = by_source.get(spec.source) or by_dim.get((stream, dim))
         if found is None:
             raise ConfigError(
                 f"the checkpoint's {stream} stream reads {dim}-d features ({spec.source.value}); "
                 f"--video can extract i3d_rgb (1024-d), clip_rgb (768-d) and i3d_flow (1024-d) "
-                f"only. Extract the features yourself and pass --rgb and --flow"
+                f"only. Extract the features yourself and pass --stream NAME=PATH per stream"
             )
         out[stream] = found
     return out
@@ -345,10 +371,8 @@ def predict_videos(
         video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False),
         weight_names,
     )
-    dxt = {s: Orientation.DxT for s in STREAMS}  # the extractor writes (D, T)
-    return predict_files(
-        checkpoint, folders["rgb"], folders["flow"], out, orientations=dxt, **kwargs
-    )
+    dxt: dict[str, Optional[Orientation]] = {s: Orientation.DxT for s in folders}  # (D, T)
+    return predict_files(checkpoint, folders, out, orientations=dxt, **kwargs)
 
 
 def write_video_outputs(
@@ -373,9 +397,7 @@ def write_video_outputs(
     rows = {}
     if pred.video.labels is not None:
         rows["GT"] = pred.video.labels
-    rows.update(
-        {"RGB": pred.decision.stream_labels["rgb"], "FLOW": pred.decision.stream_labels["flow"]}
-    )
+    rows.update({s.upper(): labels for s, labels in pred.decision.stream_labels.items()})
     rows["fused"] = labels
     segs = segment_records(labels, probs, names, fps, uncertainty)
     if is_main_process():

@@ -1,8 +1,9 @@
-"""2s-DAS: two :class:`DiffusionStream` s, one per modality, built from one config.
+"""2s-DAS: one :class:`DiffusionStream` per configured stream (``dataset.streams``: RGB and
+FLOW in the presets; one stream is DiffAct), built from one config.
 
 The streams are identical in structure, with their own input dimension and weights; training
-minimises ``L = L_rgb + L_flow`` in one backward pass; inference (:meth:`TwoStreamModel.sample`)
-returns each stream's DDIM samples, whose probabilities :func:`twostream_das.fusion.fuse`
+minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
+(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities :func:`twostream_das.fusion.fuse`
 combines.
 """
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional, TypeVar
 import torch
 from torch import nn
 
-from .config import STREAMS, Config
+from .config import Config, stream_names
 from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
@@ -30,7 +31,7 @@ _CACHE_SIZE = 8  # stacked networks kept per model (one per batch size, K and st
 
 class TwoStreamLoss(NamedTuple):
     """Attributes:
-    total: 0-dim, L_rgb + L_flow.
+    total: 0-dim, the sum of the streams' losses (L_rgb + L_flow).
     terms: ``"<stream>/<term>"`` -> unweighted term, and ``"<stream>/total"`` -> L_stream;
         detached 0-dim tensors.
     """
@@ -40,13 +41,17 @@ class TwoStreamLoss(NamedTuple):
 
 
 class TwoStreamModel(nn.Module):
-    """Args: streams: one :class:`DiffusionStream` per name of ``STREAMS``."""
+    """The streams' composition (one or more; the name is the paper's two).
+
+    Args: streams: name -> :class:`DiffusionStream`, in the configured order (the order of
+    tables and plots).
+    """
 
     def __init__(self, streams: Mapping[str, DiffusionStream]) -> None:
         super().__init__()
-        if set(streams) != set(STREAMS):
-            raise ValueError(f"streams {sorted(streams)} must be exactly {STREAMS}")
-        self.streams = nn.ModuleDict({s: streams[s] for s in STREAMS})
+        if not streams:
+            raise ValueError("a model needs at least one stream")
+        self.streams = nn.ModuleDict(dict(streams))
         # the stacked inference networks and the stackability check, kept while the weights
         # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
         self._stacked_cache: dict[object, tuple[object, object]] = {}
@@ -55,10 +60,14 @@ class TwoStreamModel(nn.Module):
     def from_config(
         cls, cfg: Config, in_dims: Mapping[str, int], num_classes: int
     ) -> TwoStreamModel:
-        """Args: in_dims: stream -> feature dimension (read from the data); num_classes: C."""
-        if set(in_dims) != set(STREAMS):
-            raise ValueError(f"in_dims {dict(in_dims)} must have exactly the keys {STREAMS}")
-        return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in STREAMS})
+        """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
+        streams of ``dataset.streams``; num_classes: C."""
+        names = stream_names(cfg)
+        if set(in_dims) != set(names):
+            raise ValueError(
+                f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
+            )
+        return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in names})
 
     def forward(
         self,
@@ -75,14 +84,14 @@ class TwoStreamModel(nn.Module):
         class_weights: Optional[torch.Tensor],
         generator: Generators,
     ) -> TwoStreamLoss:
-        """L_rgb + L_flow on one batch (both streams see the same samples).
+        """``sum_s L_s`` on one batch (all streams see the same samples).
 
         ``generator``: one, or one per sample (see :meth:`DiffusionStream.loss`); the streams
-        draw from it in ``STREAMS`` order.
+        draw from it in their order.
         """
         total: Optional[torch.Tensor] = None
         terms: dict[str, torch.Tensor] = {}
-        for name in STREAMS:
+        for name in self.stream_names:
             out = self.streams[name].loss(batch.features[name], batch, class_weights, generator)
             total = out.total if total is None else total + out.total
             terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
@@ -175,6 +184,8 @@ class TwoStreamModel(nn.Module):
         sampling settings; ``weights``: this call's :meth:`_weights_token` (default: taken
         here)."""
         first, *others = self.streams.values()
+        if not others or first.diffact_outside:  # one stream; or attention the stack lacks
+            return False
         abar = first.diffusion.schedule.alphas_cumprod
         weights = self._weights_token() if weights is None else weights
         return self._cached("stackable", weights, self._same_networks) and all(

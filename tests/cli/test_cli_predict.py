@@ -98,8 +98,9 @@ def test_predict_single_transposed_file_without_labels(predict, tiny_root, tmp_p
     rgb = np.load(tiny_root / "features_rgb" / "v0.npy")
     np.save(tmp_path / "clip.npy", rgb.T)  # (T, D) on disk
     out = tmp_path / "pred"
-    code = predict("--rgb", tmp_path / "clip.npy", "--rgb-orientation", "TxD",
-                   "--flow", tiny_root / "features_flow" / "v0.npy", "--out", out, "--quiet")
+    code = predict("--stream", f"rgb={tmp_path / 'clip.npy'}", "--orientation", "rgb=TxD",
+                   "--stream", f"flow={tiny_root / 'features_flow' / 'v0.npy'}",
+                   "--out", out, "--quiet")
     assert code == 0
     assert np.load(out / "clip_probs.npy").shape == (len(CLASSES), rgb.shape[1])
 
@@ -113,7 +114,7 @@ def _nan_at_frame_2(feats):
 @pytest.mark.parametrize(
     "corrupt, expected",
     [
-        (np.transpose, "looks transposed: set --rgb-orientation to TxD?"),
+        (np.transpose, "looks transposed: set --orientation rgb to TxD?"),
         (_nan_at_frame_2, "1 non-finite value(s); first: nan at frame 2, dim 1; expected finite"),
     ],
     ids=["transposed", "nan"],
@@ -162,6 +163,6 @@ def test_video_runs_extraction_then_the_same_path(predict, tiny_root, tmp_path, 
 
 
 def test_predict_needs_features_or_video(predict, tmp_path, capsys):
-    code = predict("--rgb", tmp_path, "--out", tmp_path / "o")
+    code = predict("--out", tmp_path / "o")
     assert code == 2
-    assert "--rgb and --flow" in capsys.readouterr().err
+    assert "--stream NAME=PATH for each stream" in capsys.readouterr().err

@@ -72,9 +72,11 @@ def test_nan_in_features_through_load_videos(tiny_root):
 
 def test_configured_dimension_is_checked(tiny_root):
     cfg = tiny_config(tiny_root)
-    flow = StreamDataConfig(folder="features_flow", orientation=cfg.flow.orientation, dim=1024)
+    flow = StreamDataConfig(
+        folder="features_flow", orientation=cfg.streams["flow"].orientation, dim=1024
+    )
     with pytest.raises(DataError) as err:
-        _videos(tiny_root, flow=flow)
+        _videos(tiny_root, streams={**cfg.streams, "flow": flow})
     assert "flow features file" in str(err.value)
     assert "v1.npy has dimension 3 (shape (7, 3), read as TxD); expected 1024" in str(err.value)
 
