@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a trained run on its test videos",
         description="Score RUN_DIR's checkpoint on the fold's test videos (each stream "
-        "alone, e.g. RGB only and FLOW only, and fused); writes RUN_DIR/results.json and RUN_DIR/predictions/<video>.txt.",
+        "alone, e.g. RGB only and FLOW only, and fused); writes RUN_DIR/results.json and "
+        "RUN_DIR/predictions/<video>.txt.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument(
