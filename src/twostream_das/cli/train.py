@@ -13,9 +13,10 @@ from ._common import add_config_args, add_quiet
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
-        help="train both streams on one fold, selecting on validation",
+        help="train the configured streams on one fold, selecting on validation",
         description="Train the configured streams (dataset.streams: RGB and FLOW in the "
-        "presets) jointly on a fold's training videos; choose the epoch, fusion weights (and optionally post-processing) on a validation carve-out. "
+        "presets) jointly on a fold's training videos; choose the epoch, fusion weights (and "
+        "optionally post-processing) on a validation carve-out. "
         "Rerunning into the same --out resumes from the last checkpoint.",
     )
     add_config_args(parser)
