@@ -153,7 +153,7 @@ def read_feature_file(
         ``expected_dim`` (with a hint at ``--<stream>-orientation`` when the file looks
         transposed), no frames, NaN or inf.
     """
-    what = f"--{stream} features"
+    what = f"--stream {stream} features"
     layout = orientation or stored_orientation(spec)
     feats = read_matrix(path, layout, what)  # (D, T)
     if spec.source in I3D_ROWS and feats.shape[0] == I3D_DIM and expected_dim == I3D_HALF:
