@@ -47,6 +47,17 @@ class Orientation(str, enum.Enum):
     TxD = "TxD"  # (frames, feature dim)
 
 
+class AttentionOutside(str, enum.Enum):
+    """What the windowed attention does with window positions outside the sequence (and, a video
+    being treated as if alone, on padded frames)."""
+
+    EXACT = "exact"  # excluded: the softmax runs over the keys inside the sequence (SPEC)
+    # DiffAct's code: zero keys and values there, every score + log(mask + 1e-6), softmax over
+    # the whole window, then times the 0/1 mask (no renormalisation). What its checkpoints
+    # were trained with; ``convert`` sets it. Only the plain PyTorch path implements it.
+    DIFFACT = "diffact"
+
+
 class MaskStrategy(str, enum.Enum):
     """Frame condition masks ("importance sampling" in the paper), training only."""
 
@@ -148,6 +159,7 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    attention_outside: AttentionOutside = AttentionOutside.EXACT
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     masks: MaskConfig = field(default_factory=MaskConfig)

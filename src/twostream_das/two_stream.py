@@ -9,13 +9,14 @@ combines.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Optional, TypeVar
 
 import torch
 from torch import nn
 
-from .config import Config, stream_names
+from .config import AttentionOutside, Config, stream_names
 from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 _CACHE_SIZE = 8  # stacked networks kept per model (one per batch size, K and steps in use)
 
 
@@ -63,6 +65,12 @@ class TwoStreamModel(nn.Module):
         """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
         streams of ``dataset.streams``; num_classes: C."""
         names = stream_names(cfg)
+        if cfg.model.attention_outside is AttentionOutside.DIFFACT:
+            logger.info(
+                "model.attention_outside = diffact: the fast paths (fused training Function, "
+                "native and shifted window kernels, stacked streams) do not implement it; every "
+                "block runs the plain PyTorch attention (slower)"
+            )
         if set(in_dims) != set(names):
             raise ValueError(
                 f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
