@@ -3,8 +3,8 @@ FLOW in the presets; one stream is DiffAct), built from one config.
 
 The streams are identical in structure, with their own input dimension and weights; training
 minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
-(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities :func:`twostream_das.fusion.fuse`
-combines.
+(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities
+:func:`twostream_das.fusion.fuse` combines.
 """
 
 from __future__ import annotations
