@@ -230,7 +230,7 @@ def test_dimension_is_checked_against_the_training_videos_or_a_checkpoint(tiny_r
     with pytest.raises(DataError) as err:  # a validation video: at load time, not in validation
         load_videos(cfg, ["v3"], label_map, expected_dims=stream_dims(train))
     assert "v3.npy has dimension 5; expected 4 like the training videos" in str(err.value)
-    assert "set dataset.rgb.dim" in str(err.value)
+    assert "set dataset.streams.rgb.dim" in str(err.value)
     with pytest.raises(DataError, match="expected 4 like the checkpoint best.pt"):
         load_videos(cfg, ["v3"], label_map, expected_dims={"rgb": 4, "flow": 3},
                     expected_from="the checkpoint best.pt")
