@@ -31,8 +31,9 @@ from .inference import LoadedModel
 from .inference import load_model as _load_model
 from .inference import predict as _predict
 from .io import SegmentRecord, segment_records
-from .prediction import normalized, read_feature_file
+from .prediction import read_feature_file
 from .runtime import resolve_device
+from .uncertainty import normalize_frames
 
 Segment = SegmentRecord
 """One segment: ``label``, ``label_id``, ``start_frame`` (inclusive), ``end_frame`` (exclusive),
@@ -146,7 +147,7 @@ def predict(
     video = Video(video_name, aligned, None)
     (result,) = _predict(model.model, [video], cfg, model.fusion_weights, model.postprocess,
                          next(model.model.parameters()).device)
-    probs = normalized(result.decision.fused_probs)  # (C, T)
+    probs = normalize_frames(result.decision.fused_probs)  # (C, T), each frame sums to 1
     fps = cfg.dataset.fps if fps is None else float(fps)
     names = model.label_names
     return Prediction(
