@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from twostream_das.config import FusionRule, load_config
+from twostream_das.config import FusionInput, FusionRule, load_config
 from twostream_das.errors import ConfigError
 from twostream_das.fusion import (
     FusionMethod,
@@ -118,8 +118,13 @@ def test_fusion_settings_in_the_config():
     cfg = load_config("demo", ["fusion.rule=product", "fusion.temperature=true"])
     method = FusionMethod.from_config(cfg.fusion, {"rgb": 1.5})
     assert method.rule is FusionRule.PRODUCT and method.temperatures == {"rgb": 1.5}
-    assert FusionMethod.from_config(load_config("demo").fusion).rule is FusionRule.SUM
-    for bad in ("fusion.rule=mean", "fusion.temperature_bounds=[2.0,1.0]", "fusion.prob_floor=0"):
+    default = load_config("50salads").fusion  # the measured defaults (docs/FUSION.md)
+    assert default.rule is FusionRule.PRODUCT and default.input is FusionInput.TRAJECTORY
+    paper = load_config("50salads", ["fusion.rule=sum", "fusion.input=final"]).fusion
+    assert FusionMethod.from_config(paper).rule is FusionRule.SUM
+    bad_values = ("fusion.rule=mean", "fusion.input=encoder", "fusion.temperature_bounds=[2.0,1.0]",
+                  "fusion.prob_floor=0")
+    for bad in bad_values:
         with pytest.raises(ConfigError, match="fusion"):
             load_config("demo", [bad])
 

@@ -74,6 +74,13 @@ class PostprocessKind(str, enum.Enum):
     MODE = "mode"  # mode (majority) filter over labels, window ``window``
 
 
+class FusionInput(str, enum.Enum):
+    """What each stream hands to late fusion (docs/FUSION.md has the measurements)."""
+
+    FINAL = "final"  # the last DDIM step's x0 probabilities (mean over eval.samples): DiffAct's
+    TRAJECTORY = "trajectory"  # the x0 probabilities averaged over the DDIM steps (and samples)
+
+
 class FusionRule(str, enum.Enum):
     """How late fusion combines the streams' per-frame class probabilities."""
 
@@ -200,6 +207,10 @@ class FusionConfig:
     # Given, it names every stream of ``dataset.streams``.
     weights: Dict[str, float] = field(default_factory=dict)
     grid_step: float = 0.1  # grid over [0, 1]^n, one weight per stream (all-zero excluded)
+    # measured in docs/FUSION.md: the last step's x0 is near one-hot whether right or wrong, so
+    # the paper's weighted sum of it picks the more confident stream; the same sum of the
+    # trajectory mean combines the evidence (the product rule gains more: a setting)
+    input: FusionInput = FusionInput.TRAJECTORY
     rule: FusionRule = FusionRule.SUM
     # one temperature per stream fitted on validation (frame NLL) before fusing: P_s ** (1 / T_s)
     temperature: bool = False

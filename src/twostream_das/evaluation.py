@@ -123,6 +123,7 @@ def _evaluate(
     results.update(
         {
             "fusion_weights": dict(weights),
+            "fusion_input": cfg.fusion.input.value,
             "fusion_rule": method.rule.value,
             "temperatures": dict(method.temperatures),
             "postprocess": post.to_dict(),

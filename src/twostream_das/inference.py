@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import Config, PostprocessKind, config_fusion_weights, validate
+from .config import Config, FusionInput, PostprocessKind, config_fusion_weights, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import upsample
@@ -90,6 +90,17 @@ class VideoProbs:
     @property
     def num_frames(self) -> int:
         return next(iter(self.probs.values())).shape[1]
+
+    def for_fusion(self, kind: FusionInput) -> dict[str, np.ndarray]:
+        """What the streams hand to the fusion (``fusion.input``): stream -> (C, T)."""
+        if kind is FusionInput.TRAJECTORY:
+            if set(self.trajectory) != set(self.probs):
+                raise ValueError(
+                    f"video {self.name} has no DDIM trajectory mean for every stream (has "
+                    f"{sorted(self.trajectory)}); fusion.input = trajectory needs it"
+                )
+            return self.trajectory
+        return self.probs
 
 
 @dataclass(frozen=True)
@@ -302,7 +313,9 @@ def predict(
 ) -> Iterator[VideoPrediction]:
     """The full path for every video: probabilities, fusion, post-processing, labels."""
     for video in predict_probabilities(model, videos, cfg, device, progress, desc):
-        yield VideoPrediction(video, decide(video.probs, weights, post, method))
+        yield VideoPrediction(
+            video, decide(video.for_fusion(cfg.fusion.input), weights, post, method)
+        )
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -257,6 +257,7 @@ def predict_files(
         "checkpoint": str(checkpoint),
         "epoch": loaded.checkpoint.epoch,
         "fusion_weights": weights,
+        "fusion_input": cfg.fusion.input.value,
         "fusion_rule": method.rule.value,
         "temperatures": dict(method.temperatures),
         "postprocess": post.to_dict(),

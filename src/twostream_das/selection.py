@@ -55,7 +55,7 @@ def score_streams(
     method: Optional[FusionMethod] = None,
 ) -> StreamMetrics:
     """Metrics of each stream alone and of the fusion, all post-processed with ``post``."""
-    decisions = [decide(v.probs, weights, post, method) for v in videos]
+    decisions = [decide(v.for_fusion(cfg.fusion.input), weights, post, method) for v in videos]
     gts = [_labels(v) for v in videos]
     out = {
         s: score_labels(gts, [d.stream_labels[s] for d in decisions], label_names, cfg)
@@ -109,7 +109,10 @@ def fit_temperatures(videos: Sequence[VideoProbs], cfg: Config) -> dict[str, flo
     gts = [_labels(v) for v in videos]
     return {
         s: fit_temperature(
-            [v.probs[s] for v in videos], gts, cfg.fusion.temperature_bounds, cfg.fusion.prob_floor
+            [v.for_fusion(cfg.fusion.input)[s] for v in videos],
+            gts,
+            cfg.fusion.temperature_bounds,
+            cfg.fusion.prob_floor,
         )
         for s in stream_names(cfg)
     }
@@ -124,10 +127,10 @@ def select_fusion_weights(
 ) -> tuple[dict[str, float], float]:
     """Grid search of one weight per stream over [0, 1]^n, step ``fusion.grid_step``, on
     validation (one stream: weight 1)."""
-    gts = [_labels(v) for v in videos]
+    gts, kind = [_labels(v) for v in videos], cfg.fusion.input
 
     def fused_score(weights: Mapping[str, float]) -> float:
-        preds = [fused_labels(v.probs, weights, post, method) for v in videos]
+        preds = [fused_labels(v.for_fusion(kind), weights, post, method) for v in videos]
         return selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
 
     found = search_weights(cfg.fusion.grid_step, stream_names(cfg), fused_score)
@@ -154,12 +157,12 @@ def select_postprocess(
 
     Ties keep the earlier candidate; the configured choice is tried first, so it wins ties.
     """
-    gts = [_labels(v) for v in videos]
+    gts, kind = [_labels(v) for v in videos], cfg.fusion.input
     configured = PostprocessChoice.from_config(cfg)
     candidates = [configured] + [c for c in postprocess_candidates(cfg) if c != configured]
     best_choice, best_score = configured, -np.inf
     for choice in candidates:
-        preds = [fused_labels(v.probs, weights, choice, method) for v in videos]
+        preds = [fused_labels(v.for_fusion(kind), weights, choice, method) for v in videos]
         value = selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
         if value > best_score:
             best_choice, best_score = choice, value
