@@ -118,10 +118,11 @@ def test_fusion_settings_in_the_config():
     cfg = load_config("demo", ["fusion.rule=product", "fusion.temperature=true"])
     method = FusionMethod.from_config(cfg.fusion, {"rgb": 1.5})
     assert method.rule is FusionRule.PRODUCT and method.temperatures == {"rgb": 1.5}
-    default = load_config("50salads").fusion  # the measured defaults (docs/FUSION.md)
-    assert default.rule is FusionRule.PRODUCT and default.input is FusionInput.TRAJECTORY
-    paper = load_config("50salads", ["fusion.rule=sum", "fusion.input=final"]).fusion
+    default = load_config("50salads").fusion  # the measured default input, SPEC's sum
+    assert default.rule is FusionRule.SUM and default.input is FusionInput.TRAJECTORY
+    paper = load_config("50salads", ["fusion.input=final"]).fusion
     assert FusionMethod.from_config(paper).rule is FusionRule.SUM
+    assert paper.input is FusionInput.FINAL
     bad_values = ("fusion.rule=mean", "fusion.input=encoder", "fusion.temperature_bounds=[2.0,1.0]",
                   "fusion.prob_floor=0")
     for bad in bad_values:
