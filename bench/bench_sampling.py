@@ -35,10 +35,11 @@ from bench_inference import parse_sizes
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def import_old(ref: str, into: Path) -> ModuleType:
-    """``twostream_das`` at commit ``ref`` as the package ``twostream_das_old``."""
+def import_old(ref: str, into: Path, repo: Path = ROOT) -> ModuleType:
+    """``twostream_das`` at commit ``ref`` of git repository ``repo`` as the package
+    ``twostream_das_old``."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "src/twostream_das"],
+        ["git", "-C", str(repo), "archive", ref, "src/twostream_das"],
         capture_output=True,
         check=True,
     ).stdout
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", default="1,4", help="K values, comma-separated")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 25)")
     parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
     args = parser.parse_args(argv)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        old = import_old(args.against, Path(tmp)) if args.against else None
+        old = import_old(args.against, Path(tmp), args.repo) if args.against else None
         for preset, frames in sizes:
             model, _ = build_model(preset, overrides)
             model.eval()

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
-from twostream_das.config import STREAMS, Config, FusionRule, load_config
+from twostream_das.config import Config, FusionRule, load_config
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
@@ -68,6 +68,7 @@ from twostream_das.two_stream import TwoStreamModel
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 FOLD = 1
 DATA_SEED = 0
+STREAMS: tuple[str, ...] = tuple(load_config("demo").dataset.streams)  # the demo's two streams
 ROLES = dict(zip(STREAMS, ("object", "motion"), strict=True))  # what each stream sees
 STREAM_NOISE = dict(zip(STREAMS, demo.STREAM_NOISE.values(), strict=True))  # the demo's models
 
@@ -188,8 +189,9 @@ def bench_config(source: Source, data: Path, args: argparse.Namespace, seed: int
     overrides = [f"dataset.root={data}", f"dataset.fps={source.fps / source.rate}",
                  "dataset.sample_rate=1", "dataset.length_tolerance=0"]
     for s in STREAMS:
-        overrides += [f"dataset.{s}.source=folder", f"dataset.{s}.folder=features_{s}",
-                      f"dataset.{s}.orientation=DxT", f"dataset.{s}.dim={dims[s]}"]
+        overrides += [f"dataset.streams.{s}.source=folder",
+                      f"dataset.streams.{s}.folder=features_{s}",
+                      f"dataset.streams.{s}.orientation=DxT", f"dataset.streams.{s}.dim={dims[s]}"]
     preset = load_config(source.preset)
     overrides += [
         f"dataset.boundary_sigma={preset.dataset.boundary_sigma / source.rate}",

@@ -14,6 +14,7 @@ SMALL = [
     "model.decoder.width=6",
     "model.decoder.time_emb_dim=16",
     "model.diffusion.num_inference_steps=4",
+    "dataset.streams={rgb: {folder: features_rgb}, flow: {folder: features_flow}}",
 ]
 
 

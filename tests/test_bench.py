@@ -122,3 +122,23 @@ def test_bench_pipeline_parity_prints_json_and_matches_the_reference():
     assert report["benchmark"] == "pipeline_parity" and len(report["results"]) == 9
     assert all(row["after_equals_reference"] for row in report["results"])
     assert {r["variant"] for r in report["blips_50salads_median30"]} == {"before", "after"}
+
+
+def test_sampling_and_folder_benches_quick():
+    """bench_sampling (K samples) and bench_predict_folder (batched vs one at a time, with the
+    equality of their predictions) run and print their documented keys."""
+    scripts = {"bench_sampling.py": [], "bench_predict_folder.py": []}
+    runs = {s: subprocess.Popen([sys.executable, str(BENCH / s), "--quick", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for s, extra in scripts.items()}  # fmt: skip
+    reports = {}
+    for script, run in runs.items():
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, err[-2000:]
+        reports[script] = json.loads(out)
+    sampling = reports["bench_sampling.py"]
+    assert {r["variant"] for r in sampling["results"]} == {"k1", "k4"}
+    assert all({"median_s", "min_s", "vs_k1"} <= set(r) for r in sampling["results"])
+    folder = reports["bench_predict_folder.py"]
+    assert set(folder["results"]) == {"one_at_a_time", "batched"}
+    assert folder["same_labels"] is True and folder["max_prob_diff"] < 1e-4

@@ -84,8 +84,27 @@ def test_errors_name_the_file(tmp_path):
     data = _checkpoint()[1].as_dict()
     data["version"] = 0
     torch.save(data, old)
-    with pytest.raises(CheckpointError, match="version 0"):
+    with pytest.raises(CheckpointError, match="version 0; this twostream_das reads versions 1, 2"):
         load_checkpoint(old)
+
+
+def test_version_1_checkpoints_load_as_named_streams(tmp_path):
+    """Before named streams (version 1) the config had dataset.rgb / dataset.flow and
+    fusion.rgb_weight / fusion.flow_weight; such a file loads as streams rgb and flow."""
+    data = _checkpoint()[1].as_dict()
+    config = data["config"]
+    config["dataset"].update(config["dataset"].pop("streams"))  # rgb: {...}, flow: {...}
+    weights = {"rgb_weight": 0.25, "flow_weight": 0.75}
+    config["fusion"] = {**{k: v for k, v in config["fusion"].items() if k != "weights"}, **weights}
+    data["version"] = 1
+    path = tmp_path / "v1.pt"
+    torch.save(data, path)
+    back = load_checkpoint(path)
+    assert back.version == CHECKPOINT_VERSION
+    cfg = back.to_config()
+    assert list(cfg.dataset.streams) == ["rgb", "flow"]
+    assert cfg.dataset.streams["flow"].folder == "features_flow"
+    assert cfg.fusion.weights == {"rgb": 0.25, "flow": 0.75}
 
 
 def test_pickled_objects_are_refused(tmp_path):

@@ -4,11 +4,14 @@ from twostream_das.config import (
     PRESETS,
     Config,
     ConfigError,
+    FeatureSource,
     MaskStrategy,
     Precision,
+    config_fusion_weights,
     from_dict,
     load_config,
     to_dict,
+    upgrade_layout_1,
 )
 
 
@@ -62,7 +65,16 @@ def test_overrides_are_typed():
         ("model.masks.strategies=[everything]", "everything"),
         ("model.encoder.cond_blocks=[12]", "cond_blocks"),
         ("no_equals_sign", "key=value"),
-        ("fusion.rgb_weight=1.5", r"fusion.rgb_weight = 1.5 is invalid; expected in \[0, 1\]"),
+        ("fusion.weights={rgb: 1.5, flow: 0.5}",
+         r"fusion.weights.rgb = 1.5 is invalid; expected in \[0, 1\]"),
+        ("fusion.weights={rgb: 0.5}",
+         r"expected every stream of dataset.streams, \['rgb', 'flow'\]"),
+        ("dataset.streams.fused={folder: x}", "dataset.streams name 'fused' is invalid"),
+        ("dataset.streams.Pose={folder: x}", "dataset.streams name 'Pose' is invalid"),
+        ("dataset.streams.pose={source: folder}", "dataset.streams.pose.folder = '' is invalid"),
+        ("dataset.streams.pose=null", r"dataset.streams has no 'pose'; it has \['rgb', 'flow'\]"),
+        ("dataset.rgb.dim=3", "dataset.rgb, the config layout of twostream_das before named"),
+        ("fusion.rgb_weight=1", "fusion.rgb_weight, the config layout"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -79,13 +91,53 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(bad)
 
 
-def test_defaults_are_a_config():
-    assert isinstance(load_config(), Config)
+def test_defaults_name_no_stream():
+    with pytest.raises(ConfigError, match="dataset.streams is empty"):
+        load_config()
+    cfg = load_config(None, ["dataset.streams={x: {folder: f}}"])
+    assert isinstance(cfg, Config) and list(cfg.dataset.streams) == ["x"]
 
 
-def test_fusion_weights_cannot_both_be_zero():
-    with pytest.raises(ConfigError, match="both 0"):
-        load_config("gtea", ["fusion.rgb_weight=0", "fusion.flow_weight=0"])
+def test_fusion_weights_cannot_all_be_zero():
+    with pytest.raises(ConfigError, match="all 0"):
+        load_config("gtea", ["fusion.weights={rgb: 0, flow: 0}"])
+
+
+def test_streams_are_a_named_list_in_the_configured_order():
+    cfg = load_config("gtea")
+    assert list(cfg.dataset.streams) == ["rgb", "flow"]
+    assert cfg.dataset.streams["flow"].source is FeatureSource.I3D_FLOW
+    assert config_fusion_weights(cfg) == {"rgb": 0.5, "flow": 0.5}  # 1/n until selection
+    # a whole-section override replaces the streams (it does not merge into the preset's)
+    three = load_config(
+        "gtea",
+        ["dataset.streams={pose: {folder: p, dim: 34}, rgb: {folder: r}, flow: {folder: f}}"],
+    )
+    assert list(three.dataset.streams) == ["pose", "rgb", "flow"]
+    assert three.dataset.streams["pose"].dim == 34 and three.dataset.streams["rgb"].dim is None
+    third = pytest.approx(1 / 3)
+    assert config_fusion_weights(three) == {"pose": third, "rgb": third, "flow": third}
+    # one key of one stream merges; NAME=null drops a stream
+    one = load_config("gtea", ["dataset.streams.flow=null", "dataset.streams.rgb.folder=x"])
+    assert list(one.dataset.streams) == ["rgb"] and one.dataset.streams["rgb"].folder == "x"
+    assert one.dataset.streams["rgb"].dim == 768 and config_fusion_weights(one) == {"rgb": 1.0}
+    # the stored dict round-trips with the order
+    assert list(from_dict(to_dict(three)).dataset.streams) == ["pose", "rgb", "flow"]
+
+
+def test_old_layout_files_are_refused_and_stored_configs_upgraded(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("dataset:\n  rgb: {folder: a}\n  flow: {folder: b}\n")
+    with pytest.raises(ConfigError, match=r"old.yaml uses dataset.rgb, dataset.flow.*layout 1"):
+        load_config(old)
+    stored = to_dict(load_config("gtea"))
+    stored["dataset"] = {k: v for k, v in stored["dataset"].items() if k != "streams"}
+    stored["dataset"].update(rgb={"folder": "a", "source": "folder"}, flow={"source": "i3d_flow"})
+    stored["fusion"] = {"rgb_weight": 0.3, "flow_weight": 0.7, "grid_step": 0.1}
+    cfg = from_dict(upgrade_layout_1(stored))
+    assert list(cfg.dataset.streams) == ["rgb", "flow"]
+    assert cfg.dataset.streams["rgb"].folder == "a"
+    assert cfg.fusion.weights == {"rgb": 0.3, "flow": 0.7}
 
 
 @pytest.mark.parametrize(
@@ -108,7 +160,7 @@ def test_fusion_weights_cannot_both_be_zero():
         ("model.encoder.dropout=1.0", "in [0, 1)"),
         ("model.decoder.time_emb_dim=2", ">= 4"),
         ("postprocess.candidate_windows=[3,0]", "non-empty, each >= 1"),
-        ("dataset.rgb.dim=0", "null or >= 1"),
+        ("dataset.streams.rgb.dim=0", "null or >= 1"),
         ("train.seed=-1", ">= 0"),
     ],
 )

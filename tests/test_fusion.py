@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from twostream_das.config import FusionRule, load_config
+from twostream_das.config import FusionInput, FusionRule, load_config
 from twostream_das.errors import ConfigError
 from twostream_das.fusion import (
     FusionMethod,
@@ -32,30 +32,36 @@ def test_fuse_is_the_weighted_sum_for_arrays_and_tensors():
 )
 def test_bad_weights_are_errors(weights, message):
     with pytest.raises(ValueError, match=message):
-        check_weights(weights)
+        check_weights(weights, ["rgb", "flow"])
 
 
 def test_weight_grid():
-    assert weight_grid(0.5) == [
+    assert weight_grid(0.5, ["rgb", "flow"]) == [
         {"rgb": 0.0, "flow": 0.5}, {"rgb": 0.0, "flow": 1.0},
         {"rgb": 0.5, "flow": 0.0}, {"rgb": 0.5, "flow": 0.5}, {"rgb": 0.5, "flow": 1.0},
         {"rgb": 1.0, "flow": 0.0}, {"rgb": 1.0, "flow": 0.5}, {"rgb": 1.0, "flow": 1.0},
     ]
-    grid = weight_grid(0.1)
+    grid = weight_grid(0.1, ["rgb", "flow"])
     assert len(grid) == 11 * 11 - 1 and {"rgb": 0.3, "flow": 0.7} in grid
-    assert [w["rgb"] for w in weight_grid(0.3)][::4] == [0.0, 0.3, 0.6, 0.9]  # 1 is off-grid
+    assert [w["rgb"] for w in weight_grid(0.3, ["rgb", "flow"])][::4] == [0.0, 0.3, 0.6, 0.9]
+    three = weight_grid(0.5, ["a", "b", "c"])  # 3^3 - 1 points, the first stream slowest
+    assert len(three) == 26 and three[0] == {"a": 0.0, "b": 0.0, "c": 0.5}
+    assert three[-1] == {"a": 1.0, "b": 1.0, "c": 1.0}
+    assert {"a": 0.0, "b": 0.0, "c": 0.0} not in three
+    assert weight_grid(0.1, ["i3d"]) == [{"i3d": 1.0}]  # one stream: weight 1, nothing to search
 
 
 def test_search_finds_the_best_and_breaks_ties_deterministically():
-    found = search_weights(0.5, lambda w: -abs(w["rgb"] - 1.0) - abs(w["flow"] - 0.5))
+    two = ["rgb", "flow"]
+    found = search_weights(0.5, two, lambda w: -abs(w["rgb"] - 1.0) - abs(w["flow"] - 0.5))
     assert found.weights == {"rgb": 1.0, "flow": 0.5} and found.score == 0.0
     assert len(found.table) == 8
     # scaled weights tie: the most balanced, then the largest total wins
-    ratio = search_weights(0.5, lambda w: float(w["rgb"] == w["flow"]))
+    ratio = search_weights(0.5, two, lambda w: float(w["rgb"] == w["flow"]))
     assert ratio.weights == {"rgb": 1.0, "flow": 1.0}
-    flat = search_weights(0.5, lambda w: 0.0)
+    flat = search_weights(0.5, two, lambda w: 0.0)
     assert flat.weights == {"rgb": 1.0, "flow": 1.0}
-    weights, score = search_weights(0.5, lambda w: w["flow"] - w["rgb"])[:2]  # tuple-compatible
+    weights, score = search_weights(0.5, two, lambda w: w["flow"] - w["rgb"])[:2]  # a tuple
     assert weights == {"rgb": 0.0, "flow": 1.0} and score == 1.0
 
 
@@ -112,7 +118,32 @@ def test_fusion_settings_in_the_config():
     cfg = load_config("demo", ["fusion.rule=product", "fusion.temperature=true"])
     method = FusionMethod.from_config(cfg.fusion, {"rgb": 1.5})
     assert method.rule is FusionRule.PRODUCT and method.temperatures == {"rgb": 1.5}
-    assert FusionMethod.from_config(load_config("demo").fusion).rule is FusionRule.SUM
-    for bad in ("fusion.rule=mean", "fusion.temperature_bounds=[2.0,1.0]", "fusion.prob_floor=0"):
+    default = load_config("50salads").fusion  # the measured default input, SPEC's sum
+    assert default.rule is FusionRule.SUM and default.input is FusionInput.TRAJECTORY
+    paper = load_config("50salads", ["fusion.input=final"]).fusion
+    assert FusionMethod.from_config(paper).rule is FusionRule.SUM
+    assert paper.input is FusionInput.FINAL
+    bad_values = ("fusion.rule=mean", "fusion.input=encoder", "fusion.temperature_bounds=[2.0,1.0]",
+                  "fusion.prob_floor=0")
+    for bad in bad_values:
         with pytest.raises(ConfigError, match="fusion"):
             load_config("demo", [bad])
+
+
+def test_fusion_and_search_over_three_streams():
+    probs = {s: np.full((2, 3), v) for s, v in (("a", 0.1), ("b", 0.2), ("c", 0.4))}
+    np.testing.assert_allclose(fuse(probs, {"a": 1.0, "b": 0.5, "c": 0.25}), np.full((2, 3), 0.3))
+    with pytest.raises(ValueError, match="keys"):
+        fuse(probs, {"a": 1.0, "b": 0.5})
+    # c alone is best at 0.5 and 1 alike; the tie goes to the smaller spread max - min
+    found = search_weights(0.5, ["a", "b", "c"], lambda w: float(w["a"] == w["b"] == 0))
+    assert found.weights == {"a": 0.0, "b": 0.0, "c": 0.5} and len(found.table) == 26
+    # among equally scored points the most balanced wins (spread max - min)
+    even = search_weights(0.5, ["a", "b", "c"], lambda w: 0.0)
+    assert even.weights == {"a": 1.0, "b": 1.0, "c": 1.0}
+
+
+def test_product_over_three_streams():
+    probs = {s: np.array([[v], [1 - v]]) for s, v in (("a", 0.5), ("b", 0.8), ("c", 0.2))}
+    out = fuse(probs, {"a": 1.0, "b": 1.0, "c": 1.0}, FusionMethod(FusionRule.PRODUCT))
+    np.testing.assert_allclose(out[:, 0], [0.5, 0.5], rtol=1e-6)  # 0.08 vs 0.08, renormalised

@@ -117,3 +117,40 @@ def test_eval_seed_changes_the_noise(setup):
     a = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))
     b = next(predict_probabilities(loaded.model, videos[:1], other, CPU))
     assert not np.array_equal(a.probs["rgb"], b.probs["rgb"])
+
+
+def with_eval(cfg, **changes):
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **changes))
+
+
+def test_batched_folder_equals_one_video_at_a_time(setup):
+    """Several videos of different lengths per batch, grouped by length: the same labels as
+    one video at a time, probabilities to float tolerance, in the order of the videos."""
+    loaded, videos = setup
+    mixed = [*videos, dataclasses.replace(videos[0], name="short",
+             features={s: f[:, :17] for s, f in videos[0].features.items()},
+             labels=videos[0].labels[:17])]  # fmt: skip
+    one = list(predict_probabilities(loaded.model, mixed, with_eval(loaded.config, batch_size=1),
+                                     CPU))
+    batched = list(predict_probabilities(loaded.model, mixed,
+                                         with_eval(loaded.config, batch_size=3), CPU))
+    assert [v.name for v in batched] == [v.name for v in mixed]
+    for a, b in zip(one, batched, strict=True):
+        for stream in ("rgb", "flow"):
+            np.testing.assert_array_equal(a.probs[stream].argmax(0), b.probs[stream].argmax(0))
+            np.testing.assert_allclose(a.probs[stream], b.probs[stream], atol=1e-5)
+
+
+def test_samples_are_kept_and_averaged_and_sample_0_is_the_one_sample_prediction(setup):
+    loaded, videos = setup
+    one = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))
+    three = next(predict_probabilities(loaded.model, videos[:1],
+                                       with_eval(loaded.config, samples=3), CPU))
+    frames = videos[0].num_frames
+    for stream in ("rgb", "flow"):
+        assert three.samples[stream].shape == (3, len(CLASSES), frames)
+        np.testing.assert_allclose(three.probs[stream], three.samples[stream].mean(0), atol=1e-6)
+        np.testing.assert_allclose(three.samples[stream][0], one.probs[stream], atol=1e-5)
+        assert three.trajectory[stream].shape == (len(CLASSES), frames)
+        np.testing.assert_allclose(three.trajectory[stream].sum(0), 1.0, atol=1e-4)
+    assert not np.allclose(three.samples["rgb"][0], three.samples["rgb"][1], atol=1e-3)

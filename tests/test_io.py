@@ -141,6 +141,7 @@ def test_segment_files(tmp_path):
     assert data["segments"][1] == {
         "label": "cut", "label_id": 1, "start_frame": 2, "end_frame": 3, "num_frames": 1,
         "start_s": pytest.approx(2 / 15), "end_s": pytest.approx(0.2), "confidence": 1.0,
+        "uncertainty": None,
     }
 
 
@@ -149,6 +150,15 @@ def test_segments_without_probabilities_or_fps_leave_those_fields_empty(tmp_path
     row = next(csv.DictReader((tmp_path / "s.csv").open()))
     assert row["label"] == "cut" and row["label_id"] == "" and row["start_s"] == ""
     assert row["confidence"] == ""
+
+
+def test_segment_uncertainty_is_the_mean_over_the_segment():
+    # labels 0 0 1 1 1: uncertainty (0.2 + 0.4) / 2 = 0.3 and (0 + 0.3 + 0.6) / 3 = 0.3
+    recs = tio.segment_records(np.array([0, 0, 1, 1, 1]), None, NAMES, None,
+                               np.array([0.2, 0.4, 0.0, 0.3, 0.6]))
+    assert [r.uncertainty for r in recs] == pytest.approx([0.3, 0.3])
+    with pytest.raises(ValueError, match=r"expected \(5,\)"):
+        tio.segment_records(np.array([0, 0, 1, 1, 1]), None, NAMES, None, np.zeros(4))
 
 
 def test_segment_records_check_the_probability_shape():

@@ -50,9 +50,9 @@ def test_wrong_dimension_and_orientation(tmp_path):
     with pytest.raises(DataError) as err:
         read_feature_file(path, "rgb", FOLDER, 3, None)
     msg = str(err.value)
-    assert f"--rgb features file {path} has dimension 5 (shape (5, 3), read as DxT); " in msg
+    assert f"--stream rgb features file {path} has dimension 5 (shape (5, 3), read as DxT); " in msg
     assert "; expected 3; the file looks transposed" in msg
-    assert "the file looks transposed: set --rgb-orientation to TxD?" in msg
+    assert "the file looks transposed: set --orientation rgb to TxD?" in msg
     with pytest.raises(DataError) as err:  # not transposed, just another dimension: no hint
         read_feature_file(_save(tmp_path, np.zeros((4, 6))), "rgb", FOLDER, 3, None)
     assert "expected 3" in str(err.value) and "transposed" not in str(err.value)

@@ -33,7 +33,7 @@ def _complementary_videos(num_videos=3, num_frames=21, seed=0):
             p[gt[hard], np.arange(num_frames)[hard]] = 0.45
             p[wrong[hard], np.arange(num_frames)[hard]] = 0.55
             probs[stream] = p
-        videos.append(VideoProbs(f"v{v}", probs, gt))
+        videos.append(VideoProbs(f"v{v}", probs, gt, trajectory=dict(probs)))
     return videos
 
 
@@ -155,3 +155,19 @@ def test_validation_scores_at_a_sample_rate_take_the_test_time_path():
     assert set(select(videos, NAMES, tcfg, epoch=1).temperatures) == {"rgb", "flow"}
     with pytest.raises(ValueError, match="full_frames is needed"):
         VideoProbs("v", {"rgb": p}, gt, sample_rate=2)
+def test_fusion_input_picks_the_final_probabilities_or_the_trajectory_mean():
+    videos = _complementary_videos()
+    flipped = [
+        VideoProbs(v.name, {s: p[::-1].copy() for s, p in v.probs.items()}, v.labels,
+                   trajectory=v.trajectory)
+        for v in videos
+    ]  # final probabilities that are wrong everywhere, the right trajectory means
+    post, weights = PostprocessChoice(PostprocessKind.NONE, 1), {"rgb": 1.0, "flow": 1.0}
+    by_trajectory = score_streams(flipped, NAMES, _cfg("fusion.input=trajectory"), weights, post)
+    by_final = score_streams(flipped, NAMES, _cfg("fusion.input=final"), weights, post)
+    assert by_trajectory["fused"]["acc"] == pytest.approx(100.0)
+    assert by_final["fused"]["acc"] < 50.0
+    bare = [VideoProbs(v.name, v.probs, v.labels) for v in videos]  # no trajectory given
+    with pytest.raises(ValueError, match="trajectory"):
+        score_streams(bare, NAMES, _cfg("fusion.input=trajectory"), weights, post)
+    assert score_streams(bare, NAMES, _cfg("fusion.input=final"), weights, post)

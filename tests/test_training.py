@@ -153,10 +153,7 @@ def test_no_validation_keeps_the_last_epoch(tiny_root, tmp_path):
     cfg = load_config("demo", overrides)
     result = train(cfg, 1, tmp_path / "run", quiet=True)
     assert result.selection.epoch == 1
-    assert result.selection.fusion_weights == {
-        "rgb": cfg.fusion.rgb_weight,
-        "flow": cfg.fusion.flow_weight,
-    }
+    assert result.selection.fusion_weights == {"rgb": 0.5, "flow": 0.5}  # 1/n, not searched
 
 
 def test_sample_rate_trains_on_one_view_and_evaluates_at_full_rate(tiny_root, tmp_path):

@@ -2,12 +2,15 @@ import pytest
 import torch
 
 from _model_helpers import lengths_mask, small_config
-from twostream_das.config import STREAMS, load_config
+from twostream_das.config import load_config
 from twostream_das.data.collate import Batch
 from twostream_das.losses import TERMS
 from twostream_das.two_stream import TwoStreamModel
 
 DIMS = {"rgb": 7, "flow": 5}
+STREAMS = tuple(DIMS)
+ONE = "dataset.streams={i3d: {folder: features}}"
+THREE = "dataset.streams={rgb: {folder: a}, flow: {folder: b}, pose: {folder: c}}"
 
 
 def make_model(cfg=None, dims=None) -> TwoStreamModel:
@@ -62,3 +65,36 @@ def test_generators_are_needed_per_stream():
     features = {s: torch.randn(1, d, 6) for s, d in DIMS.items()}
     with pytest.raises(ValueError, match="stream -> generators"):
         model.predict_proba(features, lengths_mask([6], 6), [torch.Generator()])
+
+
+def _gens(names, count, seed=0):
+    return {s: [torch.Generator().manual_seed(seed + i) for i in range(count)] for s in names}
+
+
+def test_one_stream_model_is_that_stream_alone():
+    cfg = small_config(ONE)
+    model = make_model(cfg, {"i3d": 6}).eval()
+    assert model.stream_names == ["i3d"] and not model._stackable()
+    features = {"i3d": torch.randn(2, 6, 9)}
+    mask = lengths_mask([9, 5], 9)
+    probs = model.predict_proba(features, mask, _gens(["i3d"], 2))
+    alone = model.streams["i3d"].predict_proba(features["i3d"], mask, _gens(["i3d"], 2)["i3d"])
+    assert list(probs) == ["i3d"]
+    torch.testing.assert_close(probs["i3d"], alone, rtol=0, atol=0)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 3], [1, 1, 1, 0, 0, -100, -100, -100, -100]])
+    batch = Batch(["a", "b"], features, labels, torch.zeros(2, 9), mask, [0, 0])
+    out = model.train().loss(batch, None, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.total.detach(), out.terms["i3d/total"])
+
+
+def test_three_streams_stack_like_they_run_one_after_the_other():
+    dims = {"rgb": 7, "flow": 5, "pose": 3}
+    model = make_model(small_config(THREE), dims).eval()
+    assert model.stream_names == ["rgb", "flow", "pose"] and model._stackable()
+    features = {s: torch.randn(2, d, 8) for s, d in dims.items()}
+    mask = lengths_mask([8, 6], 8)
+    stacked = model.predict_proba(features, mask, _gens(dims, 2))
+    plain = model.predict_proba(features, mask, _gens(dims, 2), batch_streams=False)
+    assert list(stacked) == list(dims)
+    for s in dims:
+        torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)

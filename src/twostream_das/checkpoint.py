@@ -3,19 +3,24 @@
 A checkpoint holds only builtins and tensors, so ``torch.load(weights_only=True)`` reads it and
 no other file is needed to rebuild the model:
 
-- ``weights``: the :class:`~twostream_das.two_stream.TwoStreamModel` state dict;
+- ``weights``: the :class:`~twostream_das.two_stream.TwoStreamModel` state dict
+  (``streams.<name>.`` per stream);
 - ``optimizer``: the optimizer state dict (resumable ``last.pt`` only, else None);
 - ``config``: the run's :class:`~twostream_das.config.Config` as a plain dict;
 - ``label_names``: class names in id order (the label map);
-- ``stream_dims``: feature dimension of each stream, e.g. ``{"rgb": 768, "flow": 1024}``;
+- ``stream_dims``: feature dimension of each stream, in the config's stream order, e.g.
+  ``{"rgb": 768, "flow": 1024}``;
 - ``epoch``: completed training epochs;
-- ``metrics``: validation metrics at this epoch (``{"rgb": M, "flow": M, "fused": M}``);
+- ``metrics``: validation metrics at this epoch (``{<stream>: M, ..., "fused": M}``);
 - ``selection``: what was chosen on validation (fusion weights, post-processing), once chosen;
 - ``progress``: training bookkeeping needed to resume (best score so far, finished flag, fold,
   video names of the train/validation carve-out);
 - ``rng``: random-number state. Training derives every generator from ``(seed, epoch)`` (see
   :mod:`twostream_das.training`), so this only records the seed that makes resume exact;
-- ``version``: :data:`CHECKPOINT_VERSION`.
+- ``version``: :data:`CHECKPOINT_VERSION`. Version 1 files (fixed RGB/FLOW config sections,
+  before named streams) load: their config is mapped to named streams ``rgb`` and ``flow``
+  (:func:`twostream_das.config.upgrade_layout_1`); weights and everything else were already
+  keyed by stream name.
 
 Files are written atomically (:func:`twostream_das.io.atomic_write`): to a temporary file in the
 same folder, fsynced, then ``os.replace``.
@@ -31,14 +36,17 @@ from typing import Any, Optional
 
 import torch
 
-from .config import Config, from_dict, to_dict
+from .config import Config, from_dict, to_dict, upgrade_layout_1
 from .errors import CheckpointError
 from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
-"""Bumped whenever the stored layout changes incompatibly."""
+CHECKPOINT_VERSION = 2
+"""Bumped whenever the stored layout changes incompatibly (2: named streams in the config)."""
+
+READABLE_VERSIONS = (1, 2)
+"""Versions :func:`load_checkpoint` reads (older ones are upgraded on load)."""
 
 _REQUIRED_KEYS = ("weights", "config", "label_names", "stream_dims", "epoch", "version")
 
@@ -172,11 +180,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {path} lacks {', '.join(missing)}; is it a twostream_das checkpoint?"
         )
-    if raw["version"] != CHECKPOINT_VERSION:
+    if raw["version"] not in READABLE_VERSIONS:
         raise CheckpointError(
             f"checkpoint {path} has version {raw['version']}; this twostream_das reads "
-            f"version {CHECKPOINT_VERSION}"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
+    if raw["version"] == 1 and isinstance(raw["config"], dict):
+        raw = {**raw, "config": upgrade_layout_1(raw["config"]), "version": CHECKPOINT_VERSION}
+        logger.info("checkpoint %s: version 1 (RGB/FLOW config sections) read as named streams",
+                    path)
     known = {k: raw[k] for k in Checkpoint.__dataclass_fields__ if k in raw}
     for key in ("metrics", "progress", "rng"):
         if known.get(key) is None:

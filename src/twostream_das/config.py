@@ -16,18 +16,23 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-STREAMS: tuple[str, str] = ("rgb", "flow")
-"""The two modalities, in a fixed order used everywhere (dict keys, plots, tables)."""
+CONFIG_LAYOUT = 2
+"""Layout of the stored config: 2 has ``dataset.streams`` and ``fusion.weights`` (named
+streams); 1 (checkpoint version 1) had the fixed ``dataset.rgb`` / ``dataset.flow`` sections
+and ``fusion.rgb_weight`` / ``fusion.flow_weight``. :func:`upgrade_layout_1` maps 1 to 2."""
+
+STREAM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+"""Characters a stream name may use (it becomes file names, CLI flags and JSON keys)."""
 
 
 class FeatureSource(str, enum.Enum):
@@ -45,6 +50,17 @@ class Orientation(str, enum.Enum):
     TxD = "TxD"  # (frames, feature dim)
 
 
+class AttentionOutside(str, enum.Enum):
+    """What the windowed attention does with window positions outside the sequence (and, a video
+    being treated as if alone, on padded frames)."""
+
+    EXACT = "exact"  # excluded: the softmax runs over the keys inside the sequence (SPEC)
+    # DiffAct's code: zero keys and values there, every score + log(mask + 1e-6), softmax over
+    # the whole window, then times the 0/1 mask (no renormalisation). What its checkpoints
+    # were trained with; ``convert`` sets it. Only the plain PyTorch path implements it.
+    DIFFACT = "diffact"
+
+
 class MaskStrategy(str, enum.Enum):
     """Frame condition masks ("importance sampling" in the paper), training only."""
 
@@ -60,6 +76,13 @@ class PostprocessKind(str, enum.Enum):
     DIFFACT_PURGE = "diffact_purge"  # DiffAct's: one pass, segments of at most ``window`` frames
     MEDIAN = "median"  # median filter over class probabilities, window ``window``
     MODE = "mode"  # mode (majority) filter over labels, window ``window``
+
+
+class FusionInput(str, enum.Enum):
+    """What each stream hands to late fusion (docs/FUSION.md has the measurements)."""
+
+    FINAL = "final"  # the last DDIM step's x0 probabilities (mean over eval.samples): DiffAct's
+    TRAJECTORY = "trajectory"  # the x0 probabilities averaged over the DDIM steps (and samples)
 
 
 class FusionRule(str, enum.Enum):
@@ -88,7 +111,7 @@ class StreamDataConfig:
     """How one stream reads its features."""
 
     source: FeatureSource = FeatureSource.FOLDER
-    folder: str = "features_rgb"  # relative to ``dataset.root``; only for source=folder
+    folder: str = ""  # relative to ``dataset.root``; required for source=folder
     orientation: Orientation = Orientation.DxT  # only for source=folder (I3D files are DxT)
     dim: Optional[int] = None  # expected feature dim; None = read from the data, then checked
 
@@ -96,12 +119,11 @@ class StreamDataConfig:
 @dataclass(frozen=True)
 class DatasetConfig:
     root: str = "data/demo"  # dataset folder holding mapping.txt, splits/, groundTruth/
-    rgb: StreamDataConfig = field(
-        default_factory=lambda: StreamDataConfig(folder="features_rgb")
-    )
-    flow: StreamDataConfig = field(
-        default_factory=lambda: StreamDataConfig(folder="features_flow")
-    )
+    # The model's streams, by name, in order (one model stream each; one, two or more). The
+    # order is the order of tables, plots and of the streams' random draws. Presets name them
+    # (``rgb``, ``flow``); a config file or an override ``dataset.streams=...`` that sets the
+    # section replaces it as a whole, ``dataset.streams.NAME=null`` drops one stream.
+    streams: Dict[str, StreamDataConfig] = field(default_factory=dict)
     fps: float = 15.0  # frames per second of the labels (segments in seconds)
     sample_rate: int = 1  # temporal subsampling; training draws one offset, testing runs all
     length_tolerance: int = 5  # frames a stream may differ from the labels (pad/trim + warning)
@@ -158,6 +180,7 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    attention_outside: AttentionOutside = AttentionOutside.EXACT
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     masks: MaskConfig = field(default_factory=MaskConfig)
@@ -197,9 +220,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    rgb_weight: float = 0.5  # used until weights are selected on validation
-    flow_weight: float = 0.5
-    grid_step: float = 0.1  # grid over [0, 1] x [0, 1] for w_rgb, w_flow
+    # stream -> weight, used until weights are selected on validation; empty = 1/n each.
+    # Given, it names every stream of ``dataset.streams``.
+    weights: Dict[str, float] = field(default_factory=dict)
+    grid_step: float = 0.1  # grid over [0, 1]^n, one weight per stream (all-zero excluded)
+    # measured in docs/FUSION.md: the last step's x0 is near one-hot whether right or wrong, so
+    # the paper's weighted sum of it picks the more confident stream; the same sum of the
+    # trajectory mean combines the evidence (the product rule gains more: a setting)
+    input: FusionInput = FusionInput.TRAJECTORY
     rule: FusionRule = FusionRule.SUM
     # one temperature per stream fitted on validation (frame NLL) before fusing: P_s ** (1 / T_s)
     temperature: bool = False
@@ -265,37 +293,36 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
 
     Args:
         source: a preset name (``gtea``, ``50salads``, ``breakfast``, ``demo``), a YAML path,
-            or None for the defaults.
-        overrides: dotted ``key=value`` strings, e.g. ``["dataset.root=/data/gtea"]``.
+            or None for the defaults (which name no stream: set ``dataset.streams``).
+        overrides: dotted ``key=value`` strings, e.g. ``["dataset.root=/data/gtea"]``. An
+            override of ``dataset.streams`` (or ``fusion.weights``) as a whole replaces the
+            section; ``dataset.streams.NAME=null`` drops stream NAME.
 
     Raises:
-        ConfigError: naming the file or override and the offending key or value.
+        ConfigError: naming the file or override and the offending key or value; a file in the
+        old layout (``dataset.rgb`` / ``dataset.flow``) is refused with the new spelling.
     """
-    schema = OmegaConf.structured(Config)
-    layers = [schema]
+    merged = OmegaConf.structured(Config)
     if source is not None:
         path = preset_path(str(source)) if str(source) in PRESETS else Path(source)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist (nor is it a preset name)")
         try:
             loaded = OmegaConf.to_container(OmegaConf.load(path))
-            if isinstance(loaded, dict):
-                loaded = upgrade_legacy_keys(loaded, str(path))
-            layers.append(OmegaConf.create(loaded))
-            merged = OmegaConf.merge(*layers)
-        except ConfigError:
-            raise
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
             raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
-    else:
-        merged = schema
+        if isinstance(loaded, dict):
+            loaded = upgrade_legacy_keys(loaded, str(path))
+        _refuse_layout_1(loaded, f"config file {path}")  # before merging
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
+        except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
+            raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         try:
-            layer = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
-            layer = upgrade_legacy_keys(layer, f"override {item!r}")  # type: ignore[arg-type]
-            merged = OmegaConf.merge(merged, OmegaConf.create(layer))
+            merged = _apply_override(merged, item)
         except ConfigError:
             raise
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError) as err:
@@ -328,6 +355,67 @@ def upgrade_legacy_keys(data: dict[str, Any], where: str, warn: bool = True) -> 
     return out
 
 
+_REPLACED_WHOLE = ("dataset.streams", "fusion.weights")
+"""Named sections an override replaces instead of merging into (else no stream could go)."""
+
+
+def _apply_override(merged: Any, item: str) -> Any:
+    key, value = item.split("=", 1)
+    key = key.strip()
+    data = upgrade_legacy_keys(
+        OmegaConf.to_container(OmegaConf.from_dotlist([item])), f"override {item!r}"  # type: ignore[arg-type]
+    )
+    _refuse_layout_1(data, f"invalid override {item!r}:")
+    layer = OmegaConf.create(data)
+    parent, _, name = key.rpartition(".")
+    if parent in _REPLACED_WHOLE and value.strip().lower() in ("null", "~", ""):
+        section = OmegaConf.select(merged, parent)
+        if name not in section:
+            raise ConfigError(
+                f"invalid override {item!r}: {parent} has no {name!r}; it has {list(section)}"
+            )
+        with open_dict(section), read_write(section):
+            del section[name]
+        return merged
+    if key in _REPLACED_WHOLE:
+        section = OmegaConf.select(merged, key)
+        with open_dict(section), read_write(section):
+            for name in list(section):
+                del section[name]
+    return OmegaConf.merge(merged, layer)
+
+
+def _refuse_layout_1(data: Any, where: str) -> None:
+    """Stop with the new spelling when a config names the old fixed rgb/flow sections."""
+    if not isinstance(data, dict):
+        return
+    dataset, fusion = data.get("dataset") or {}, data.get("fusion") or {}
+    old = [f"dataset.{k}" for k in ("rgb", "flow") if isinstance(dataset, dict) and k in dataset]
+    old += [f"fusion.{k}" for k in ("rgb_weight", "flow_weight")
+            if isinstance(fusion, dict) and k in fusion]
+    if old:
+        raise ConfigError(
+            f"{where} uses {', '.join(old)}, the config layout of twostream_das before named "
+            f"streams (layout 1); write dataset.streams: {{rgb: {{...}}, flow: {{...}}}} and "
+            f"fusion.weights: {{rgb: W, flow: W}} instead (see the presets)"
+        )
+
+
+def upgrade_layout_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config of layout 1 (``dataset.rgb`` / ``dataset.flow``, ``fusion.rgb_weight``
+    / ``fusion.flow_weight``) in layout 2: the same two streams, named ``rgb`` and ``flow``."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    dataset, fusion = dict(out.get("dataset", {})), dict(out.get("fusion", {}))
+    if "rgb" in dataset or "flow" in dataset:
+        dataset["streams"] = {k: dataset.pop(k) for k in ("rgb", "flow") if k in dataset}
+    if "rgb_weight" in fusion or "flow_weight" in fusion:
+        fusion["weights"] = {
+            k: fusion.pop(f"{k}_weight") for k in ("rgb", "flow") if f"{k}_weight" in fusion
+        }
+    out["dataset"], out["fusion"] = dataset, fusion
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors.
     Keys of older versions (:data:`LEGACY_KEYS`) are translated."""
@@ -336,6 +424,19 @@ def from_dict(data: dict[str, Any]) -> Config:
         return _to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
     except (OmegaConfBaseException, ValueError) as err:
         raise ConfigError(f"invalid stored config: {_first_line(err)}") from None
+
+
+def stream_names(cfg: Config) -> tuple[str, ...]:
+    """The configured streams, in order."""
+    return tuple(cfg.dataset.streams)
+
+
+def config_fusion_weights(cfg: Config) -> dict[str, float]:
+    """``fusion.weights``, or 1/n per stream when it is empty (used until validation chose)."""
+    names = stream_names(cfg)
+    if cfg.fusion.weights:
+        return {s: float(cfg.fusion.weights[s]) for s in names}
+    return {s: 1.0 / len(names) for s in names}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -379,8 +480,6 @@ def validate(cfg: Config) -> None:
         ("dataset.val_seed", lambda v: v >= 0, ">= 0"),
         ("dataset.boundary_sigma", _finite_positive, "a finite number > 0"),
         ("dataset.background", lambda v: len(set(v)) == len(v) and all(v), "distinct names"),
-        ("dataset.rgb.dim", _optional(lambda v: v >= 1), "null or >= 1"),
-        ("dataset.flow.dim", _optional(lambda v: v >= 1), "null or >= 1"),
         ("model.encoder.num_blocks", lambda v: v >= 1, ">= 1"),
         ("model.encoder.width", lambda v: v >= 1, ">= 1"),
         ("model.encoder.kernel_size", lambda v: v >= 1 and v % 2 == 1, "odd and >= 1"),
@@ -425,8 +524,6 @@ def validate(cfg: Config) -> None:
         ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
         ("train.select_metric", lambda v: v in SELECT_METRICS, "|".join(SELECT_METRICS)),
         ("fusion.grid_step", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("fusion.rgb_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
-        ("fusion.flow_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
         ("fusion.temperature_bounds", lambda v: len(v) == 2 and 0 < v[0] < v[1],
          "[min, max] with 0 < min < max"),
         ("fusion.prob_floor", lambda v: 0 < v < 1, "in (0, 1)"),
@@ -443,8 +540,45 @@ def validate(cfg: Config) -> None:
         value = _lookup(cfg, key)
         if not ok(value):
             raise ConfigError(f"{key} = {_plain(value)!r} is invalid; expected {expected}")
-    if cfg.fusion.rgb_weight == 0 and cfg.fusion.flow_weight == 0:
-        raise ConfigError("fusion.rgb_weight and fusion.flow_weight are both 0; expected one > 0")
+    _validate_streams(cfg)
+
+
+def _validate_streams(cfg: Config) -> None:
+    streams = cfg.dataset.streams
+    if not streams:
+        raise ConfigError(
+            "dataset.streams is empty; expected at least one named stream, e.g. "
+            "dataset.streams: {rgb: {source: folder, folder: features_rgb}} (see the presets)"
+        )
+    for name, spec in streams.items():
+        if not name or not set(name) <= STREAM_NAME_CHARS or name == "fused":
+            raise ConfigError(
+                f"dataset.streams name {name!r} is invalid; expected lower-case letters, digits, "
+                f"'_' or '-' (and not 'fused', the name of the fusion's results)"
+            )
+        if spec.source is FeatureSource.FOLDER and not spec.folder:
+            raise ConfigError(
+                f"dataset.streams.{name}.folder = '' is invalid; expected the folder of its "
+                f".npy files under dataset.root (source folder)"
+            )
+        if spec.dim is not None and spec.dim < 1:
+            raise ConfigError(
+                f"dataset.streams.{name}.dim = {spec.dim} is invalid; expected null or >= 1"
+            )
+    weights = cfg.fusion.weights
+    if weights:
+        if set(weights) != set(streams):
+            raise ConfigError(
+                f"fusion.weights names {sorted(weights)}; expected every stream of "
+                f"dataset.streams, {list(streams)} (or nothing: 1/n each)"
+            )
+        for name, value in weights.items():
+            if not 0 <= value <= 1:
+                raise ConfigError(
+                    f"fusion.weights.{name} = {value!r} is invalid; expected in [0, 1]"
+                )
+        if not any(weights.values()):
+            raise ConfigError(f"fusion.weights {dict(weights)} are all 0; expected one > 0")
 
 
 def _finite_positive(value: float) -> bool:

@@ -1,8 +1,8 @@
 """Cross-validation: every fold and seed as its own resumable run, then one summary table.
 
 ``OUT/fold<k>_seed<s>/`` is a normal run folder (train + evaluate). The summary lists every run,
-each fold's mean over seeds, and the mean ± sample standard deviation over all runs, for RGB
-only, FLOW only and the fusion, as ``OUT/summary.{md,csv,json}``.
+each fold's mean over seeds, and the mean ± sample standard deviation over all runs, for each
+stream alone (RGB only, FLOW only) and the fusion, as ``OUT/summary.{md,csv,json}``.
 
 Spreading the runs (all three read the same run folders, so they mix freely):
 
@@ -47,10 +47,21 @@ from .training import train
 
 logger = logging.getLogger(__name__)
 
-TABLE_STREAMS: tuple[tuple[str, str], ...] = (("rgb", "RGB"), ("flow", "FLOW"), ("fused", "fused"))
 LOG_FOLDER = "logs"  # OUT/logs/<run>.log: the output of each run a ``jobs > 1`` cv started
 THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Thread-count variables set for every child of a ``jobs > 1`` cv (read by torch at start)."""
+FUSED = "fused"
+"""The key of the fused prediction's metrics, after one key per stream."""
+
+
+def table_streams(streams: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, table label) per stream in order (``rgb`` -> ``RGB``), then the fusion."""
+    return [(s, s.upper()) for s in streams] + [(FUSED, FUSED)]
+
+
+def result_streams(results: dict[str, Any]) -> list[str]:
+    """The stream names of an ``evaluate_run`` result (its fusion weights' keys, in order)."""
+    return list(results["fusion_weights"])
 
 
 class CvRunFailed(TwoStreamDASError):
@@ -358,23 +369,32 @@ def _last_line(log: Path) -> str:
 
 def summarize(results: Sequence[RunResult]) -> dict[str, Any]:
     """Rows per run, per fold (mean over seeds) and the mean ± std over all runs."""
+    streams = result_streams(results[0].results) if results else []
+    for r in results:
+        if result_streams(r.results) != streams:
+            raise ConfigError(
+                f"cv run fold {r.fold} seed {r.seed} has streams {result_streams(r.results)}; "
+                f"expected {streams} like the first run"
+            )
+    columns = table_streams(streams)
     runs = [
         {
             "fold": r.fold,
             "seed": r.seed,
             "epoch": r.results.get("epoch"),
             "fusion_weights": r.results.get("fusion_weights"),
-            **{s: {k: r.results[s][k] for k in METRIC_KEYS} for s, _ in TABLE_STREAMS},
+            **{s: {k: r.results[s][k] for k in METRIC_KEYS} for s, _ in columns},
         }
         for r in results
     ]
     folds = sorted({r.fold for r in results})
     per_fold = {
-        str(k): {s: _mean_std([r for r in runs if r["fold"] == k], s) for s, _ in TABLE_STREAMS}
+        str(k): {s: _mean_std([r for r in runs if r["fold"] == k], s) for s, _ in columns}
         for k in folds
     }
-    overall = {s: _mean_std(runs, s) for s, _ in TABLE_STREAMS} if runs else {}
+    overall = {s: _mean_std(runs, s) for s, _ in columns} if runs else {}
     return {
+        "streams": streams,
         "runs": runs,
         "per_fold": per_fold,
         "summary": overall,
@@ -398,7 +418,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
     header = "| stream | fold | seed | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|---|---|" + "---:|" * len(METRIC_KEYS)
     lines = [header, rule]
-    for stream, label in TABLE_STREAMS:
+    for stream, label in table_streams(summary["streams"]):
         for r in summary["runs"]:
             cells = " | ".join(f"{r[stream][k]:.1f}" for k in METRIC_KEYS)
             lines.append(f"| {label} | {r['fold']} | {r['seed']} | {cells} |")
@@ -416,7 +436,7 @@ def csv_table(summary: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["stream", "fold", "seed", *METRIC_KEYS])
-    for stream, _ in TABLE_STREAMS:
+    for stream, _ in table_streams(summary["streams"]):
         for r in summary["runs"]:
             writer.writerow(
                 [stream, r["fold"], r["seed"], *(f"{r[stream][k]:.4f}" for k in METRIC_KEYS)]

@@ -51,9 +51,12 @@ class Decoder(nn.Module):
         cond_dim: channels Dc of the conditioning features (the encoder's ``cond_dim``).
         cfg: blocks, width, kernel, step-embedding size, dropout. Dropout draws from the global
             torch RNG in training mode and is inactive in eval mode.
+        diffact_outside: DiffAct's attention at the sequence ends (``model.attention_outside``).
     """
 
-    def __init__(self, num_classes: int, cond_dim: int, cfg: DecoderConfig) -> None:
+    def __init__(
+        self, num_classes: int, cond_dim: int, cfg: DecoderConfig, diffact_outside: bool = False
+    ) -> None:
         super().__init__()
         if cond_dim < 1:
             raise ValueError(f"decoder cond_dim must be >= 1, got {cond_dim}")
@@ -62,7 +65,9 @@ class Decoder(nn.Module):
         self.proj_in = PointwiseConv(num_classes, cfg.width)
         self.time_embedding = TimestepEmbedding(cfg.time_emb_dim, cfg.width)
         self.blocks = nn.ModuleList(
-            ConvAttentionBlock(cfg.width, cfg.kernel_size, 2**i, cfg.dropout, cond_dim)
+            ConvAttentionBlock(
+                cfg.width, cfg.kernel_size, 2**i, cfg.dropout, cond_dim, diffact_outside
+            )
             for i in range(cfg.num_blocks)
         )
         self.head = PointwiseConv(cfg.width, num_classes)

@@ -6,7 +6,9 @@ Folder layout (default ``./twostream_das_demo``)::
     data/         the generated dataset (MS-TCN layout, RGB and FLOW feature folders)
     run/          fold 1 trained with the ``demo`` preset (a normal run folder)
     predict/      ``predict`` on one test video: prediction, segments, probabilities, barcode PNG
-    results.json  the test results (RGB only, FLOW only, fused) and the table
+    results.json  the test results (RGB only, FLOW only, fused) and the table, and
+                  ``uncertainty_by_samples``: for K = 1, 4, 8 DDIM samples, the AUROC of the
+                  uncertainty for finding wrong test frames and the calibration error (ECE)
     report.html   ``report`` of run/: timelines and segments of the test videos, the scores,
                   the fusion weights, per-class F1 and the confusion matrix
 
@@ -40,6 +42,7 @@ DEFAULT_DEMO_DIR = Path("twostream_das_demo")
 DEMO_FOLD = 1
 DEMO_DATA_SEED = 0
 MARKER = "demo.json"
+UNCERTAINTY_SAMPLES = (1, 4, 8)  # K of results.json's uncertainty_by_samples (issue 17)
 
 
 @dataclass(frozen=True)
@@ -111,22 +114,30 @@ def run_demo(
     video = read_split(root, "test", DEMO_FOLD)[0]
     predict_files(
         run.best,
-        root / cfg.dataset.rgb.folder / f"{video}.npy",
-        root / cfg.dataset.flow.folder / f"{video}.npy",
+        {s: root / spec.folder / f"{video}.npy" for s, spec in cfg.dataset.streams.items()},
         out / "predict",
         labels_dir=root / "groundTruth",
         quiet=quiet,
     )
     gain = fusion_gain(results)
     table = results_table(results)
-    write_json(out / "results.json", {**results, "fusion_gain": gain, "table": table})
+    by_samples = {
+        str(k): (results if k == results["samples"] else evaluate_run(
+            run.root, "best", True, samples=k, write=False))["uncertainty"]
+        for k in UNCERTAINTY_SAMPLES
+    }  # fmt: skip
+    write_json(
+        out / "results.json",
+        {**results, "fusion_gain": gain, "table": table, "uncertainty_by_samples": by_samples},
+    )
     page = write_report(run.root, out / "report.html")
     return DemoResult(out, results, table, out / "predict" / f"{video}.png", page, gain)
 
 
 def fusion_gain(results: dict[str, Any]) -> dict[str, float]:
-    """Per metric, fused minus the better single stream (positive: fusion beats both)."""
+    """Per metric, fused minus the best single stream (positive: fusion beats every stream)."""
+    streams = list(results["fusion_weights"])
     return {
-        k: round(results["fused"][k] - max(results["rgb"][k], results["flow"][k]), 2)
+        k: round(results["fused"][k] - max(results[s][k] for s in streams), 2)
         for k in METRIC_KEYS
     }

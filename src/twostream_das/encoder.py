@@ -35,12 +35,15 @@ class Encoder(nn.Module):
         in_dim: feature dimension D of the stream.
         num_classes: C.
         cfg: blocks, width, kernel, dropouts and which block outputs form the conditioning.
+        diffact_outside: DiffAct's attention at the sequence ends (``model.attention_outside``).
 
     Dropout (input channel / frame dropout and in-block dropout) draws from the global torch RNG
     in training mode and is inactive in eval mode.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, cfg: EncoderConfig) -> None:
+    def __init__(
+        self, in_dim: int, num_classes: int, cfg: EncoderConfig, diffact_outside: bool = False
+    ) -> None:
         super().__init__()
         bad = [b for b in cfg.cond_blocks if not 0 <= b < cfg.num_blocks]
         if bad or not cfg.cond_blocks:
@@ -55,7 +58,9 @@ class Encoder(nn.Module):
         self.frame_dropout = nn.Dropout1d(cfg.frame_dropout)  # whole frames (on (B, T, D))
         self.proj_in = PointwiseConv(in_dim, cfg.width)
         self.blocks = nn.ModuleList(
-            ConvAttentionBlock(cfg.width, cfg.kernel_size, 2**i, cfg.dropout)
+            ConvAttentionBlock(
+                cfg.width, cfg.kernel_size, 2**i, cfg.dropout, diffact_outside=diffact_outside
+            )
             for i in range(cfg.num_blocks)
         )
         self.head = PointwiseConv(cfg.width, num_classes)

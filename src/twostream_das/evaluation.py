@@ -8,6 +8,7 @@ done. It writes ``RUN_DIR/results.json``, ``RUN_DIR/predictions/<video>.txt`` (f
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +20,7 @@ from .io import STREAMS_DIR, write_prediction
 from .runs import RunDir, is_main_process, locked, read_json, write_json
 from .runtime import resolve_device
 from .selection import METRIC_KEYS, score_labels
+from .uncertainty import ErrorDetection
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +31,18 @@ def evaluate_run(
     quiet: bool = False,
     steps: Optional[int] = None,
     samples: Optional[int] = None,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Score ``checkpoints/<which>.pt`` of a run on the test videos of its fold.
 
     ``steps`` / ``samples`` override the checkpoint's ``eval.steps`` / ``eval.samples`` (DDIM
-    steps; samples per video and stream); the results record both.
+    steps; samples per video and stream); the results record both, the prediction time per
+    video and ``uncertainty``: how well the uncertainty finds wrong frames and how calibrated
+    the fused probabilities are (:class:`twostream_das.uncertainty.ErrorDetection`).
+    ``write=False`` returns the results without writing results.json or predictions/.
 
     Returns:
-        ``{"rgb": M, "flow": M, "fused": M, "fusion_weights": {...}, "postprocess": {...},
+        ``{<stream>: M, ..., "fused": M, "fusion_weights": {...}, "postprocess": {...},
         "epoch": E, "fold": K, "checkpoint": which, "num_videos": N}`` with each M holding
         acc, edit, f1@10, f1@25, f1@50 in percent. The same object is written to results.json.
 
@@ -52,7 +58,7 @@ def evaluate_run(
             f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
         )
     with locked(run, "evaluate"):
-        return _evaluate(run, path, which, quiet, steps, samples)
+        return _evaluate(run, path, which, quiet, steps, samples, write)
 
 
 def _evaluate(
@@ -62,6 +68,7 @@ def _evaluate(
     quiet: bool,
     steps: Optional[int],
     samples: Optional[int],
+    write: bool = True,
 ) -> dict[str, Any]:
     fold = int(read_json(run.run_json)["fold"])
     device = resolve_device("auto")
@@ -85,16 +92,20 @@ def _evaluate(
         expected_dims=loaded.checkpoint.stream_dims, expected_from=f"the checkpoint {path}",
     )
     weights, post = loaded.fusion_weights, loaded.postprocess
-    gts, fused, per_stream = [], [], {"rgb": [], "flow": []}
+    gts, fused = [], []
+    per_stream: dict[str, list[Any]] = {s: [] for s in loaded.model.stream_names}
     method = loaded.fusion_method
+    detection = ErrorDetection(weights, post, method)
+    start = time.perf_counter()
     for pred in predict(
         loaded.model, videos, cfg, weights, post, device, not quiet, "test", method
     ):
         gts.append(pred.video.labels)
         fused.append(pred.decision.labels)
+        detection.add(pred.video.samples, pred.decision, pred.video.labels)
         for stream, labels in pred.decision.stream_labels.items():
             per_stream[stream].append(labels)
-        if is_main_process():
+        if write and is_main_process():
             write_prediction(
                 run.predictions / f"{pred.name}.txt", pred.decision.labels, loaded.label_names
             )
@@ -104,6 +115,7 @@ def _evaluate(
                     labels,
                     loaded.label_names,
                 )
+    seconds = time.perf_counter() - start  # prediction, fusion, post-processing, writing
     results: dict[str, Any] = {
         s: score_labels(gts, per_stream[s], loaded.label_names, cfg) for s in per_stream
     }
@@ -111,6 +123,7 @@ def _evaluate(
     results.update(
         {
             "fusion_weights": dict(weights),
+            "fusion_input": cfg.fusion.input.value,
             "fusion_rule": method.rule.value,
             "temperatures": dict(method.temperatures),
             "postprocess": post.to_dict(),
@@ -121,9 +134,11 @@ def _evaluate(
             "average": cfg.eval.average.value,
             "ddim_steps": sampling_steps(loaded, cfg),
             "samples": cfg.eval.samples,
+            "seconds_per_video": round(seconds / max(len(videos), 1), 4),
+            "uncertainty": detection.summary(),
         }
     )
-    if is_main_process():
+    if write and is_main_process():
         write_json(run.results_json, results)
     logger.info("fold %d test (%d videos): %s", fold, len(videos), format_row(results["fused"]))
     return results
@@ -134,10 +149,11 @@ def format_row(metrics: dict[str, float]) -> str:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """A Markdown table: one row each for RGB only, FLOW only and the fusion."""
+    """A Markdown table: one row per stream alone (``RGB only``), then the fusion."""
     header = "| stream | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|" + "---:|" * len(METRIC_KEYS)
-    names = {"rgb": "RGB only", "flow": "FLOW only", "fused": "fused"}
+    names = {s: f"{s.upper()} only" for s in results["fusion_weights"]}
+    names["fused"] = "fused"
     lines = [header, rule]
     for key, label in names.items():
         lines.append(

@@ -1,9 +1,10 @@
 """Weighted late fusion of the streams' probabilities and the search of its weights.
 
-``P = w_rgb * P_rgb + w_flow * P_flow`` with each weight in [0, 1] (SPEC section 5), applied to
-per-frame class probabilities before post-processing and argmax. The weights are not
-renormalised: the paper's formula is used as written, and scaling both weights changes neither
-the argmax nor a median filter.
+``P = sum_s w_s * P_s`` over the configured streams, each weight in [0, 1] (SPEC section 5:
+``w_rgb * P_rgb + w_flow * P_flow`` for the two streams of the presets), applied to per-frame
+class probabilities before post-processing and argmax. The weights are not renormalised: the
+paper's formula is used as written, and scaling all weights changes neither the argmax nor a
+median filter. With one stream the weight is 1 and there is nothing to search.
 
 Two settings change what is combined, not the weights or their search (``docs/FUSION.md`` has
 the measurements that chose the defaults):
@@ -22,6 +23,7 @@ post-processed predictions), so the search knows nothing of metrics or data.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, TypeVar
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from .config import STREAMS, FusionConfig, FusionRule
+from .config import FusionConfig, FusionRule
 
 GRID_DECIMALS = 10
 """Grid points are rounded to this many decimals (0.1 * 3 -> 0.3, not 0.30000000000000004)."""
@@ -38,15 +40,19 @@ GRID_DECIMALS = 10
 ArrayT = TypeVar("ArrayT")  # numpy.ndarray or torch.Tensor, (C, T) or (B, C, T)
 
 
-def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    """Validated fusion weights: one per stream of ``STREAMS``, each in [0, 1], not all 0.
+def check_weights(
+    weights: Mapping[str, float], streams: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Validated fusion weights: each in [0, 1], not all 0, one per name of ``streams``
+    (default: whatever streams ``weights`` names), in that order.
 
     Raises:
         ValueError: naming the offending stream and value.
     """
-    if set(weights) != set(STREAMS):
-        raise ValueError(f"fusion weights {dict(weights)} must have exactly the keys {STREAMS}")
-    out = {s: float(weights[s]) for s in STREAMS}
+    names = list(weights) if streams is None else list(streams)
+    if not names or set(weights) != set(names):
+        raise ValueError(f"fusion weights {dict(weights)} must have exactly the keys {names}")
+    out = {s: float(weights[s]) for s in names}
     for stream, value in out.items():
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"fusion weight of {stream} = {value} is invalid; expected in [0, 1]")
@@ -113,7 +119,7 @@ def fuse(
     Args:
         probs: stream -> (C, T) or (B, C, T) probabilities (numpy arrays or tensors), all of
             one shape.
-        weights: stream -> weight in [0, 1].
+        weights: stream -> weight in [0, 1], naming exactly the streams of ``probs``.
         method: rule, temperatures and floor; None = the paper's weighted sum.
 
     Returns:
@@ -121,20 +127,26 @@ def fuse(
         they sum to ``sum_s weights[s]``).
     """
     method = method or FusionMethod()
-    checked = check_weights(weights)
-    shapes = {s: tuple(probs[s].shape) for s in STREAMS}  # type: ignore[attr-defined]
+    checked = check_weights(weights, list(probs))
+    shapes = {s: tuple(p.shape) for s, p in probs.items()}  # type: ignore[attr-defined]
     if len(set(shapes.values())) != 1:
         raise ValueError(f"stream probabilities differ in shape: {shapes}")
     tempered = {
-        s: temper(probs[s], float(method.temperatures.get(s, 1.0)), method.floor) for s in STREAMS
+        s: temper(p, float(method.temperatures.get(s, 1.0)), method.floor)
+        for s, p in probs.items()
     }
-    first, second = STREAMS
     if method.rule is FusionRule.PRODUCT:
-        scores = checked[first] * _log(tempered[first], method.floor) + checked[
-            second
-        ] * _log(tempered[second], method.floor)  # type: ignore[operator]
-        return _softmax_classes(scores)
-    return checked[first] * tempered[first] + checked[second] * tempered[second]  # type: ignore[operator]
+        terms = [checked[s] * _log(p, method.floor) for s, p in tempered.items()]  # type: ignore[operator]
+        return _softmax_classes(_total(terms))
+    return _total([checked[s] * p for s, p in tempered.items()])  # type: ignore[operator]
+
+
+def _total(terms: list[ArrayT]) -> ArrayT:
+    """The sum of one term per stream (arrays or tensors)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term  # type: ignore[operator]
+    return total
 
 
 def fit_temperature(
@@ -171,17 +183,25 @@ def fit_temperature(
     return float(np.exp(found.x))
 
 
-def weight_grid(step: float) -> list[dict[str, float]]:
-    """Every (w_rgb, w_flow) in {0, step, 2 step, ...} ∩ [0, 1], squared, except (0, 0).
+def weight_grid(step: float, streams: Sequence[str]) -> list[dict[str, float]]:
+    """Every point of {0, step, 2 step, ...} ∩ [0, 1] per stream, except all zeros; one stream
+    gets the single point ``{stream: 1}``.
 
-    Order: w_rgb ascending, then w_flow ascending.
+    Order: the first stream's weight ascending, then the second's, ... (``itertools.product``).
     """
     if not 0.0 < step <= 1.0:
         raise ValueError(f"fusion grid step = {step} is invalid; expected in (0, 1]")
+    if not streams:
+        raise ValueError("fusion weight grid needs at least one stream")
+    if len(streams) == 1:
+        return [{streams[0]: 1.0}]
     count = int(round(1.0 / step, GRID_DECIMALS) // 1)  # points beyond 0
     values = [round(i * step, GRID_DECIMALS) for i in range(count + 1)]
-    first, second = STREAMS
-    return [{first: a, second: b} for a in values for b in values if a > 0 or b > 0]
+    return [
+        dict(zip(streams, point, strict=True))
+        for point in itertools.product(values, repeat=len(streams))
+        if any(point)
+    ]
 
 
 class WeightSearch(NamedTuple):
@@ -197,25 +217,27 @@ class WeightSearch(NamedTuple):
 
 
 def search_weights(
-    step: float, score_fn: Callable[[Mapping[str, float]], Any]
+    step: float, streams: Sequence[str], score_fn: Callable[[Mapping[str, float]], Any]
 ) -> WeightSearch:
-    """Grid search of the fusion weights.
+    """Grid search of the fusion weights, one per stream.
 
     Args:
         step: grid step (``FusionConfig.grid_step``).
+        streams: the stream names, in order.
         score_fn: weights -> score to maximise (evaluated on validation videos only).
 
     Returns:
-        :class:`WeightSearch`. Ties (equal scores, common since scaling both weights changes no
-        argmax) go to the weights closest to equal (smallest ``|w_rgb - w_flow|``), then to the
-        largest ``w_rgb + w_flow``, then to the earliest in grid order: deterministic.
+        :class:`WeightSearch`. Ties (equal scores, common since scaling all weights changes no
+        argmax) go to the weights closest to equal (smallest ``max - min``; ``|w_rgb - w_flow|``
+        for two streams), then to the largest sum, then to the earliest in grid order:
+        deterministic.
     """
-    table = [(w, float(score_fn(w))) for w in weight_grid(step)]
-    first, second = STREAMS
+    table = [(w, float(score_fn(w))) for w in weight_grid(step, streams)]
 
     def rank(item: tuple[int, tuple[dict[str, float], float]]) -> tuple[float, float, float, int]:
         index, (w, value) = item
-        return (-value, abs(w[first] - w[second]), -(w[first] + w[second]), index)
+        spread = max(w.values()) - min(w.values())
+        return (-value, round(spread, GRID_DECIMALS), -round(sum(w.values()), GRID_DECIMALS), index)
 
     _, (best, value) = min(enumerate(table), key=rank)
     return WeightSearch(dict(best), value, table)

@@ -1,10 +1,10 @@
 """The one prediction path, shared by validation, ``evaluate`` and ``predict``.
 
-temporal-offset ensemble -> both streams -> late fusion -> post-processing -> labels, as DiffAct's
+temporal-offset ensemble -> every stream -> late fusion -> post-processing -> labels, as DiffAct's
 test loop does it (SPEC section 6):
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
-2. views are batched (``eval.batch_size``, padded with a mask) and every stream draws
+2. views are batched (``eval.batch_size``, grouped by length, padded with a mask) and every stream draws
    ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the model's) in one
    pass; each (view, stream, sample) has its own generator seeded from ``(eval.seed, digest of
    the view's features, offset, stream, k)``, so a video's prediction does not depend on its
@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import STREAMS, Config, PostprocessKind, validate
+from .config import Config, FusionInput, PostprocessKind, config_fusion_weights, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
@@ -44,6 +44,9 @@ from .runtime import autocast, derive_seed, inference_dtype, make_generator
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
+
+GROUP_BATCHES = 8
+"""Views of this many batches are sorted by length together before batching."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,17 @@ class VideoProbs:
         """``(..., T_s) -> (..., T)`` by nearest neighbour (identity at r = 1)."""
         return restore_full_rate(x, self.sample_rate, self.num_frames)
 
+    def for_fusion(self, kind: FusionInput) -> dict[str, np.ndarray]:
+        """What the streams hand to the fusion (``fusion.input``): stream -> (C, T)."""
+        if kind is FusionInput.TRAJECTORY:
+            if set(self.trajectory) != set(self.probs):
+                raise ValueError(
+                    f"video {self.name} has no DDIM trajectory mean for every stream (has "
+                    f"{sorted(self.trajectory)}); fusion.input = trajectory needs it"
+                )
+            return self.trajectory
+        return self.probs
+
 
 @dataclass(frozen=True)
 class VideoPrediction:
@@ -150,7 +164,8 @@ class LoadedModel:
         """Weights selected on validation, or the config's until selection ran."""
         selection = self.checkpoint.selection
         if selection and "fusion_weights" in selection:
-            return {s: float(selection["fusion_weights"][s]) for s in STREAMS}
+            stored = selection["fusion_weights"]
+            return {s: float(stored[s]) for s in self.model.stream_names}
         return config_fusion_weights(self.config)
 
     @property
@@ -191,12 +206,8 @@ def sampling_steps(loaded: LoadedModel, cfg: Optional[Config] = None) -> int:
     return cfg.eval.steps or cfg.model.diffusion.num_inference_steps
 
 
-def config_fusion_weights(cfg: Config) -> dict[str, float]:
-    return {"rgb": cfg.fusion.rgb_weight, "flow": cfg.fusion.flow_weight}
-
-
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
-    """Rebuild the two-stream model stored in checkpoint ``path`` (eval mode, on ``device``)."""
+    """Rebuild the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
     ckpt = load_checkpoint(path)
     cfg = ckpt.to_config()
     model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
@@ -249,8 +260,10 @@ def predict_probabilities(
     """Per-stream probabilities of every video (:class:`VideoProbs`: the offset views averaged
     at the subsampled rate), in the order of ``videos``.
 
-    Offset views of all videos are batched together (``cfg.eval.batch_size`` per batch); a video
-    is yielded as soon as all its views are done.
+    Offset views of all videos (and all streams, and ``eval.samples`` samples of each) are
+    batched together, ``cfg.eval.batch_size`` views per batch, grouped by length (see
+    :func:`_length_batches`); a video's result does not depend on its batch, and videos are
+    yielded in the order of ``videos``, each as soon as all its views are done.
     """
     rate = cfg.dataset.sample_rate
     was_training = model.training
@@ -260,7 +273,7 @@ def predict_probabilities(
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
-        for chunk in _batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
+        for chunk in _length_batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
             outs = _predict_views(model, [s for _, s in chunk], cfg, device)
             for (index, _), view in zip(chunk, outs, strict=True):
                 pending.setdefault(index, []).append(view)  # offsets 0, 1, ... in order
@@ -331,9 +344,12 @@ def decide_video(
     weights: Mapping[str, float],
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
+    fusion_input: FusionInput = FusionInput.FINAL,
 ) -> Decision:
-    """:func:`decide` on one video's averaged probabilities at its sample rate."""
-    return decide(video.probs, weights, post, method, video.sample_rate, video.num_frames)
+    """:func:`decide` on what one video's streams hand to the fusion (``fusion_input``:
+    :meth:`VideoProbs.for_fusion`), averaged over its views, at its sample rate."""
+    probs = video.for_fusion(fusion_input)
+    return decide(probs, weights, post, method, video.sample_rate, video.num_frames)
 
 
 def video_fused_labels(
@@ -341,9 +357,11 @@ def video_fused_labels(
     weights: Mapping[str, float],
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
+    fusion_input: FusionInput = FusionInput.FINAL,
 ) -> np.ndarray:
     """:func:`fused_labels` on one video at its sample rate: (T,) full-rate labels."""
-    return fused_labels(video.probs, weights, post, method, video.sample_rate, video.num_frames)
+    probs = video.for_fusion(fusion_input)
+    return fused_labels(probs, weights, post, method, video.sample_rate, video.num_frames)
 
 
 def predict(
@@ -359,7 +377,9 @@ def predict(
 ) -> Iterator[VideoPrediction]:
     """The full path for every video: probabilities, fusion, post-processing, labels."""
     for video in predict_probabilities(model, videos, cfg, device, progress, desc):
-        yield VideoPrediction(video, decide_video(video, weights, post, method))
+        yield VideoPrediction(
+            video, decide_video(video, weights, post, method, cfg.fusion.input)
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -383,15 +403,27 @@ def _average_views(
     return {s: average_views([v[key][s] for v in views]) for s in views[0][key]}
 
 
-def _batches(items: Iterable[tuple[int, Sample]], size: int) -> Iterator[list[tuple[int, Sample]]]:
-    chunk: list[tuple[int, Sample]] = []
+def _length_batches(
+    items: Iterable[tuple[int, Sample]], size: int
+) -> Iterator[list[tuple[int, Sample]]]:
+    """Batches of ``size`` views, grouped by length: the views of ``GROUP_BATCHES`` batches at a
+    time (in video order), sorted longest first, so a batch pads little; memory stays bounded
+    and videos are still yielded in order, a window at a time."""
+    window: list[tuple[int, Sample]] = []
     for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        window.append(item)
+        if len(window) == size * GROUP_BATCHES:
+            yield from _sorted_batches(window, size)
+            window = []
+    yield from _sorted_batches(window, size)
+
+
+def _sorted_batches(
+    items: list[tuple[int, Sample]], size: int
+) -> Iterator[list[tuple[int, Sample]]]:
+    ordered = sorted(items, key=lambda item: -item[1].num_frames)  # stable: ties in video order
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 @torch.inference_mode()

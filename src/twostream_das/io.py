@@ -48,8 +48,10 @@ STREAMS_DIR = "streams"
 """Subfolder of a prediction folder (and of a run's ``predictions/``) holding one folder of
 MS-TCN files per stream, each stream's prediction before fusion."""
 SEGMENT_FIELDS: tuple[str, ...] = (
-    "label", "label_id", "start_frame", "end_frame", "num_frames", "start_s", "end_s", "confidence"
+    "label", "label_id", "start_frame", "end_frame", "num_frames", "start_s", "end_s", "confidence",
+    "uncertainty",
 )
+UNCERTAINTY_SUFFIX = "_uncertainty.npy"  # <video>_uncertainty.npy: (T,) float32 per frame
 _PREVIEW = 12  # class names listed in an error message
 _MISSING_SHOWN = 5  # missing prediction files named in an error message
 
@@ -280,6 +282,7 @@ class SegmentRecord:
     start_s: Optional[float]
     end_s: Optional[float]
     confidence: Optional[float]  # mean probability of ``label`` over the segment
+    uncertainty: Optional[float] = None  # mean per-frame uncertainty over the segment
 
 
 def segment_records(
@@ -287,8 +290,9 @@ def segment_records(
     probs: Optional[ArrayLike] = None,
     names: Optional[Sequence[str]] = None,
     fps: Optional[float] = None,
+    uncertainty: Optional[ArrayLike] = None,
 ) -> list[SegmentRecord]:
-    """The segments of a label sequence with times and confidences.
+    """The segments of a label sequence with times, confidences and uncertainties.
 
     Args:
         labels: (T,) class ids (``names`` then maps them) or class names.
@@ -296,6 +300,7 @@ def segment_records(
             ``names`` to find their rows); None leaves it empty.
         names: class names in id order.
         fps: frames per second for ``start_s``/``end_s``; None leaves them empty.
+        uncertainty: (T,) per-frame uncertainty, averaged per segment; None leaves it empty.
 
     Returns:
         One :class:`SegmentRecord` per segment, in order.
@@ -304,6 +309,12 @@ def segment_records(
     prob_arr = _check_probs(probs, len(frame_names), ids)
     if fps is not None and not fps > 0:
         raise ValueError(f"fps {fps!r} is invalid; expected a positive number")
+    frame_unc = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    if frame_unc is not None and frame_unc.shape != (len(frame_names),):
+        raise ValueError(
+            f"uncertainty has shape {frame_unc.shape}; expected ({len(frame_names)},) for "
+            f"{len(frame_names)} labels"
+        )
     seg_names, starts, ends = segment_bounds(np.asarray(frame_names))
     records = []
     for name, start, end in zip(seg_names.tolist(), starts.tolist(), ends.tolist(), strict=True):
@@ -321,6 +332,7 @@ def segment_records(
                 start_s=None if fps is None else start / fps,
                 end_s=None if fps is None else end / fps,
                 confidence=conf,
+                uncertainty=None if frame_unc is None else float(frame_unc[start:end].mean()),
             )
         )
     return records
@@ -346,11 +358,16 @@ def _check_probs(
 
 def segments_csv_text(records: Sequence[SegmentRecord]) -> str:
     """CSV with a header row of :data:`SEGMENT_FIELDS`; empty cells for missing values."""
+    return csv_text(SEGMENT_FIELDS, [asdict(rec) for rec in records])
+
+
+def csv_text(fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV of ``rows`` under a header of ``fields``; None (or a missing key) as an empty cell."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SEGMENT_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
-    for rec in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in asdict(rec).items()})
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
     return buffer.getvalue()
 
 
@@ -370,6 +387,13 @@ def write_segments_csv(path: str | Path, records: Sequence[SegmentRecord]) -> Pa
     """Write ``records`` (from :func:`segment_records`) as CSV (:func:`segments_csv_text`),
     atomically. Returns ``path``."""
     return atomic_write_text(path, segments_csv_text(records))
+
+
+def write_csv_rows(
+    path: str | Path, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> Path:
+    """A CSV of ``rows`` (:func:`csv_text`), written atomically."""
+    return atomic_write_text(path, csv_text(fields, rows))
 
 
 def write_segments_json(

@@ -1,14 +1,17 @@
 """``predict``: a trained checkpoint applied to feature files, no labels needed.
 
-For every video (a pair of RGB and FLOW ``.npy`` files with the same stem) it writes, under OUT:
+For every video (one ``.npy`` file per stream of the checkpoint, e.g. RGB and FLOW, with the same
+stem) it writes, under OUT:
 
     <video>.txt            MS-TCN prediction file (one class name per frame)
     <video>_segments.csv   label, start/end frame, start/end seconds, mean confidence
     <video>_segments.json  the same segments
-    <video>_probs.npy      fused class probabilities, float32 (C, T); at sample rate r > 1 the
-                           views' average at the subsampled rate, restored to every frame by
-                           nearest neighbour as the labels are (Decision.fused_probs)
-    <video>.png            barcode: ground truth (with --labels), RGB, FLOW, fused; legend
+    <video>_probs.npy      fused class probabilities, float32 (C, T) (mean of the K samples); at
+                           sample rate r > 1 the views' average at the subsampled rate, restored
+                           to every frame by nearest neighbour as the labels are
+    <video>_uncertainty.npy  with --samples K > 1: per-frame uncertainty, float32 (T,) (the
+                           mutual information between label and sample, uncertainty.py)
+    <video>.png            barcode: ground truth (with --labels), each stream, fused; legend
     streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
     summary.json           the videos, classes, fusion weights, post-processing, the --labels
                            folder (and metrics with labels)
@@ -28,7 +31,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import STREAMS, FeatureSource, Orientation, Precision, StreamDataConfig
+from .config import FeatureSource, Orientation, Precision, StreamDataConfig
 from .data.dataset import Video
 from .data.features import (
     I3D_DIM,
@@ -52,8 +55,11 @@ from .inference import (
 )
 from .io import (
     STREAMS_DIR,
+    UNCERTAINTY_SUFFIX,
+    SegmentRecord,
     atomic_save_npy,
     segment_records,
+    write_csv_rows,
     write_prediction,
     write_segments_csv,
     write_segments_json,
@@ -61,9 +67,12 @@ from .io import (
 from .runs import is_main_process, write_json
 from .runtime import resolve_device
 from .selection import score_labels
+from .uncertainty import frame_uncertainty, normalize_frames
 from .viz import plot_barcodes
 
 logger = logging.getLogger(__name__)
+
+REVIEW_CSV = "review.csv"
 
 @dataclass(frozen=True)
 class PredictedVideo:
@@ -71,6 +80,7 @@ class PredictedVideo:
     files: dict[str, Path]  # kind ("txt", "segments_csv", ...) -> path
     num_frames: int
     num_segments: int
+    segments: list[SegmentRecord]
 
 
 def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
@@ -86,26 +96,45 @@ def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
     raise DataError(f"--{stream} {path} does not exist; expected a .npy file or a folder of them")
 
 
-def pair_streams(rgb: str | Path, flow: str | Path) -> list[tuple[str, Path, Path]]:
-    """Match RGB and FLOW files by name: ``(video, rgb_file, flow_file)``.
+def match_streams(paths: Mapping[str, str | Path]) -> list[tuple[str, dict[str, Path]]]:
+    """Match each stream's files by name: ``(video, stream -> file)`` per video, sorted.
 
-    Two single files always pair (the RGB file's stem names the video); folders must hold the
-    same names.
+    Single files always match (the first stream's file stem names the video); folders must
+    hold the same names.
     """
-    rgb_files, flow_files = feature_files(rgb, "rgb"), feature_files(flow, "flow")
-    if Path(rgb).is_file() and Path(flow).is_file():
-        (name, r), (_, f) = next(iter(rgb_files.items())), next(iter(flow_files.items()))
-        return [(name, r, f)]
-    only_rgb, only_flow = (
-        sorted(set(rgb_files) - set(flow_files)),
-        sorted(set(flow_files) - set(rgb_files)),
-    )
-    if only_rgb or only_flow:
-        raise DataError(
-            f"RGB and FLOW features do not pair up: only in {rgb}: {only_rgb[:5]}; only in "
-            f"{flow}: {only_flow[:5]}; expected the same video names in both"
+    files = {s: feature_files(p, s) for s, p in paths.items()}
+    first = next(iter(paths))
+    if all(Path(p).is_file() for p in paths.values()):
+        name = next(iter(files[first]))
+        return [(name, {s: next(iter(f.values())) for s, f in files.items()})]
+    names = set(files[first])
+    for stream, found in files.items():
+        if set(found) != names:
+            raise DataError(
+                f"{first} and {stream} features do not pair up: only in {paths[first]}: "
+                f"{sorted(names - set(found))[:5]}; only in {paths[stream]}: "
+                f"{sorted(set(found) - names)[:5]}; expected the same video names in both"
+            )
+    return [(n, {s: found[n] for s, found in files.items()}) for n in sorted(names)]
+
+
+def check_stream_paths(loaded: LoadedModel, paths: Mapping[str, object], what: str) -> None:
+    """``paths`` names exactly the checkpoint's streams.
+
+    Raises:
+        ConfigError: naming the missing and the unknown streams.
+    """
+    names = loaded.model.stream_names
+    missing = [s for s in names if s not in paths]
+    unknown = [s for s in paths if s not in names]
+    if missing or unknown:
+        raise ConfigError(
+            f"{what}: the checkpoint's streams are {', '.join(names)}; "
+            + (f"missing {', '.join(missing)}" if missing else "")
+            + ("; " if missing and unknown else "")
+            + (f"unknown {', '.join(unknown)}" if unknown else "")
+            + f" (give --stream NAME=PATH for each of {', '.join(names)})"
         )
-    return [(n, rgb_files[n], flow_files[n]) for n in sorted(rgb_files)]
 
 
 def read_feature_file(
@@ -126,36 +155,36 @@ def read_feature_file(
         ``expected_dim`` (with a hint at ``--<stream>-orientation`` when the file looks
         transposed), no frames, NaN or inf.
     """
-    what = f"--{stream} features"
+    what = f"--stream {stream} features"
     layout = orientation or stored_orientation(spec)
     feats = read_matrix(path, layout, what)  # (D, T)
     if spec.source in I3D_ROWS and feats.shape[0] == I3D_DIM and expected_dim == I3D_HALF:
         feats = feats[I3D_ROWS[spec.source]]  # (1024, T), still C-contiguous
-    check_features(feats, path, what, expected_dim, layout, f"--{stream}-orientation")
+    check_features(feats, path, what, expected_dim, layout, f"--orientation {stream}")
     return feats
 
 
 def load_prediction_videos(
-    pairs: Sequence[tuple[str, Path, Path]],
+    pairs: Sequence[tuple[str, Mapping[str, Path]]],
     loaded: LoadedModel,
     labels_dir: Optional[Path],
     orientations: Mapping[str, Optional[Orientation]],
 ) -> list[Video]:
-    """Read the feature pairs (and labels when a folder is given) as :class:`Video` objects.
+    """Read each video's stream files (and labels when a folder is given) as :class:`Video`.
 
-    Streams are aligned to the label length when labels are given, else FLOW to RGB, within
-    ``dataset.length_tolerance`` frames.
+    Streams are aligned to the label length when labels are given, else to the first stream,
+    within ``dataset.length_tolerance`` frames.
     """
     cfg = loaded.config
     label_map = LabelMap(tuple(loaded.label_names))
     videos = []
-    for name, rgb_path, flow_path in pairs:
-        paths = dict(zip(STREAMS, (rgb_path, flow_path), strict=True))
+    for name, paths in pairs:
         raw = {
             s: read_feature_file(
-                p, s, getattr(cfg.dataset, s), loaded.checkpoint.stream_dims[s], orientations.get(s)
+                paths[s], s, cfg.dataset.streams[s], loaded.checkpoint.stream_dims[s],
+                orientations.get(s),
             )
-            for s, p in paths.items()
+            for s in loaded.model.stream_names
         }
         labels = None
         if labels_dir is not None:
@@ -178,8 +207,7 @@ def load_prediction_videos(
 
 def predict_files(
     checkpoint: str | Path,
-    rgb: str | Path,
-    flow: str | Path,
+    features: Mapping[str, str | Path],
     out: str | Path,
     fps: Optional[float] = None,
     labels_dir: Optional[str | Path] = None,
@@ -190,14 +218,19 @@ def predict_files(
     steps: Optional[int] = None,
     samples: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Predict every RGB/FLOW feature pair and write the files listed in the module docstring.
+    """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
+    the checkpoint) and write the files listed in the module docstring.
 
+    ``orientations``: stream -> axis order of its files (None: the checkpoint's config).
     ``precision`` (``fp32`` or ``bf16``), ``steps`` and ``samples`` override the checkpoint's
     ``eval.precision``,
     ``eval.steps`` and ``eval.samples`` (None keeps them).
     Returns the summary written to ``OUT/summary.json``.
     """
     loaded = load_model(checkpoint, resolve_device(device))
+    check_stream_paths(loaded, features, "predict")
+    known = dict.fromkeys(loaded.model.stream_names)
+    check_stream_paths(loaded, {**known, **(orientations or {})}, "predict orientations")
     cfg = with_sampling(loaded.config, steps, samples)
     if precision is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
@@ -206,11 +239,12 @@ def predict_files(
     fps = cfg.dataset.fps if fps is None else fps
     labels_path = Path(labels_dir) if labels_dir is not None else None
     videos = load_prediction_videos(
-        pair_streams(rgb, flow), loaded, labels_path, orientations or {}
+        match_streams(features), loaded, labels_path, orientations or {}
     )
     out = Path(out)
     weights, post = loaded.fusion_weights, loaded.postprocess
-    written, gts, preds = [], [], {"rgb": [], "flow": [], "fused": []}
+    written, gts = [], []
+    preds: dict[str, list[np.ndarray]] = {s: [] for s in (*loaded.model.stream_names, "fused")}
     method = loaded.fusion_method
     for pred in predict(
         loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet,
@@ -220,12 +254,13 @@ def predict_files(
         if pred.video.labels is not None:
             gts.append(pred.video.labels)
             preds["fused"].append(pred.decision.labels)
-            for s in STREAMS:
+            for s in loaded.model.stream_names:
                 preds[s].append(pred.decision.stream_labels[s])
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "epoch": loaded.checkpoint.epoch,
         "fusion_weights": weights,
+        "fusion_input": cfg.fusion.input.value,
         "fusion_rule": method.rule.value,
         "temperatures": dict(method.temperatures),
         "postprocess": post.to_dict(),
@@ -251,6 +286,7 @@ def predict_files(
         }
     if is_main_process():
         write_json(out / "summary.json", summary)
+        write_csv_rows(out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.samples))
     logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
 
@@ -259,7 +295,8 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
     """Which extractor stream gives each model stream its features (for ``--video``).
 
     I3D sources map to the I3D streams; a folder source maps by its dimension: 768-d RGB is the
-    ViT (Br-Prompt/CLIP) encoder, 1024-d RGB/FLOW the I3D towers.
+    ViT (Br-Prompt/CLIP) encoder, 1024-d the I3D tower of the same modality (a stream named
+    like an extractor modality: ``rgb`` / ``flow``).
 
     Raises:
         ConfigError: a stream the extractor cannot produce (extract it yourself, pass a file).
@@ -268,21 +305,21 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
         FeatureSource.I3D_RGB: FeatureStream.I3D_RGB,
         FeatureSource.I3D_FLOW: FeatureStream.I3D_FLOW,
     }
-    by_dim = {
+    by_dim = {  # (stream name of the presets, dim) -> the extractor stream that makes it
         ("rgb", 768): FeatureStream.CLIP_RGB,
         ("rgb", I3D_HALF): FeatureStream.I3D_RGB,
         ("flow", I3D_HALF): FeatureStream.I3D_FLOW,
     }
     out = {}
-    for stream in STREAMS:
-        spec: StreamDataConfig = getattr(loaded.config.dataset, stream)
+    for stream in loaded.model.stream_names:
+        spec: StreamDataConfig = loaded.config.dataset.streams[stream]
         dim = loaded.checkpoint.stream_dims[stream]
         found = by_source.get(spec.source) or by_dim.get((stream, dim))
         if found is None:
             raise ConfigError(
                 f"the checkpoint's {stream} stream reads {dim}-d features ({spec.source.value}); "
                 f"--video can extract i3d_rgb (1024-d), clip_rgb (768-d) and i3d_flow (1024-d) "
-                f"only. Extract the features yourself and pass --rgb and --flow"
+                f"only. Extract the features yourself and pass --stream NAME=PATH per stream"
             )
         out[stream] = found
     return out
@@ -338,10 +375,8 @@ def predict_videos(
         video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False),
         weight_names,
     )
-    dxt = {s: Orientation.DxT for s in STREAMS}  # the extractor writes (D, T)
-    return predict_files(
-        checkpoint, folders["rgb"], folders["flow"], out, orientations=dxt, **kwargs
-    )
+    dxt: dict[str, Optional[Orientation]] = {s: Orientation.DxT for s in folders}  # (D, T)
+    return predict_files(checkpoint, folders, out, orientations=dxt, **kwargs)
 
 
 def write_video_outputs(
@@ -349,8 +384,11 @@ def write_video_outputs(
 ) -> PredictedVideo:
     """The per-video files of the module docstring."""
     names = loaded.label_names
-    probs = normalized(pred.decision.fused_probs)  # (C, T), columns sum to 1
+    probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
     labels = pred.decision.labels  # (T,)
+    uncertainty = frame_uncertainty(
+        pred.video.samples, loaded.fusion_weights, loaded.fusion_method
+    )  # (T,) or None
     files = {
         "txt": out / f"{pred.name}.txt",
         "segments_csv": out / f"{pred.name}_segments.csv",
@@ -358,27 +396,53 @@ def write_video_outputs(
         "probs": out / f"{pred.name}_probs.npy",
         "png": out / f"{pred.name}.png",
     }
+    if uncertainty is not None:
+        files["uncertainty"] = out / f"{pred.name}{UNCERTAINTY_SUFFIX}"
     rows = {}
     if pred.video.labels is not None:
         rows["GT"] = pred.video.labels
-    rows.update(
-        {"RGB": pred.decision.stream_labels["rgb"], "FLOW": pred.decision.stream_labels["flow"]}
-    )
+    rows.update({s.upper(): labels for s, labels in pred.decision.stream_labels.items()})
     rows["fused"] = labels
+    segs = segment_records(labels, probs, names, fps, uncertainty)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         write_prediction(files["txt"], labels, names)
         for stream, stream_labels in pred.decision.stream_labels.items():
             write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
-        segs = segment_records(labels, probs, names, fps)
         write_segments_csv(files["segments_csv"], segs)
         write_segments_json(files["segments_json"], segs, fps)
         atomic_save_npy(files["probs"], probs)
+        if uncertainty is not None:
+            atomic_save_npy(files["uncertainty"], uncertainty)
         plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
-    return PredictedVideo(pred.name, files, len(labels), len(segs) if is_main_process() else 0)
+    return PredictedVideo(pred.name, files, len(labels), len(segs), segs)
 
 
-def normalized(probs: np.ndarray) -> np.ndarray:
-    """Fused scores ``(C, T)`` rescaled so every frame sums to 1 (weights need not sum to 1)."""
-    total = probs.sum(axis=0, keepdims=True)
-    return (probs / np.where(total > 0, total, 1.0)).astype(np.float32)
+REVIEW_FIELDS: tuple[str, ...] = (
+    "rank", "video", "label", "start_s", "end_s", "score", "confidence", "uncertainty"
+)  # fmt: skip
+
+
+def review_rows(videos: Sequence[PredictedVideo], samples: int) -> list[dict[str, Any]]:
+    """Every segment of every video, least certain first (ties: video, then start).
+
+    ``score``: the segment's mean uncertainty when ``samples`` > 1, else ``1 - confidence``
+    (one sample has no spread to measure).
+    """
+    rows = []
+    for video in videos:
+        for seg in video.segments:
+            if samples > 1 and seg.uncertainty is not None:
+                score = seg.uncertainty
+            else:
+                score = 1.0 - (seg.confidence if seg.confidence is not None else 0.0)
+            rows.append(
+                {"video": video.name, "label": seg.label, "start_s": seg.start_s,
+                 "end_s": seg.end_s, "score": score, "confidence": seg.confidence,
+                 "uncertainty": seg.uncertainty, "_start": seg.start_frame}
+            )  # fmt: skip
+    rows.sort(key=lambda r: (-r["score"], r["video"], r["_start"]))
+    return [
+        {"rank": i + 1, **{k: v for k, v in r.items() if k != "_start"}}
+        for i, r in enumerate(rows)
+    ]

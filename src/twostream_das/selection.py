@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .config import STREAMS, Config, PostprocessKind
+from .config import Config, PostprocessKind, stream_names
 from .fusion import FusionMethod, fit_temperature, search_weights
 from .inference import PostprocessChoice, VideoProbs, decide_video, video_fused_labels
 from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
@@ -21,7 +21,8 @@ from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split
 logger = logging.getLogger(__name__)
 
 StreamMetrics = dict[str, dict[str, float]]
-"""``{"rgb": M, "flow": M, "fused": M}`` with M a dict over
+"""``{<stream>: M, ..., "fused": M}`` (e.g. ``{"rgb": M, "flow": M, "fused": M}``) with M a
+dict over
 :data:`twostream_das.metrics.METRIC_KEYS`."""
 
 
@@ -53,12 +54,12 @@ def score_streams(
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
 ) -> StreamMetrics:
-    """Metrics of RGB alone, FLOW alone and the fusion, all post-processed with ``post``."""
-    decisions = [decide_video(v, weights, post, method) for v in videos]
+    """Metrics of each stream alone and of the fusion, all post-processed with ``post``."""
+    decisions = [decide_video(v, weights, post, method, cfg.fusion.input) for v in videos]
     gts = [_labels(v) for v in videos]
     out = {
         s: score_labels(gts, [d.stream_labels[s] for d in decisions], label_names, cfg)
-        for s in STREAMS
+        for s in weights
     }
     out["fused"] = score_labels(gts, [d.labels for d in decisions], label_names, cfg)
     return out
@@ -79,7 +80,7 @@ class Selection:
     def to_dict(self) -> dict[str, Any]:
         return {
             "epoch": int(self.epoch),
-            "fusion_weights": {s: float(self.fusion_weights[s]) for s in STREAMS},
+            "fusion_weights": {s: float(w) for s, w in self.fusion_weights.items()},
             "temperatures": {s: float(t) for s, t in self.temperatures.items()},
             "postprocess": self.postprocess.to_dict(),
             "metric": self.metric,
@@ -91,7 +92,7 @@ class Selection:
     def from_dict(cls, data: Mapping[str, Any]) -> Selection:
         return cls(
             epoch=int(data["epoch"]),
-            fusion_weights={s: float(data["fusion_weights"][s]) for s in STREAMS},
+            fusion_weights={s: float(w) for s, w in data["fusion_weights"].items()},
             postprocess=PostprocessChoice.from_dict(data["postprocess"]),
             metric=str(data["metric"]),
             score=float(data["score"]),
@@ -108,10 +109,12 @@ def fit_temperatures(videos: Sequence[VideoProbs], cfg: Config) -> dict[str, flo
     gts = [_labels(v) for v in videos]
     return {
         s: fit_temperature(
-            [v.full_rate(v.probs[s]) for v in videos], gts, cfg.fusion.temperature_bounds,
+            [v.full_rate(v.for_fusion(cfg.fusion.input)[s]) for v in videos],
+            gts,
+            cfg.fusion.temperature_bounds,
             cfg.fusion.prob_floor,
         )
-        for s in STREAMS
+        for s in stream_names(cfg)
     }
 
 
@@ -122,16 +125,16 @@ def select_fusion_weights(
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
 ) -> tuple[dict[str, float], float]:
-    """Grid search over (w_rgb, w_flow) in [0, 1]^2, step ``fusion.grid_step``, on validation."""
-    gts = [_labels(v) for v in videos]
+    """Grid search of one weight per stream over [0, 1]^n, step ``fusion.grid_step``, on
+    validation (one stream: weight 1)."""
+    gts, kind = [_labels(v) for v in videos], cfg.fusion.input
 
     def fused_score(weights: Mapping[str, float]) -> float:
-        preds = [video_fused_labels(v, weights, post, method) for v in videos]
+        preds = [video_fused_labels(v, weights, post, method, kind) for v in videos]
         return selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
 
-    found = search_weights(cfg.fusion.grid_step, fused_score)
-    weights, best = _unpack_search(found)
-    return weights, best
+    found = search_weights(cfg.fusion.grid_step, stream_names(cfg), fused_score)
+    return {s: float(w) for s, w in found.weights.items()}, float(found.score)
 
 
 def postprocess_candidates(cfg: Config) -> list[PostprocessChoice]:
@@ -161,12 +164,12 @@ def select_postprocess(
 
     Ties keep the earlier candidate; the configured choice is tried first, so it wins ties.
     """
-    gts = [_labels(v) for v in videos]
+    gts, kind = [_labels(v) for v in videos], cfg.fusion.input
     configured = PostprocessChoice.from_config(cfg)
     candidates = [configured] + [c for c in postprocess_candidates(cfg) if c != configured]
     best_choice, best_score = configured, -np.inf
     for choice in candidates:
-        preds = [video_fused_labels(v, weights, choice, method) for v in videos]
+        preds = [video_fused_labels(v, weights, choice, method, kind) for v in videos]
         value = selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
         if value > best_score:
             best_choice, best_score = choice, value
@@ -188,12 +191,10 @@ def select(
         weights, value = select_fusion_weights(videos, label_names, cfg, post, method)
     metrics = score_streams(videos, label_names, cfg, weights, post, method)
     logger.info(
-        "selected on %d validation videos: epoch %d, fusion rgb=%.2f flow=%.2f, %s window %d "
-        "(%s %.2f)",
+        "selected on %d validation videos: epoch %d, fusion %s, %s window %d (%s %.2f)",
         len(videos),
         epoch,
-        weights["rgb"],
-        weights["flow"],
+        format_weights(weights),
         post.kind.value,
         post.window,
         cfg.train.select_metric,
@@ -210,10 +211,6 @@ def _labels(video: VideoProbs) -> np.ndarray:
     return video.labels
 
 
-def _unpack_search(found: Any) -> tuple[dict[str, float], float]:
-    """Accept ``search_weights``'s result: ``(weights, score)`` or an object with those fields."""
-    if isinstance(found, tuple):
-        weights, value = found[0], found[1]
-    else:
-        weights, value = found.weights, found.score
-    return {s: float(weights[s]) for s in STREAMS}, float(value)
+def format_weights(weights: Mapping[str, float]) -> str:
+    """``rgb=0.50 flow=0.50``: fusion weights for messages, in stream order."""
+    return " ".join(f"{s}={w:.2f}" for s, w in weights.items())

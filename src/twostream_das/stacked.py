@@ -180,6 +180,7 @@ class StackedDecoder:
     """
 
     def __init__(self, decoders: Sequence[Decoder], batch: int, timesteps: Sequence[int]) -> None:
+        self.streams, self.batch = len(decoders), batch
         self.blocks = [
             stack_blocks([d.blocks[i] for d in decoders], batch)
             for i in range(len(decoders[0].blocks))
@@ -196,8 +197,25 @@ class StackedDecoder:
         }  # t -> (N, F, 1): proj_in bias + step embedding
 
     def prepare(self, cond: torch.Tensor) -> list[torch.Tensor]:
-        """Per block (N, 3F, T): qkv bias + the conditioning's share of q and k."""
-        return [torch.baddbmm(p.qkv_b, p.cond_w, cond) for p in self.blocks]
+        """Per block (N, 3F, T): qkv bias + the conditioning's share of q and k.
+
+        ``cond``: (G * V, Dc, T) for V videos per stream, V dividing ``batch`` (B = K * V rows
+        per stream: the K samples of a video share its conditioning, so its share is computed
+        once per video and repeated, in the rows' order stream, sample, video).
+        """
+        videos = cond.shape[0] // self.streams
+        repeats = self.batch // videos
+        shares = []
+        for p in self.blocks:
+            if repeats == 1:
+                shares.append(torch.baddbmm(p.qkv_b, p.cond_w, cond))
+                continue
+            weight = p.cond_w.unflatten(0, (self.streams, self.batch))[:, :videos].flatten(0, 1)
+            bias = p.qkv_b.unflatten(0, (self.streams, self.batch))[:, :videos].flatten(0, 1)
+            share = torch.baddbmm(bias, weight, cond)  # (G * V, 3F, T)
+            per_video = share.unflatten(0, (self.streams, 1, videos))  # (G, 1, V, 3F, T)
+            shares.append(per_video.expand(-1, repeats, -1, -1, -1).flatten(0, 2))  # (N, 3F, T)
+        return shares
 
     def denoise(
         self,

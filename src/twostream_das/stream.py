@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
-from .config import Config, DiffusionConfig, LossConfig, MaskConfig
+from .config import AttentionOutside, Config, DiffusionConfig, LossConfig, MaskConfig
 from .decoder import Decoder
 from .diffusion import DDIMSampler, GaussianDiffusion, SampleResult, make_scheduler, sample
 from .diffusion.ddim import Generators
@@ -70,10 +70,17 @@ class DiffusionStream(nn.Module):
     @classmethod
     def from_config(cls, cfg: Config, in_dim: int, num_classes: int) -> DiffusionStream:
         """Build a stream for ``in_dim``-d features and ``num_classes`` classes."""
-        encoder = Encoder(in_dim, num_classes, cfg.model.encoder)
-        decoder = Decoder(num_classes, encoder.cond_dim, cfg.model.decoder)
+        diffact = cfg.model.attention_outside is AttentionOutside.DIFFACT
+        encoder = Encoder(in_dim, num_classes, cfg.model.encoder, diffact)
+        decoder = Decoder(num_classes, encoder.cond_dim, cfg.model.decoder, diffact)
+
         diffusion = GaussianDiffusion.from_config(cfg.model.diffusion)
         return cls(encoder, decoder, diffusion, cfg.model.masks, cfg.loss, cfg.model.diffusion)
+
+    @property
+    def diffact_outside(self) -> bool:
+        """Whether the blocks use DiffAct's attention at the sequence ends."""
+        return any(b.diffact_outside for b in (*self.encoder.blocks, *self.decoder.blocks))
 
     @property
     def in_dim(self) -> int:

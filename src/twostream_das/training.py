@@ -1,12 +1,12 @@
-"""Joint training of both streams on one fold, with validation-only model selection.
+"""Joint training of the configured streams on one fold, with validation-only model selection.
 
 The loop is a handful of small steps::
 
     train(cfg, fold, out)                    resume or start, loop, select, finish
       run_epoch(ctx, epoch)                  one pass over the training videos
-        forward_backward(ctx, batch, gen)    L = L_rgb + L_flow on one padded batch, backward
+        forward_backward(ctx, batch, gen)    L = sum_s L_s on one padded batch, backward
         optimizer_step(ctx)                  every ``train.accumulate_steps`` batches
-      validate(ctx, epoch)                   both streams + fusion on the validation videos
+      validate(ctx, epoch)                   each stream + fusion on the validation videos
       log_step(ctx, row)                     metrics.csv (+ TensorBoard), rank 0 only
       save_last / save_best                  atomic checkpoints
     finish(ctx)                              fusion weights (+ post-processing) on validation
@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
-from .config import STREAMS, Config
+from .config import Config, config_fusion_weights, stream_names
 from .data.collate import Batch, collate
 from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
 from .data.layout import check_background, read_mapping, read_split, train_val_split
@@ -61,7 +61,7 @@ from .distributed import (
 )
 from .errors import CheckpointError, ConfigError, DataError
 from .fusion import FusionMethod
-from .inference import PostprocessChoice, VideoProbs, config_fusion_weights, predict_probabilities
+from .inference import PostprocessChoice, VideoProbs, predict_probabilities
 from .losses import class_weights_from_counts
 from .runs import (
     RunDir,
@@ -273,7 +273,7 @@ class TrainResult:
 
 
 def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> TrainResult:
-    """Train both streams of ``cfg`` on fold ``fold`` into run folder ``out``.
+    """Train the streams of ``cfg`` on fold ``fold`` into run folder ``out``.
 
     A new or empty ``out`` starts a run; an unfinished run of the same config and fold resumes
     from ``checkpoints/last.pt``; a finished run is reported and left untouched.
@@ -373,7 +373,7 @@ def build_context(
         class_weights=None if weights is None else weights.to(device),
         progress=progress,
         show_progress=not quiet,
-        metrics_log=MetricsLog(run, enabled=is_main_process()),
+        metrics_log=MetricsLog(run, stream_names(cfg), enabled=is_main_process()),
         epoch=epoch,
         ddp=wrap_ddp(model, device),
     )
@@ -482,9 +482,10 @@ def forward_backward(
     generator: torch.Generator | Sequence[torch.Generator],
     sync: bool = True,
 ) -> dict[str, float]:
-    """L = L_rgb + L_flow on one batch (both streams see the same videos and offsets); backward
-    of L / accumulate_steps. Under DDP the gradients are all-reduced only when ``sync`` (the
-    last batch before an optimizer step). Returns the loss terms as floats (``loss`` = total)."""
+    """L = sum_s L_s (L_rgb + L_flow) on one batch (all streams see the same videos and
+    offsets); backward of L / accumulate_steps. Under DDP the gradients are all-reduced only
+    when ``sync`` (the last batch before an optimizer step). Returns the loss terms as floats
+    (``loss`` = total)."""
     model = ctx.ddp if ctx.ddp is not None else ctx.model
     no_sync = getattr(model, "no_sync", None)
     with no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext():
@@ -555,12 +556,14 @@ def validation_row(ctx: TrainContext, epoch: int) -> dict[str, Any]:
         ctx.val_cache = {epoch: videos}
         save_best(ctx, metrics)
     logger.info(
-        "epoch %d validation: fused %s %.2f (rgb %.2f, flow %.2f); best epoch %d",
+        "epoch %d validation: fused %s %.2f (%s); best epoch %d",
         epoch,
         ctx.cfg.train.select_metric,
         value,
-        selection_score(metrics["rgb"], ctx.cfg.train.select_metric),
-        selection_score(metrics["flow"], ctx.cfg.train.select_metric),
+        ", ".join(
+            f"{s} {selection_score(metrics[s], ctx.cfg.train.select_metric):.2f}"
+            for s in stream_names(ctx.cfg)
+        ),
         ctx.progress.best_epoch,
     )
     row = {
@@ -684,8 +687,9 @@ def log_step(ctx: TrainContext, row: dict[str, Any]) -> None:
 class MetricsLog:
     """Per-epoch CSV (fixed columns: losses, lr, time, validation metrics) and TensorBoard."""
 
-    def __init__(self, run: RunDir, enabled: bool = True) -> None:
+    def __init__(self, run: RunDir, streams: Sequence[str], enabled: bool = True) -> None:
         self.path = run.metrics_csv
+        self.streams = tuple(streams)
         self.enabled = enabled
         self._tb: Any = None
         if enabled:
@@ -695,7 +699,9 @@ class MetricsLog:
         if self.path.is_file() and self.path.stat().st_size > 0:
             with self.path.open(newline="") as handle:
                 return next(csv.reader(handle))
-        val = [f"{VALIDATION_PREFIX}_{s}_{k}" for s in (*STREAMS, "fused") for k in METRIC_KEYS]
+        val = [
+            f"{VALIDATION_PREFIX}_{s}_{k}" for s in (*self.streams, "fused") for k in METRIC_KEYS
+        ]
         losses = [
             k for k in row if k not in ("epoch", "lr", "seconds") and not k.startswith("val_")
         ]

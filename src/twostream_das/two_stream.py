@@ -1,20 +1,22 @@
-"""2s-DAS: two :class:`DiffusionStream` s, one per modality, built from one config.
+"""2s-DAS: one :class:`DiffusionStream` per configured stream (``dataset.streams``: RGB and
+FLOW in the presets; one stream is DiffAct), built from one config.
 
 The streams are identical in structure, with their own input dimension and weights; training
-minimises ``L = L_rgb + L_flow`` in one backward pass; inference (:meth:`TwoStreamModel.sample`)
-returns each stream's DDIM samples, whose probabilities :func:`twostream_das.fusion.fuse`
-combines.
+minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
+(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities
+:func:`twostream_das.fusion.fuse` combines.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Optional, TypeVar
 
 import torch
 from torch import nn
 
-from .config import STREAMS, Config
+from .config import AttentionOutside, Config, stream_names
 from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
@@ -25,12 +27,13 @@ if TYPE_CHECKING:
 
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 _CACHE_SIZE = 8  # stacked networks kept per model (one per batch size, K and steps in use)
 
 
 class TwoStreamLoss(NamedTuple):
     """Attributes:
-    total: 0-dim, L_rgb + L_flow.
+    total: 0-dim, the sum of the streams' losses (L_rgb + L_flow).
     terms: ``"<stream>/<term>"`` -> unweighted term, and ``"<stream>/total"`` -> L_stream;
         detached 0-dim tensors.
     """
@@ -40,13 +43,17 @@ class TwoStreamLoss(NamedTuple):
 
 
 class TwoStreamModel(nn.Module):
-    """Args: streams: one :class:`DiffusionStream` per name of ``STREAMS``."""
+    """The streams' composition (one or more; the name is the paper's two).
+
+    Args: streams: name -> :class:`DiffusionStream`, in the configured order (the order of
+    tables and plots).
+    """
 
     def __init__(self, streams: Mapping[str, DiffusionStream]) -> None:
         super().__init__()
-        if set(streams) != set(STREAMS):
-            raise ValueError(f"streams {sorted(streams)} must be exactly {STREAMS}")
-        self.streams = nn.ModuleDict({s: streams[s] for s in STREAMS})
+        if not streams:
+            raise ValueError("a model needs at least one stream")
+        self.streams = nn.ModuleDict(dict(streams))
         # the stacked inference networks and the stackability check, kept while the weights
         # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
         self._stacked_cache: dict[object, tuple[object, object]] = {}
@@ -55,10 +62,20 @@ class TwoStreamModel(nn.Module):
     def from_config(
         cls, cfg: Config, in_dims: Mapping[str, int], num_classes: int
     ) -> TwoStreamModel:
-        """Args: in_dims: stream -> feature dimension (read from the data); num_classes: C."""
-        if set(in_dims) != set(STREAMS):
-            raise ValueError(f"in_dims {dict(in_dims)} must have exactly the keys {STREAMS}")
-        return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in STREAMS})
+        """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
+        streams of ``dataset.streams``; num_classes: C."""
+        names = stream_names(cfg)
+        if cfg.model.attention_outside is AttentionOutside.DIFFACT:
+            logger.info(
+                "model.attention_outside = diffact: the fast paths (fused training Function, "
+                "native and shifted window kernels, stacked streams) do not implement it; every "
+                "block runs the plain PyTorch attention (slower)"
+            )
+        if set(in_dims) != set(names):
+            raise ValueError(
+                f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
+            )
+        return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in names})
 
     def forward(
         self,
@@ -75,14 +92,14 @@ class TwoStreamModel(nn.Module):
         class_weights: Optional[torch.Tensor],
         generator: Generators,
     ) -> TwoStreamLoss:
-        """L_rgb + L_flow on one batch (both streams see the same samples).
+        """``sum_s L_s`` on one batch (all streams see the same samples).
 
         ``generator``: one, or one per sample (see :meth:`DiffusionStream.loss`); the streams
-        draw from it in ``STREAMS`` order.
+        draw from it in their order.
         """
         total: Optional[torch.Tensor] = None
         terms: dict[str, torch.Tensor] = {}
-        for name in STREAMS:
+        for name in self.stream_names:
             out = self.streams[name].loss(batch.features[name], batch, class_weights, generator)
             total = out.total if total is None else total + out.total
             terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
@@ -175,6 +192,8 @@ class TwoStreamModel(nn.Module):
         sampling settings; ``weights``: this call's :meth:`_weights_token` (default: taken
         here)."""
         first, *others = self.streams.values()
+        if not others or first.diffact_outside:  # one stream; or attention the stack lacks
+            return False
         abar = first.diffusion.schedule.alphas_cumprod
         weights = self._weights_token() if weights is None else weights
         return self._cached("stackable", weights, self._same_networks) and all(
@@ -237,10 +256,7 @@ class TwoStreamModel(nn.Module):
             [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)
         )  # (G * B, Dc, T)
         fmask = enc_mask if samples == 1 else stacked_frame_mask(mask, count * samples, dtype)
-        if samples > 1:  # every sample of a video sees the video's conditioning
-            per_video = cond.unflatten(0, (count, 1, batch_size))  # (G, 1, B, Dc, T)
-            cond = per_video.expand(-1, samples, -1, -1, -1).flatten(0, 2)  # (N, Dc, T)
-        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T)
+        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T), shared by a video's samples
         del cond
         key_masks = KeyMasks(fmask.valid)
         out = sample(

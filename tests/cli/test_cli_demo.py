@@ -18,6 +18,9 @@ def test_demo_runs_end_to_end_and_refuses_foreign_folders(tmp_path, capsys):
         results["fused"]["acc"] - max(results["rgb"]["acc"], results["flow"]["acc"]), 2
     )
     assert "fused vs the better single stream" in printed
+    assert set(results["uncertainty_by_samples"]) == {"1", "4", "8"}
+    assert results["uncertainty_by_samples"]["1"] == results["uncertainty"]
+    assert 0 <= results["uncertainty_by_samples"]["8"]["ece"] <= 1
     assert list((out / "predict").glob("*.png"))
     assert f"report: {out / 'report.html'}" in printed
     page = (out / "report.html").read_text()

@@ -51,6 +51,11 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
                  "--samples", "2"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["ddim_steps"] == 3 and printed["samples"] == 2
+    scores = printed["uncertainty"]
+    assert set(scores) == {"auroc_mutual_information", "auroc_max_prob",
+                           "auroc_single_sample_max_prob", "ece", "ece_single_sample",
+                           "error_rate", "error_rate_single_sample"}
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert main(["evaluate", str(trained_run), "--json", "--quiet"]) == 0
     default = json.loads(capsys.readouterr().out)
     assert default["ddim_steps"] == 2 and default["samples"] == 1

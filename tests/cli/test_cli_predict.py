@@ -44,6 +44,44 @@ def test_predict_folders_with_labels(predict, tiny_root, tmp_path):
     assert (out / "v3.txt").is_file()
 
 
+def test_predict_samples_write_uncertainty_and_review(predict, tiny_root, tmp_path):
+    for stream in ("rgb", "flow"):
+        (tmp_path / stream).mkdir()
+        for name in ("v1", "v3"):
+            shutil.copy(tiny_root / f"features_{stream}" / f"{name}.npy", tmp_path / stream)
+    out = tmp_path / "pred"
+    code = predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", out,
+                   "--fps", 10, "--quiet", "--samples", "3", "--steps", "3")
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 3 and summary["ddim_steps"] == 3
+    num_frames = len((tiny_root / "groundTruth" / "v3.txt").read_text().split())
+    mi = np.load(out / "v3_uncertainty.npy")
+    assert mi.shape == (num_frames,) and mi.dtype == np.float32 and mi.min() >= 0
+    assert mi.max() > 0  # three samples of an untrained-ish model disagree somewhere
+    segments = json.loads((out / "v3_segments.json").read_text())["segments"]
+    first = segments[0]
+    assert first["uncertainty"] == pytest.approx(
+        float(mi[first["start_frame"]:first["end_frame"]].mean()), rel=1e-5)
+    with (out / "review.csv").open() as handle:
+        review = list(csv.DictReader(handle))
+    assert list(review[0]) == ["rank", "video", "label", "start_s", "end_s", "score",
+                               "confidence", "uncertainty"]
+    assert {r["video"] for r in review} == {"v1", "v3"}
+    scores = [float(r["score"]) for r in review]
+    assert scores == sorted(scores, reverse=True) and [int(r["rank"]) for r in review] == list(
+        range(1, len(review) + 1))
+    assert all(float(r["score"]) == pytest.approx(float(r["uncertainty"])) for r in review)
+    one = tmp_path / "one"
+    assert predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", one,
+                   "--quiet") == 0
+    assert not (one / "v3_uncertainty.npy").exists()  # one sample: no spread, no file
+    with (one / "review.csv").open() as handle:
+        row = next(csv.DictReader(handle))
+    assert row["uncertainty"] == "" and float(row["score"]) == pytest.approx(
+        1 - float(row["confidence"]))
+
+
 def test_predict_precision_option(predict, tiny_root, tmp_path):
     flow = tiny_root / "features_flow" / "v1.npy"
     rgb = tiny_root / "features_rgb" / "v1.npy"
@@ -63,8 +101,9 @@ def test_predict_single_transposed_file_without_labels(predict, tiny_root, tmp_p
     rgb = np.load(tiny_root / "features_rgb" / "v0.npy")
     np.save(tmp_path / "clip.npy", rgb.T)  # (T, D) on disk
     out = tmp_path / "pred"
-    code = predict("--rgb", tmp_path / "clip.npy", "--rgb-orientation", "TxD",
-                   "--flow", tiny_root / "features_flow" / "v0.npy", "--out", out, "--quiet")
+    code = predict("--stream", f"rgb={tmp_path / 'clip.npy'}", "--orientation", "rgb=TxD",
+                   "--stream", f"flow={tiny_root / 'features_flow' / 'v0.npy'}",
+                   "--out", out, "--quiet")
     assert code == 0
     assert np.load(out / "clip_probs.npy").shape == (len(CLASSES), rgb.shape[1])
 
@@ -78,7 +117,7 @@ def _nan_at_frame_2(feats):
 @pytest.mark.parametrize(
     "corrupt, expected",
     [
-        (np.transpose, "looks transposed: set --rgb-orientation to TxD?"),
+        (np.transpose, "looks transposed: set --orientation rgb to TxD?"),
         (_nan_at_frame_2, "1 non-finite value(s); first: nan at frame 2, dim 1; expected finite"),
     ],
     ids=["transposed", "nan"],
@@ -127,6 +166,6 @@ def test_video_runs_extraction_then_the_same_path(predict, tiny_root, tmp_path, 
 
 
 def test_predict_needs_features_or_video(predict, tmp_path, capsys):
-    code = predict("--rgb", tmp_path, "--out", tmp_path / "o")
+    code = predict("--out", tmp_path / "o")
     assert code == 2
-    assert "--rgb and --flow" in capsys.readouterr().err
+    assert "--stream NAME=PATH for each stream" in capsys.readouterr().err

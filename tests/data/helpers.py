@@ -54,7 +54,9 @@ def tiny_config(root: Path, **changes: object) -> DatasetConfig:
     """Data config of the tiny dataset: RGB stored DxT, FLOW stored TxD."""
     cfg = DatasetConfig(
         root=str(root),
-        rgb=StreamDataConfig(folder="features_rgb", orientation=Orientation.DxT),
-        flow=StreamDataConfig(folder="features_flow", orientation=Orientation.TxD),
+        streams={
+            "rgb": StreamDataConfig(folder="features_rgb", orientation=Orientation.DxT),
+            "flow": StreamDataConfig(folder="features_flow", orientation=Orientation.TxD),
+        },
     )
     return dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]

@@ -72,9 +72,11 @@ def test_nan_in_features_through_load_videos(tiny_root):
 
 def test_configured_dimension_is_checked(tiny_root):
     cfg = tiny_config(tiny_root)
-    flow = StreamDataConfig(folder="features_flow", orientation=cfg.flow.orientation, dim=1024)
+    flow = StreamDataConfig(
+        folder="features_flow", orientation=cfg.streams["flow"].orientation, dim=1024
+    )
     with pytest.raises(DataError) as err:
-        _videos(tiny_root, flow=flow)
+        _videos(tiny_root, streams={**cfg.streams, "flow": flow})
     assert "flow features file" in str(err.value)
     assert "v1.npy has dimension 3 (shape (7, 3), read as TxD); expected 1024" in str(err.value)
 
@@ -230,7 +232,7 @@ def test_dimension_is_checked_against_the_training_videos_or_a_checkpoint(tiny_r
     with pytest.raises(DataError) as err:  # a validation video: at load time, not in validation
         load_videos(cfg, ["v3"], label_map, expected_dims=stream_dims(train))
     assert "v3.npy has dimension 5; expected 4 like the training videos" in str(err.value)
-    assert "set dataset.rgb.dim" in str(err.value)
+    assert "set dataset.streams.rgb.dim" in str(err.value)
     with pytest.raises(DataError, match="expected 4 like the checkpoint best.pt"):
         load_videos(cfg, ["v3"], label_map, expected_dims={"rgb": 4, "flow": 3},
                     expected_from="the checkpoint best.pt")

@@ -35,8 +35,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def test_demo_preset_reads_the_demo_layout():
     cfg = load_config("demo")
     assert cfg.dataset.root == str(demo.DEFAULT_DEMO_ROOT)
-    assert cfg.dataset.rgb.folder == demo.DEMO_STREAM_FOLDERS["rgb"]
-    assert cfg.dataset.flow.folder == demo.DEMO_STREAM_FOLDERS["flow"]
+    assert {s: v.folder for s, v in cfg.dataset.streams.items()} == demo.DEMO_STREAM_FOLDERS
     assert cfg.dataset.fps == demo.FPS
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..demo import DEFAULT_DEMO_DIR, DEMO_DATA_SEED, run_demo
+from ..selection import format_weights
 from ._common import add_overrides, add_quiet
 
 
@@ -40,10 +41,9 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(
         args.out, quiet=args.quiet, overrides=args.overrides, data_seed=args.data_seed
     )
-    w = result.results["fusion_weights"]
     print(
         f"demo: fold 1 test videos, epoch {result.results['epoch']} selected on validation, "
-        f"fusion weights rgb={w['rgb']:.2f} flow={w['flow']:.2f}"
+        f"fusion weights {format_weights(result.results['fusion_weights'])}"
     )
     print(result.table)
     wins = [k for k, v in result.fusion_gain.items() if v > 0]

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..evaluation import evaluate_run, results_table
+from ..selection import format_weights
 from ._common import add_quiet, add_sampling
 
 
@@ -13,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "evaluate",
         help="score a trained run on its test videos",
-        description="Score RUN_DIR's checkpoint on the fold's test videos (RGB only, FLOW only, "
-        "fused); writes RUN_DIR/results.json and RUN_DIR/predictions/<video>.txt.",
+        description="Score RUN_DIR's checkpoint on the fold's test videos (each stream "
+        "alone, e.g. RGB only and FLOW only, and fused); writes RUN_DIR/results.json and "
+        "RUN_DIR/predictions/<video>.txt.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument(
@@ -36,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        w = results["fusion_weights"]
         print(
-            f"fold {results['fold']}, epoch {results['epoch']}, "
-            f"{results['num_videos']} test videos, fusion rgb={w['rgb']:.2f} flow={w['flow']:.2f}"
+            f"fold {results['fold']}, epoch {results['epoch']}, {results['num_videos']} test "
+            f"videos, fusion {format_weights(results['fusion_weights'])}"
         )
         print(results_table(results))
     return 0

@@ -1,4 +1,4 @@
-"""``twostream-das predict``: segment videos given their RGB and FLOW features (or raw video)."""
+"""``twostream-das predict``: segment videos given each stream's features (or raw video)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "predict",
         help="predict segments from feature files (or videos) with a trained checkpoint",
-        description="For each video (RGB and FLOW .npy files with the same name, or a raw video "
-        "with --video) write the MS-TCN prediction, segments (CSV, JSON), fused probabilities "
-        "(C, T) and a barcode PNG.",
+        description="For each video (one .npy file per stream of the checkpoint, with the same "
+        "name, or a raw video with --video) write the MS-TCN prediction, segments (CSV, JSON), "
+        "fused probabilities (C, T) and a barcode PNG.",
     )
     parser.add_argument(
         "--checkpoint", required=True, metavar="CKPT", help="e.g. RUN_DIR/checkpoints/best.pt"
     )
-    parser.add_argument("--rgb", metavar="PATH", help=".npy file or folder of them")
-    parser.add_argument("--flow", metavar="PATH", help=".npy file or folder of them")
+    parser.add_argument(
+        "--stream",
+        dest="streams",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="stream NAME's features: a .npy file or a folder of them (repeat once per stream of "
+        "the checkpoint, e.g. --stream rgb=feats/rgb --stream flow=feats/flow)",
+    )
+    for alias in ("rgb", "flow"):  # the presets' stream names, kept as short forms
+        parser.add_argument(
+            f"--{alias}", metavar="PATH", help=f"same as --stream {alias}=PATH"
+        )
     parser.add_argument(
         "--video",
         metavar="FILE_OR_DIR",
-        help="raw video(s) instead of --rgb/--flow: features are extracted first (needs the "
+        help="raw video(s) instead of --stream: features are extracted first (needs the "
         "'video' extra and local network weights)",
     )
     parser.add_argument("--out", required=True, metavar="DIR")
@@ -41,12 +52,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="groundTruth folder (<video>.txt): adds a GT row and metrics",
     )
-    for stream in ("rgb", "flow"):
+    parser.add_argument(
+        "--orientation",
+        dest="orientations",
+        action="append",
+        default=[],
+        metavar="NAME=DxT|TxD",
+        help="axis order of stream NAME's files (default: the checkpoint's config; repeatable)",
+    )
+    for alias in ("rgb", "flow"):
         parser.add_argument(
-            f"--{stream}-orientation",
+            f"--{alias}-orientation",
             choices=[o.value for o in Orientation],
             default=None,
-            help=f"axis order of the {stream.upper()} files (default: the checkpoint's config)",
+            help=f"same as --orientation {alias}=...",
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     extraction = parser.add_argument_group("feature extraction (with --video)")
@@ -86,23 +105,56 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         samples=args.samples,
     )
+    paths = _named(args.streams, "--stream", {"rgb": args.rgb, "flow": args.flow})
     if args.video is not None:
-        if args.rgb or args.flow:
-            raise ConfigError("give either --video or --rgb and --flow, not both")
+        if paths:
+            raise ConfigError("give either --video or --stream NAME=PATH, not both")
         weights, names = weight_options(args)
         settings = ExtractionSettings(flow_method=FlowMethod(args.flow_method), device=args.device)
         summary = predict_videos(
             args.checkpoint, args.video, args.out, weights, settings, weight_names=names, **common
         )
     else:
-        if not (args.rgb and args.flow):
-            raise ConfigError("predict needs --rgb and --flow feature paths (or --video)")
-        orientations = {
-            s: Orientation(v) if (v := getattr(args, f"{s}_orientation")) else None
-            for s in ("rgb", "flow")
-        }
+        if not paths:
+            raise ConfigError(
+                "predict needs features: --stream NAME=PATH for each stream (or --video)"
+            )
+        named = _named(
+            args.orientations,
+            "--orientation",
+            {"rgb": args.rgb_orientation, "flow": args.flow_orientation},
+        )
+        orientations = {s: _orientation(s, v) for s, v in named.items()}
         summary = predict_files(
-            args.checkpoint, args.rgb, args.flow, args.out, orientations=orientations, **common
+            args.checkpoint, paths, args.out, orientations=orientations, **common
         )
     print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
     return 0
+
+
+def _named(items: list[str], flag: str, aliases: dict[str, str | None]) -> dict[str, str]:
+    """``NAME=VALUE`` items (and the ``--rgb``-style aliases that were given) as a dict.
+
+    Raises:
+        ConfigError: an item without ``=``, or a stream given twice.
+    """
+    out: dict[str, str] = {}
+    pairs = [(f"{flag} {item}", item.partition("=")) for item in items]
+    pairs += [(f"--{k}", (k, "=", v)) for k, v in aliases.items() if v is not None]
+    for where, (name, eq, value) in pairs:
+        if not eq or not name.strip() or not value.strip():
+            raise ConfigError(f"{where} must look like NAME=VALUE (e.g. {flag} rgb=...)")
+        if name.strip() in out:
+            raise ConfigError(f"{where}: stream {name.strip()!r} is given twice")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _orientation(stream: str, value: str) -> Orientation:
+    try:
+        return Orientation(value)
+    except ValueError:
+        raise ConfigError(
+            f"--orientation {stream}={value} is invalid; expected one of "
+            f"{', '.join(o.value for o in Orientation)}"
+        ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_config
+from ..selection import format_weights
 from ..training import train
 from ._common import add_config_args, add_quiet
 
@@ -12,9 +13,10 @@ from ._common import add_config_args, add_quiet
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
-        help="train both streams on one fold, selecting on validation",
-        description="Train RGB and FLOW streams jointly on a fold's training videos; choose the "
-        "epoch, fusion weights (and optionally post-processing) on a validation carve-out. "
+        help="train the configured streams on one fold, selecting on validation",
+        description="Train the configured streams (dataset.streams: RGB and FLOW in the "
+        "presets) jointly on a fold's training videos; choose the epoch, fusion weights (and "
+        "optionally post-processing) on a validation carve-out. "
         "Rerunning into the same --out resumes from the last checkpoint.",
     )
     add_config_args(parser)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         sel = result.selection
         print(
             f"trained {result.epochs} epochs into {result.run.root}; selected epoch {sel.epoch}, "
-            f"fusion rgb={sel.fusion_weights['rgb']:.2f} flow={sel.fusion_weights['flow']:.2f}, "
+            f"fusion {format_weights(sel.fusion_weights)}, "
             f"post-processing {sel.postprocess.kind.value} {sel.postprocess.window}"
         )
     return 0

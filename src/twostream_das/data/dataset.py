@@ -1,6 +1,6 @@
 """Videos in memory and the samples the model sees.
 
-A :class:`Video` holds both streams at full frame rate, already aligned to the labels. A
+A :class:`Video` holds every configured stream at full frame rate, already aligned to the labels. A
 :class:`Sample` is one offset view of a video (``dataset.sample_rate``), as tensors, with its soft
 boundary target. ``dataset.boundary_sigma`` is given in full-rate frames: the target is smoothed
 on the full-rate labels, then subsampled per offset and divided by its maximum (DiffAct).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import STREAMS, DatasetConfig
+from ..config import DatasetConfig
 from ..errors import DataError
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, ground_truth_path, read_labels
@@ -79,7 +79,7 @@ def load_videos(
     expected_dims: Optional[Mapping[str, int]] = None,
     expected_from: str = "the training videos",
 ) -> list[Video]:
-    """Read the labels and both streams of ``names`` from ``data_cfg.root``.
+    """Read the labels and every stream of ``data_cfg.streams`` of ``names`` from ``data_cfg.root``.
 
     Streams are aligned to the label length (or, without labels, to the first stream's length)
     within ``data_cfg.length_tolerance`` frames. Without a configured ``dim`` every video of a
@@ -98,8 +98,7 @@ def load_videos(
     for name in names:
         labels = read_labels(ground_truth_path(root, name), label_map) if with_labels else None
         features: dict[str, np.ndarray] = {}
-        for stream in STREAMS:
-            spec = getattr(data_cfg, stream)
+        for stream, spec in data_cfg.streams.items():
             feats = load_stream(root, name, spec, stream)  # (D, T')
             _check_same_dim(dims, stream, feats.shape[0], name, feature_path(root, name, spec))
             num_frames = len(labels) if labels is not None else _reference_length(features, feats)
@@ -129,7 +128,8 @@ def _check_same_dim(
     if dim != expected:
         raise DataError(
             f"{stream} features file {path} has dimension {dim}; expected {expected} like "
-            f"{first} (all videos of a stream must agree; set dataset.{stream}.dim to pin it)"
+            f"{first} (all videos of a stream must agree; set dataset.streams.{stream}.dim to "
+            f"pin it)"
         )
 
 

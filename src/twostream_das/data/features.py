@@ -1,6 +1,6 @@
 """Per-stream feature files: location, orientation, checks and length alignment.
 
-A stream (``rgb`` or ``flow``) reads its features as configured by
+A stream (one entry of ``dataset.streams``) reads its features as configured by
 :class:`~twostream_das.config.StreamDataConfig`:
 
 - ``source: i3d_rgb`` / ``i3d_flow``: rows 0..1023 / 1024..2047 of the standard

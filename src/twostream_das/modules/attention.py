@@ -171,6 +171,36 @@ def fused_ok(*tensors: torch.Tensor) -> bool:
     )
 
 
+DIFFACT_MASK_EPS = 1e-6
+"""DiffAct adds ``log(mask + DIFFACT_MASK_EPS)`` to every window score."""
+
+
+def diffact_windowed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor,
+    kernel_size: int,
+    dilation: int,
+) -> torch.Tensor:
+    """:func:`windowed_attention` with DiffAct's handling of window positions without a key
+    (``model.attention_outside = diffact``): there the key and value are 0, every score gets
+    ``log(mask + 1e-6)``, the softmax runs over the whole window and its weights are then
+    multiplied by the 0/1 mask. So a masked position keeps weight ``1e-6 / Z`` in the softmax's
+    denominator ``Z`` (and adds nothing): the weights of a frame near the sequence ends sum to
+    less than 1. Padded frames are treated as outside (the result of a video alone).
+    Plain PyTorch ops only (differentiable); shapes as :func:`windowed_attention`.
+    """
+    scale = q.shape[1] ** -0.5
+    keys = window_views(k, kernel_size, dilation)  # (B, C, k, T), 0 outside the sequence
+    values = window_views(v, kernel_size, dilation)  # (B, Cv, k, T)
+    inside = key_mask.to(q.dtype)  # (B, k, T) 0/1
+    scores = (q.unsqueeze(2) * keys).sum(dim=1) * scale * inside  # zero keys where masked
+    scores = scores + torch.log(inside + DIFFACT_MASK_EPS)
+    weights = torch.softmax(scores, dim=1) * inside  # (B, k, T)
+    return (weights.unsqueeze(1) * values * inside.unsqueeze(1)).sum(dim=2)  # (B, Cv, T)
+
+
 def windowed_attention(
     q: torch.Tensor,
     k: torch.Tensor,

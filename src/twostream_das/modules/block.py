@@ -31,6 +31,7 @@ from .attention import (
     FrameMask,
     attend,
     attend_backward,
+    diffact_windowed_attention,
     fused_ok,
     shifts,
     window_views,
@@ -286,10 +287,20 @@ class ConvAttentionBlock(nn.Module):
         dropout: dropout rate on the block input (and on cond for cross-attention). Dropout
             draws from the global torch RNG in training mode; it is inactive in eval mode.
         cond_dim: channels of the conditioning features; 0 = self-attention.
+        diffact_outside: DiffAct's handling of window positions outside the sequence
+            (:func:`~.attention.diffact_windowed_attention`) instead of excluding them; only
+            the plain PyTorch path implements it, so the block then never takes the fused
+            training Function or the native kernels.
     """
 
     def __init__(
-        self, width: int, kernel_size: int, dilation: int, dropout: float, cond_dim: int = 0
+        self,
+        width: int,
+        kernel_size: int,
+        dilation: int,
+        dropout: float,
+        cond_dim: int = 0,
+        diffact_outside: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
@@ -297,6 +308,7 @@ class ConvAttentionBlock(nn.Module):
         self.width = width
         self.kernel_size = kernel_size
         self.dilation = dilation
+        self.diffact_outside = diffact_outside
         self.dropout = BlockDropout(dropout)
         self.conv = DilatedConv(width, kernel_size, dilation)
         self.qkv = PointwiseConv(width, 3 * width)  # state -> q, k, v (holds the biases)
@@ -353,7 +365,7 @@ class ConvAttentionBlock(nn.Module):
         assert (cond_qk is not None) == self.is_cross, "cond_qk must be given iff cross-attention"
         h = self.dropout(x)  # (B, F, T)
         parts = [h, self.qkv.weight] if cond_qk is None else [h, self.qkv.weight, cond_qk]
-        if fused_ok(*parts):  # training: one projection, one Function (same math)
+        if fused_ok(*parts) and not self.diffact_outside:  # training: one Function, same math
             mixed = self._conv_attention(h, key_mask, cond_qk)  # (B, F, T)
         else:
             local = self.conv(h)  # (B, F, T)
@@ -362,7 +374,8 @@ class ConvAttentionBlock(nn.Module):
             if cond_qk is not None:
                 qk = qk + cond_qk  # W [x ; c] = W_x x + W_c c
             q, k = qk.chunk(2, dim=1)  # (B, F, T) each
-            context = windowed_attention(q, k, v, key_mask, self.kernel_size, self.dilation)
+            attention = diffact_windowed_attention if self.diffact_outside else windowed_attention
+            context = attention(q, k, v, key_mask, self.kernel_size, self.dilation)
             mixed = local + context
         out = self.ffn(masked_instance_norm(mixed, fmask))  # (B, F, T)
         x = x + out

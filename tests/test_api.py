@@ -1,0 +1,81 @@
+"""The Python API (``twostream_das.load_model`` / ``predict``), and the README's example run on
+the tiny data."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import twostream_das as tsd
+from twostream_das.cli import main
+from twostream_das.errors import ConfigError, DataError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_example() -> str:
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs_and_equals_the_predict_command(trained_run, tiny_root, tmp_path,
+                                                                capsys):
+    best = trained_run / "checkpoints" / "best.pt"
+    rgb, flow = (tiny_root / f"features_{s}" / "v1.npy" for s in ("rgb", "flow"))
+    code = readme_example()
+    for old, new in (("runs/gtea/split1/checkpoints/best.pt", best),
+                     ("data/gtea/features_rgb/S1_Cheese_C1.npy", rgb), ("my_flow.npy", flow)):
+        assert old in code
+        code = code.replace(old, str(new))
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    result = namespace["result"]
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(result.segments) >= 1
+    # the same features through the command give the same probabilities and segments
+    assert main(["predict", "--checkpoint", str(best), "--rgb", str(rgb), "--flow", str(flow),
+                 "--out", str(tmp_path / "pred"), "--fps", "15", "--quiet"]) == 0
+    np.testing.assert_allclose(result.probs, np.load(tmp_path / "pred" / "v1_probs.npy"),
+                               atol=1e-6)
+    assert result.name == "v1" and result.fps == 15.0
+    frames = len((tiny_root / "groundTruth" / "v1.txt").read_text().split())
+    assert result.probs.shape == (4, frames) and result.labels.shape == (frames,)
+    np.testing.assert_allclose(result.probs.sum(axis=0), 1.0, atol=1e-5)
+    seg = result.segments[0]
+    assert seg.start_frame == 0 and result.segments[-1].end_frame == frames
+    assert seg.start_s == 0.0 and seg.end_s == pytest.approx(seg.end_frame / 15)
+    labels = result.labels[seg.start_frame:seg.end_frame]
+    assert (labels == seg.label_id).all() and seg.label == result.class_names[seg.label_id]
+    assert seg.confidence == pytest.approx(
+        float(result.probs[seg.label_id, seg.start_frame:seg.end_frame].mean()))
+    assert result.label_names[0] == seg.label
+    assert set(result.stream_probs) == {"rgb", "flow"}
+
+
+def test_predict_checks_its_input(trained_run, tiny_root):
+    model = tsd.load_model(trained_run / "checkpoints" / "best.pt", device="cpu")
+    rgb = np.load(tiny_root / "features_rgb" / "v1.npy")
+    flow = np.load(tiny_root / "features_flow" / "v1.npy")
+    with pytest.raises(ConfigError, match=r"expected exactly the checkpoint's streams "
+                       r"\['rgb', 'flow'\] \(missing \['flow'\], unknown \[\]\)"):
+        tsd.predict(model, {"rgb": rgb})
+    with pytest.raises(DataError, match=r"rgb features \(array\) have shape \(\d+, 6\); expected "
+                       r"\(6, T\) .* \(transposed\? .* pass array.T\)"):
+        tsd.predict(model, {"rgb": rgb.T, "flow": flow})
+    with pytest.raises(DataError, match="non-finite"):
+        tsd.predict(model, {"rgb": np.full_like(rgb, np.nan), "flow": flow})
+    with pytest.raises(ConfigError, match="fps = 0 is invalid"):
+        tsd.predict(model, {"rgb": rgb, "flow": flow}, fps=0)
+    named = tsd.predict(model, {"rgb": rgb, "flow": flow}, name="mine")
+    assert named.name == "mine" and named.fps == model.config.dataset.fps
+
+
+def test_the_package_imports_the_api_only_when_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, twostream_das; assert 'torch' not in sys.modules; "
+            "twostream_das.load_model; assert 'twostream_das.api' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
