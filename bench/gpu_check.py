@@ -111,7 +111,8 @@ def probabilities(model: TwoStreamModel, batch: Batch, device: torch.device,
                   bf16: bool) -> dict[str, torch.Tensor]:
     model.eval()
     with torch.inference_mode(), precision(device, bf16):
-        probs = model.predict_proba(batch.features, batch.mask, generators())
+        gens = {name: generators() for name in model.stream_names}  # one per (stream, video)
+        probs = model.predict_proba(batch.features, batch.mask, gens)
     return {s: p.float().cpu() for s, p in probs.items()}
 
 
