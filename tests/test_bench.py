@@ -3,6 +3,7 @@ No timing is asserted."""
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,28 @@ def test_sampling_and_folder_benches_quick():
     folder = reports["bench_predict_folder.py"]
     assert set(folder["results"]) == {"one_at_a_time", "batched"}
     assert folder["same_labels"] is True and folder["max_prob_diff"] < 1e-4
+
+
+def test_gpu_check_without_a_gpu_exits_cleanly():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["status"] == "skipped" and "no CUDA device" in report["message"]
+
+
+def test_gpu_check_comparisons_cpu_against_cpu():
+    command = [sys.executable, str(BENCH / "gpu_check.py"), "--device", "cpu", "--frames", "40",
+               "--repeats", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["status"] == "ok", done.stdout[-3000:]
+    assert report["errors"] == {} and report["fp32_loss"] == report["cpu_loss"]
+    assert set(report["comparisons"]) == {
+        "train_fp32_loss_rel", "train_fp32_grad_rel", "train_bf16_loss_rel",
+        "train_bf16_grad_rel", "infer_fp32_prob_abs", "infer_fp32_argmax_agree",
+        "infer_bf16_prob_abs"}
+    assert report["comparisons"]["train_fp32_grad_rel"]["value"] == 0.0  # same device: exact
+    assert {"train_step_fp32", "train_step_bf16", "inference_fp32", "inference_bf16"} <= set(
+        report["timings"])
