@@ -6,9 +6,9 @@ test loop does it (SPEC section 6):
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (``eval.batch_size``, grouped by length, padded with a mask) and every
    stream draws ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the
-   model's) in one pass; each (view, stream, sample) has its own generator seeded from ``(eval.seed, digest of
-   the view's features, offset, stream, k)``, so a video's prediction does not depend on its
-   file name nor on what else is in the batch;
+   model's) in one pass; each (view, stream, sample) has its own generator seeded from
+   ``(eval.seed, digest of the view's features, offset, stream, k)``, so a video's prediction
+   does not depend on its file name nor on what else is in the batch;
 3. per stream, the views' probabilities (each sample's, and the trajectory means) are cropped to
    the shortest view and averaged at the subsampled rate, then over the samples
    (:class:`VideoProbs`);
