@@ -176,7 +176,10 @@ def test_out_of_range_values_name_the_key_the_value_and_the_range(override, expe
 def test_older_eval_cpu_bf16_is_read_as_eval_precision(tmp_path, caplog):
     """eval.cpu_bf16 (before eval.precision) in a file, an override or a stored config."""
     old = tmp_path / "old.yaml"
-    old.write_text("name: old\neval: {cpu_bf16: true, batch_size: 2}\n")
+    old.write_text(
+        "name: old\ndataset: {streams: {rgb: {source: i3d_rgb}}}\n"
+        "eval: {cpu_bf16: true, batch_size: 2}\n"
+    )
     with caplog.at_level("WARNING"):
         cfg = load_config(old)
     assert cfg.eval.precision is Precision.BF16 and cfg.eval.batch_size == 2
