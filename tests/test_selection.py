@@ -138,7 +138,8 @@ def test_validation_scores_at_a_sample_rate_take_the_test_time_path():
     gt = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2])  # T = 11 -> 5 subsampled frames
     p = np.full((3, 5), 0.1, np.float32)
     p[[0, 0, 1, 1, 2], np.arange(5)] = 0.8
-    videos = [VideoProbs("v", {"rgb": p, "flow": p}, gt, sample_rate=2, full_frames=11)]
+    both = {"rgb": p, "flow": p}  # the final and the trajectory-mean probabilities alike
+    videos = [VideoProbs("v", both, gt, trajectory=both, sample_rate=2, full_frames=11)]
     cfg = _cfg("train.select_metric=acc", "fusion.grid_step=1.0")
     metrics = score_streams(videos, NAMES, cfg, {"rgb": 1.0, "flow": 1.0},
                             PostprocessChoice(PostprocessKind.NONE, 1))
@@ -146,7 +147,7 @@ def test_validation_scores_at_a_sample_rate_take_the_test_time_path():
     assert metrics["fused"]["acc"] == pytest.approx(100.0)
     assert metrics["rgb"]["acc"] == pytest.approx(100.0)
     rolled = np.roll(gt, -1)
-    shifted = [VideoProbs("v", {"rgb": p, "flow": p}, rolled, sample_rate=2, full_frames=11)]
+    shifted = [VideoProbs("v", both, rolled, trajectory=both, sample_rate=2, full_frames=11)]
     off = score_streams(shifted, NAMES, cfg, {"rgb": 1.0, "flow": 1.0},
                         PostprocessChoice(PostprocessKind.NONE, 1))
     assert off["fused"]["acc"] == pytest.approx(100.0 * 8 / 11)
