@@ -102,7 +102,9 @@ def _evaluate(
     ):
         gts.append(pred.video.labels)
         fused.append(pred.decision.labels)
-        detection.add(pred.video.samples, pred.decision, pred.video.labels)
+        detection.add(
+            pred.video.samples, pred.decision, pred.video.labels, pred.video.sample_rate
+        )
         for stream, labels in pred.decision.stream_labels.items():
             per_stream[stream].append(labels)
         if write and is_main_process():

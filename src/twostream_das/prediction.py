@@ -388,7 +388,9 @@ def write_video_outputs(
     labels = pred.decision.labels  # (T,)
     uncertainty = frame_uncertainty(
         pred.video.samples, loaded.fusion_weights, loaded.fusion_method
-    )  # (T,) or None
+    )  # (T_s,) or None
+    if uncertainty is not None:
+        uncertainty = pred.video.full_rate(uncertainty)  # (T,) as the labels are restored
     files = {
         "txt": out / f"{pred.name}.txt",
         "segments_csv": out / f"{pred.name}_segments.csv",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from .data.temporal import restore_full_rate
 from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
 
@@ -141,20 +142,33 @@ class ErrorDetection:
         self.weights, self.post, self.method = weights, post, method
         self._parts: dict[str, list[np.ndarray]] = {}
 
-    def add(self, samples: Mapping[str, np.ndarray], decision: Decision, gt: np.ndarray) -> None:
-        """One video: stream -> (K, C, T) samples, its :class:`Decision` (the fused
-        probabilities and the final labels), ground truth (T,)."""
-        fused_k = fused_samples(samples, self.weights, self.method)  # (K, C, T)
-        fused, first = normalize_frames(decision.fused_probs), fused_k[0]  # (C, T)
-        first_labels = postprocess(first, self.post.kind, self.post.window)
+    def add(
+        self,
+        samples: Mapping[str, np.ndarray],
+        decision: Decision,
+        gt: np.ndarray,
+        sample_rate: int = 1,
+    ) -> None:
+        """One video: stream -> (K, C, T_s) samples (at the subsampled rate when
+        ``sample_rate`` > 1, as :class:`~twostream_das.inference.VideoProbs` holds them), its
+        :class:`Decision` (the fused probabilities and the final labels), ground truth (T,).
+        Every per-frame score is restored to the T full-rate frames as the labels are."""
+        frames = len(gt)
+
+        def full(x: np.ndarray) -> np.ndarray:  # (..., T_s) -> (..., T)
+            return restore_full_rate(x, sample_rate, frames)
+
+        fused_k = fused_samples(samples, self.weights, self.method)  # (K, C, T_s)
+        fused, first = normalize_frames(decision.fused_probs), fused_k[0]  # (C, T), (C, T_s)
+        first_labels = postprocess(first, self.post.kind, self.post.window, sample_rate, frames)
         parts = {
-            "mi": mutual_information(fused_k) if len(fused_k) > 1 else np.zeros(len(gt)),
+            "mi": full(mutual_information(fused_k)) if len(fused_k) > 1 else np.zeros(frames),
             "conf": confidence(fused),
             "wrong": decision.labels != gt,
             "hit": fused.argmax(axis=0) == gt,
-            "conf0": confidence(first),
+            "conf0": full(confidence(first)),
             "wrong0": np.asarray(first_labels) != gt,
-            "hit0": first.argmax(axis=0) == gt,
+            "hit0": full(first.argmax(axis=0)) == gt,
         }
         for key, value in parts.items():
             self._parts.setdefault(key, []).append(np.asarray(value))
