@@ -52,6 +52,19 @@ def build_model(preset: str, overrides: list[str] | None = None) -> tuple[TwoStr
     return model, cfg
 
 
+def eval_model_and_video(
+    preset: str, frames: int, overrides: list[str] | None = None
+) -> tuple[TwoStreamModel, dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`build_model` in eval mode, and one random video of ``frames`` frames for it:
+    stream -> (1, D_s, T) features (seed 0) and its (1, T) all-true mask."""
+    model, _ = build_model(preset, overrides)
+    model.eval()
+    dims, _ = PRESETS[preset]
+    gen = torch.Generator().manual_seed(0)
+    features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
+    return model, features, torch.ones(1, frames, dtype=torch.bool)
+
+
 def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median and min wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
     return time_interleaved({"fn": fn}, repeats, warmup)["fn"]

@@ -28,8 +28,8 @@ from contextlib import nullcontext
 import torch
 from _bench import (
     PRESETS,
-    build_model,
     count_gflop,
+    eval_model_and_video,
     machine,
     matmul_gflops,
     peak_rss_mib,
@@ -64,12 +64,7 @@ def parse_sizes(text: str) -> list[tuple[str, int]]:
 
 
 def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
-    model, _ = build_model(preset, overrides)
-    model.eval()
-    dims, _ = PRESETS[preset]
-    gen = torch.Generator().manual_seed(0)
-    features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
-    mask = torch.ones(1, frames, dtype=torch.bool)
+    model, features, mask = eval_model_and_video(preset, frames, overrides)
     options, use_native = VARIANTS[variant]
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if variant.endswith("bf16") else None
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from _bench import PRESETS, build_model, machine, time_interleaved
+from _bench import PRESETS, eval_model_and_video, machine, time_interleaved
 from bench_inference import parse_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,12 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         old = import_old(args.against, Path(tmp), args.repo) if args.against else None
         for preset, frames in sizes:
-            model, _ = build_model(preset, overrides)
-            model.eval()
-            dims, _ = PRESETS[preset]
-            gen = torch.Generator().manual_seed(0)
-            features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
-            mask = torch.ones(1, frames, dtype=torch.bool)
+            model, features, mask = eval_model_and_video(preset, frames, overrides)
 
             calls = {f"k{k}": new_call(model, features, mask, k) for k in counts}
             if old is not None:
