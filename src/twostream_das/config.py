@@ -99,6 +99,13 @@ class Precision(str, enum.Enum):
     BF16 = "bf16"  # bf16 autocast
 
 
+class ReviewScore(str, enum.Enum):
+    """How ``review.csv`` ranks segments (``eval.review_score``), least certain first."""
+
+    MAX_PROB = "max_prob"  # 1 - the segment's mean fused confidence (any K)
+    MUTUAL_INFORMATION = "mutual_information"  # the segment's mean MI (needs eval.samples > 1)
+
+
 class Average(str, enum.Enum):
     """How metrics are aggregated over the videos of a split."""
 
@@ -256,6 +263,9 @@ class EvalConfig:
     # bf16 changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with
     # bf16. Replaces eval.cpu_bf16 (LEGACY_KEYS).
     precision: Precision = Precision.FP32
+    # review.csv's ranking. max_prob by default: on the demo's videos it found wrong frames
+    # better than the mutual information at K = 1, 4 and 8 (docs/PERFORMANCE.md, README).
+    review_score: ReviewScore = ReviewScore.MAX_PROB
 
 
 @dataclass(frozen=True)

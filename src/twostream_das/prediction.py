@@ -22,6 +22,7 @@ checkpoint needs under ``OUT/features/`` (resumable), then the same path runs.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import FeatureSource, Orientation, Precision, StreamDataConfig
+from .config import FeatureSource, Orientation, Precision, ReviewScore, StreamDataConfig
 from .data.dataset import Video
 from .data.features import (
     I3D_DIM,
@@ -73,6 +74,46 @@ from .viz import plot_barcodes
 logger = logging.getLogger(__name__)
 
 REVIEW_CSV = "review.csv"
+SUMMARY_JSON = "summary.json"
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a prediction without losing an earlier one by accident.
+
+    A folder that already holds a prediction (``summary.json``) is refused unless ``overwrite``;
+    with it, the files that prediction listed (and its ``review.csv`` and per-stream files) are
+    removed first, so none of them outlives the new prediction (e.g. a ``K = 4`` run's
+    ``_uncertainty.npy`` beside a later ``K = 1`` run's files). Other files are left alone.
+
+    Raises:
+        DataError: ``out`` holds a prediction and ``overwrite`` is False, or its
+            ``summary.json`` cannot be read.
+    """
+    summary_path = out / SUMMARY_JSON
+    if not summary_path.is_file():
+        return
+    if not overwrite:
+        raise DataError(
+            f"--out {out} already holds a prediction ({SUMMARY_JSON}); expected a new folder, "
+            "or pass --overwrite to replace it"
+        )
+    try:
+        old = json.loads(summary_path.read_text())
+        listed = [
+            (v["name"], f) for v in old.get("videos", []) for f in v.get("files", {}).values()
+        ]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
+        raise DataError(
+            f"{summary_path} cannot be read as a prediction summary ({err}); expected the "
+            "summary.json predict writes: remove the folder yourself"
+        ) from None
+    for video, name in listed:
+        stale = [out / Path(name).name]  # a bare name inside out, never a path elsewhere
+        stale += list((out / STREAMS_DIR).glob(f"*/{Path(video).name}.txt"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+    (out / REVIEW_CSV).unlink(missing_ok=True)
+    summary_path.unlink()
 
 @dataclass(frozen=True)
 class PredictedVideo:
@@ -217,6 +258,8 @@ def predict_files(
     precision: Optional[Precision | str] = None,
     steps: Optional[int] = None,
     samples: Optional[int] = None,
+    overwrite: bool = False,
+    review_score: Optional[ReviewScore | str] = None,
 ) -> dict[str, Any]:
     """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
     the checkpoint) and write the files listed in the module docstring.
@@ -224,9 +267,12 @@ def predict_files(
     ``orientations``: stream -> axis order of its files (None: the checkpoint's config).
     ``precision`` (``fp32`` or ``bf16``), ``steps`` and ``samples`` override the checkpoint's
     ``eval.precision``,
-    ``eval.steps`` and ``eval.samples`` (None keeps them).
+    ``eval.steps`` and ``eval.samples`` (None keeps them). ``overwrite``: replace a prediction
+    already in ``out`` (:func:`prepare_output`; without it such a folder is refused).
+    ``review_score`` overrides ``eval.review_score`` (how ``review.csv`` ranks segments).
     Returns the summary written to ``OUT/summary.json``.
     """
+    prepare_output(Path(out), overwrite)
     loaded = load_model(checkpoint, resolve_device(device))
     check_stream_paths(loaded, features, "predict")
     known = dict.fromkeys(loaded.model.stream_names)
@@ -234,6 +280,8 @@ def predict_files(
     cfg = with_sampling(loaded.config, steps, samples)
     if precision is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
+    if review_score is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, review_score=ReviewScore(review_score)))
     if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
         raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
     fps = cfg.dataset.fps if fps is None else fps
@@ -285,8 +333,8 @@ def predict_files(
             k: score_labels(gts, p, loaded.label_names, cfg) for k, p in preds.items()
         }
     if is_main_process():
-        write_json(out / "summary.json", summary)
-        write_csv_rows(out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.samples))
+        write_json(out / SUMMARY_JSON, summary)
+        write_csv_rows(out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.review_score))
     logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
 
@@ -370,6 +418,7 @@ def predict_videos(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`."""
+    prepare_output(Path(out), kwargs.get("overwrite", False))  # before the long extraction
     loaded = load_model(checkpoint, torch.device("cpu"))
     folders = extract_features(
         video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False),
@@ -425,22 +474,25 @@ REVIEW_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def review_rows(videos: Sequence[PredictedVideo], samples: int) -> list[dict[str, Any]]:
+def review_rows(
+    videos: Sequence[PredictedVideo], score: ReviewScore = ReviewScore.MAX_PROB
+) -> list[dict[str, Any]]:
     """Every segment of every video, least certain first (ties: video, then start).
 
-    ``score``: the segment's mean uncertainty when ``samples`` > 1, else ``1 - confidence``
-    (one sample has no spread to measure).
+    ``score`` (``eval.review_score``): ``max_prob`` ranks by ``1 - confidence`` (the segment's
+    mean fused max probability); ``mutual_information`` by the segment's mean mutual
+    information, and by ``1 - confidence`` where a video has none (one sample has no spread).
     """
     rows = []
     for video in videos:
         for seg in video.segments:
-            if samples > 1 and seg.uncertainty is not None:
-                score = seg.uncertainty
+            if score is ReviewScore.MUTUAL_INFORMATION and seg.uncertainty is not None:
+                value = seg.uncertainty
             else:
-                score = 1.0 - (seg.confidence if seg.confidence is not None else 0.0)
+                value = 1.0 - (seg.confidence if seg.confidence is not None else 0.0)
             rows.append(
                 {"video": video.name, "label": seg.label, "start_s": seg.start_s,
-                 "end_s": seg.end_s, "score": score, "confidence": seg.confidence,
+                 "end_s": seg.end_s, "score": value, "confidence": seg.confidence,
                  "uncertainty": seg.uncertainty, "_start": seg.start_frame}
             )  # fmt: skip
     rows.sort(key=lambda r: (-r["score"], r["video"], r["_start"]))

@@ -71,7 +71,17 @@ def test_predict_samples_write_uncertainty_and_review(predict, tiny_root, tmp_pa
     scores = [float(r["score"]) for r in review]
     assert scores == sorted(scores, reverse=True) and [int(r["rank"]) for r in review] == list(
         range(1, len(review) + 1))
-    assert all(float(r["score"]) == pytest.approx(float(r["uncertainty"])) for r in review)
+    # eval.review_score's default, max_prob: 1 - the segment's mean confidence
+    assert all(float(r["score"]) == pytest.approx(1 - float(r["confidence"])) for r in review)
+    mi_out = tmp_path / "mi"
+    assert predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", mi_out,
+                   "--quiet", "--samples", "3", "--steps", "3",
+                   "--review-score", "mutual_information") == 0
+    with (mi_out / "review.csv").open() as handle:
+        by_mi = list(csv.DictReader(handle))
+    assert all(float(r["score"]) == pytest.approx(float(r["uncertainty"])) for r in by_mi)
+    assert [float(r["score"]) for r in by_mi] == sorted(
+        (float(r["score"]) for r in by_mi), reverse=True)
     one = tmp_path / "one"
     assert predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", one,
                    "--quiet") == 0
@@ -80,6 +90,28 @@ def test_predict_samples_write_uncertainty_and_review(predict, tiny_root, tmp_pa
         row = next(csv.DictReader(handle))
     assert row["uncertainty"] == "" and float(row["score"]) == pytest.approx(
         1 - float(row["confidence"]))
+
+
+def test_predict_refuses_an_earlier_prediction_and_overwrite_leaves_no_stale_file(
+    predict, tiny_root, tmp_path, capsys
+):
+    rgb, flow = (tiny_root / f"features_{s}" / "v3.npy" for s in ("rgb", "flow"))
+    out = tmp_path / "pred"
+    assert predict("--rgb", rgb, "--flow", flow, "--out", out, "--quiet",
+                   "--samples", "2", "--steps", "2") == 0
+    assert (out / "v3_uncertainty.npy").is_file()
+    mine = out / "notes.txt"  # a file the user put there: never touched
+    mine.write_text("mine")
+    before = (out / "v3_probs.npy").read_bytes()
+    capsys.readouterr()
+    assert predict("--rgb", rgb, "--flow", flow, "--out", out, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "already holds a prediction" in err and "--overwrite" in err and str(out) in err
+    assert (out / "v3_probs.npy").read_bytes() == before  # refused: nothing changed
+    assert predict("--rgb", rgb, "--flow", flow, "--out", out, "--quiet", "--overwrite") == 0
+    assert not (out / "v3_uncertainty.npy").exists()  # the K = 2 file did not outlive its run
+    assert json.loads((out / "summary.json").read_text())["samples"] == 1
+    assert mine.read_text() == "mine" and (out / "streams" / "rgb" / "v3.txt").is_file()
 
 
 def test_predict_precision_option(predict, tiny_root, tmp_path):

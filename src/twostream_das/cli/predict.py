@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import Orientation, Precision
+from ..config import Orientation, Precision, ReviewScore
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..prediction import predict_files, predict_videos
@@ -42,6 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'video' extra and local network weights)",
     )
     parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a prediction already in --out (its files are removed first); without "
+        "it such a folder is refused",
+    )
+    parser.add_argument(
+        "--review-score", choices=[r.value for r in ReviewScore], default=None,
+        help="how review.csv ranks segments, least certain first (default: eval.review_score, "
+        "max_prob = 1 - mean confidence; mutual_information needs --samples > 1)",
+    )
     parser.add_argument(
         "--fps", type=float, default=None,
         help="frame rate for seconds, > 0 (default: dataset.fps)"
@@ -104,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         steps=args.steps,
         samples=args.samples,
+        overwrite=args.overwrite,
+        review_score=args.review_score,
     )
     paths = _named(args.streams, "--stream", {"rgb": args.rgb, "flow": args.flow})
     if args.video is not None:
