@@ -118,6 +118,7 @@ def run_demo(
         out / "predict",
         labels_dir=root / "groundTruth",
         quiet=quiet,
+        overwrite=True,  # the demo's own folder (MARKER): a rerun renews its prediction
     )
     gain = fusion_gain(results)
     table = results_table(results)
