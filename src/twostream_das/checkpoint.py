@@ -4,7 +4,8 @@ A checkpoint holds only builtins and tensors, so ``torch.load(weights_only=True)
 no other file is needed to rebuild the model:
 
 - ``weights``: the :class:`~twostream_das.two_stream.TwoStreamModel` state dict
-  (``streams.<name>.`` per stream);
+  (``streams.<name>.`` per stream; with ``dataset.standardize`` also the training videos'
+  per-channel statistics ``standardizer.<name>_mean`` / ``_std``);
 - ``optimizer``: the optimizer state dict (resumable ``last.pt`` only, else None);
 - ``config``: the run's :class:`~twostream_das.config.Config` as a plain dict;
 - ``label_names``: class names in id order (the label map);

@@ -138,6 +138,10 @@ class DatasetConfig:
     background: List[str] = field(default_factory=lambda: ["background"])
     val_fraction: float = 0.15  # share of a fold's training videos held out for selection
     val_seed: int = 0  # seed of that carve-out (splits/val.split<k>.bundle overrides it)
+    # per-channel (x - mean) / std of every stream, fitted on the fold's training videos and
+    # stored in the checkpoint (twostream_das.standardize). Off in the paper presets (the
+    # reference feeds the features as they are); init-config turns it on for new datasets.
+    standardize: bool = False
 
 
 @dataclass(frozen=True)

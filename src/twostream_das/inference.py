@@ -41,6 +41,7 @@ from .data.temporal import average_views, restore_full_rate
 from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
 from .runtime import autocast, derive_seed, inference_dtype, make_generator
+from .standardize import standardize_as_stored
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def sampling_steps(loaded: LoadedModel, cfg: Optional[Config] = None) -> int:
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
     """Rebuild the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
     ckpt = load_checkpoint(path)
-    cfg = ckpt.to_config()
+    cfg = standardize_as_stored(ckpt.to_config(), ckpt.weights, f"checkpoint {path}")
     model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
     model.load_state_dict(ckpt.weights)
     model.to(device).eval()

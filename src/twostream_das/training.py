@@ -350,6 +350,8 @@ def build_context(
     device = local_device(resolve_device(cfg.train.device))
     with seeded_global_rng(derive_seed(cfg.train.seed, "init"), torch.device("cpu")):
         model = TwoStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
+    if model.standardizer is not None:  # the training videos only (restore reloads the same)
+        model.standardizer.fit(data.train)
     model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay

@@ -20,6 +20,7 @@ from .config import AttentionOutside, Config, stream_names
 from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
+from .standardize import FeatureStandardizer
 from .stream import DiffusionStream
 
 if TYPE_CHECKING:
@@ -45,15 +46,24 @@ class TwoStreamLoss(NamedTuple):
 class TwoStreamModel(nn.Module):
     """The streams' composition (one or more; the name is the paper's two).
 
-    Args: streams: name -> :class:`DiffusionStream`, in the configured order (the order of
-    tables and plots).
+    Args:
+        streams: name -> :class:`DiffusionStream`, in the configured order (the order of
+            tables and plots).
+        standardizer: ``dataset.standardize``: the per-channel ``(x - mean) / std`` of the
+            input, fitted on the training videos (its buffers are in the state dict); None =
+            features as given.
     """
 
-    def __init__(self, streams: Mapping[str, DiffusionStream]) -> None:
+    def __init__(
+        self,
+        streams: Mapping[str, DiffusionStream],
+        standardizer: Optional[FeatureStandardizer] = None,
+    ) -> None:
         super().__init__()
         if not streams:
             raise ValueError("a model needs at least one stream")
         self.streams = nn.ModuleDict(dict(streams))
+        self.standardizer = standardizer
         # the stacked inference networks and the stackability check, kept while the weights
         # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
         self._stacked_cache: dict[object, tuple[object, object]] = {}
@@ -75,7 +85,16 @@ class TwoStreamModel(nn.Module):
             raise ValueError(
                 f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
             )
-        return cls({s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in names})
+        standardizer = FeatureStandardizer(in_dims) if cfg.dataset.standardize else None
+        streams = {s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in names}
+        return cls(streams, standardizer)
+
+    def standardized(
+        self, features: Mapping[str, torch.Tensor], mask: torch.Tensor
+    ) -> Mapping[str, torch.Tensor]:
+        """The streams' input: ``features`` (stream -> (B, D_s, T)) standardised when
+        ``dataset.standardize`` is on (0 at padded frames), else as given."""
+        return features if self.standardizer is None else self.standardizer(features, mask)
 
     def forward(
         self,
@@ -99,8 +118,9 @@ class TwoStreamModel(nn.Module):
         """
         total: Optional[torch.Tensor] = None
         terms: dict[str, torch.Tensor] = {}
+        features = self.standardized(batch.features, batch.mask)
         for name in self.stream_names:
-            out = self.streams[name].loss(batch.features[name], batch, class_weights, generator)
+            out = self.streams[name].loss(features[name], batch, class_weights, generator)
             total = out.total if total is None else total + out.total
             terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
             terms[f"{name}/total"] = out.total.detach()
@@ -124,7 +144,8 @@ class TwoStreamModel(nn.Module):
         """K DDIM samples per video and stream (the encoders run once per video).
 
         Args:
-            features: stream -> (B, D_s, T).
+            features: stream -> (B, D_s, T) as read (standardised here when
+                ``dataset.standardize`` is on).
             mask: (B, T) bool.
             generators: stream -> K * B generators, sample-major (row k * B + b is sample k of
                 video b): one per (video, stream, sample), so no stream or sample draws from
@@ -144,6 +165,7 @@ class TwoStreamModel(nn.Module):
         if not isinstance(generators, Mapping) or set(generators) != set(names):
             given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
+        features = self.standardized(features, mask)
         if batch_streams and not self.training:
             token = self._weights_token()  # once per call: ~0.6 ms at GTEA size
             if self._stackable(token):
