@@ -49,3 +49,29 @@ def test_the_run_folder_keeps_a_log_of_every_session(trained_run, tiny_root):
     assert "training fold 1" in log and "validation" in log  # INFO lines, also under --quiet
     assert not (trained_run / ".lock").read_text() == ""  # the last holder's pid and host
 
+
+
+def test_numeric_class_names_work_end_to_end(tiny_root, tmp_path, capsys):
+    """HA4M-style labels: the class names are numbers (``1 12``: id 1 is the class ``12``).
+    Names that differ from their ids catch any reading of a name as an id."""
+    import shutil
+
+    from _tiny import CLASSES
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    numbers = dict(zip(CLASSES, ("0", "12", "3", "1"), strict=True))  # background is "0"
+    (root / "mapping.txt").write_text("".join(f"{i} {numbers[c]}\n" for i, c in enumerate(CLASSES)))
+    for path in (root / "groundTruth").glob("*.txt"):
+        path.write_text("".join(numbers[c] + "\n" for c in path.read_text().split()))
+    out = tmp_path / "run"
+    assert main(train_args(root, out, "train.epochs=1", "dataset.background=[0]")) == 0
+    assert main(["evaluate", str(out), "--quiet"]) == 0
+    labels = (out / "predictions" / "v0.txt").read_text().splitlines()[1].split()
+    assert labels and set(labels) <= set(numbers.values())
+    capsys.readouterr()
+    assert main(["score", "--gt-dir", str(root / "groundTruth"), "--pred-dir",
+                 str(out / "predictions"), "--mapping", str(root / "mapping.txt"),
+                 "--split", str(root / "splits" / "test.split1.bundle"),
+                 "--background", "0", "--json"]) == 0
+    assert '"acc"' in capsys.readouterr().out
