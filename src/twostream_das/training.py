@@ -35,6 +35,7 @@ import contextlib
 import csv
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -420,9 +421,23 @@ def restore(
 # ----------------------------------------------------------------------------- the loop
 
 
+def bar_safe_logging(show_progress: bool) -> contextlib.AbstractContextManager[None]:
+    """Route the root logger's console lines through ``tqdm.write`` while bars are shown.
+
+    Only when the root logger has a console handler (a caller's ``logging.basicConfig``):
+    tqdm's redirect otherwise adds a handler of its own to the root, and every line that the
+    command's handler already wrote through tqdm would be printed a second time.
+    """
+    console = any(
+        type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+        for h in logging.root.handlers
+    )
+    return logging_redirect_tqdm() if show_progress and console else contextlib.nullcontext()
+
+
 def train_epochs(ctx: TrainContext) -> None:
     """Epochs ``ctx.epoch + 1 .. train.epochs``, with validation and checkpoints as configured."""
-    redirect = logging_redirect_tqdm() if ctx.show_progress else contextlib.nullcontext()
+    redirect = bar_safe_logging(ctx.show_progress)
     bar = tqdm(
         total=ctx.cfg.train.epochs,
         initial=ctx.epoch,

@@ -6,6 +6,7 @@ import sys
 from tqdm import tqdm
 
 from twostream_das.cli import build_parser, configured_logging
+from twostream_das.training import bar_safe_logging
 
 
 def test_log_lines_do_not_cut_through_progress_bars(capsys):
@@ -17,6 +18,26 @@ def test_log_lines_do_not_cut_through_progress_bars(capsys):
     err = capsys.readouterr().err.replace("\r", "\n")
     assert "\nINFO twostream_das.x: hello\n" in err  # on a line of its own, not after the bar
     assert "2/2" in err  # the bar was drawn again afterwards
+
+
+def test_training_bars_print_each_log_line_once(capsys):
+    with configured_logging(verbose=False, quiet=False), bar_safe_logging(show_progress=True):
+        with tqdm(total=1, file=sys.stderr, desc="train", ascii=True) as bar:
+            logging.getLogger("twostream_das.training").info("epoch 1 validation")
+            bar.update(1)
+    assert capsys.readouterr().err.count("epoch 1 validation") == 1
+
+
+def test_a_callers_console_logging_goes_through_the_bars(capsys):
+    handler = logging.StreamHandler(sys.stderr)
+    logging.root.addHandler(handler)
+    try:
+        with bar_safe_logging(show_progress=True):
+            assert handler not in logging.root.handlers  # tqdm's redirect took its place
+            logging.getLogger("elsewhere").warning("from the caller")
+    finally:
+        logging.root.removeHandler(handler)
+    assert capsys.readouterr().err.count("from the caller") == 1
 
 
 def test_the_command_leaves_the_logging_set_up_as_it_found_it():
