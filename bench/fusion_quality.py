@@ -47,13 +47,13 @@ import numpy as np
 import torch
 
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
+from twostream_das.choices import PostprocessChoice, Selection
 from twostream_das.config import Config, FusionRule, load_config
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.fusion import FusionMethod
 from twostream_das.inference import (
-    PostprocessChoice,
     VideoProbs,
     load_model,
     predict_probabilities,
@@ -61,7 +61,7 @@ from twostream_das.inference import (
 )
 from twostream_das.metrics import METRIC_KEYS
 from twostream_das.runs import RunDir
-from twostream_das.selection import Selection, score_streams, select, select_postprocess
+from twostream_das.selection import score_streams, select, select_postprocess
 from twostream_das.training import build_context, run_epoch, save_last, snapshot
 from twostream_das.two_stream import TwoStreamModel
 
@@ -420,7 +420,8 @@ def report_seed(args: argparse.Namespace, seed: int) -> dict[str, object]:
         test = score_streams(data[epoch]["test"][kind], names, vcfg, sel.fusion_weights,
                              sel.postprocess, method)
         variants[name] = {"epoch": epoch, "val_score": round(value, 2),
-                          "weights": sel.fusion_weights, "temperatures": sel.temperatures,
+                          "weights": sel.fusion_weights.to_dict(),
+                          "temperatures": dict(sel.temperatures),
                           "postprocess": sel.postprocess.to_dict(), "test": test}
     alone_test = {}
     for s, (_value, epoch, post) in solo.items():

@@ -1,6 +1,7 @@
 """The Python API (``twostream_das.load_model`` / ``predict``), and the README's example run on
 the tiny data."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import twostream_das as tsd
+from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
 from twostream_das.errors import ConfigError, DataError
 
@@ -70,6 +72,23 @@ def test_predict_checks_its_input(trained_run, tiny_root):
         tsd.predict(model, {"rgb": rgb, "flow": flow}, fps=0)
     named = tsd.predict(model, {"rgb": rgb, "flow": flow}, name="mine")
     assert named.name == "mine" and named.fps == model.config.dataset.fps
+
+
+def test_predict_fuses_with_the_stored_temperatures_as_the_command(trained_run, tiny_root,
+                                                                   tmp_path):
+    """The API fuses as ``predict`` does: the selected weights with the configured rule and the
+    temperatures selected on validation (not a plain weighted sum)."""
+    ckpt = load_checkpoint(trained_run / "checkpoints" / "best.pt")
+    tempered = dataclasses.replace(ckpt.selection, temperatures={"rgb": 4.0, "flow": 0.25})
+    hot = save_checkpoint(tmp_path / "hot.pt", dataclasses.replace(ckpt, selection=tempered))
+    paths = {s: tiny_root / f"features_{s}" / "v1.npy" for s in ("rgb", "flow")}
+    result = tsd.predict(tsd.load_model(hot, device="cpu"), paths)
+    plain = tsd.predict(tsd.load_model(trained_run / "checkpoints" / "best.pt", "cpu"), paths)
+    assert not np.allclose(result.probs, plain.probs, atol=1e-3)  # the temperatures count
+    assert main(["predict", "--checkpoint", str(hot), "--rgb", str(paths["rgb"]), "--flow",
+                 str(paths["flow"]), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    np.testing.assert_allclose(result.probs, np.load(tmp_path / "pred" / "v1_probs.npy"),
+                               atol=1e-6)
 
 
 def test_the_package_imports_the_api_only_when_used():

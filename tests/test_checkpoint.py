@@ -10,8 +10,12 @@ from twostream_das.checkpoint import (
     make_checkpoint,
     save_checkpoint,
 )
-from twostream_das.config import load_config
+from twostream_das.choices import PostprocessChoice, Selection
+from twostream_das.config import PostprocessKind, load_config
 from twostream_das.errors import CheckpointError
+
+SELECTION = Selection(3, {"rgb": 0.3, "flow": 0.7}, PostprocessChoice(PostprocessKind.PURGE, 5),
+                      "mean", 70.25)
 
 
 def _checkpoint(epoch=3):
@@ -24,7 +28,7 @@ def _checkpoint(epoch=3):
         model, cfg, ["background", "a", "b"], {"rgb": 4, "flow": 6}, epoch,
         optimizer=optimizer.state_dict(),
         metrics={"fused": {"acc": 50.0}},
-        selection={"fusion_weights": {"rgb": 0.3, "flow": 0.7}},
+        selection=SELECTION,
         progress={"fold": 1, "finished": False},
     )
 
@@ -44,7 +48,9 @@ def test_round_trip_with_safe_loading(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(back.weights[key], value)
     assert back.optimizer["state"][0]["exp_avg"].shape == (3, 4)
-    assert back.selection == {"fusion_weights": {"rgb": 0.3, "flow": 0.7}}
+    assert back.selection.fusion_weights == {"rgb": 0.3, "flow": 0.7}
+    assert back.selection == SELECTION
+    assert raw["selection"]["fusion_weights"] == {"rgb": 0.3, "flow": 0.7}  # stored as a dict
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
@@ -139,3 +145,31 @@ def test_checkpoint_dataclass_is_plain():
     _, ckpt = _checkpoint()
     assert isinstance(ckpt, Checkpoint)
     assert isinstance(ckpt.config, dict) and ckpt.config["name"] == "demo"
+
+
+def test_stored_selections_of_versions_1_and_2_load_typed(tmp_path):
+    """Selections were stored as the same plain dict since version 1; ``temperatures`` came
+    later (absent: none). Both versions load into a checked Selection."""
+    for version in (1, 2):
+        data = _checkpoint()[1].as_dict()
+        if version == 1:
+            config = data["config"]
+            config["dataset"].update(config["dataset"].pop("streams"))
+            config["fusion"] = {k: v for k, v in config["fusion"].items() if k != "weights"}
+        del data["selection"]["temperatures"]
+        data["version"] = version
+        path = tmp_path / f"v{version}.pt"
+        torch.save(data, path)
+        back = load_checkpoint(path)
+        assert back.selection == SELECTION and back.selection.temperatures == {}
+        assert list(back.selection.fusion_weights) == ["rgb", "flow"]
+
+
+def test_a_bad_stored_selection_is_an_error_naming_the_file(tmp_path):
+    data = _checkpoint()[1].as_dict()
+    data["selection"]["fusion_weights"] = {"rgb": 0.3, "pose": 0.7}  # not the stored streams
+    path = tmp_path / "bad.pt"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"bad.pt has an invalid selection: fusion_weights "
+                                              r"names \['pose', 'rgb'\]; expected every stream"):
+        load_checkpoint(path)

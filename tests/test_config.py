@@ -1,5 +1,6 @@
 import pytest
 
+from twostream_das.choices import FusionWeights
 from twostream_das.config import (
     PRESETS,
     Config,
@@ -7,7 +8,6 @@ from twostream_das.config import (
     FeatureSource,
     MaskStrategy,
     Precision,
-    config_fusion_weights,
     from_dict,
     load_config,
     to_dict,
@@ -107,7 +107,7 @@ def test_streams_are_a_named_list_in_the_configured_order():
     cfg = load_config("gtea")
     assert list(cfg.dataset.streams) == ["rgb", "flow"]
     assert cfg.dataset.streams["flow"].source is FeatureSource.I3D_FLOW
-    assert config_fusion_weights(cfg) == {"rgb": 0.5, "flow": 0.5}  # 1/n until selection
+    assert FusionWeights.from_config(cfg) == {"rgb": 0.5, "flow": 0.5}  # 1/n until selection
     # a whole-section override replaces the streams (it does not merge into the preset's)
     three = load_config(
         "gtea",
@@ -116,11 +116,11 @@ def test_streams_are_a_named_list_in_the_configured_order():
     assert list(three.dataset.streams) == ["pose", "rgb", "flow"]
     assert three.dataset.streams["pose"].dim == 34 and three.dataset.streams["rgb"].dim is None
     third = pytest.approx(1 / 3)
-    assert config_fusion_weights(three) == {"pose": third, "rgb": third, "flow": third}
+    assert FusionWeights.from_config(three) == {"pose": third, "rgb": third, "flow": third}
     # one key of one stream merges; NAME=null drops a stream
     one = load_config("gtea", ["dataset.streams.flow=null", "dataset.streams.rgb.folder=x"])
     assert list(one.dataset.streams) == ["rgb"] and one.dataset.streams["rgb"].folder == "x"
-    assert one.dataset.streams["rgb"].dim == 768 and config_fusion_weights(one) == {"rgb": 1.0}
+    assert one.dataset.streams["rgb"].dim == 768 and FusionWeights.from_config(one) == {"rgb": 1.0}
     # the stored dict round-trips with the order
     assert list(from_dict(to_dict(three)).dataset.streams) == ["pose", "rgb", "flow"]
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
+from twostream_das.choices import PostprocessChoice
 from twostream_das.config import PostprocessKind, load_config
 from twostream_das.data.dataset import load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.data.temporal import average_views
 from twostream_das.inference import (
-    PostprocessChoice,
     _predict_views,
     decide,
     decide_video,

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from twostream_das.choices import PostprocessChoice, Selection
 from twostream_das.config import PostprocessKind, load_config
-from twostream_das.inference import PostprocessChoice, VideoProbs
+from twostream_das.inference import VideoProbs
 from twostream_das.selection import (
-    Selection,
     postprocess_candidates,
     score_streams,
     select,

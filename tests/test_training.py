@@ -82,8 +82,8 @@ def test_a_run_folder_holds_everything(reference_run):
     assert all(r["val_fused_acc"] != "" and float(r["loss"]) > 0 for r in rows)
     last, best = load_checkpoint(run.last), load_checkpoint(run.best)
     assert last.epoch == 3 and last.progress["finished"] and last.optimizer is not None
-    assert best.selection["epoch"] == best.epoch == result.selection.epoch
-    assert set(best.selection["fusion_weights"]) == {"rgb", "flow"}
+    assert best.selection.epoch == best.epoch == result.selection.epoch
+    assert list(best.selection.fusion_weights) == ["rgb", "flow"]
     assert set(best.metrics) == {"rgb", "flow", "fused"}
     assert best.optimizer is None  # only last.pt needs to resume
 

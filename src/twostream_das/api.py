@@ -146,7 +146,7 @@ def predict(
     }
     video = Video(video_name, aligned, None)
     (result,) = _predict(model.model, [video], cfg, model.fusion_weights, model.postprocess,
-                         next(model.model.parameters()).device)
+                         next(model.model.parameters()).device, method=model.fusion_method)
     probs = normalize_frames(result.decision.fused_probs)  # (C, T), each frame sums to 1
     fps = cfg.dataset.fps if fps is None else float(fps)
     names = model.label_names

@@ -13,7 +13,9 @@ no other file is needed to rebuild the model:
   ``{"rgb": 768, "flow": 1024}``;
 - ``epoch``: completed training epochs;
 - ``metrics``: validation metrics at this epoch (``{<stream>: M, ..., "fused": M}``);
-- ``selection``: what was chosen on validation (fusion weights, post-processing), once chosen;
+- ``selection``: what was chosen on validation (:class:`~twostream_das.choices.Selection`:
+  epoch, fusion weights, post-processing), once chosen; read back checked, its fusion weights
+  naming exactly the checkpoint's streams;
 - ``progress``: training bookkeeping needed to resume (best score so far, finished flag, fold,
   video names of the train/validation carve-out);
 - ``rng``: random-number state. Training derives every generator from ``(seed, epoch)`` (see
@@ -37,8 +39,9 @@ from typing import Any, Optional
 
 import torch
 
+from .choices import Selection
 from .config import Config, from_dict, to_dict, upgrade_layout_1
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .io import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ class Checkpoint:
     epoch: int
     optimizer: Optional[dict[str, Any]] = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    selection: Optional[dict[str, Any]] = None
+    selection: Optional[Selection] = None
     progress: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     version: int = CHECKPOINT_VERSION
@@ -81,7 +84,7 @@ class Checkpoint:
             "stream_dims": dict(self.stream_dims),
             "epoch": int(self.epoch),
             "metrics": self.metrics,
-            "selection": self.selection,
+            "selection": None if self.selection is None else self.selection.to_dict(),
             "progress": self.progress,
             "rng": self.rng,
             "version": int(self.version),
@@ -194,6 +197,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("metrics", "progress", "rng"):
         if known.get(key) is None:
             known[key] = {}
+    if known.get("selection") is not None:
+        try:
+            known["selection"] = Selection.from_dict(known["selection"], list(raw["stream_dims"]))
+        except ConfigError as err:
+            raise CheckpointError(f"checkpoint {path} has an invalid selection: {err}") from None
     return Checkpoint(**known)
 
 

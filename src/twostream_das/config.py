@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -445,12 +446,34 @@ def stream_names(cfg: Config) -> tuple[str, ...]:
     return tuple(cfg.dataset.streams)
 
 
-def config_fusion_weights(cfg: Config) -> dict[str, float]:
-    """``fusion.weights``, or 1/n per stream when it is empty (used until validation chose)."""
-    names = stream_names(cfg)
-    if cfg.fusion.weights:
-        return {s: float(cfg.fusion.weights[s]) for s in names}
-    return {s: 1.0 / len(names) for s in names}
+def check_fusion_weights(
+    weights: Mapping[str, Any], streams: Optional[Sequence[str]] = None, key: str = "fusion weights"
+) -> dict[str, float]:
+    """The one check of late-fusion weights (``fusion.weights``, a stored selection,
+    :class:`~twostream_das.choices.FusionWeights`): a number in [0, 1] per stream, not all 0,
+    naming exactly ``streams`` (None: the streams ``weights`` names).
+
+    Returns:
+        stream -> float weight, in the order of ``streams``.
+
+    Raises:
+        ConfigError: naming ``key``, the stream and the value.
+    """
+    names = list(weights) if streams is None else list(streams)
+    if not names or set(weights) != set(names):
+        raise ConfigError(
+            f"{key} names {sorted(weights)}; expected every stream of dataset.streams, "
+            f"{names}, and no other key"
+        )
+    out = {}
+    for name in names:
+        value = weights[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"{key}.{name} = {value!r} is invalid; expected in [0, 1]")
+        out[name] = float(value)
+    if not any(out.values()):
+        raise ConfigError(f"{key} {out} are all 0; expected one > 0")
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -579,20 +602,8 @@ def _validate_streams(cfg: Config) -> None:
             raise ConfigError(
                 f"dataset.streams.{name}.dim = {spec.dim} is invalid; expected null or >= 1"
             )
-    weights = cfg.fusion.weights
-    if weights:
-        if set(weights) != set(streams):
-            raise ConfigError(
-                f"fusion.weights names {sorted(weights)}; expected every stream of "
-                f"dataset.streams, {list(streams)} (or nothing: 1/n each)"
-            )
-        for name, value in weights.items():
-            if not 0 <= value <= 1:
-                raise ConfigError(
-                    f"fusion.weights.{name} = {value!r} is invalid; expected in [0, 1]"
-                )
-        if not any(weights.values()):
-            raise ConfigError(f"fusion.weights {dict(weights)} are all 0; expected one > 0")
+    if cfg.fusion.weights:
+        check_fusion_weights(cfg.fusion.weights, list(streams), "fusion.weights")
 
 
 def _finite_positive(value: float) -> bool:

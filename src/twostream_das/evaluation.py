@@ -124,7 +124,7 @@ def _evaluate(
     results["fused"] = score_labels(gts, fused, loaded.label_names, cfg)
     results.update(
         {
-            "fusion_weights": dict(weights),
+            "fusion_weights": weights.to_dict(),
             "fusion_input": cfg.fusion.input.value,
             "fusion_rule": method.rule.value,
             "temperatures": dict(method.temperatures),

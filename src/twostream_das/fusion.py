@@ -32,33 +32,13 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from .choices import FusionWeights
 from .config import FusionConfig, FusionRule
 
 GRID_DECIMALS = 10
 """Grid points are rounded to this many decimals (0.1 * 3 -> 0.3, not 0.30000000000000004)."""
 
 ArrayT = TypeVar("ArrayT")  # numpy.ndarray or torch.Tensor, (C, T) or (B, C, T)
-
-
-def check_weights(
-    weights: Mapping[str, float], streams: Sequence[str] | None = None
-) -> dict[str, float]:
-    """Validated fusion weights: each in [0, 1], not all 0, one per name of ``streams``
-    (default: whatever streams ``weights`` names), in that order.
-
-    Raises:
-        ValueError: naming the offending stream and value.
-    """
-    names = list(weights) if streams is None else list(streams)
-    if not names or set(weights) != set(names):
-        raise ValueError(f"fusion weights {dict(weights)} must have exactly the keys {names}")
-    out = {s: float(weights[s]) for s in names}
-    for stream, value in out.items():
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"fusion weight of {stream} = {value} is invalid; expected in [0, 1]")
-    if not any(out.values()):
-        raise ValueError(f"fusion weights {out} are all 0; at least one must be > 0")
-    return out
 
 
 @dataclass(frozen=True)
@@ -127,7 +107,7 @@ def fuse(
         they sum to ``sum_s weights[s]``).
     """
     method = method or FusionMethod()
-    checked = check_weights(weights, list(probs))
+    checked = FusionWeights.of(weights, list(probs))
     shapes = {s: tuple(p.shape) for s, p in probs.items()}  # type: ignore[attr-defined]
     if len(set(shapes.values())) != 1:
         raise ValueError(f"stream probabilities differ in shape: {shapes}")

@@ -34,7 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import Config, FusionInput, PostprocessKind, config_fusion_weights, validate
+from .choices import FusionWeights, PostprocessChoice, Selection
+from .config import Config, FusionInput, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
@@ -48,25 +49,6 @@ logger = logging.getLogger(__name__)
 
 GROUP_BATCHES = 8
 """Views of this many batches are sorted by length together before batching."""
-
-
-@dataclass(frozen=True)
-class PostprocessChoice:
-    """A post-processing method and its window (frames)."""
-
-    kind: PostprocessKind
-    window: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind.value, "window": int(self.window)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> PostprocessChoice:
-        return cls(PostprocessKind(data["kind"]), int(data["window"]))  # type: ignore[arg-type]
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> PostprocessChoice:
-        return cls(cfg.postprocess.kind, cfg.postprocess.window)
 
 
 @dataclass(frozen=True)
@@ -161,27 +143,26 @@ class LoadedModel:
         return list(self.checkpoint.label_names)
 
     @property
-    def fusion_weights(self) -> dict[str, float]:
+    def selection(self) -> Selection:
+        """What validation chose, or the configured choices until selection ran."""
+        stored = self.checkpoint.selection
+        if stored is None:
+            return Selection.configured(self.config, self.checkpoint.epoch)
+        return stored
+
+    @property
+    def fusion_weights(self) -> FusionWeights:
         """Weights selected on validation, or the config's until selection ran."""
-        selection = self.checkpoint.selection
-        if selection and "fusion_weights" in selection:
-            stored = selection["fusion_weights"]
-            return {s: float(stored[s]) for s in self.model.stream_names}
-        return config_fusion_weights(self.config)
+        return self.selection.fusion_weights
 
     @property
     def postprocess(self) -> PostprocessChoice:
-        selection = self.checkpoint.selection
-        if selection and "postprocess" in selection:
-            return PostprocessChoice.from_dict(selection["postprocess"])
-        return PostprocessChoice.from_config(self.config)
+        return self.selection.postprocess
 
     @property
     def fusion_method(self) -> FusionMethod:
         """The configured rule with the temperatures selected on validation (none before)."""
-        selection = self.checkpoint.selection or {}
-        temperatures = {s: float(t) for s, t in (selection.get("temperatures") or {}).items()}
-        return FusionMethod.from_config(self.config.fusion, temperatures)
+        return FusionMethod.from_config(self.config.fusion, self.selection.temperatures)
 
 
 def with_sampling(

@@ -307,7 +307,7 @@ def predict_files(
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "epoch": loaded.checkpoint.epoch,
-        "fusion_weights": weights,
+        "fusion_weights": weights.to_dict(),
         "fusion_input": cfg.fusion.input.value,
         "fusion_rule": method.rule.value,
         "temperatures": dict(method.temperatures),
@@ -353,10 +353,10 @@ def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
         FeatureSource.I3D_RGB: FeatureStream.I3D_RGB,
         FeatureSource.I3D_FLOW: FeatureStream.I3D_FLOW,
     }
-    by_dim = {  # (stream name of the presets, dim) -> the extractor stream that makes it
-        ("rgb", 768): FeatureStream.CLIP_RGB,
-        ("rgb", I3D_HALF): FeatureStream.I3D_RGB,
-        ("flow", I3D_HALF): FeatureStream.I3D_FLOW,
+    by_dim = {  # (a model stream named after its modality, dim) -> the extractor stream
+        (s.modality, dim): s
+        for s, dim in ((FeatureStream.CLIP_RGB, 768), (FeatureStream.I3D_RGB, I3D_HALF),
+                       (FeatureStream.I3D_FLOW, I3D_HALF))
     }
     out = {}
     for stream in loaded.model.stream_names:

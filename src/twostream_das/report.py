@@ -50,8 +50,9 @@ from urllib.parse import quote
 import numpy as np
 
 from . import __version__
+from .choices import FusionWeights, PostprocessChoice
 from .cv import run_name
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .io import (
     STREAMS_DIR,
     atomic_write_text,
@@ -157,7 +158,7 @@ def report_data(
         classes = _class_names(summary.get("classes"), [source])
         background = tuple(summary.get("background", DEFAULT_BACKGROUND))
         gt_dir = labels_dir or summary.get("labels_dir")
-        streams = list(summary.get("fusion_weights") or {})
+        streams = list(_stored_weights(summary, source / "summary.json"))
         found = _read_videos(source, "", classes, summary.get("fps"), gt_dir, streams)
         metrics = _metrics([], found, classes, background) if found.gts else None
         if metrics is not None:  # the scores predict --labels stored, per stream and fused
@@ -175,7 +176,7 @@ def report_data(
         found = _Videos()
         for prefix, run in runs:
             gt_dir = labels_dir or root / "groundTruth"
-            streams = list(_read_optional_json(run.results_json).get("fusion_weights") or {})
+            streams = list(_stored_weights(_read_optional_json(run.results_json), run.results_json))
             test = _read_optional_json(run.split_json).get("test")  # the videos evaluated
             part = _read_videos(
                 run.predictions, prefix, classes, dataset.get("fps"), gt_dir, streams, test
@@ -419,19 +420,21 @@ def _metrics(
     rows, selection, uncertainty, streams = [], [], [], []
     for label, run in runs:
         results = _read_optional_json(run.results_json)
-        weights = results.get("fusion_weights") or {}
+        weights = _stored_weights(results, run.results_json)
         streams = list(weights) or streams
         for stream in [*weights, "fused"]:
             if isinstance(results.get(stream), dict):
                 values = {k: results[stream].get(k) for k in METRIC_KEYS}
                 rows.append({"run": label, "stream": stream, "values": values})
         best = _read_optional_json(run.selection_json).get("best", {})
+        post_from = (results, run.results_json) if "postprocess" in results else (
+            best, run.selection_json)
         selection.append(
             {
                 "run": label,
                 "epoch": results.get("epoch", best.get("epoch")),
-                "fusion_weights": weights or best.get("fusion_weights"),
-                "postprocess": results.get("postprocess", best.get("postprocess")),
+                "fusion_weights": weights or _stored_weights(best, run.selection_json) or None,
+                "postprocess": _stored_postprocess(*post_from),
             }
         )
         found_uncertainty = results.get("uncertainty")  # evaluate's AUROC and ECE, when stored
@@ -456,6 +459,28 @@ def _metrics(
         "confusion": confusion,
         "num_videos": len(found.gts),
     }
+
+
+def _stored_weights(stored: Mapping[str, Any], path: Path) -> dict[str, float]:
+    """The fusion weights a results / summary / selection file stores ({} when none), checked
+    (:class:`~twostream_das.choices.FusionWeights`)."""
+    if not stored.get("fusion_weights"):
+        return {}
+    try:
+        return FusionWeights.from_dict(stored["fusion_weights"]).to_dict()
+    except ConfigError as err:
+        raise DataError(f"{path}: {err}") from None
+
+
+def _stored_postprocess(stored: Mapping[str, Any], path: Path) -> Optional[dict[str, Any]]:
+    """The post-processing a results / selection file stores (None when none), checked
+    (:class:`~twostream_das.choices.PostprocessChoice`)."""
+    if stored.get("postprocess") is None:
+        return None
+    try:
+        return PostprocessChoice.from_dict(stored["postprocess"]).to_dict()
+    except ConfigError as err:
+        raise DataError(f"{path}: {err}") from None
 
 
 def _hex(rgb: np.ndarray) -> str:

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
+from .choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
 from .config import Config, PostprocessKind, stream_names
 from .fusion import FusionMethod, fit_temperature, search_weights
-from .inference import PostprocessChoice, VideoProbs, decide_video, video_fused_labels
+from .inference import VideoProbs, decide_video, video_fused_labels
 from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
-
-StreamMetrics = dict[str, dict[str, float]]
-"""``{<stream>: M, ..., "fused": M}`` (e.g. ``{"rgb": M, "flow": M, "fused": M}``) with M a
-dict over
-:data:`twostream_das.metrics.METRIC_KEYS`."""
 
 
 def background_ids(label_names: Sequence[str], cfg: Config) -> list[int]:
@@ -65,42 +60,6 @@ def score_streams(
     return out
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What validation chose for one checkpoint."""
-
-    epoch: int
-    fusion_weights: dict[str, float]
-    postprocess: PostprocessChoice
-    metric: str  # train.select_metric
-    score: float  # validation score of the fused prediction with these choices
-    metrics: StreamMetrics = field(default_factory=dict)  # validation metrics with these choices
-    temperatures: dict[str, float] = field(default_factory=dict)  # fusion.temperature; {} = off
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": int(self.epoch),
-            "fusion_weights": {s: float(w) for s, w in self.fusion_weights.items()},
-            "temperatures": {s: float(t) for s, t in self.temperatures.items()},
-            "postprocess": self.postprocess.to_dict(),
-            "metric": self.metric,
-            "score": float(self.score),
-            "metrics": self.metrics,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Selection:
-        return cls(
-            epoch=int(data["epoch"]),
-            fusion_weights={s: float(w) for s, w in data["fusion_weights"].items()},
-            postprocess=PostprocessChoice.from_dict(data["postprocess"]),
-            metric=str(data["metric"]),
-            score=float(data["score"]),
-            metrics=dict(data.get("metrics", {})),
-            temperatures={s: float(t) for s, t in (data.get("temperatures") or {}).items()},
-        )
-
-
 def fit_temperatures(videos: Sequence[VideoProbs], cfg: Config) -> dict[str, float]:
     """Per stream, the temperature fitted on these (validation) videos; {} when
     ``fusion.temperature`` is off."""
@@ -124,7 +83,7 @@ def select_fusion_weights(
     cfg: Config,
     post: PostprocessChoice,
     method: Optional[FusionMethod] = None,
-) -> tuple[dict[str, float], float]:
+) -> tuple[FusionWeights, float]:
     """Grid search of one weight per stream over [0, 1]^n, step ``fusion.grid_step``, on
     validation (one stream: weight 1)."""
     gts, kind = [_labels(v) for v in videos], cfg.fusion.input
@@ -134,7 +93,7 @@ def select_fusion_weights(
         return selection_score(score_labels(gts, preds, label_names, cfg), cfg.train.select_metric)
 
     found = search_weights(cfg.fusion.grid_step, stream_names(cfg), fused_score)
-    return {s: float(w) for s, w in found.weights.items()}, float(found.score)
+    return FusionWeights.of(found.weights, stream_names(cfg)), float(found.score)
 
 
 def postprocess_candidates(cfg: Config) -> list[PostprocessChoice]:

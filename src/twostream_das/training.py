@@ -49,7 +49,8 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
-from .config import Config, config_fusion_weights, stream_names
+from .choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
+from .config import Config, stream_names
 from .data.collate import Batch, collate
 from .data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
 from .data.layout import check_background, read_mapping, read_split, train_val_split
@@ -62,7 +63,7 @@ from .distributed import (
 )
 from .errors import CheckpointError, ConfigError, DataError
 from .fusion import FusionMethod
-from .inference import PostprocessChoice, VideoProbs, predict_probabilities
+from .inference import VideoProbs, predict_probabilities
 from .losses import class_weights_from_counts
 from .runs import (
     RunDir,
@@ -75,15 +76,7 @@ from .runs import (
     write_json,
 )
 from .runtime import amp_dtype, autocast, derive_seed, make_generator, resolve_device
-from .selection import (
-    METRIC_KEYS,
-    Selection,
-    StreamMetrics,
-    fit_temperatures,
-    score_streams,
-    select,
-    selection_score,
-)
+from .selection import METRIC_KEYS, fit_temperatures, score_streams, select, selection_score
 from .two_stream import TwoStreamModel
 
 logger = logging.getLogger(__name__)
@@ -317,7 +310,7 @@ def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:
         assert status.last is not None
         logger.info("run %s is finished (%d epochs); nothing to do", run.root, status.last.epoch)
         best = load_checkpoint(run.best) if run.best.is_file() else None
-        selection = Selection.from_dict(best.selection) if best and best.selection else None
+        selection = best.selection if best else None
         return TrainResult(run, status.last.epoch, selection, already_finished=True)
     barrier()  # every rank has looked at the folder before rank 0 writes to it
     ctx = build_context(cfg, fold, run, status.last, quiet or not is_main_process())
@@ -555,7 +548,7 @@ def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMet
         videos,
         ctx.data.label_names,
         ctx.cfg,
-        config_fusion_weights(ctx.cfg),
+        FusionWeights.from_config(ctx.cfg),
         PostprocessChoice.from_config(ctx.cfg),
         FusionMethod.from_config(ctx.cfg.fusion, fit_temperatures(videos, ctx.cfg)),
     )
@@ -611,8 +604,7 @@ def snapshot(ctx: TrainContext, with_optimizer: bool, **extra: Any) -> Checkpoin
 
 def save_last(ctx: TrainContext, selection: Optional[Selection] = None) -> None:
     if is_main_process():
-        extra = {"selection": selection.to_dict()} if selection else {}
-        save_checkpoint(ctx.run.last, snapshot(ctx, with_optimizer=True, **extra))
+        save_checkpoint(ctx.run.last, snapshot(ctx, with_optimizer=True, selection=selection))
 
 
 def save_best(ctx: TrainContext, metrics: StreamMetrics) -> None:
@@ -633,10 +625,10 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
             "configured fusion weights",
             ctx.cfg.dataset.val_fraction,
         )
-        selection = fallback_selection(ctx)
+        selection = Selection.configured(ctx.cfg, ctx.epoch)
         if is_main_process():
             save_checkpoint(
-                ctx.run.best, snapshot(ctx, with_optimizer=False, selection=selection.to_dict())
+                ctx.run.best, snapshot(ctx, with_optimizer=False, selection=selection)
             )
         ctx.progress.finished = True
         save_last(ctx, selection)
@@ -651,7 +643,7 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
             val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch
         )
     if is_main_process():
-        best.selection = best_selection.to_dict()
+        best.selection = best_selection
         best.metrics = best_selection.metrics
         save_checkpoint(ctx.run.best, best)
     ctx.progress.finished = True
@@ -675,16 +667,6 @@ def val_probs(ctx: TrainContext, epoch: int, ckpt: Optional[Checkpoint] = None) 
     finally:
         ctx.model.load_state_dict(current)
     return videos
-
-
-def fallback_selection(ctx: TrainContext) -> Selection:
-    return Selection(
-        epoch=ctx.epoch,
-        fusion_weights=config_fusion_weights(ctx.cfg),
-        postprocess=PostprocessChoice.from_config(ctx.cfg),
-        metric=ctx.cfg.train.select_metric,
-        score=float("nan"),
-    )
 
 
 def write_selection(ctx: TrainContext, best: Selection, last: Selection) -> None:

@@ -34,7 +34,8 @@ from .fusion import FusionMethod, fuse
 from .postprocess import postprocess
 
 if TYPE_CHECKING:
-    from .inference import Decision, PostprocessChoice
+    from .choices import PostprocessChoice
+    from .inference import Decision
 
 ECE_BINS = 15
 """Equal-width confidence bins of :func:`expected_calibration_error` (Guo et al. 2017)."""

@@ -23,7 +23,7 @@ def test_train_stores_one_stream(one_stream_run):
     ckpt = load_checkpoint(one_stream_run / "checkpoints" / "best.pt")
     assert ckpt.stream_dims == {"rgb": 6}
     assert {k.split(".")[1] for k in ckpt.weights} == {"rgb"}
-    assert ckpt.selection["fusion_weights"] == {"rgb": 1.0}  # one stream: weight 1, no search
+    assert ckpt.selection.fusion_weights == {"rgb": 1.0}  # one stream: weight 1, no search
     header = (one_stream_run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "val_rgb_acc" in header and "val_fused_acc" in header
     assert not any("flow" in column for column in header)

@@ -206,6 +206,7 @@ def test_missing_weights_are_named(monkeypatch):
 def test_stream_and_settings_validation():
     assert parse_streams("i3d_flow, clip_rgb,i3d_flow") == (
         FeatureStream.I3D_FLOW, FeatureStream.CLIP_RGB)
+    assert [s.modality for s in FeatureStream] == ["rgb", "flow", "rgb"]
     with pytest.raises(ConfigError, match="unknown stream 'rgb'"):
         parse_streams("rgb")
     with pytest.raises(ConfigError, match="no stream"):

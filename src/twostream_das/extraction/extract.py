@@ -73,6 +73,11 @@ class FeatureStream(str, enum.Enum):
         """Output folder of this stream, ``features_<stream>``."""
         return f"features_{self.value}"
 
+    @property
+    def modality(self) -> str:
+        """What the stream sees, ``rgb`` or ``flow`` (the last part of its name)."""
+        return self.value.rpartition("_")[2]
+
 
 DEFAULT_STREAMS: tuple[FeatureStream, ...] = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
 
