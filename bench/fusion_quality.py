@@ -366,9 +366,10 @@ def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
     """Per stream: mean top probability on right and on wrong frames, and the share of wrong
     frames whose top probability is above 0.9 (the over-confidence issue 16 measured)."""
     out = {}
-    for s in STREAMS:
-        top = np.concatenate([v.probs[s].max(axis=0) for v in videos])
-        right = np.concatenate([v.probs[s].argmax(axis=0) == v.labels for v in videos])
+    for s in STREAMS:  # at a sample rate > 1, restored to every frame as the labels are
+        top = np.concatenate([v.full_rate(v.probs[s].max(axis=0)) for v in videos])
+        right = np.concatenate([v.full_rate(v.probs[s].argmax(axis=0)) == v.labels
+                                for v in videos])
         out[s] = {"top_right": round(float(top[right].mean()), 3),
                   "top_wrong": round(float(top[~right].mean()), 3) if (~right).any() else None,
                   "wrong_above_0.9": round(float((top[~right] > 0.9).mean()), 3)

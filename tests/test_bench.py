@@ -78,6 +78,21 @@ def test_fusion_quality_streams_see_objects_and_motions():
     assert fq.performer("rgb-03-1") == "03" and fq.performer("P42_cam01_P42_tea") == "42"
 
 
+def test_fusion_quality_confidence_at_a_sample_rate():
+    from twostream_das.inference import VideoProbs
+
+    fq = _fusion_quality()
+    first, second = fq.STREAMS
+    probs = np.array([[0.95, 0.3], [0.05, 0.7]], dtype=np.float32)  # (C=2, T_s=2): class 0, 1
+    video = VideoProbs("v", {first: probs, second: probs}, np.array([0, 0, 1, 1, 1]),
+                       sample_rate=2, full_frames=5)
+    # restored from the ticks 1, 3 to frames 0..4 by nearest neighbour (a tie goes left):
+    # class 0 (top 0.95) on frames 0-2, of which frame 2 is wrong; class 1 (top 0.7) on 3-4
+    out = fq.confidence([video])[first]
+    assert out["top_right"] == round((0.95 * 2 + 0.7 * 2) / 4, 3)
+    assert out["top_wrong"] == 0.95 and out["wrong_above_0.9"] == 1.0
+
+
 def test_fusion_quality_dataset_from_real_labels(tmp_path):
     require_shared("data/50salads/groundTruth.tar.gz")
     fq = _fusion_quality()
