@@ -121,6 +121,13 @@ def _score(*extra: str, pred: str = "{tmp}/pred") -> Callable[[Env], list[str]]:
     ]
 
 
+def _init_config(
+    *extra: str, folder: str = "{root}", fps: str = "15"
+) -> Callable[[Env], list[str]]:
+    return lambda env: ["init-config", _fmt(folder, env), "--fps", fps,
+                        *(_fmt(a, env) for a in extra)]
+
+
 def _fmt(text: str, env: Env) -> str:
     return text.format(root=env.root, tmp=env.tmp, run=env.run, best=env.best)
 
@@ -446,6 +453,48 @@ CASES: list[Case] = [
          lambda env: ["extract", str(env.tmp / "clip.mp4"), "--out", str(env.tmp / "x"),
                       "--streams", "sound"],
          ("sound",)),
+    # ------------------------------------------------------------------ init-config
+    Case("init-config-not-a-folder", "init-config", _nothing, _init_config(folder="{tmp}/none"),
+         ("dataset folder", "none does not exist", "expected the folder holding mapping.txt")),
+    Case("init-config-no-mapping", "init-config", _remove("mapping.txt"), _init_config(),
+         ("mapping file", "mapping.txt does not exist")),
+    Case("init-config-exists", "init-config", _write("twostream_das.yaml", "mine\n"),
+         _init_config(), ("twostream_das.yaml exists; refusing to overwrite it",)),
+    Case("init-config-fps-zero", "init-config", _nothing, _init_config(fps="0"),
+         ("--fps 0.0 is invalid", "expected a finite number > 0")),
+    Case("init-config-fps-nan", "init-config", _nothing, _init_config(fps="nan"),
+         ("--fps nan is invalid", "expected a finite number > 0")),
+    Case("init-config-orientation-value", "init-config", _nothing,
+         _init_config("--orientation", "features_rgb=XY"),
+         ("--orientation 'features_rgb=XY' is invalid", "expected FOLDER=DxT or FOLDER=TxD")),
+    Case("init-config-orientation-folder", "init-config", _nothing,
+         _init_config("--orientation", "nope=DxT"),
+         ("--orientation names 'nope', which is not a stream folder here",
+          "expected one of features_rgb, features_flow")),
+    Case("init-config-orientation-wrong", "init-config", _nothing,
+         _init_config("--orientation", "features_rgb=TxD"),
+         ("features_rgb read as TxD (--orientation) has files (6, ", "label lengths")),
+    Case("init-config-unknown-folder", "init-config", _nothing,
+         _init_config("--streams", "a,features_rgb"),
+         ("--streams names 'a', which is not a folder of .npy files", "features_flow")),
+    Case("init-config-streams-empty-item", "init-config", _nothing,
+         _init_config("--streams", "features_rgb,,features_flow"),
+         ("--streams 'features_rgb,,features_flow' is invalid", "[NAME=]FOLDER")),
+    Case("init-config-stream-name-twice", "init-config", _nothing,
+         _init_config("--streams", "x=features_rgb,x=features_flow"),
+         ("stream name 'x' is given twice", "--streams NAME=FOLDER")),
+    Case("init-config-no-feature-folder", "init-config",
+         lambda env: [shutil.rmtree(env.root / f"features_{s}") for s in ("rgb", "flow")],
+         _init_config(), ("has no folder of .npy feature files", "features_rgb/<video>.npy")),
+    Case("init-config-missing-file", "init-config", _remove("features_flow/v3.npy"),
+         _init_config(), ("features_flow/v3.npy does not exist",
+                          "expected a file for every video of the splits")),
+    Case("init-config-1d-file", "init-config", _save("features_rgb/v2.npy", np.zeros(7)),
+         _init_config(), ("v2.npy has shape (7,); expected a 2-D (D, T) or (T, D) array",)),
+    Case("init-config-no-axis-fits", "init-config",
+         _save("features_rgb/v2.npy", lambda old: old[:5]),
+         _init_config(), ("features_rgb has files", "neither axis is of one size in every file",
+                          "expected (D, T) or (T, D) files of one feature size D")),
     # ------------------------------------------------------------------ score inputs
     Case("score-pred-dir-missing", "score inputs", _nothing, _score(),
          ("prediction folder", "pred does not exist")),

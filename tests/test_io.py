@@ -232,3 +232,12 @@ def test_read_prediction_dir_names_the_missing_predictions(tmp_path, caplog):
     assert tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES), ["c"]).names == ["c"]
     with pytest.raises(DataError, match=r"listed in --split have no prediction: missing .*b\.txt"):
         tio.read_prediction_dir(pred_dir, gt_dir, LabelMap(NAMES), ["a", "b"])
+
+
+def test_atomic_create_never_replaces_a_file(tmp_path):
+    path = tmp_path / "sub" / "new.yaml"
+    assert tio.atomic_create_text(path, "a: 1\n") == path and path.read_text() == "a: 1\n"
+    with pytest.raises(FileExistsError):
+        tio.atomic_create_text(path, "a: 2\n")
+    assert path.read_text() == "a: 1\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["new.yaml"]  # no temporary left

@@ -11,11 +11,13 @@
   last, so consecutive segments share a boundary time) and ``confidence``: the mean probability of
   the segment's label over its frames (empty when no probabilities are given).
 - **Atomic writes** (:func:`atomic_write`, :func:`atomic_write_bytes`, :func:`atomic_write_text`,
-  :func:`atomic_save_npy`; checkpoints use :func:`atomic_write` too): written to a temporary
-  file in the target's folder, flushed and fsynced, then moved over the target with
-  ``os.replace`` (the folder is fsynced too). A reader sees the old file or the new one, never a
-  partial one; a failure leaves no temporary file behind. The file gets the mode a plain
-  ``open(path, "w")`` would give it (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+  :func:`atomic_save_npy`, :func:`atomic_create_text` for a file that must be new; checkpoints
+  use :func:`atomic_write` too): written to a temporary file in the target's folder, flushed and
+  fsynced, then moved over the target with ``os.replace`` (a file that must be new is
+  hard-linked instead, which never replaces one; the folder is fsynced too). A reader sees the
+  old file or the new one, never a partial one; a failure leaves no temporary file behind. The
+  file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` less the umask), not
+  ``mkstemp``'s ``0o600``.
 """
 
 from __future__ import annotations
@@ -66,8 +68,13 @@ TMP_SUFFIX = ".tmp"
 """Suffix of the hidden temporary file (``.<name>.<random>.tmp``) an atomic write renames."""
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Run ``write`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it.
+def atomic_write(
+    path: str | Path,
+    write: Callable[[IO[bytes]], None],
+    move: Callable[[str, Path], None] = os.replace,
+) -> Path:
+    """Run ``write`` on a temporary file beside ``path``, fsync it, then ``os.replace`` it
+    (or ``move(tmp, path)``).
 
     Parent folders are created; the folder is fsynced after the rename where the platform
     allows. On any failure (``write`` included) the temporary file is removed and ``path`` is
@@ -83,7 +90,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        move(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -124,6 +131,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically, newlines as given (no ``\\r\\n`` translation)."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_create_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """:func:`atomic_write_text` to a *new* file: ``FileExistsError`` (and ``path`` untouched)
+    when it exists, also when another process creates it meanwhile (a hard link, not a
+    rename, puts the file in place)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode(encoding)), _link_new)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """``tmp`` becomes ``path`` unless ``path`` exists (``os.link`` refuses to replace)."""
+    os.link(tmp, path)
+    os.unlink(tmp)
 
 
 def atomic_save_npy(path: str | Path, array: ArrayLike) -> Path:
