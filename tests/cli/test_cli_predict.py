@@ -167,7 +167,9 @@ def test_bad_feature_files_are_explained(predict, tiny_root, tmp_path, capsys, c
 def test_video_needs_features_the_extractor_can_make(predict, tmp_path, capsys):
     code = predict("--video", tmp_path / "clip.mp4", "--out", tmp_path / "o")
     assert code == 2
-    assert "--video can extract" in capsys.readouterr().err  # the tiny model reads 6-d/5-d
+    err = capsys.readouterr().err
+    assert "--video can extract" in err  # the tiny model reads 6-d/5-d
+    assert "pass --stream NAME=PATH per stream" in err  # the current syntax, not --rgb/--flow
 
 
 def test_video_runs_extraction_then_the_same_path(predict, tiny_root, tmp_path, monkeypatch):
@@ -201,3 +203,28 @@ def test_predict_needs_features_or_video(predict, tmp_path, capsys):
     code = predict("--out", tmp_path / "o")
     assert code == 2
     assert "--stream NAME=PATH for each stream" in capsys.readouterr().err
+
+
+def test_video_without_weights_names_the_flag_and_the_variable(tmp_path, monkeypatch, capsys):
+    """A checkpoint of I3D streams (the extractor can make both), no weights given: the error
+    names ``--i3d-rgb-weights`` and its environment variable, not the keyword argument."""
+    from _model_helpers import small_config
+    from twostream_das.checkpoint import make_checkpoint, save_checkpoint
+    from twostream_das.extraction import WEIGHTS_ENV
+    from twostream_das.two_stream import TwoStreamModel
+
+    for variable in WEIGHTS_ENV.values():
+        monkeypatch.delenv(variable, raising=False)
+    cfg = small_config("dataset.streams={rgb: {source: i3d_rgb}, flow: {source: i3d_flow}}")
+    dims = {"rgb": 1024, "flow": 1024}
+    model = TwoStreamModel.from_config(cfg, dims, len(CLASSES))
+    checkpoint = save_checkpoint(tmp_path / "i3d.pt",
+                                 make_checkpoint(model, cfg, list(CLASSES), dims, epoch=1))
+    code = main(["predict", "--checkpoint", str(checkpoint), "--video", str(tmp_path / "a.mp4"),
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--i3d-rgb-weights (or $TWOSTREAM_DAS_I3D_RGB_WEIGHTS)" in err
+    assert "i3d_rgb_weights" not in err.replace("I3D_RGB_WEIGHTS", "")  # not the keyword name
+
