@@ -180,3 +180,27 @@ def test_a_checkpoint_without_the_statistics_loads_with_it_off(trained_run, tmp_
     loaded = tsd.load_model(tmp_path / "claims.pt", device="cpu")
     assert loaded.model.standardizer is None and loaded.config.dataset.standardize is False
     assert "lack standardisation statistics; applying none" in caplog.text
+
+
+def test_a_resumed_run_keeps_the_statistics_and_the_weights(tiny_root, tmp_path, monkeypatch):
+    """Killed after epoch 2 and resumed: the same weights and statistics as one run."""
+    from twostream_das import training
+
+    cfg = load_config("demo", tiny_overrides(tiny_root, "dataset.standardize=true"))
+    training.train(cfg, 1, tmp_path / "one", quiet=True)
+    real_save = training.save_last
+
+    def save_then_die(ctx, selection=None):
+        real_save(ctx, selection)
+        if ctx.epoch == 2:
+            raise KeyboardInterrupt  # as if killed right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(training, "save_last", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, 1, tmp_path / "two", quiet=True)
+    monkeypatch.setattr(training, "save_last", real_save)
+    training.train(cfg, 1, tmp_path / "two", quiet=True)
+    one, two = (load_checkpoint(tmp_path / r / "checkpoints" / "last.pt").weights
+                for r in ("one", "two"))
+    assert one.keys() == two.keys() and "standardizer.rgb_std" in one
+    assert all(torch.equal(one[k], two[k]) for k in one)
