@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from twostream_das.diffusion import GaussianDiffusion, cosine_schedule, make_scheduler, sample
+from twostream_das.diffusion import (
+    GaussianDiffusion,
+    RecordedNoise,
+    cosine_schedule,
+    make_scheduler,
+    sample,
+)
 
 DIFFUSION = GaussianDiffusion(cosine_schedule(1000, 0.008), 0.5)
 
@@ -68,3 +74,25 @@ def test_one_generator_per_row_is_required():
     with pytest.raises(ValueError, match="one generator per row"):
         sample(lambda x, t: x, make_scheduler(DIFFUSION.schedule, 2, 1.0), DIFFUSION, (2, 3, 4),
                [torch.Generator()])
+
+
+def test_recorded_noise_replays_the_draws_of_generators_exactly():
+    """The loop with a generator per row and the loop fed those draws recorded give the same
+    result; a recorded source checks how many draws it holds and their shapes."""
+    scheduler = make_scheduler(DIFFUSION.schedule, 3, 1.0)  # 2 stochastic steps: x_T + 2 draws
+    gen = torch.Generator().manual_seed(5)
+    draws = [torch.randn(1, 2, 4, generator=gen) for _ in range(3)]
+
+    def denoiser(x_in, t):
+        return (x_in * 3.0).roll(1, dims=2)
+
+    live = sample(denoiser, scheduler, DIFFUSION, (1, 2, 4), [torch.Generator().manual_seed(5)])
+    noise = RecordedNoise(draws)
+    replayed = sample(denoiser, scheduler, DIFFUSION, (1, 2, 4), noise)
+    assert noise.used == 3
+    torch.testing.assert_close(replayed.probs, live.probs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="only 2 recorded"):
+        sample(denoiser, scheduler, DIFFUSION, (1, 2, 4), RecordedNoise(draws[:2]))
+    short = RecordedNoise([d[..., :3] for d in draws])
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 3\); the sampler asks for \(1, 2, 4\)"):
+        sample(denoiser, scheduler, DIFFUSION, (1, 2, 4), short)

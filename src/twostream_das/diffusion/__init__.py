@@ -1,6 +1,6 @@
 """Diffusion over label sequences: schedule, forward process, DDIM steps, the sampling loop."""
 
-from .ddim import DDIMSampler, ddim_timesteps, per_video_noise
+from .ddim import DDIMSampler, NoiseSource, RecordedNoise, ddim_timesteps, per_video_noise
 from .gaussian import GaussianDiffusion
 from .sampling import Denoiser, SampleResult, make_scheduler, sample
 from .schedule import NoiseSchedule, cosine_schedule
@@ -10,6 +10,8 @@ __all__ = [
     "Denoiser",
     "GaussianDiffusion",
     "NoiseSchedule",
+    "NoiseSource",
+    "RecordedNoise",
     "SampleResult",
     "cosine_schedule",
     "ddim_timesteps",

@@ -19,20 +19,72 @@ where the update returns the x0 estimate itself (abar_{-1} = 1). One update from
 Randomness: ``generator`` is one ``torch.Generator`` (noise of the full shape) or one per video;
 with one per video, video b draws exactly ``C x lengths[b]`` values from its own generator, so its
 trajectory does not depend on the other videos of the batch or on the padded length.
-No noise is drawn when sigma = 0 (eta = 0, or the last step).
+It may also be a :class:`NoiseSource`: anything that hands out the next draw, such as
+:class:`RecordedNoise`, which replays the draws another sampler made (DiffAct's, in the
+parity tests). No noise is drawn when sigma = 0 (eta = 0, or the last step).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Protocol, Union, runtime_checkable
 
 import torch
 
 from .schedule import NoiseSchedule
 
-Generators = Union[torch.Generator, Sequence[torch.Generator]]
+
+@runtime_checkable
+class NoiseSource(Protocol):
+    """Hands out the sampler's standard normal draws, one call per draw, in order."""
+
+    def draw(
+        self,
+        shape: Sequence[int],
+        lengths: Optional[Sequence[int]],
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """The next draw, ``shape`` = (B, C, T), on ``device`` as ``dtype``."""
+        ...
+
+
+class RecordedNoise:
+    """A :class:`NoiseSource` that replays recorded draws in order (x_T first, then one per
+    stochastic step), each cast to the dtype and device the sampler asks for.
+
+    Args:
+        draws: (B, C, T) tensors.
+
+    Raises (from :meth:`draw`):
+        ValueError: more draws asked for than recorded, or a recorded shape differs.
+    """
+
+    def __init__(self, draws: Sequence[torch.Tensor]) -> None:
+        self.draws = list(draws)
+        self.used = 0
+
+    def draw(
+        self,
+        shape: Sequence[int],
+        lengths: Optional[Sequence[int]],
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        if self.used >= len(self.draws):
+            raise ValueError(f"draw {self.used + 1} asked for; only {len(self.draws)} recorded")
+        out = self.draws[self.used]
+        if tuple(out.shape) != tuple(shape):
+            raise ValueError(
+                f"recorded draw {self.used + 1} has shape {tuple(out.shape)}; the sampler "
+                f"asks for {tuple(shape)}"
+            )
+        self.used += 1
+        return out.to(device=device, dtype=dtype)
+
+
+Generators = Union[torch.Generator, Sequence[torch.Generator], NoiseSource]
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
@@ -71,7 +123,10 @@ def per_video_noise(
 
     With one generator: ``torch.randn(shape)``. With one generator per video: video b gets
     ``randn(C, lengths[b])`` from ``generator[b]`` and zeros beyond (lengths default to T).
+    With a :class:`NoiseSource`: its next draw.
     """
+    if isinstance(generator, NoiseSource):
+        return generator.draw(shape, lengths, device, dtype)
     if isinstance(generator, torch.Generator):
         return torch.randn(
             tuple(shape), generator=generator, device=generator.device, dtype=dtype

@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional, Protocol
 
 import torch
 
-from .ddim import DDIMSampler
+from .ddim import DDIMSampler, NoiseSource
 from .gaussian import GaussianDiffusion
 from .schedule import NoiseSchedule
 
@@ -71,7 +71,7 @@ def sample(
     scheduler: DDIMSampler,
     diffusion: GaussianDiffusion,
     shape: Sequence[int],
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator] | NoiseSource,
     lengths: Optional[Sequence[int]] = None,
     device: torch.device | str = "cpu",
 ) -> SampleResult:
@@ -82,14 +82,16 @@ def sample(
         scheduler: the steps and updates (:func:`make_scheduler`).
         diffusion: the label space (signal scale, the network's view of x_t).
         shape: (N, C, T).
-        generators: one per row.
+        generators: one per row; or one :class:`~twostream_das.diffusion.ddim.NoiseSource`
+            for all rows (e.g. :class:`~twostream_das.diffusion.ddim.RecordedNoise`: draws
+            recorded from another sampler).
         lengths: real frames per row (default T); frames beyond are padding.
         device: where x lives.
 
     Returns:
         :class:`SampleResult` with (N, C, T) tensors (padded frames hold meaningless values).
     """
-    if len(generators) != shape[0]:
+    if not isinstance(generators, NoiseSource) and len(generators) != shape[0]:
         raise ValueError(f"need one generator per row: {shape[0]} rows, {len(generators)} given")
     x = scheduler.initial_noise(shape, generators, lengths, device)  # (N, C, T)
     total = torch.zeros(tuple(shape), dtype=torch.float32, device=x.device)  # (N, C, T)
