@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from _diffact import diffact_state_dict, write_tiny_release
 from _tiny import tiny_overrides, write_tiny_dataset
 from twostream_das.cli import main
 from twostream_das.runs import RunDir, RunLock
@@ -50,8 +51,8 @@ class Case:
 
     @property
     def needs_run(self) -> bool:
-        return self.kind in ("checkpoint", "predict inputs", "videos") or self.id in (
-            "run-other-config", "evaluate-test-dim-differs")
+        return self.kind in ("checkpoint", "predict inputs", "videos", "fine-tuning") or (
+            self.id in ("run-other-config", "evaluate-test-dim-differs"))
 
 
 def _nothing(env: Env) -> None:
@@ -200,6 +201,30 @@ def _restore_after(rel: str, array: Array) -> Callable[[Env], None]:
 
 
 _RESTORE: list[tuple[Path, bytes]] = []
+
+
+def _release(env: Env) -> None:
+    write_tiny_release(env.tmp / "release")
+
+
+def _convert(*sets: str, source: tuple[str, ...] = ("--latest", "{tmp}/release/latest.pt"),
+             out: str = "{tmp}/converted") -> Callable[[Env], list[str]]:
+    """``convert`` of the tiny release (written by :func:`_release`) with extra overrides."""
+    return lambda env: [
+        "convert", "--config", "demo", "--set", *tiny_overrides(env.root, *sets),
+        *(_fmt(a, env) for a in source), "--out", _fmt(out, env), "--quiet",
+    ]
+
+
+def _release_with(**files: object) -> Callable[[Env], None]:
+    """The tiny release, plus ``env.tmp/release/<name>`` holding each given object."""
+    def setup(env: Env) -> None:
+        _release(env)
+        for name, content in files.items():
+            torch.save(content, env.tmp / "release" / name.replace("_", ".", 1))
+    return setup
+
+
 
 T = 31  # frames of a made-up feature file
 
@@ -532,6 +557,56 @@ CASES: list[Case] = [
     Case("score-mapping-missing", "score inputs",
          lambda env: [_all_predictions(env), (env.root / "mapping.txt").unlink()], _score(),
          ("mapping file", "mapping.txt does not exist")),
+    # ------------------------------------------------------------------ convert inputs
+    Case("convert-no-source", "convert inputs", _release, _convert(source=()),
+         ("give a 2s-DAS latest.pt (--latest) or per-stream state-dict files",)),
+    Case("convert-stream-without-equals", "convert inputs", _release,
+         _convert(source=("--stream", "rgb")), ("--stream 'rgb' must look like NAME=FILE",)),
+    Case("convert-latest-missing", "convert inputs", _nothing,
+         _convert(), ("2s-DAS checkpoint", "release/latest.pt does not exist")),
+    Case("convert-not-diffact", "convert inputs",
+         _release_with(bad_pt={"rgb_model": {"encoder.conv_in.weight": torch.zeros(2, 2, 1)}}),
+         _convert(source=("--latest", "{tmp}/release/bad.pt")),
+         ("bad.pt [rgb_model] is not a DiffAct ASDiffusionModel state dict",)),
+    Case("convert-latest-without-streams", "convert inputs",
+         _release_with(bad_pt={"model": {}, "epoch": 3}),
+         _convert(source=("--latest", "{tmp}/release/bad.pt")),
+         ("bad.pt holds no <stream>_model state dict", "expected e.g. rgb_model")),
+    Case("convert-stream-names-differ", "convert inputs", _release,
+         _convert("dataset.streams.flow=null"),
+         ("dataset.streams are ['rgb'], the reference files hold ['rgb', 'flow']",)),
+    Case("convert-dim-differs", "convert inputs", _release, _convert("dataset.streams.rgb.dim=7"),
+         ("[rgb_model] takes 6-d features; dataset.streams.rgb gives 7-d",)),
+    Case("convert-classes-differ", "convert inputs",
+         lambda env: [_release(env), _append_line("mapping.txt", "4 wipe")(env)], _convert(),
+         ("[rgb_model] predicts 4 classes; the mapping lists 5",)),
+    Case("convert-layers-differ", "convert inputs", _release,
+         _convert("model.encoder.num_blocks=3"),
+         ("model.encoder.num_blocks = 3 (--set) disagrees with", "which has 2")),
+    Case("convert-cond-blocks-differ", "convert inputs", _release,
+         _convert("model.encoder.cond_blocks=[1]"),
+         ("model.encoder.cond_blocks = [1] does not fit", "16 conditioning channels = 2")),
+    Case("convert-schedule-differs", "convert inputs", _release,
+         _convert("model.diffusion.num_train_timesteps=500"),
+         ("trained with 1000 diffusion steps", "num_train_timesteps is 500")),
+    Case("convert-streams-of-two-networks", "convert inputs",
+         _release_with(wide_model=diffact_state_dict(5, 4, width=16, cond_blocks=1)),
+         _convert(source=("--stream", "rgb={tmp}/release/rgb_epoch-7.model",
+                          "--stream", "flow={tmp}/release/wide.model")),
+         ("wide.model has another network than", "expected streams of one model")),
+    Case("convert-out-not-ours", "convert inputs",
+         lambda env: [_release(env), (env.tmp / "converted").mkdir(),
+                      (env.tmp / "converted" / "notes.txt").write_text("mine")],
+         _convert(), ("converted holds files convert did not write",)),
+    # ------------------------------------------------------------------ fine-tuning
+    Case("init-from-missing", "fine-tuning", _nothing, _train("train.init_from=/nope/best.pt"),
+         ("train.init_from: checkpoint /nope/best.pt does not exist",)),
+    Case("init-from-other-streams", "fine-tuning", _nothing,
+         lambda env: _train("dataset.streams.flow=null", f"train.init_from={env.best}")(env),
+         ("has streams {{'rgb': 6, 'flow': 5}}; the data give {{'rgb': 6}}",)),
+    Case("init-from-other-sizes", "fine-tuning", _nothing,
+         lambda env: _train("model.decoder.width=4", f"train.init_from={env.best}")(env),
+         ("does not fit the configured model", "decoder", "model.encoder / model.decoder sizes")),
 ]
 
 

@@ -208,3 +208,55 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def checkpoint_config(path: str | Path) -> Config:
     """The config stored in a checkpoint."""
     return load_checkpoint(path).to_config()
+
+
+def load_initial_weights(
+    path: str | Path,
+    model: torch.nn.Module,
+    cfg: Config,
+    stream_dims: dict[str, int],
+    label_names: list[str],
+) -> Checkpoint:
+    """``train.init_from``: the weights of checkpoint ``path`` into ``model`` (fine-tuning; the
+    optimizer, the epochs and the selection start afresh).
+
+    Raises:
+        CheckpointError: naming ``train.init_from`` and the file, when it cannot be read or its
+        streams, feature dimensions, classes or tensor shapes differ from the model's.
+    """
+    where = f"train.init_from {path}"
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"train.init_from: {err}") from None
+    if ckpt.stream_dims != dict(stream_dims):
+        raise CheckpointError(
+            f"{where} has streams {ckpt.stream_dims}; the data give {dict(stream_dims)}; "
+            f"expected the same names and feature dimensions"
+        )
+    if list(ckpt.label_names) != list(label_names):
+        raise CheckpointError(
+            f"{where} was trained on classes {list(ckpt.label_names)[:5]}... "
+            f"({len(ckpt.label_names)}); the mapping lists {len(label_names)} others; expected "
+            f"the same mapping"
+        )
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+             for k, v in ckpt.weights.items() if k in own and v.shape != own[k].shape]  # fmt: skip
+    missing, unknown = sorted(set(own) - set(ckpt.weights)), sorted(set(ckpt.weights) - set(own))
+    if wrong or missing or unknown:
+        raise CheckpointError(
+            f"{where} does not fit the configured model: shapes {wrong[:3] or 'fine'}, missing "
+            f"{missing[:3] or 'nothing'}, unexpected {unknown[:3] or 'nothing'}; expected the "
+            f"same model.encoder / model.decoder sizes (train with --config on its config.yaml)"
+        )
+    stored = (ckpt.config.get("model") or {}).get("attention_outside")
+    if stored is not None and stored != cfg.model.attention_outside.value:
+        logger.warning(
+            "%s was trained with model.attention_outside = %s, this run uses %s", where, stored,
+            cfg.model.attention_outside.value,
+        )
+    model.load_state_dict(ckpt.weights)
+    logger.info("%s: weights loaded (epoch %d); optimizer and epochs start afresh", where,
+                ckpt.epoch)
+    return ckpt

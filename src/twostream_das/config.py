@@ -228,6 +228,9 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs between resumable checkpoints
     select_metric: str = "mean"  # acc | edit | f1@10 | f1@25 | f1@50 | mean (of all five)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # a checkpoint whose weights start training (fine-tuning, e.g. one ``convert`` wrote): weights
+    # only, the optimizer and the epochs start afresh; streams, dims, classes and shapes must match
+    init_from: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -560,6 +563,7 @@ def validate(cfg: Config) -> None:
         ("train.eval_every", lambda v: v >= 1, ">= 1"),
         ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
         ("train.select_metric", lambda v: v in SELECT_METRICS, "|".join(SELECT_METRICS)),
+        ("train.init_from", lambda v: v is None or bool(v.strip()), "null or a checkpoint file"),
         ("fusion.grid_step", lambda v: 0 < v <= 1, "in (0, 1]"),
         ("fusion.temperature_bounds", lambda v: len(v) == 2 and 0 < v[0] < v[1],
          "[min, max] with 0 < min < max"),

@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 RESUME_IGNORED_KEYS: tuple[str, ...] = ("train.device", "eval.batch_size")
 """Config keys that may differ when resuming: they change where or how fast, not what is run."""
 
-PATH_KEYS: tuple[str, ...] = ("dataset.root",)
+PATH_KEYS: tuple[str, ...] = ("dataset.root", "train.init_from")
 """Config keys holding a path: compared resolved (``DIR/``, relative or a symlink: one run)."""
 
 LOCK_FILE = ".lock"
@@ -170,6 +170,12 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
             )
         return RunStatus(RunState.NEW)
     stored = read_json(run.run_json)
+    if "converted_from" in stored:
+        raise CheckpointError(
+            f"{run.root} holds a converted checkpoint (twostream-das convert), not a training "
+            f"run; fine-tune it into a new folder: --config {run.config_yaml} --set "
+            f"train.init_from={run.best} --out NEW_DIR"
+        )
     check_same_run(run.run_json, stored.get("config", {}), stored.get("fold"), cfg, fold)
     if not run.last.is_file():
         return RunStatus(RunState.NEW)

@@ -48,7 +48,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_initial_weights,
+    make_checkpoint,
+    save_checkpoint,
+)
 from .choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
 from .config import Config, stream_names
 from .data.collate import Batch, collate
@@ -346,6 +352,8 @@ def build_context(
         model = TwoStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
     if model.standardizer is not None:  # the training videos only (restore reloads the same)
         model.standardizer.fit(data.train)
+    if last is None and cfg.train.init_from:  # fine-tuning: weights only
+        load_initial_weights(cfg.train.init_from, model, cfg, data.stream_dims, data.label_names)
     model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
