@@ -53,6 +53,7 @@ import torch
 
 from . import __version__
 from .checkpoint import Checkpoint, save_checkpoint, torch_load_safely
+from .choices import Selection
 from .config import (
     AttentionOutside,
     Config,
@@ -67,7 +68,6 @@ from .config import (
 from .data.layout import check_background, read_mapping
 from .diffusion import cosine_schedule
 from .errors import CheckpointError
-from .choices import Selection
 from .runs import LOCK_FILE, RunDir, locked, read_json, write_json, write_text
 from .two_stream import TwoStreamModel
 

@@ -39,7 +39,7 @@ def test_latest_becomes_a_version_2_run_folder_with_diffacts_tensors(converted, 
     cfg = ckpt.to_config()
     assert cfg.model.attention_outside.value == "diffact"
     assert cfg.dataset.streams["rgb"].dim == 6  # evaluate and predict check the features
-    assert ckpt.selection["fusion_weights"] == {"rgb": 0.5, "flow": 0.5}  # the config's: 1/n
+    assert ckpt.selection.fusion_weights == {"rgb": 0.5, "flow": 0.5}  # the config's: 1/n
     sd = torch.load(release["rgb"], weights_only=True)
     w = ckpt.weights
     assert torch.equal(w["streams.rgb.encoder.proj_in.weight"], sd["encoder.conv_in.weight"])
