@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from twostream_das.config import Config, load_config
-from twostream_das.modules import native
+from twostream_das.modules import current_backend, native
 from twostream_das.two_stream import TwoStreamModel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PRESETS = {  # preset -> (stream dims, classes), the sizes of the paper's features
     "gtea": ({"rgb": 768, "flow": 1024}, 11),
@@ -39,6 +44,7 @@ def machine(threads: int) -> dict[str, object]:
         "threads": threads,
         "torch": torch.__version__,
         "native_window_kernels": native.available(),
+        "default_backend": current_backend().value,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -120,3 +126,23 @@ def peak_rss_mib() -> float:
                 return int(line.split()[1]) / 1024  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def import_old(ref: str, into: Path, repo: Path = ROOT) -> ModuleType:
+    """``twostream_das`` at commit ``ref`` of git repository ``repo`` as the package
+    ``twostream_das_old``."""
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "src/twostream_das"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    package = into / "src" / "twostream_das"
+    spec = importlib.util.spec_from_file_location(
+        "twostream_das_old", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["twostream_das_old"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -8,13 +8,12 @@ and per (preset, T, variant) the median/min seconds, the counted matmul GFLOP, t
 GFLOP/s, the speed-up over the straightforward path measured in the same run, and (in a fresh
 subprocess per preset and T, default variant) the peak resident memory.
 
-Variants (all give the same probabilities to float tolerance):
-  sequential_recompute  streams one after the other, decoder context recomputed every step,
-                        window multiply-adds as PyTorch ops (the straightforward path)
-  sequential            streams one after the other, context computed once per video
-  stacked_pytorch       both streams as one stacked pass, window multiply-adds as PyTorch ops
-  stacked               the same with the native window kernels (the default)
-  stacked_bf16          the stacked pass under CPU bf16 autocast (an option; not the default)
+Variants (all give the same probabilities to float tolerance), each under
+``twostream_das.modules.use_backend`` (the public switch; nothing is patched):
+  reference    the reference backend: plain PyTorch ops, the streams one after the other
+  shifted      both streams as one stacked pass, window multiply-adds as PyTorch ops
+  native       the same with the native window kernels (the default backend)
+  native_bf16  the native variant under CPU bf16 autocast (an option; not the default)
 """
 
 from __future__ import annotations
@@ -36,16 +35,15 @@ from _bench import (
     time_interleaved,
 )
 
-from twostream_das.modules import native
+from twostream_das.modules import use_backend
 
-VARIANTS = {  # variant -> (predict_proba options, native window kernels on)
-    "sequential_recompute": ({"batch_streams": False, "precompute_cond": False}, False),
-    "sequential": ({"batch_streams": False}, True),
-    "stacked_pytorch": ({}, False),
-    "stacked": ({}, True),
-    "stacked_bf16": ({}, True),
+VARIANTS = {  # variant -> backend
+    "reference": "reference",
+    "shifted": "shifted",
+    "native": "native",
+    "native_bf16": "native",
 }
-BASELINE = "sequential_recompute"
+BASELINE = "reference"
 FULL_SIZES = [("gtea", 1500), ("gtea", 5000), ("gtea", 20000), ("breakfast", 1500),
               ("breakfast", 5000)]  # fmt: skip
 QUICK_SIZES = [("gtea", 48)]
@@ -65,13 +63,13 @@ def parse_sizes(text: str) -> list[tuple[str, int]]:
 
 def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
     model, features, mask = eval_model_and_video(preset, frames, overrides)
-    options, use_native = VARIANTS[variant]
+    backend = VARIANTS[variant]
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if variant.endswith("bf16") else None
 
     def call():
-        with amp if amp is not None else nullcontext(), native.native_kernels(use_native):
+        with amp if amp is not None else nullcontext(), use_backend(backend):
             gens = {s: [torch.Generator().manual_seed(1)] for s in features}
-            return model.predict_proba(features, mask, gens, **options)
+            return model.predict_proba(features, mask, gens)
 
     return call
 
@@ -89,7 +87,7 @@ def child(args: argparse.Namespace) -> None:
 
 def memory(preset: str, frames: int, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--preset", preset, "--frames", str(frames),
-               "--variant", "stacked", "--threads", str(args.threads),
+               "--variant", "native", "--threads", str(args.threads),
                *[f"--override={o}" for o in args.overrides]]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,9 +7,10 @@ Variants, timed interleaved in one process (``_bench.time_interleaved``), all on
 weights and features, one video:
 
   k<K>    ``TwoStreamModel.sample`` with K samples per video and stream, streams stacked
-  old     (with ``--against REF``) the package as it was at git commit REF, extracted with
-          ``git archive`` into a temporary folder and imported under another name: its
-          ``predict_proba`` with one sample (the A/B of a change to the sampler)
+  old     (with ``--against REF``) the package as it was at git commit REF (named streams or
+          later), extracted with ``git archive`` into a temporary folder and imported under
+          another name (``_bench.import_old``): its ``predict_proba`` with one sample, on the
+          same weights (the A/B of a change to the model or the sampler)
 
 Prints one JSON object: the machine, and per (preset, T) each variant's median/min seconds and
 its ratio to ``k1`` (``vs_k1``: K = 4 costs ``vs_k1`` times one sample; ``old``'s ratio is
@@ -20,39 +21,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import torch
-from _bench import PRESETS, eval_model_and_video, machine, time_interleaved
+from _bench import PRESETS, ROOT, eval_model_and_video, import_old, machine, time_interleaved
 from bench_inference import parse_sizes
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def import_old(ref: str, into: Path, repo: Path = ROOT) -> ModuleType:
-    """``twostream_das`` at commit ``ref`` of git repository ``repo`` as the package
-    ``twostream_das_old``."""
-    archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", ref, "src/twostream_das"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    package = into / "src" / "twostream_das"
-    spec = importlib.util.spec_from_file_location(
-        "twostream_das_old", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["twostream_das_old"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, features, mask):
@@ -64,7 +41,9 @@ def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, fe
     )
     model.load_state_dict(state)
     model.eval()
-    return lambda: model.predict_proba(features, mask, [torch.Generator().manual_seed(1)])
+    return lambda: model.predict_proba(
+        features, mask, {s: [torch.Generator().manual_seed(1)] for s in features}
+    )
 
 
 def new_call(model, features, mask, samples: int):

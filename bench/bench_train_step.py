@@ -1,92 +1,81 @@
 """One training step (forward, backward, Adam) of both streams on a batch of 4 videos.
 
-    python bench/bench_train_step.py [--quick] [--threads 2] [--repeats 3] [--no-baseline]
-                                      [--unfold]
+    python bench/bench_train_step.py [--quick] [--threads 2] [--repeats 3]
+                                      [--sizes gtea:1500,breakfast:1500]
+                                      [--variants reference,shifted,native] [--against REF]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, counted matmul GFLOP (forward+backward),
-achieved GFLOP/s, the speed-up over the straightforward path, and the peak resident memory.
+achieved GFLOP/s, the speed-up over the first variant run, and the peak resident memory.
 
-Variants (speed-ups are over the first one run):
-  unfold_windows    the first straightforward path: the attention/conv windows as an ``unfold``
-                    view also under autograd, whose backward materialises the whole dilated
-                    span (re-created here; ~60 s, so 1 repeat; with --unfold or --quick)
-  autograd_windows  autograd through every op: windows as a stack of k shifted slices,
-                    ``nn.Dropout`` (the library's previous training path, re-created here)
-  pytorch_windows   the library's path with the window multiply-adds as PyTorch ops
-  default           the library's path: hand-written autograd Functions for the attention,
-                    conv and instance norm, one packed projection per block, cheaper dropout
-                    masks, native window kernels
+Variants, timed interleaved in one process on the same weights and batch; each runs under
+``twostream_das.modules.use_backend`` (the public switch; nothing is patched):
+  reference   plain PyTorch ops differentiated by autograd (window tensors, ``F.dropout``)
+  shifted     hand-written backwards for the attention, the conv and the instance norm, one
+              packed projection per block, hashed dropout masks; PyTorch ops
+  native      ``shifted`` with the native window and dropout kernels (the default backend)
+  old         (with ``--against REF``) the package at git commit REF, imported under another
+              name (``_bench.import_old``), on the same weights, its default path
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from _bench import (
     PRESETS,
+    ROOT,
     build_model,
     count_gflop,
+    import_old,
     machine,
     matmul_gflops,
     peak_rss_mib,
     time_interleaved,
-    time_it,
 )
-from torch import nn
+from bench_inference import parse_sizes
 
 from twostream_das.data.collate import Batch
-from twostream_das.modules import attention, block, native
+from twostream_das.modules import use_backend
 
 FULL_SIZES = [("gtea", 1500), ("breakfast", 1500)]
 QUICK_SIZES = [("gtea", 40)]
+BACKENDS = ["reference", "shifted", "native"]
 BATCH = 4
 
 
-def unfold_window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
-    reach = (kernel_size // 2) * dilation
-    padded = F.pad(x, (reach, reach))
-    return padded.unfold(2, 2 * reach + 1, 1)[..., ::dilation].transpose(2, 3)
+def old_model(preset: str, state: dict):
+    """The old package's two-stream model for ``preset`` with the weights ``state``."""
+    config = importlib.import_module("twostream_das_old.config")
+    two_stream = importlib.import_module("twostream_das_old.two_stream")
+    dims, classes = PRESETS[preset]
+    model = two_stream.TwoStreamModel.from_config(config.load_config(preset, []), dims, classes)
+    model.load_state_dict(state)
+    return model
 
 
-@contextmanager
-def windows(variant: str):
-    """Re-create an earlier training path by switching off the Functions (and more)."""
-    if variant in ("default", "pytorch_windows"):
-        with native.native_kernels(variant == "default"):
-            yield
-        return
-    saved = attention.window_views, attention.fused_ok, block.BlockDropout.forward
-    attention.fused_ok = block.fused_ok = lambda *tensors: False
-    block.BlockDropout.forward = nn.Dropout.forward
-    if variant == "unfold_windows":
-        attention.window_views = block.window_views = unfold_window_views
-    try:
-        yield
-    finally:
-        attention.window_views = block.window_views = saved[0]
-        attention.fused_ok = block.fused_ok = saved[1]
-        block.BlockDropout.forward = saved[2]
-
-
-def in_windows(variant: str, step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` run inside :func:`windows` (so variants can be timed interleaved)."""
+def under(backend: str | None, step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` run under ``use_backend(backend)`` (None: as it is, the old package)."""
+    if backend is None:
+        return step
 
     def run() -> None:
-        with windows(variant):
+        with use_backend(backend):
             step()
 
     return run
 
 
-def make_step(preset: str, frames: int):
-    model, _ = build_model(preset)
+def make_step(preset: str, frames: int, model=None):
+    """One training step of ``model`` (default: a fresh one for ``preset``, seed 0)."""
+    model = model if model is not None else build_model(preset)[0]
     model.train()
     dims, classes = PRESETS[preset]
     gen = torch.Generator().manual_seed(0)
@@ -113,46 +102,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke)")
     parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-baseline", action="store_true", help="only the default path")
-    parser.add_argument("--unfold", action="store_true", help="also the ~60 s unfold path")
+    parser.add_argument("--sizes", type=parse_sizes, default=None, help="preset:T,...")
+    parser.add_argument("--variants", default=",".join(BACKENDS), help="backends, comma-separated")
+    parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
     args = parser.parse_args(argv)
     threads = args.threads or (1 if args.quick else 2)
     torch.set_num_threads(threads)
     repeats = 1 if args.quick else args.repeats
-    variants = ["default"]
-    if not args.no_baseline:
-        variants = ["autograd_windows", "pytorch_windows", "default"]
-        if args.unfold or args.quick:
-            variants.insert(0, "unfold_windows")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(BACKENDS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}: expected backends of {BACKENDS}")
     report: dict[str, object] = {
         "benchmark": "train_step",
         "machine": machine(threads),
         "batch": BATCH,
+        "against": args.against,
         "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 3), 1),
         "results": [],
     }
     results: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
-    for preset, frames in QUICK_SIZES if args.quick else FULL_SIZES:
-        steps, gflops, timings = {}, {}, {}
-        for variant in variants:
-            with windows(variant):
-                steps[variant] = make_step(preset, frames)
-                gflops[variant] = count_gflop(steps[variant])
-            if variant == "unfold_windows":  # ~60 s a step: once, on its own
-                with windows(variant):
-                    timings[variant] = time_it(steps[variant], 1, warmup=0)
-        interleaved = {v: in_windows(v, steps[v]) for v in variants if v not in timings}
-        timings.update(time_interleaved(interleaved, repeats))
-        base_time = timings[variants[0]]["median_s"]
-        for variant in variants:
-            timing = timings[variant]
-            row = {"preset": preset, "frames": frames, "variant": variant, **timing,
-                   "gflop": round(gflops[variant], 3),
-                   "gflops": round(gflops[variant] / timing["median_s"], 2),
-                   "speedup_vs_baseline": round(base_time / timing["median_s"], 3),
-                   "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
-            results.append(row)
-            print(json.dumps(row), file=sys.stderr)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.against:
+            import_old(args.against, Path(tmp), args.repo)
+        for preset, frames in sizes:
+            steps: dict[str, Callable[[], None]] = {}
+            for variant in variants:  # each its own model and optimiser, the same weights
+                steps[variant] = under(variant, make_step(preset, frames))
+            if args.against:
+                state = build_model(preset)[0].state_dict()
+                steps["old"] = make_step(preset, frames, old_model(preset, state))
+            gflops = {name: count_gflop(step) for name, step in steps.items()}
+            timings = time_interleaved(steps, repeats)
+            base_time = timings[next(iter(steps))]["median_s"]
+            for variant, timing in timings.items():
+                row = {"preset": preset, "frames": frames, "variant": variant, **timing,
+                       "gflop": round(gflops[variant], 3),
+                       "gflops": round(gflops[variant] / timing["median_s"], 2),
+                       "speedup_vs_baseline": round(base_time / timing["median_s"], 3),
+                       "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
+                results.append(row)
+                print(json.dumps(row), file=sys.stderr)
     print(json.dumps(report, indent=1))
     return 0
 

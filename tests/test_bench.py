@@ -32,16 +32,16 @@ def test_bench_quick_prints_json():
         reports[script] = json.loads(out)
     for report in reports.values():
         assert {"benchmark", "machine", "matmul_gflops", "results"} <= set(report)
-        assert {"cpu", "threads", "torch", "load_avg_1m", "native_window_kernels"} <= set(
-            report["machine"]
-        )
+        machine_keys = {"cpu", "threads", "torch", "load_avg_1m", "native_window_kernels",
+                        "default_backend"}  # fmt: skip
+        assert machine_keys <= set(report["machine"])
         assert report["results"] and all(ROW_KEYS <= set(row) for row in report["results"])
     inference = reports["bench_inference.py"]
-    assert {r["variant"] for r in inference["results"]} >= {"sequential_recompute", "stacked"}
+    assert {r["variant"] for r in inference["results"]} >= {"reference", "native"}
     assert inference["memory"] and "peak_rss_mib" in inference["memory"][0]
     train = reports["bench_train_step.py"]
     variants = {r["variant"] for r in train["results"]}
-    assert variants == {"unfold_windows", "autograd_windows", "pytorch_windows", "default"}
+    assert variants == {"reference", "shifted", "native"}
 
 
 def test_inference_bench_sizes_option():

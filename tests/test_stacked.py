@@ -1,10 +1,21 @@
-"""The stacked two-stream inference path equals running the streams one after the other."""
+"""The stacked two-stream inference path (fast backends) equals running the streams one
+after the other (the reference backend, which never stacks)."""
 
 import pytest
 import torch
 
 from _model_helpers import lengths_mask, small_config
+from twostream_das.modules import Backend, native, use_backend
 from twostream_das.two_stream import TwoStreamModel
+
+FAST_BACKENDS = [Backend.SHIFTED] + ([Backend.NATIVE] if native.available() else [])
+FAST = [
+    Backend.SHIFTED,
+    pytest.param(
+        Backend.NATIVE,
+        marks=pytest.mark.skipif(not native.available(), reason="native kernels not built here"),
+    ),
+]
 
 
 def make_model(*extra):
@@ -29,15 +40,12 @@ def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta, samples
     }
     mask = lengths_mask([23, 17, 9], 23)
     runs = {}
-    for options in (
-        {"batch_streams": False, "precompute_cond": False},
-        {"batch_streams": False},
-        {"batch_streams": True},
-    ):
+    for backend in (Backend.REFERENCE, *FAST_BACKENDS):
         gens = stream_gens(range(5, 5 + 3 * samples))
-        out = model.sample(features, mask, gens, samples=samples, **options)
+        with use_backend(backend):
+            out = model.sample(features, mask, gens, samples=samples)
         following = [torch.randn(2, generator=x) for s in gens for x in gens[s]]
-        runs[tuple(options.items())] = (out, following)
+        runs[backend] = (out, following)
     (ref, ref_next), *others = runs.values()
     for out, following in others:
         for stream in ("rgb", "flow"):
@@ -78,7 +86,8 @@ def test_the_number_of_steps_is_chosen_per_call():
     two = model.sample(features, mask, stream_gens([1]), steps=2)
     torch.testing.assert_close(default["rgb"].probs, four["rgb"].probs)
     assert not torch.allclose(two["rgb"].probs, four["rgb"].probs, atol=1e-4)
-    sequential = model.sample(features, mask, stream_gens([1]), steps=2, batch_streams=False)
+    with use_backend(Backend.REFERENCE):  # the streams one after the other
+        sequential = model.sample(features, mask, stream_gens([1]), steps=2)
     torch.testing.assert_close(sequential["flow"].probs, two["flow"].probs, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="num_inference_steps"):
         model.sample(features, mask, stream_gens([1]), steps=0)
@@ -91,28 +100,23 @@ def test_streams_of_other_shapes_are_not_stacked():
     assert not model._stackable()
 
 
-def test_stacked_networks_are_reused_until_the_weights_change():
+@pytest.mark.parametrize("backend", FAST)
+def test_the_stacked_weights_are_built_per_call_so_changed_weights_count(backend):
     model = make_model()
     g = torch.Generator().manual_seed(2)
     features = {s: torch.randn(2, d, 15, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
     mask = lengths_mask([15, 11], 15)
 
-    def predict(**options):
-        return model.predict_proba(features, mask, stream_gens((3, 4)), **options)["rgb"]
-
-    def networks():
-        (value,) = [v for k, (_, v) in model._stacked_cache.items() if k[0] == "networks"]
-        return value
+    def predict(chosen=backend):
+        with use_backend(chosen):
+            return model.predict_proba(features, mask, stream_gens((3, 4)))["rgb"]
 
     first = predict()
-    stacked = networks()
     torch.testing.assert_close(predict(), first)
-    assert networks() is stacked  # no second stacking
     with torch.no_grad():  # an in-place change, as an optimiser step makes
         model.streams["rgb"].decoder.blocks[0].ffn[2].weight.add_(0.5)
     changed = predict()
-    assert networks() is not stacked
     assert not torch.allclose(changed, first, atol=1e-3)
-    torch.testing.assert_close(changed, predict(batch_streams=False), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(changed, predict(Backend.REFERENCE), atol=1e-5, rtol=1e-4)
     model.load_state_dict(make_model().state_dict())  # back to the first weights, in place
     torch.testing.assert_close(predict(), first, atol=1e-6, rtol=1e-5)

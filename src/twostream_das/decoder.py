@@ -35,12 +35,13 @@ class DecoderContext(NamedTuple):
     Attributes:
         fmask: the batch's padding mask.
         key_masks: per block, (B, k, T) bool attention key masks.
-        cond_qk: per block, (B, 2F, T) conditioning share of the query/key projections.
+        qkv_in: per block, (B, 3F, T) the qkv bias plus the conditioning's share of the
+            query/key projections (:meth:`ConvAttentionBlock.project_cond`).
     """
 
     fmask: FrameMask
     key_masks: tuple[torch.Tensor, ...]
-    cond_qk: tuple[torch.Tensor, ...]
+    qkv_in: tuple[torch.Tensor, ...]
 
 
 class Decoder(nn.Module):
@@ -85,8 +86,8 @@ class Decoder(nn.Module):
         key_masks = tuple(
             window_key_mask(fmask.valid, b.kernel_size, b.dilation) for b in self.blocks
         )  # each (B, k, T)
-        cond_qk = tuple(block.project_cond(cond) for block in self.blocks)  # each (B, 2F, T)
-        return DecoderContext(fmask, key_masks, cond_qk)
+        qkv_in = tuple(block.project_cond(cond) for block in self.blocks)  # each (B, 3F, T)
+        return DecoderContext(fmask, key_masks, qkv_in)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, ctx: DecoderContext) -> torch.Tensor:
         """Args:
@@ -102,8 +103,8 @@ class Decoder(nn.Module):
         h = h + bias[:, :, None].to(h.dtype)
         if not ctx.fmask.full:
             h = h * ctx.fmask.weight.to(h.dtype)
-        for block, key_mask, cond_qk in zip(self.blocks, ctx.key_masks, ctx.cond_qk, strict=True):
-            h = block(h, ctx.fmask, key_mask, cond_qk)  # (B, F, T)
+        for block, key_mask, qkv_in in zip(self.blocks, ctx.key_masks, ctx.qkv_in, strict=True):
+            h = block(h, ctx.fmask, key_mask, qkv_in)  # (B, F, T)
         return self.head(h)
 
     def forward(

@@ -54,8 +54,8 @@ class Encoder(nn.Module):
         self.in_dim = in_dim
         self.cond_blocks = tuple(sorted(set(cfg.cond_blocks)))
         self.cond_dim = cfg.width * len(self.cond_blocks)
-        self.channel_dropout = nn.Dropout1d(cfg.channel_dropout)  # whole feature channels
-        self.frame_dropout = nn.Dropout1d(cfg.frame_dropout)  # whole frames (on (B, T, D))
+        self.channel_dropout = cfg.channel_dropout  # rate over whole feature channels
+        self.frame_dropout = cfg.frame_dropout  # rate over whole frames
         self.proj_in = PointwiseConv(in_dim, cfg.width)
         self.blocks = nn.ModuleList(
             ConvAttentionBlock(
@@ -71,20 +71,32 @@ class Encoder(nn.Module):
         In training the two masks are rank-one (a factor per channel, one per frame), so they
         go on the (B, F, D) weight and the (B, F, T) output instead of the (B, D, T) features:
         ``W (x * c * f) + b = ((W * c) x) * f + b``. The masks are the draws ``nn.Dropout1d``
-        makes (same shapes and order from the global RNG), and for p = 0.5 (factors 0 and 2,
-        exact in floating point) the result is the same to the bit.
+        would make (same shapes and order from the global RNG: channels, then frames), and for
+        p = 0.5 (factors 0 and 2, exact in floating point) the result is the same to the bit.
         """
-        channel = _feature_noise(x, self.channel_dropout, (x.shape[0], x.shape[1], 1))
-        frame = _feature_noise(x, self.frame_dropout, (x.shape[0], x.shape[2], 1))
+        batch, channels, frames = x.shape
+        channel = self._noise(x, self.channel_dropout, (batch, channels, 1))  # (B, D, 1)
+        frame = self._noise(x, self.frame_dropout, (batch, frames, 1))  # (B, T, 1)
         if channel is None and frame is None:
             return self.proj_in(x)
-        weight = self.proj_in.weight[:, :, 0].expand(x.shape[0], -1, -1)  # (B, F, D)
+        weight = self.proj_in.matrix.expand(batch, -1, -1)  # (B, F, D)
         if channel is not None:
             weight = weight * channel.transpose(1, 2)  # (B, F, D), channels dropped
         h = torch.bmm(weight, x)  # (B, F, T)
         if frame is not None:
             h = h * frame.transpose(1, 2)  # frames dropped
         return h + self.proj_in.bias[:, None]
+
+    def _noise(
+        self, x: torch.Tensor, p: float, shape: tuple[int, int, int]
+    ) -> torch.Tensor | None:
+        """A dropout mask of ``shape`` (B, n, 1): 0 or ``1 / (1 - p)`` per entry, drawn from the
+        global RNG; None when inactive (eval mode or p = 0)."""
+        if not self.training or p == 0.0:
+            return None
+        if p == 1.0:
+            return x.new_zeros(shape)
+        return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         """Args:
@@ -107,16 +119,3 @@ class Encoder(nn.Module):
         cond = torch.cat(features, dim=1)  # (B, F * n_cond, T)
         return EncoderOutput(self.head(h), cond)
 
-
-def _feature_noise(
-    x: torch.Tensor, dropout: nn.Dropout1d, shape: tuple[int, int, int]
-) -> torch.Tensor | None:
-    """The multiplicative mask ``nn.Dropout1d`` draws for an input whose (batch, channel) axes
-    are ``shape[:2]``: 0 or ``1 / (1 - p)`` per entry, ``shape`` (B, n, 1); None when the
-    dropout is inactive (eval mode or p = 0)."""
-    p = dropout.p
-    if not dropout.training or p == 0.0:
-        return None
-    if p == 1.0:
-        return x.new_zeros(shape)
-    return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)

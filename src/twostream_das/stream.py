@@ -184,7 +184,6 @@ class DiffusionStream(nn.Module):
         generators: Sequence[torch.Generator],
         steps: Optional[int] = None,
         samples: int = 1,
-        precompute_cond: bool = True,
     ) -> SampleResult:
         """K DDIM samples per video, as one batch of K * B rows (the encoder runs once).
 
@@ -198,9 +197,6 @@ class DiffusionStream(nn.Module):
             generators: K * B, sample-major.
             steps: DDIM steps (default: the config's).
             samples: K.
-            precompute_cond: compute the decoder's per-video context (the conditioning's share
-                of the q/k projections, the key masks) once; False recomputes it at every
-                DDIM step (the straightforward path, kept for benchmarks; same result).
 
         Returns:
             :class:`SampleResult` of (K, B, C, T) float32 tensors.
@@ -215,12 +211,10 @@ class DiffusionStream(nn.Module):
         lengths = [int(n) for n in mask.sum(dim=1).tolist()] * samples  # (K * B,)
         cond = self.encoder(features, mask).cond.repeat(samples, 1, 1)  # (K * B, Dc, T)
         mask = mask.repeat(samples, 1)  # (K * B, T)
-        context = self.decoder.prepare(cond, mask) if precompute_cond else None
+        context = self.decoder.prepare(cond, mask)  # the per-video part, once
 
         def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
             step = torch.full((rows,), t, dtype=torch.long, device=features.device)
-            if context is None:
-                return self.decoder(x_in, step, cond, mask)
             return self.decoder.denoise(x_in, step, context)
 
         out = sample(
@@ -240,8 +234,7 @@ class DiffusionStream(nn.Module):
         mask: torch.Tensor,
         generators: Sequence[torch.Generator],
         steps: Optional[int] = None,
-        precompute_cond: bool = True,
     ) -> torch.Tensor:
         """One DDIM sample per video (``generators``: one per video): (B, C, T) float32
         probabilities of the final x0 estimate (see :meth:`sample`)."""
-        return self.sample(features, mask, generators, steps, 1, precompute_cond).probs[0]
+        return self.sample(features, mask, generators, steps, 1).probs[0]

@@ -10,8 +10,8 @@ minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Optional, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from .config import AttentionOutside, Config, stream_names
 from .diffusion import SampleResult, sample
 from .diffusion.ddim import Generators
+from .modules import Backend, current_backend
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .standardize import FeatureStandardizer
 from .stream import DiffusionStream
@@ -27,9 +28,7 @@ if TYPE_CHECKING:
     from .data.collate import Batch
 
 
-_T = TypeVar("_T")
 logger = logging.getLogger(__name__)
-_CACHE_SIZE = 8  # stacked networks kept per model (one per batch size, K and steps in use)
 
 
 class TwoStreamLoss(NamedTuple):
@@ -64,9 +63,6 @@ class TwoStreamModel(nn.Module):
             raise ValueError("a model needs at least one stream")
         self.streams = nn.ModuleDict(dict(streams))
         self.standardizer = standardizer
-        # the stacked inference networks and the stackability check, kept while the weights
-        # are unchanged (see _weights_token): rebuilding them cost ~10 ms per call
-        self._stacked_cache: dict[object, tuple[object, object]] = {}
 
     @classmethod
     def from_config(
@@ -77,9 +73,8 @@ class TwoStreamModel(nn.Module):
         names = stream_names(cfg)
         if cfg.model.attention_outside is AttentionOutside.DIFFACT:
             logger.info(
-                "model.attention_outside = diffact: the fast paths (fused training Function, "
-                "native and shifted window kernels, stacked streams) do not implement it; every "
-                "block runs the plain PyTorch attention (slower)"
+                "model.attention_outside = diffact: only the reference backend implements it, "
+                "so every block runs the reference ops and the streams are not stacked (slower)"
             )
         if set(in_dims) != set(names):
             raise ValueError(
@@ -138,8 +133,6 @@ class TwoStreamModel(nn.Module):
         generators: Mapping[str, Sequence[torch.Generator]],
         steps: Optional[int] = None,
         samples: int = 1,
-        batch_streams: bool = True,
-        precompute_cond: bool = True,
     ) -> dict[str, SampleResult]:
         """K DDIM samples per video and stream (the encoders run once per video).
 
@@ -152,11 +145,10 @@ class TwoStreamModel(nn.Module):
                 another's generator.
             steps: DDIM steps (default: the config's ``num_inference_steps``).
             samples: K.
-            batch_streams: run the streams as one stacked pass (:mod:`twostream_das.stacked`)
-                when they have the same structure and the model is in eval mode; same result
-                to float tolerance, the same draws. False runs the streams one after the other.
-            precompute_cond: for the one-after-the-other path, see
-                :meth:`DiffusionStream.sample`.
+
+        In eval mode with a fast backend (:mod:`twostream_das.modules.backends`), streams of
+        the same structure run as one stacked pass (:mod:`twostream_das.stacked`, built for this
+        call); otherwise one after the other. Same result to float tolerance, the same draws.
 
         Returns:
             stream -> :class:`SampleResult` of (K, B, C, T) float32 tensors.
@@ -166,14 +158,10 @@ class TwoStreamModel(nn.Module):
             given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
         features = self.standardized(features, mask)
-        if batch_streams and not self.training:
-            token = self._weights_token()  # once per call: ~0.6 ms at GTEA size
-            if self._stackable(token):
-                return self._sample_stacked(features, mask, generators, steps, samples, token)
+        if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
+            return self._sample_stacked(features, mask, generators, steps, samples)
         return {
-            s: self.streams[s].sample(
-                features[s], mask, generators[s], steps, samples, precompute_cond
-            )
+            s: self.streams[s].sample(features[s], mask, generators[s], steps, samples)
             for s in names
         }
 
@@ -183,42 +171,20 @@ class TwoStreamModel(nn.Module):
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
         steps: Optional[int] = None,
-        **options: bool,
     ) -> dict[str, torch.Tensor]:
         """One DDIM sample per video and stream (``generators``: stream -> one per video):
         stream -> (B, C, T) float32 probabilities of the final x0 estimate (:meth:`sample`)."""
-        out = self.sample(features, mask, generators, steps, 1, **options)
+        out = self.sample(features, mask, generators, steps, 1)
         return {s: result.probs[0] for s, result in out.items()}
 
-    def _weights_token(self) -> tuple[tuple[object, ...], ...]:
-        """Changes whenever any parameter does: replaced, moved, cast, or written in place
-        (optimiser steps, ``load_state_dict``; each bumps the tensor's version counter)."""
-        return tuple(
-            (p.data_ptr(), p._version, p.dtype, p.device, tuple(p.shape))
-            for p in self.parameters()
-        )
-
-    def _cached(self, key: object, weights: object, build: Callable[[], _T]) -> _T:
-        """``build()``, kept under ``key`` while ``weights`` (a :meth:`_weights_token`) is
-        unchanged; the last ``_CACHE_SIZE`` keys are kept."""
-        hit = self._stacked_cache.pop(key, None)
-        if hit is None or hit[0] != weights:
-            hit = (weights, build())
-        self._stacked_cache[key] = hit  # most recent last
-        while len(self._stacked_cache) > _CACHE_SIZE:
-            del self._stacked_cache[next(iter(self._stacked_cache))]
-        return hit[1]  # type: ignore[return-value]
-
-    def _stackable(self, weights: object = None) -> bool:
+    def _stackable(self) -> bool:
         """All streams have the same network shapes (bar the input size), label space and
-        sampling settings; ``weights``: this call's :meth:`_weights_token` (default: taken
-        here)."""
+        sampling settings."""
         first, *others = self.streams.values()
         if not others or first.diffact_outside:  # one stream; or attention the stack lacks
             return False
         abar = first.diffusion.schedule.alphas_cumprod
-        weights = self._weights_token() if weights is None else weights
-        return self._cached("stackable", weights, self._same_networks) and all(
+        return self._same_networks() and all(
             s.encoder.cond_blocks == first.encoder.cond_blocks
             and s.diffusion.signal_scale == first.diffusion.signal_scale
             and torch.equal(s.diffusion.schedule.alphas_cumprod, abar)
@@ -230,7 +196,7 @@ class TwoStreamModel(nn.Module):
         def shapes(stream: DiffusionStream) -> list[tuple[str, tuple[int, ...]]]:
             return [
                 (k, tuple(v.shape))
-                for k, v in stream.state_dict().items()
+                for k, v in stream.named_parameters()
                 if not k.startswith("encoder.proj_in.")
             ]
 
@@ -245,11 +211,10 @@ class TwoStreamModel(nn.Module):
         generators: Mapping[str, Sequence[torch.Generator]],
         steps: Optional[int],
         samples: int,
-        weights: object,
     ) -> dict[str, SampleResult]:
         """All streams' DDIM as one stacked pass: the encoders on G * B rows, the decoders on
-        N = G * K * B rows (stream-major, then sample, then video); ``weights``: this call's
-        :meth:`_weights_token`, which keys the stacked networks."""
+        N = G * K * B rows (stream-major, then sample, then video); the stacked weights are
+        built here, for this call."""
         names = self.stream_names
         streams = [self.streams[s] for s in names]
         first, count = streams[0], len(streams)
@@ -265,14 +230,8 @@ class TwoStreamModel(nn.Module):
         dtype = features[names[0]].dtype
         scheduler = first.scheduler(steps)
         timesteps = tuple(scheduler.timesteps)
-        encoder, decoder = self._cached(
-            ("networks", batch_size, samples, timesteps),
-            weights,
-            lambda: (
-                StackedEncoder([s.encoder for s in streams], batch_size),
-                StackedDecoder([s.decoder for s in streams], rows, timesteps),
-            ),
-        )
+        encoder = StackedEncoder([s.encoder for s in streams], batch_size)
+        decoder = StackedDecoder([s.decoder for s in streams], rows, timesteps)
         enc_mask = stacked_frame_mask(mask, count, dtype)  # (G * B, T)
         cond = encoder.conditioning(
             [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)

@@ -1,39 +1,33 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from twostream_das.modules import (
+    Backend,
     ConvAttentionBlock,
     DilatedConv,
     PointwiseConv,
     frame_mask,
-    masked_instance_norm,
     native,
+    use_backend,
     window_key_mask,
 )
-from twostream_das.modules.block import dropout_shares
+
+BACKENDS = [
+    Backend.REFERENCE,
+    Backend.SHIFTED,
+    pytest.param(
+        Backend.NATIVE,
+        marks=pytest.mark.skipif(not native.available(), reason="native kernels not built here"),
+    ),
+]
 
 
 def lengths_mask(lengths, frames):
     return torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]
 
 
-def test_masked_instance_norm_equals_instance_norm_on_real_frames():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 5, 13, generator=gen)
-    full = masked_instance_norm(x, frame_mask(torch.ones(2, 13, dtype=torch.bool)))
-    torch.testing.assert_close(full, nn.InstanceNorm1d(5)(x), atol=1e-5, rtol=1e-5)
-    padded = torch.cat([x[:1], torch.randn(1, 5, 13, generator=gen)])
-    padded[1, :, 9:] = 123.0  # garbage on padding must not matter
-    out = masked_instance_norm(padded, frame_mask(lengths_mask([13, 9], 13)))
-    torch.testing.assert_close(out[0], full[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out[1, :, :9], nn.InstanceNorm1d(5)(padded[1:, :, :9])[0],
-                               atol=1e-5, rtol=1e-5)
-    assert torch.all(out[1, :, 9:] == 0)
-
-
-def test_pointwise_and_dilated_conv_equal_conv1d():
+def test_pointwise_conv_and_the_conv_matrix_equal_conv1d():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 11, generator=gen)
     point = PointwiseConv(4, 6)
@@ -41,6 +35,8 @@ def test_pointwise_and_dilated_conv_equal_conv1d():
     dilated = DilatedConv(4, 5, 3)
     ref = F.conv1d(x, dilated.weight, dilated.bias, padding=6, dilation=3)
     torch.testing.assert_close(dilated(x), ref, atol=1e-5, rtol=1e-5)
+    # the (c_in, tap) column order of the matrix the ops take
+    assert dilated.matrix[2, 3 * 5 + 4] == dilated.weight[2, 3, 4]
 
 
 def test_cross_block_projection_is_the_projection_of_the_concatenation():
@@ -53,11 +49,15 @@ def test_cross_block_projection_is_the_projection_of_the_concatenation():
     # DiffAct's form: q = W_q [x ; cond] + b_q with one (F, F + Dc) matrix
     w_q = torch.cat([block.qkv.weight[:width, :, 0], block.cond_qk.weight[:width, :, 0]], dim=1)
     direct = F.conv1d(torch.cat([x, cond], 1), w_q[:, :, None], block.qkv.bias[:width])
-    split = block.qkv(x)[:, :width] + block.project_cond(cond)[:, :width]
+    qkv_in = block.project_cond(cond)  # (1, 3F, 9): bias + cond share, bias only for v
+    split = (block.qkv.matrix @ x)[:, :width] + qkv_in[:, :width]
     torch.testing.assert_close(split, direct, atol=1e-5, rtol=1e-5)
+    value_bias = block.qkv.bias[2 * width :, None].expand(-1, 9)
+    torch.testing.assert_close(qkv_in[0, 2 * width :], value_bias)
 
 
-def test_block_output_of_a_video_does_not_depend_on_padding():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_output_of_a_video_does_not_depend_on_padding(backend):
     torch.manual_seed(0)
     block = ConvAttentionBlock(6, 5, 4, dropout=0.5, cond_dim=3).eval()
     gen = torch.Generator().manual_seed(3)
@@ -65,8 +65,8 @@ def test_block_output_of_a_video_does_not_depend_on_padding():
     cond = torch.randn(1, 3, 10, generator=gen)
 
     def run(xs, cs, mask):
-        fm = frame_mask(mask)
-        return block(xs, fm, window_key_mask(mask, 5, 4), block.project_cond(cs))
+        with use_backend(backend):
+            return block(xs, frame_mask(mask), window_key_mask(mask, 5, 4), block.project_cond(cs))
 
     alone = run(x, cond, torch.ones(1, 10, dtype=torch.bool))
     xb = torch.zeros(2, 6, 16)
@@ -93,15 +93,15 @@ def window_tensor_attention(q, k, v, key_mask, kernel_size, dilation):
     return (scores.softmax(1).unsqueeze(1) * windows(v)).sum(2)
 
 
-def reference_block(block, x, fmask, key_mask, cond_qk):
+def reference_block(block, x, fmask, key_mask, qkv_in):
     """The block written out with library-free pieces (conv1d, window-tensor attention, the
     instance-norm formula), so autograd differentiates the straightforward path."""
     w = block.width
     local = F.conv1d(x, block.conv.weight, block.conv.bias, padding=block.conv.padding,
                      dilation=block.dilation)  # fmt: skip
-    qkv = F.conv1d(x, block.qkv.weight, block.qkv.bias)
-    qk = qkv[:, : 2 * w] + (cond_qk if cond_qk is not None else 0)
-    context = window_tensor_attention(qk[:, :w], qk[:, w:], qkv[:, 2 * w :], key_mask,
+    qkv_in = qkv_in if qkv_in is not None else block.qkv.bias[:, None]
+    qkv = F.conv1d(x, block.qkv.weight) + qkv_in
+    context = window_tensor_attention(qkv[:, :w], qkv[:, w : 2 * w], qkv[:, 2 * w :], key_mask,
                                       block.kernel_size, block.dilation)  # fmt: skip
     s = local + context
     mean = (s * fmask.weight).sum(2, keepdim=True) / fmask.count
@@ -111,26 +111,30 @@ def reference_block(block, x, fmask, key_mask, cond_qk):
     return (x + out) * fmask.weight
 
 
-@pytest.mark.parametrize(("dilation", "cond_dim", "lengths"),
-                         [(1, 0, [13, 13]), (4, 3, [13, 8]), (8, 0, [13, 5]), (32, 3, [13, 13])])
-def test_training_block_gradients_equal_the_straightforward_path(dilation, cond_dim, lengths):
-    """Fused training path (one projection, autograd Functions) vs autograd through the
-    reference, double precision: outputs and the gradients of input, cond share and weights."""
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dilation", "cross", "lengths"),
+                         [(1, False, [13, 13]), (4, True, [13, 8]), (8, False, [13, 5]),
+                          (32, True, [13, 13])])  # fmt: skip
+def test_training_block_gradients_equal_the_straightforward_path(backend, dilation, cross, lengths):
+    """The block under each backend vs autograd through the written-out block, double
+    precision: outputs and the gradients of input, qkv input term and weights."""
     torch.manual_seed(0)
-    block = ConvAttentionBlock(4, 5, dilation, dropout=0.0, cond_dim=cond_dim).double().train()
+    block = ConvAttentionBlock(4, 5, dilation, dropout=0.0, cond_dim=3 if cross else 0)
+    block = block.double().train()
     gen = torch.Generator().manual_seed(dilation)
     mask = lengths_mask(lengths, 13)
     fmask = frame_mask(mask, torch.float64)
     key_mask = window_key_mask(mask, 5, dilation)
     x0 = torch.randn(2, 4, 13, generator=gen, dtype=torch.float64) * fmask.weight
-    c0 = torch.randn(2, 8, 13, generator=gen, dtype=torch.float64) if cond_dim else None
+    c0 = torch.randn(2, 12, 13, generator=gen, dtype=torch.float64) if cross else None
     grad_out = torch.randn(2, 4, 13, generator=gen, dtype=torch.float64)
 
     def run(fn):
         block.zero_grad()
         x = x0.clone().requires_grad_()
         c = c0.clone().requires_grad_() if c0 is not None else None
-        out = fn(block, x, fmask, key_mask, c)
+        with use_backend(backend):
+            out = fn(block, x, fmask, key_mask, c)
         out.backward(grad_out)
         grads = [x.grad] + ([c.grad] if c is not None else [])
         return [out, *grads] + [p.grad.clone() for p in block.parameters() if p.grad is not None]
@@ -139,67 +143,3 @@ def test_training_block_gradients_equal_the_straightforward_path(dilation, cond_
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
-
-
-@pytest.mark.parametrize("lengths", [[9, 9], [9, 4]])
-def test_masked_instance_norm_passes_gradcheck(lengths):
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 3, 9, generator=gen, dtype=torch.float64, requires_grad=True)
-    fmask = frame_mask(lengths_mask(lengths, 9), torch.float64)
-    assert torch.autograd.gradcheck(lambda a: masked_instance_norm(a, fmask), (x,))
-
-
-@pytest.mark.parametrize("p", [0.1, 0.5])
-def test_block_dropout_keeps_1_minus_p_and_rescales(p):
-    drop = ConvAttentionBlock(4, 3, 1, dropout=p).dropout.train()
-    torch.manual_seed(0)  # draws from the global RNG, like nn.Dropout
-    x = torch.ones(4, 50, 1001)  # odd element count: not a multiple of 4
-    out = drop(x)
-    kept = out != 0
-    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
-    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
-    torch.manual_seed(0)
-    assert torch.equal(drop(x), out)  # same seed, same mask
-    x.requires_grad_()
-    torch.manual_seed(0)
-    drop(x).sum().backward()  # the gradient is the same mask and scale
-    torch.testing.assert_close(x.grad, out.detach())
-    assert torch.equal(drop.eval()(x), x)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_block_dropout_native_and_pytorch_masks_are_the_same_to_the_bit(dtype):
-    drop = ConvAttentionBlock(4, 3, 1, dropout=0.1).dropout.train()
-    x0 = torch.randn(3, 5, 77, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    grad = torch.randn(3, 5, 77, generator=torch.Generator().manual_seed(2), dtype=dtype)
-    results = []
-    for use_native in (False, True):
-        x = x0.clone().requires_grad_()
-        with native.native_kernels(use_native):
-            torch.manual_seed(5)
-            out = drop(x)
-            out.backward(grad)
-        results.append((out.detach(), x.grad))
-    if not native.available():
-        pytest.skip("native kernels not built here")
-    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
-
-
-def test_dropout_shares_are_splitmix64_in_16_bit_halves():
-    # splitmix64 from state 1234567: the reference sequence (Vigna's splitmix64.c)
-    draws = dropout_shares(1234567, 20).view(torch.int64)  # 5 draws of 4 shares each
-    assert [d % 2**64 for d in draws.tolist()] == [
-        6457827717110365317, 3203168211198807973, 9817491932198370423,
-        4593380528125082431, 16408922859458223821,
-    ]  # fmt: skip
-    assert dropout_shares(1234567, 7).tolist() == dropout_shares(1234567, 8)[:7].tolist()
-
-
-@pytest.mark.parametrize("use_native", [False, True])
-def test_block_dropout_with_a_tiny_p_keeps_everything(use_native):
-    # round((1 - p) 2^16) - 2^15 = 2^15 is no int16: compared with the int16 shares it used to
-    # wrap to -2^15 and drop every element
-    drop = ConvAttentionBlock(4, 3, 1, dropout=1e-7).dropout.train()
-    with native.native_kernels(use_native):
-        out = drop(torch.ones(3, 4, 50))
-    assert torch.all(out == 1 / (1 - 1e-7))

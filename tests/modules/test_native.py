@@ -3,8 +3,14 @@ import warnings
 import pytest
 import torch
 
-from twostream_das.modules import native
-from twostream_das.modules.attention import attend, attend_backward, window_key_mask
+from twostream_das.modules import Backend, current_backend, native, use_backend
+from twostream_das.modules.fast import attend, attend_backward
+from twostream_das.modules.windows import window_key_mask
+
+
+def kernels(on):
+    """The native backend (its kernels) or the shifted one (the same work as PyTorch ops)."""
+    return use_backend(Backend.NATIVE if on else Backend.SHIFTED)
 
 needs_native = pytest.mark.skipif(
     not native.available(), reason="native kernels not built here (no C++ compiler?)"
@@ -18,7 +24,7 @@ def test_hand_worked_uniform_attention(use_native):
     v = torch.tensor([[[10.0, 20.0, 30.0]]])
     q = torch.zeros(1, 1, 3)
     key_mask = window_key_mask(torch.ones(1, 3, dtype=torch.bool), 3, 1)
-    with native.native_kernels(use_native):
+    with kernels(use_native):
         weights, out = attend(q, q, v, key_mask, (3, 1, 1.0), torch.ones(1, 1, 3))
     assert out[0, 0].tolist() == pytest.approx([16.0, 21.0, 26.0])  # 1 + (10+20)/2, ...
     assert weights[0, :, 0].tolist() == pytest.approx([0.0, 0.5, 0.5])  # no key before t = 0
@@ -41,7 +47,7 @@ def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
     local = torch.randn(batch, channels, frames, generator=gen, dtype=dtype)
     results = {}
     for use_native in (False, True):
-        with native.native_kernels(use_native):
+        with kernels(use_native):
             results[use_native] = attend(q, k, v, key_mask, (taps, dilation, 0.4), local.clone())
     # float64 to the default (tight) tolerance; float32 to its rounding of scores near 50
     tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
@@ -75,17 +81,14 @@ def test_kernel_names_the_bad_operand():
         native.window_taps_(x, torch.zeros(1, 5, 8), 3, 1)
 
 
-def test_environment_switch_turns_the_kernels_off(monkeypatch):
-    monkeypatch.setenv(native.ENV_VAR, "0")
-    native.set_enabled(None)
-    assert not native.enabled() and not native.available()
+@needs_native
+def test_only_the_native_backend_uses_the_kernels():
     x = torch.zeros(1, 2, 8)
-    assert not native.applies(3, x, x)
-    monkeypatch.setenv(native.ENV_VAR, "1")
-    assert native.enabled()
-    with native.native_kernels(False):
-        assert not native.enabled()
-    assert native.enabled()
+    with kernels(True):
+        assert native.applies(3, x, x)
+    for backend in (Backend.SHIFTED, Backend.REFERENCE):
+        with use_backend(backend):
+            assert not native.applies(3, x, x)
 
 
 @needs_native
@@ -112,10 +115,10 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     monkeypatch.setitem(native._state, "loaded", None)  # as in a fresh process
-    native.set_enabled(True)
-    try:
+    with kernels(True):
         with pytest.warns(RuntimeWarning, match="c\\+\\+: command not found"):
             assert not native.available()
+        assert current_backend() is Backend.SHIFTED  # native asked for, shifted runs
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no second build, no second warning
             assert not native.available()
@@ -123,8 +126,6 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
         _, out = attend(torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.ones(1, 1, 3), mask,
                         (3, 1, 1.0))  # fmt: skip
         assert out[0, 0].tolist() == pytest.approx([1.0, 1.0, 1.0])  # by the PyTorch ops
-    finally:
-        native.set_enabled(None)
 
 
 @needs_native
@@ -141,7 +142,7 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
     results = []
     for use_native in (False, True):
         grads = tuple(torch.zeros_like(t) for t in (q, k, v))
-        with native.native_kernels(use_native):
+        with kernels(use_native):
             attend_backward(grad_out, saved, (taps, dilation, 0.7), grads)
         results.append(grads)
     for got, want in zip(results[1], results[0], strict=True):
@@ -149,7 +150,7 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
 
 
 def test_calling_a_kernel_while_they_are_off_names_the_cause():
-    with native.native_kernels(False), pytest.raises(RuntimeError, match="native window kernels"):
+    with kernels(False), pytest.raises(RuntimeError, match="native window kernels"):
         native.window_taps_(torch.zeros(1, 2, 4), torch.zeros(1, 6, 4), 3, 1)
 
 

@@ -1,36 +1,35 @@
 """Native CPU kernels of the windowed attention (``csrc/window_ops.cpp``), built on first use.
 
-The kernels are the windowed attention's forward and backward (:func:`.attention.attend`,
-:func:`.attention.attend_backward`: one call per block instead of 3k + 3 PyTorch ops, with the
+The kernels are the windowed attention's forward and backward (:func:`.fast.attend`,
+:func:`.fast.attend_backward`: one call per block instead of 3k + 3 PyTorch ops, with the
 k partial sums kept in registers), the conv as the shifted sum of its taps' projections
-(:class:`.block._ConvAttention`) and the training dropout's masking pass
-(:class:`.block.BlockDropout`), forward and backward. They are compiled once per machine
+(:func:`.fast.conv_attention`) and the training dropout's masking pass
+(:func:`.fast.dropout`), forward and backward. They are compiled once per machine
 with :func:`torch.utils.cpp_extension.load` (a C++ compiler with OpenMP and ninja, a dependency
 of this package, are needed; the build takes 20-40 s on 2 cores and is cached under
 ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``; processes building at once
 wait for one another), for the instruction set that PyTorch itself uses on this CPU, so
 machines sharing a home folder each get their own build.
 
-Where the build fails (no compiler), the package warns once and uses the PyTorch path, which
-gives the same results to float rounding. ``TWOSTREAM_DAS_NATIVE=0`` turns the kernels off
-without trying to build them; :func:`set_enabled` does the same from Python.
+They serve the ``native`` backend (:mod:`.backends`), the default where they build. Where the
+build fails (no compiler), the package warns once and runs the ``shifted`` backend, which gives
+the same results to float rounding. ``TWOSTREAM_DAS_BACKEND=shifted`` (or the older
+``TWOSTREAM_DAS_NATIVE=0``) skips the build.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-ENV_VAR = "TWOSTREAM_DAS_NATIVE"
+from . import backends
+
 SOURCE = Path(__file__).with_name("csrc") / "window_ops.cpp"
 MAX_TAPS = 15  # the window sizes the kernels are instantiated for: odd, 1..15
 ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
@@ -40,7 +39,7 @@ ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
 DTYPES = (torch.float32, torch.float64)
 logger = logging.getLogger(__name__)
 
-_state: dict[str, Optional[bool]] = {"enabled": None, "loaded": None}
+_state: dict[str, Optional[bool]] = {"loaded": None}
 _build_lock = threading.Lock()
 
 
@@ -72,8 +71,8 @@ def _build() -> bool:
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, say why
         warnings.warn(
             f"twostream_das: the native window kernels ({SOURCE.name}) could not be built, "
-            f"so the PyTorch path is used (same results, slower): {error}. Set {ENV_VAR}=0 "
-            "to skip the build.",
+            f"so the shifted backend's PyTorch ops are used (same results, slower): {error}. Set "
+            "TWOSTREAM_DAS_BACKEND=shifted to skip the build.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -94,34 +93,8 @@ def _cached(name: str) -> bool:
     return (folder / f"{name}.so").is_file()
 
 
-def enabled() -> bool:
-    """Whether the native kernels are on: :func:`set_enabled`, else ``TWOSTREAM_DAS_NATIVE``
-    (``0`` = off), else on."""
-    if _state["enabled"] is not None:
-        return bool(_state["enabled"])
-    return os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "off", "no")
-
-
-def set_enabled(flag: Optional[bool]) -> None:
-    """Turn the kernels on or off for this process; None returns to the environment's choice."""
-    _state["enabled"] = flag
-
-
-@contextmanager
-def native_kernels(flag: bool) -> Iterator[None]:
-    """The kernels on (True) or off (False) inside the block (benchmarks and tests)."""
-    saved = _state["enabled"]
-    _state["enabled"] = flag
-    try:
-        yield
-    finally:
-        _state["enabled"] = saved
-
-
 def available() -> bool:
-    """Enabled and built (the first call builds)."""
-    if not enabled():
-        return False
+    """Whether the kernels are built (the first call builds them, or loads the cached build)."""
     if _state["loaded"] is None:
         with _build_lock:  # one build per process, even if threads ask at once
             if _state["loaded"] is None:
@@ -131,17 +104,18 @@ def available() -> bool:
 
 def _ops():
     """The kernels' op namespace; an error naming the cause when they are not available."""
-    if not available():
+    if backends.current_backend() is not backends.Backend.NATIVE:
         raise RuntimeError(
-            f"the native window kernels are off ({ENV_VAR}=0 or native_kernels(False)) or "
-            "failed to build; the functions of twostream_das.modules.attention fall back to "
-            "PyTorch ops, call those"
+            "the native window kernels are not selected (backend "
+            f"{backends.current_backend().value!r}) or failed to build; use the ops of "
+            "twostream_das.modules.ops, which fall back to PyTorch ops"
         )
     return torch.ops.twostream_das
 
 
 def applies(taps: int, *tensors: torch.Tensor) -> bool:
-    """Whether a kernel may take these tensors: kernels on and built, CPU, float32/64 (one
+    """Whether a kernel may take these tensors: the ``native`` backend selected
+    (:mod:`.backends`; its kernels built), CPU, float32/64 (one
     dtype), frames contiguous, an odd window of at most :data:`MAX_TAPS`, and no autograd
     (the kernels write in place and have no derivative; they serve the no-grad forward, the
     hand-written backward and inference)."""
@@ -154,7 +128,7 @@ def applies(taps: int, *tensors: torch.Tensor) -> bool:
         and all(t.dtype == first.dtype and t.device == first.device for t in tensors)
         and all(t.dim() == 3 and (t.stride(2) == 1 or t.shape[2] <= 1) for t in tensors)
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        and available()
+        and backends.current_backend() is backends.Backend.NATIVE
     )
 
 
@@ -168,7 +142,7 @@ def window_attention_(
     scale: float,
 ) -> torch.Tensor:
     """``weights = softmax_j(key_mask ? scale q . k_j : lowest)`` (B, k, T), returned, and
-    ``out += sum_j weights_j v_j`` in place (see :func:`.attention.attend`)."""
+    ``out += sum_j weights_j v_j`` in place (see :func:`.fast.attend`)."""
     return _ops().window_attention_(out, q, k, v, key_mask, dilation, scale)
 
 
@@ -180,7 +154,7 @@ def window_attention_backward_(
     scale: float,
 ) -> None:
     """Adds the gradients of q, k and v of :func:`window_attention_` to ``grads``, given
-    ``saved = (q, k, v, weights, key_mask)`` (see :func:`.attention.attend_backward`)."""
+    ``saved = (q, k, v, weights, key_mask)`` (see :func:`.fast.attend_backward`)."""
     _ops().window_attention_backward_(*grads, grad_out, *saved, dilation, scale)
 
 
@@ -191,6 +165,6 @@ def window_taps_(out: torch.Tensor, z: torch.Tensor, taps: int, dilation: int) -
 
 
 def dropout_apply(x: torch.Tensor, seed: int, threshold: int, scale: float) -> torch.Tensor:
-    """``x * scale`` where an element's 16-bit share (:func:`.block.dropout_shares`) is below
+    """``x * scale`` where an element's 16-bit share (:func:`.fast.dropout_shares`) is below
     ``threshold``, else 0 (x contiguous)."""
     return _ops().dropout_apply(x, seed, threshold, scale)
