@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from twostream_das.checkpoint import make_checkpoint, save_checkpoint
@@ -10,6 +12,7 @@ from twostream_das.runs import (
     init_run,
     inspect_run,
     remove_stale_temporaries,
+    with_defaults,
     write_text,
 )
 
@@ -57,6 +60,22 @@ def test_resume_finished_and_config_mismatch(tmp_path):
         inspect_run(run, cfg, 2)
     _last(run, cfg, finished=True)
     assert inspect_run(run, cfg, 1).state is RunState.FINISHED
+
+
+def test_a_run_of_an_older_version_resumes_keys_added_since_count_as_defaults(tmp_path):
+    """A run.json written before ``dataset.standardize`` existed (the key absent) resumes with
+    it at its default, and is refused with it set otherwise."""
+    cfg = load_config("demo")
+    run = RunDir(tmp_path / "run")
+    init_run(run, cfg, 1, {"train": ["a"], "val": [], "test": ["b"]})
+    stored = json.loads(run.run_json.read_text())
+    del stored["config"]["dataset"]["standardize"]
+    run.run_json.write_text(json.dumps(stored))
+    assert inspect_run(run, cfg, 1).state is RunState.NEW
+    with pytest.raises(CheckpointError, match=r"dataset\.standardize: False -> True"):
+        inspect_run(run, load_config("demo", ["dataset.standardize=true"]), 1)
+    assert with_defaults({"a": {"b": 1}, "s": {"x": {}}}, {"a": {"b": 0, "c": 2}, "s": {}}) == {
+        "a": {"b": 1, "c": 2}, "s": {"x": {}}}
 
 
 def test_config_differences_lists_dotted_keys():

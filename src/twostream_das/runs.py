@@ -188,8 +188,12 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
 def check_same_run(
     source: Path, stored_config: dict[str, Any], stored_fold: Any, cfg: Config, fold: int
 ) -> None:
-    """Raise CheckpointError naming every key where ``cfg``/``fold`` differ from a stored run."""
-    diffs = config_differences(stored_config, to_dict(cfg))
+    """Raise CheckpointError naming every key where ``cfg``/``fold`` differ from a stored run.
+
+    A key the stored config lacks (added to the package since the run began) counts as its
+    default, so a run started by an older version resumes unless the key is set otherwise.
+    """
+    diffs = config_differences(with_defaults(stored_config, to_dict(Config())), to_dict(cfg))
     if stored_fold != fold:
         diffs.insert(0, f"fold: {stored_fold!r} -> {fold!r}")
     if diffs:
@@ -198,6 +202,15 @@ def check_same_run(
             f"{source} belongs to a run with a different config, so it cannot be resumed "
             f"({shown}). Use the original config, or a new --out folder."
         )
+
+
+def with_defaults(stored: Any, defaults: Any) -> Any:
+    """``stored`` (a nested plain dict) with the keys it lacks taken from ``defaults``."""
+    if not isinstance(stored, dict) or not isinstance(defaults, dict):
+        return stored
+    out = {k: v for k, v in defaults.items() if k not in stored}
+    out.update({k: with_defaults(v, defaults.get(k)) for k, v in stored.items()})
+    return out
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
