@@ -1,12 +1,21 @@
 """DiffAct state dicts as this package's streams, checked against DiffAct's own outputs
 (``../shared/data/diffact_oracle``, README there; skipped cleanly without it)."""
 
+import re
+import shlex
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
+from _diffact import diffact_state_dict
 from _shared import require_shared
+from twostream_das.checkpoint import load_checkpoint
+from twostream_das.cli import main
 from twostream_das.config import load_config
 from twostream_das.convert import convert, diffact_shape, diffact_to_stream
+from twostream_das.data.layout import read_mapping
 from twostream_das.diffusion import RecordedNoise, sample
 from twostream_das.errors import CheckpointError
 from twostream_das.inference import load_model
@@ -180,3 +189,74 @@ def test_converted_checkpoints_reproduce_the_oracle(tmp_path, suffix, form):
         assert torch.equal(probs, _ddim_probs(direct, rec))  # the same network, bit for bit
         if not suffix:
             assert float((probs - rec["ddim_probs"]).abs().max()) <= 1e-5
+
+
+DIFFACT_SIZES = {  # DiffAct's default_configs.py: the networks of its released checkpoints
+    "gtea": {"enc_blocks": 10, "width": 64, "dec_width": 24, "dec_kernel": 5},
+    "50salads": {"enc_blocks": 10, "width": 64, "dec_width": 24, "dec_kernel": 7},
+    "breakfast": {"enc_blocks": 12, "width": 256, "dec_width": 128, "dec_kernel": 5},
+}
+
+
+def _documented_converts(title: str) -> dict[str, list[str]]:
+    """The ``convert`` commands of docs/REPRODUCE.md's section ``title``, by --config (split 1)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "REPRODUCE.md").read_text()
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"^I3D='(.*)'$", section, re.M)
+    i3d = found.group(1) if found else ""
+    out = {}
+    for line in section.splitlines():
+        if line.strip().startswith("twostream-das convert"):
+            argv = shlex.split(line.replace('"$I3D"', shlex.quote(i3d)).replace("$k", "1"))
+            out[argv[argv.index("--config") + 1]] = argv[1:]
+    return out
+
+
+@pytest.mark.parametrize("dataset", list(DIFFACT_SIZES))
+def test_the_documented_diffact_commands_convert_checkpoints_of_diffacts_sizes(dataset, tmp_path):
+    """Each command of docs/REPRODUCE.md, as written (only the paths replaced), on a made-up
+    state dict of DiffAct's sizes for that dataset and the dataset's real mapping."""
+    mapping = require_shared(f"data/{dataset}/mapping.txt")
+    argv = _documented_converts("DiffAct's published table")[dataset]
+    root = tmp_path / dataset
+    root.mkdir()
+    shutil.copy(mapping, root / "mapping.txt")
+    classes = len(read_mapping(mapping).names)
+    sizes = DIFFACT_SIZES[dataset]
+    model = tmp_path / "release.model"
+    torch.save(diffact_state_dict(2048, classes, cond_blocks=3, dec_blocks=8, time_dim=512,
+                                  kernel=5, **sizes), model)  # fmt: skip
+    argv = [a.replace(f"/data/{dataset}", str(root)) for a in argv]
+    argv[argv.index("--stream") + 1] = f"i3d={model}"
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    assert main([*argv, "--quiet"]) == 0
+    cfg = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt").to_config()
+    assert list(cfg.dataset.streams) == ["i3d"] and cfg.dataset.streams["i3d"].dim == 2048
+    assert cfg.model.encoder.num_blocks == sizes["enc_blocks"]
+    assert cfg.model.attention_outside.value == "diffact" and cfg.fusion.input.value == "final"
+    expected_post = {"gtea": ("diffact_purge", 3), "50salads": ("median", 30),
+                     "breakfast": ("median", 15)}[dataset]  # fmt: skip
+    assert (cfg.postprocess.kind.value, cfg.postprocess.window) == expected_post
+    assert cfg.dataset.sample_rate == (8 if dataset == "50salads" else 1)
+
+
+def test_the_documented_release_command_converts_a_latest_pt(tmp_path):
+    """docs/REPRODUCE.md's latest.pt command on a made-up release of the GTEA preset's
+    networks (RGB 768-d Br-Prompt, FLOW 1024-d I3D flow) with GTEA's real mapping."""
+    mapping = require_shared("data/gtea/mapping.txt")
+    argv = _documented_converts("A 2s-DAS release checkpoint")["gtea"]
+    root = tmp_path / "gtea"
+    root.mkdir()
+    shutil.copy(mapping, root / "mapping.txt")
+    sizes = {"classes": 11, "enc_blocks": 10, "width": 64, "cond_blocks": 3, "dec_blocks": 8,
+             "dec_width": 24, "time_dim": 512}  # fmt: skip
+    latest = tmp_path / "latest.pt"
+    torch.save({"rgb_model": diffact_state_dict(768, seed=1, **sizes),
+                "flow_model": diffact_state_dict(1024, seed=2, **sizes), "epoch": 7}, latest)
+    argv = [a.replace("/data/gtea", str(root)) for a in argv]
+    argv[argv.index("--latest") + 1] = str(latest)
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    assert main([*argv, "--quiet"]) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert ckpt.stream_dims == {"rgb": 768, "flow": 1024} and ckpt.epoch == 7
+    assert ckpt.selection.fusion_weights == {"rgb": 0.5, "flow": 0.5}
