@@ -24,6 +24,14 @@ from twostream_das.stream import DiffusionStream
 ORACLE = "data/diffact_oracle"
 
 
+def _oracle(suffix: str, stream_name: str) -> tuple[dict, dict, dict]:
+    """``oracle<suffix>.pt``, its record of one stream, and that stream's DiffAct state dict."""
+    oracle = torch.load(require_shared(f"{ORACLE}/oracle{suffix}.pt"), weights_only=True)
+    rec = oracle["streams"][stream_name]
+    state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    return oracle, rec, state
+
+
 def _stream(state: dict, outside: str) -> DiffusionStream:
     shape = diffact_shape(state, "oracle")
     cfg = load_config(None, [
@@ -63,9 +71,7 @@ def _worst(stream: DiffusionStream, rec: dict) -> float:
 
 @pytest.mark.parametrize("stream_name", ["rgb", "flow"])
 def test_plain_weights_match_diffact_to_1e_5(stream_name):
-    oracle = torch.load(require_shared(f"{ORACLE}/oracle.pt"), weights_only=True)
-    rec = oracle["streams"][stream_name]
-    state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    oracle, rec, state = _oracle("", stream_name)
     shape = diffact_shape(state, "oracle")
     assert (shape.in_dim, shape.num_classes, shape.encoder_blocks, shape.encoder_width) == (
         rec["input_dim"], oracle["num_classes"], 8, 16)
@@ -82,9 +88,7 @@ def test_trained_scale_weights_need_diffacts_attention_at_the_ends(stream_name):
     of the input moves its logits by ~4e-4 and float32 vs float64 differ by as much, so 1e-5
     absolute is out of reach for any float32 reimplementation (measured: 5.1e-4 / 7.3e-4 for
     rgb / flow); the bound is 2e-5 relative to the largest output (|logits| <= 39 / 47)."""
-    oracle = torch.load(require_shared(f"{ORACLE}/oracle_x3.pt"), weights_only=True)
-    rec = oracle["streams"][stream_name]
-    state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    _, rec, state = _oracle("_x3", stream_name)
     scale = max(float(v.abs().max()) for v in _expected(rec).values())
     assert _worst(_stream(state, "exact"), rec) > 1.0
     worst = _worst(_stream(state, "diffact"), rec)
@@ -115,9 +119,7 @@ def _ddim_probs(stream: DiffusionStream, rec: dict) -> torch.Tensor:
 
 @pytest.mark.parametrize("stream_name", ["rgb", "flow"])
 def test_full_ddim_with_diffacts_draws_matches_its_probabilities_to_1e_5(stream_name):
-    oracle = torch.load(require_shared(f"{ORACLE}/oracle.pt"), weights_only=True)
-    rec = oracle["streams"][stream_name]
-    state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    _, rec, state = _oracle("", stream_name)
     stream = _stream(state, "diffact")
     assert stream.scheduler().timesteps == [999, 799, 599, 399, 199]  # DiffAct's, README
     worst = float((_ddim_probs(stream, rec) - rec["ddim_probs"]).abs().max())
@@ -133,9 +135,7 @@ def test_full_ddim_at_trained_scale_matches_diffact_to_float32_rounding(stream_n
     probabilities. That is float32 rounding: rounding the input features once (relative
     2^-24, random signs, 4 draws) moves *our own* probabilities by up to 2.2e-3 / 4.4e-3. The
     bound is twice that floor, measured here; exact masking is off by ~1."""
-    oracle = torch.load(require_shared(f"{ORACLE}/oracle_x3.pt"), weights_only=True)
-    rec = oracle["streams"][stream_name]
-    state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    _, rec, state = _oracle("_x3", stream_name)
     stream, want = _stream(state, "diffact"), rec["ddim_probs"]
     ours = _ddim_probs(stream, rec)
     floor = 0.0
@@ -173,15 +173,14 @@ def _converted_streams(tmp_path, suffix: str, source: dict) -> dict[str, Diffusi
 def test_converted_checkpoints_reproduce_the_oracle(tmp_path, suffix, form):
     """latest.pt and the per-stream files, through ``convert`` and ``load_model``: the same
     outputs as the state dicts mapped directly (above), so the same bounds hold."""
-    oracle = torch.load(require_shared(f"{ORACLE}/oracle{suffix}.pt"), weights_only=True)
     if form == "latest":
         source = {"latest": require_shared(f"{ORACLE}/release_latest{suffix}.pt")}
     else:
         files = {s: require_shared(f"{ORACLE}/diffact_{s}{suffix}.model") for s in ("rgb", "flow")}
         source = {"stream_files": files}
     streams = _converted_streams(tmp_path, suffix, source)
-    for name, rec in oracle["streams"].items():
-        state = torch.load(require_shared(f"{ORACLE}/{rec['state_dict_file']}"), weights_only=True)
+    for name in ("rgb", "flow"):
+        _, rec, state = _oracle(suffix, name)
         direct = _stream(state, "diffact")
         scale = 1.0 if not suffix else max(float(v.abs().max()) for v in _expected(rec).values())
         assert _worst(streams[name], rec) <= (1e-5 if not suffix else 2e-5 * scale)
