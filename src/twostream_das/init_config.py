@@ -440,8 +440,11 @@ def init_config(
     text = render(root, fps, label_map.names, folds, found)
     try:
         atomic_create_text(target, text)
-    except FileExistsError:
-        raise ConfigError(f"{target} exists; refusing to overwrite it") from None
+    except OSError as err:  # written meanwhile, or not writable
+        if target.exists():
+            raise ConfigError(f"{target} exists; refusing to overwrite it") from None
+        raise ConfigError(f"cannot write {target}: {err.strerror or err}; expected a new file "
+                          "in a folder you can write (give --out FILE)") from None
     try:
         load_config(target)
     except ConfigError as err:  # a bug here, not the user's: say so and leave nothing behind

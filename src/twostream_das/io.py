@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -141,8 +142,17 @@ def atomic_create_text(path: str | Path, text: str, encoding: str = "utf-8") -> 
 
 
 def _link_new(tmp: str, path: Path) -> None:
-    """``tmp`` becomes ``path`` unless ``path`` exists (``os.link`` refuses to replace)."""
-    os.link(tmp, path)
+    """``tmp`` becomes ``path`` unless ``path`` exists (``os.link`` refuses to replace). Where
+    the file system has no hard links, a check then a rename (a small window for a race)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
+        return
     os.unlink(tmp)
 
 
