@@ -3,9 +3,12 @@ end-to-end tests of training, evaluation, prediction and cross-validation."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CLASSES = ("background", "cut", "pour", "stir")
 DIMS = {"rgb": 6, "flow": 5}
@@ -77,3 +80,21 @@ def train_args(root: Path, out: Path, *extra: str) -> list[str]:
         "train", "--config", "demo", "--set", *tiny_overrides(root, *extra),
         "--fold", "1", "--out", str(out), "--quiet",
     ]
+
+
+@contextlib.contextmanager
+def killed_after_checkpoint(epoch: int) -> Iterator[None]:
+    """Within the block, training stops with KeyboardInterrupt right after it wrote epoch
+    ``epoch``'s ``last.pt``, as if killed there."""
+    from twostream_das import training
+
+    real_save = training.save_last
+
+    def save_then_die(ctx, selection=None):
+        real_save(ctx, selection)
+        if ctx.epoch == epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "save_last", save_then_die)
+        yield

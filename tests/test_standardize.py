@@ -10,7 +10,7 @@ import torch
 
 import twostream_das as tsd
 from _model_helpers import lengths_mask, small_config
-from _tiny import DIMS, tiny_overrides
+from _tiny import DIMS, killed_after_checkpoint, tiny_overrides
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
 from twostream_das.config import PRESETS, load_config
@@ -18,6 +18,7 @@ from twostream_das.data.collate import collate
 from twostream_das.data.dataset import Video, make_sample
 from twostream_das.runtime import make_generator
 from twostream_das.standardize import FeatureStandardizer
+from twostream_das.training import train
 from twostream_das.two_stream import TwoStreamModel
 
 
@@ -182,24 +183,13 @@ def test_a_checkpoint_without_the_statistics_loads_with_it_off(trained_run, tmp_
     assert "lack standardisation statistics; applying none" in caplog.text
 
 
-def test_a_resumed_run_keeps_the_statistics_and_the_weights(tiny_root, tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_the_statistics_and_the_weights(tiny_root, tmp_path):
     """Killed after epoch 2 and resumed: the same weights and statistics as one run."""
-    from twostream_das import training
-
     cfg = load_config("demo", tiny_overrides(tiny_root, "dataset.standardize=true"))
-    training.train(cfg, 1, tmp_path / "one", quiet=True)
-    real_save = training.save_last
-
-    def save_then_die(ctx, selection=None):
-        real_save(ctx, selection)
-        if ctx.epoch == 2:
-            raise KeyboardInterrupt  # as if killed right after the epoch-2 checkpoint
-
-    monkeypatch.setattr(training, "save_last", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(cfg, 1, tmp_path / "two", quiet=True)
-    monkeypatch.setattr(training, "save_last", real_save)
-    training.train(cfg, 1, tmp_path / "two", quiet=True)
+    train(cfg, 1, tmp_path / "one", quiet=True)
+    with pytest.raises(KeyboardInterrupt), killed_after_checkpoint(2):
+        train(cfg, 1, tmp_path / "two", quiet=True)
+    train(cfg, 1, tmp_path / "two", quiet=True)
     one, two = (load_checkpoint(tmp_path / r / "checkpoints" / "last.pt").weights
                 for r in ("one", "two"))
     assert one.keys() == two.keys() and "standardizer.rgb_std" in one

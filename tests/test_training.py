@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import TEST_VIDEOS, tiny_overrides
-from twostream_das import training
+from _tiny import TEST_VIDEOS, killed_after_checkpoint, tiny_overrides
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
 from twostream_das.data.dataset import Video
@@ -104,21 +103,10 @@ def test_other_config_or_fold_is_refused(reference_run, tiny_root):
         train(load_config("demo", tiny_overrides(tiny_root)), 2, run.root)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(
-    reference_run, tiny_root, tmp_path, monkeypatch
-):
+def test_interrupted_run_resumes_to_the_same_weights(reference_run, tiny_root, tmp_path):
     cfg = load_config("demo", tiny_overrides(tiny_root))
-    real_save = training.save_last
-
-    def save_then_die(ctx, selection=None):
-        real_save(ctx, selection)
-        if ctx.epoch == 2:
-            raise KeyboardInterrupt  # as if killed right after the epoch-2 checkpoint
-
-    monkeypatch.setattr(training, "save_last", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), killed_after_checkpoint(2):
         train(cfg, 1, tmp_path / "run", quiet=True)
-    monkeypatch.setattr(training, "save_last", real_save)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 2
     resumed = train(cfg, 1, tmp_path / "run", quiet=True)
     _, reference = reference_run
