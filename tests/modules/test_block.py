@@ -143,3 +143,13 @@ def test_training_block_gradients_equal_the_straightforward_path(backend, dilati
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+
+
+def test_block_state_dict_keys_are_those_of_earlier_checkpoints():
+    # nn.Conv1d-style parameters under the names every checkpoint so far has used
+    block = ConvAttentionBlock(4, 3, 2, dropout=0.1, cond_dim=5)
+    assert sorted(block.state_dict()) == [
+        "cond_qk.weight", "conv.bias", "conv.weight", "ffn.0.bias", "ffn.0.weight",
+        "ffn.2.bias", "ffn.2.weight", "qkv.bias", "qkv.weight",
+    ]  # fmt: skip
+    assert block.conv.weight.shape == (4, 4, 3) and block.qkv.weight.shape == (12, 4, 1)
