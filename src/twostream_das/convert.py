@@ -280,11 +280,15 @@ def read_latest(path: str | Path) -> tuple[list[ReferenceStream], Optional[int]]
 
 
 def read_stream_files(files: Mapping[str, str | Path]) -> list[ReferenceStream]:
-    """One DiffAct state-dict file per stream name (``release.model``, ``rgb_epoch-N.model``)."""
+    """One DiffAct state-dict file per stream name (``release.model``, ``rgb_epoch-N.model``,
+    or a training checkpoint ``{"model": state dict, "optimizer": ..., ...}``)."""
     out = []
     for name, path in files.items():
-        state = read_diffact_file(Path(path), f"stream {name}'s state dict")
-        out.append(ReferenceStream(name, state, str(path), diffact_shape(state, str(path))))
+        state, where = read_diffact_file(Path(path), f"stream {name}'s state dict"), str(path)
+        inner = state.get("model")
+        if isinstance(inner, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+            state, where = inner, f"{path} [model]"  # DiffAct's latest.pt: the weights only
+        out.append(ReferenceStream(name, state, where, diffact_shape(state, where)))
     return out
 
 

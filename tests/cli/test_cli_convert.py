@@ -57,6 +57,13 @@ def test_per_stream_files_give_the_same_checkpoint(tiny_root, release, converted
     a = load_checkpoint(out / "checkpoints" / "best.pt")
     b = load_checkpoint(converted / "checkpoints" / "best.pt")
     assert a.epoch == 7  # from the file names
+    training_checkpoint = tmp_path / "latest_rgb.pt"  # DiffAct's own latest.pt layout
+    torch.save({"model": torch.load(release["rgb"], weights_only=True), "optimizer": {},
+                "epoch": 7, "step": 70}, training_checkpoint)  # fmt: skip
+    assert _convert(tiny_root, tmp_path / "one", "--stream", f"rgb={training_checkpoint}",
+                    extra=[FLOW_OFF]) == 0  # fmt: skip
+    c = load_checkpoint(tmp_path / "one" / "checkpoints" / "best.pt")
+    assert all(torch.equal(c.weights[k], b.weights[k]) for k in c.weights)
     assert a.weights.keys() == b.weights.keys()
     assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
 
