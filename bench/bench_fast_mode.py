@@ -22,8 +22,8 @@ import sys
 import torch
 from _bench import machine
 
-from twostream_das.evaluation import evaluate_run
-from twostream_das.selection import METRIC_KEYS
+from twostream_das.metrics import METRIC_KEYS
+from twostream_das.workflows.evaluation import evaluate_run
 
 
 def main(argv: list[str] | None = None) -> int:

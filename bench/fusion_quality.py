@@ -61,9 +61,10 @@ from twostream_das.inference import (
 )
 from twostream_das.metrics import METRIC_KEYS
 from twostream_das.runs import RunDir
-from twostream_das.selection import score_streams, select, select_postprocess
-from twostream_das.training import build_context, run_epoch, save_last, snapshot
 from twostream_das.two_stream import TwoStreamModel
+from twostream_das.workflows.selection import score_streams, select, select_postprocess
+from twostream_das.workflows.training.loop import run_epoch
+from twostream_das.workflows.training.state import build_context, save_last, snapshot
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 FOLD = 1

@@ -86,9 +86,9 @@ def train_args(root: Path, out: Path, *extra: str) -> list[str]:
 def killed_after_checkpoint(epoch: int) -> Iterator[None]:
     """Within the block, training stops with KeyboardInterrupt right after it wrote epoch
     ``epoch``'s ``last.pt``, as if killed there."""
-    from twostream_das import training
+    from twostream_das.workflows.training import loop
 
-    real_save = training.save_last
+    real_save = loop.save_last
 
     def save_then_die(ctx, selection=None):
         real_save(ctx, selection)
@@ -96,5 +96,5 @@ def killed_after_checkpoint(epoch: int) -> Iterator[None]:
             raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "save_last", save_then_die)
+        patch.setattr(loop, "save_last", save_then_die)
         yield

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from _tiny import tiny_overrides, write_tiny_dataset
-from twostream_das import training
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
 from twostream_das.errors import ConfigError
 from twostream_das.two_stream import TwoStreamModel
+from twostream_das.workflows.training import data as training_data
+from twostream_das.workflows.training import train
 
 # Dropout draws from each rank's own RNG, so it is off here; everything else is as trained.
 NO_DROPOUT = [
@@ -31,7 +32,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     root = write_tiny_dataset(tmp_path / "tiny")
     overrides = tiny_overrides(root, *NO_DROPOUT)
     single = tmp_path / "single"
-    training.train(load_config("demo", overrides), 1, single, quiet=True)
+    train(load_config("demo", overrides), 1, single, quiet=True)
 
     multi = tmp_path / "multi"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -84,6 +85,6 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
 
 def test_global_batch_must_split_evenly(monkeypatch):
     cfg = load_config("demo", ["train.batch_size=3"])
-    monkeypatch.setattr(training, "rank_and_world", lambda: (0, 2))
+    monkeypatch.setattr(training_data, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="multiple of the 2"):
-        training.rank_batch_size(cfg)
+        training_data.rank_batch_size(cfg)

@@ -18,7 +18,7 @@ from twostream_das.inference import (
     predict,
     predict_probabilities,
 )
-from twostream_das.training import train
+from twostream_das.workflows.training import train
 
 CPU = torch.device("cpu")
 

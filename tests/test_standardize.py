@@ -18,8 +18,8 @@ from twostream_das.data.collate import collate
 from twostream_das.data.dataset import Video, make_sample
 from twostream_das.runtime import make_generator
 from twostream_das.standardize import FeatureStandardizer
-from twostream_das.training import train
 from twostream_das.two_stream import TwoStreamModel
+from twostream_das.workflows.training import train
 
 
 def test_fit_and_apply_hand_worked():

@@ -31,9 +31,9 @@ from .inference import LoadedModel
 from .inference import load_model as _load_model
 from .inference import predict as _predict
 from .io import SegmentRecord, segment_records
-from .prediction import read_feature_file
 from .runtime import resolve_device
 from .uncertainty import normalize_frames
+from .workflows.prediction import read_feature_file
 
 Segment = SegmentRecord
 """One segment: ``label``, ``label_id``, ``start_frame`` (inclusive), ``end_frame`` (exclusive),

@@ -19,7 +19,7 @@ no other file is needed to rebuild the model:
 - ``progress``: training bookkeeping needed to resume (best score so far, finished flag, fold,
   video names of the train/validation carve-out);
 - ``rng``: random-number state. Training derives every generator from ``(seed, epoch)`` (see
-  :mod:`twostream_das.training`), so this only records the seed that makes resume exact;
+  :mod:`twostream_das.workflows.training`), so this only records the seed that makes resume exact;
 - ``version``: :data:`CHECKPOINT_VERSION`. Version 1 files (fixed RGB/FLOW config sections,
   before named streams) load: their config is mapped to named streams ``rgb`` and ``flow``
   (:func:`twostream_das.config.upgrade_layout_1`); weights and everything else were already

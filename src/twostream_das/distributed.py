@@ -7,10 +7,11 @@
 CPU), so nothing else needs configuring. Without those variables (a plain ``twostream-das
 train``) it does nothing and every helper here answers as for a single process.
 
-Semantics (see :mod:`twostream_das.training`): ``train.batch_size`` is the GLOBAL batch, split
-evenly over the ranks (it must be a multiple of the world size); every sample's diffusion draws
-come from a generator derived from its position in the epoch, so N ranks train exactly like one
-process that sees the same global batch (dropout aside, which draws from each rank's own RNG).
+Semantics (see :mod:`twostream_das.workflows.training`): ``train.batch_size`` is the GLOBAL
+batch, split evenly over the ranks (it must be a multiple of the world size); every sample's
+diffusion draws come from a generator derived from its position in the epoch, so N ranks train
+exactly like one process that sees the same global batch (dropout aside, which draws from each
+rank's own RNG).
 """
 
 from __future__ import annotations

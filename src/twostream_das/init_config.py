@@ -34,7 +34,6 @@ from .config import (
     StreamDataConfig,
     load_config,
 )
-from .cv import available_folds
 from .data.features import I3D_DIM, I3D_FOLDER, I3D_HALF
 from .data.layout import (
     GROUND_TRUTH_DIR,
@@ -42,6 +41,7 @@ from .data.layout import (
     SPLIT_PARTS,
     SPLITS_DIR,
     LabelMap,
+    available_folds,
     ground_truth_path,
     read_labels,
     read_mapping,

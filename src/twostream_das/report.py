@@ -51,7 +51,6 @@ import numpy as np
 
 from . import __version__
 from .choices import FusionWeights, PostprocessChoice
-from .cv import run_name
 from .errors import ConfigError, DataError
 from .io import (
     STREAMS_DIR,
@@ -62,7 +61,7 @@ from .io import (
     segments_json_obj,
 )
 from .metrics import DEFAULT_BACKGROUND, METRIC_KEYS, confusion_matrix, per_class_f1, segment_bounds
-from .runs import RunDir, read_json
+from .runs import RunDir, read_json, run_name
 from .viz import class_colors
 
 logger = logging.getLogger(__name__)

@@ -401,3 +401,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+def run_name(fold: int, seed: int) -> str:
+    """The folder of one (fold, seed) run of a cross-validation, ``fold<k>_seed<s>``."""
+    return f"fold{fold}_seed{seed}"

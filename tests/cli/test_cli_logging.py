@@ -6,7 +6,7 @@ import sys
 from tqdm import tqdm
 
 from twostream_das.cli import build_parser, configured_logging
-from twostream_das.training import bar_safe_logging
+from twostream_das.workflows.training.log import bar_safe_logging
 
 
 def test_log_lines_do_not_cut_through_progress_bars(capsys):
@@ -23,7 +23,7 @@ def test_log_lines_do_not_cut_through_progress_bars(capsys):
 def test_training_bars_print_each_log_line_once(capsys):
     with configured_logging(verbose=False, quiet=False), bar_safe_logging(show_progress=True):
         with tqdm(total=1, file=sys.stderr, desc="train", ascii=True) as bar:
-            logging.getLogger("twostream_das.training").info("epoch 1 validation")
+            logging.getLogger("twostream_das.workflows.training.loop").info("epoch 1 validation")
             bar.update(1)
     assert capsys.readouterr().err.count("epoch 1 validation") == 1
 

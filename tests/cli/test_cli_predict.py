@@ -173,8 +173,8 @@ def test_video_needs_features_the_extractor_can_make(predict, tmp_path, capsys):
 
 
 def test_video_runs_extraction_then_the_same_path(predict, tiny_root, tmp_path, monkeypatch):
-    from twostream_das import prediction
     from twostream_das.extraction import FeatureStream
+    from twostream_das.workflows import prediction
 
     calls = {}
     wanted = {"rgb": FeatureStream.I3D_RGB, "flow": FeatureStream.I3D_FLOW}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cv import markdown_table, parse_shard, run_cv, summarize_cv
 from ..errors import ConfigError
+from ..workflows.cv import markdown_table, parse_shard, run_cv, summarize_cv
 from ._common import add_config_args, add_quiet
 
 

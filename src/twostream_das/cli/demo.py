@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import DEFAULT_DEMO_DIR, DEMO_DATA_SEED, run_demo
-from ..selection import format_weights
+from ..workflows.demo import DEFAULT_DEMO_DIR, DEMO_DATA_SEED, run_demo
+from ..workflows.selection import format_weights
 from ._common import add_overrides, add_quiet
 
 

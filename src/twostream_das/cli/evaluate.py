@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..evaluation import evaluate_run, results_table
-from ..selection import format_weights
+from ..workflows.evaluation import evaluate_run, results_table
+from ..workflows.selection import format_weights
 from ._common import add_quiet, add_sampling
 
 

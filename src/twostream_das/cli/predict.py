@@ -7,7 +7,7 @@ import argparse
 from ..config import Orientation, Precision, ReviewScore
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
-from ..prediction import predict_files, predict_videos
+from ..workflows.prediction import predict_files, predict_videos
 from ._common import add_quiet, add_sampling, add_weight_args, weight_options
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_config
-from ..selection import format_weights
-from ..training import train
+from ..workflows.selection import format_weights
+from ..workflows.training import train
 from ._common import add_config_args, add_quiet
 
 

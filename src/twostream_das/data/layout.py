@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,19 @@ def split_path(root: str | Path, part: str, fold: int) -> Path:
 def ground_truth_path(root: str | Path, video: str) -> Path:
     """``<root>/groundTruth/<video>.txt``."""
     return Path(root) / GROUND_TRUTH_DIR / f"{video}.txt"
+
+
+def available_folds(root: str | Path) -> list[int]:
+    """Fold numbers k with a ``splits/test.split<k>.bundle`` under the dataset root."""
+    folder = Path(root) / "splits"
+    found = sorted(
+        int(m.group(1))
+        for p in folder.glob("test.split*.bundle")
+        if (m := re.fullmatch(r"test\.split(\d+)\.bundle", p.name))
+    )
+    if not found:
+        raise DataError(f"{folder} has no test.split<k>.bundle files; expected at least one fold")
+    return found
 
 
 def read_split(root: str | Path, part: str, fold: int, check_labels: bool = True) -> list[str]:

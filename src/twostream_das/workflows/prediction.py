@@ -32,9 +32,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import FeatureSource, Orientation, Precision, ReviewScore, StreamDataConfig
-from .data.dataset import Video
-from .data.features import (
+from ..config import FeatureSource, Orientation, Precision, ReviewScore, StreamDataConfig
+from ..data.dataset import Video
+from ..data.features import (
     I3D_DIM,
     I3D_HALF,
     I3D_ROWS,
@@ -43,10 +43,10 @@ from .data.features import (
     read_matrix,
     stored_orientation,
 )
-from .data.layout import LabelMap, read_labels
-from .errors import ConfigError, DataError
-from .extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
-from .inference import (
+from ..data.layout import LabelMap, read_labels
+from ..errors import ConfigError, DataError
+from ..extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
+from ..inference import (
     LoadedModel,
     VideoPrediction,
     load_model,
@@ -54,7 +54,7 @@ from .inference import (
     sampling_steps,
     with_sampling,
 )
-from .io import (
+from ..io import (
     STREAMS_DIR,
     UNCERTAINTY_SUFFIX,
     SegmentRecord,
@@ -65,11 +65,11 @@ from .io import (
     write_segments_csv,
     write_segments_json,
 )
-from .runs import is_main_process, write_json
-from .runtime import resolve_device
+from ..runs import is_main_process, write_json
+from ..runtime import resolve_device
+from ..uncertainty import frame_uncertainty, normalize_frames
+from ..viz import plot_barcodes
 from .selection import score_labels
-from .uncertainty import frame_uncertainty, normalize_frames
-from .viz import plot_barcodes
 
 logger = logging.getLogger(__name__)
 

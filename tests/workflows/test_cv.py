@@ -3,10 +3,11 @@ import json
 import pytest
 
 from twostream_das.config import load_config
-from twostream_das.cv import (
+from twostream_das.data.layout import available_folds
+from twostream_das.errors import ConfigError, DataError
+from twostream_das.workflows.cv import (
     CvRun,
     RunResult,
-    available_folds,
     child_command,
     child_environment,
     csv_table,
@@ -19,7 +20,6 @@ from twostream_das.cv import (
     summarize,
     write_tables,
 )
-from twostream_das.errors import ConfigError, DataError
 
 
 def _results(acc_rgb, acc_flow, acc_fused):

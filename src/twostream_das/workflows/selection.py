@@ -12,11 +12,11 @@ from typing import Optional
 
 import numpy as np
 
-from .choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
-from .config import Config, PostprocessKind, stream_names
-from .fusion import FusionMethod, fit_temperature, search_weights
-from .inference import VideoProbs, decide_video, video_fused_labels
-from .metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
+from ..choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
+from ..config import Config, PostprocessKind, stream_names
+from ..fusion import FusionMethod, fit_temperature, search_weights
+from ..inference import VideoProbs, decide_video, video_fused_labels
+from ..metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
 

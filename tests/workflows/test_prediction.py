@@ -5,7 +5,7 @@ import pytest
 
 from twostream_das.config import FeatureSource, Orientation, StreamDataConfig
 from twostream_das.errors import DataError
-from twostream_das.prediction import read_feature_file
+from twostream_das.workflows.prediction import read_feature_file
 
 FOLDER = StreamDataConfig(folder="feats", orientation=Orientation.DxT)
 I3D_FLOW = StreamDataConfig(source=FeatureSource.I3D_FLOW)

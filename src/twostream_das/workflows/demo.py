@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import __version__
-from .config import load_config
-from .data.demo import DEMO_PRESET, make_demo
-from .data.layout import read_split
-from .errors import CheckpointError
+from .. import __version__
+from ..config import load_config
+from ..data.demo import DEMO_PRESET, make_demo
+from ..data.layout import read_split
+from ..errors import CheckpointError
+from ..metrics import METRIC_KEYS
+from ..report import write_report
+from ..runs import RunDir, read_json, write_json
 from .evaluation import evaluate_run, results_table
 from .prediction import predict_files
-from .report import write_report
-from .runs import RunDir, read_json, write_json
-from .selection import METRIC_KEYS
 from .training import train
 
 logger = logging.getLogger(__name__)

@@ -1,17 +1,15 @@
 import csv
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
 from _tiny import TEST_VIDEOS, killed_after_checkpoint, tiny_overrides
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
-from twostream_das.data.dataset import Video
 from twostream_das.errors import CheckpointError
 from twostream_das.runs import RunDir, read_json
-from twostream_das.training import class_weights, train
+from twostream_das.workflows.training import train
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +38,6 @@ def test_train_seeds_give_different_weights(reference_run, tiny_root, tmp_path):
     assert a.keys() == b.keys()
     varied = [k for k in a if a[k].is_floating_point() and a[k].numel() > 1 and a[k].std() > 0]
     assert varied and all(not torch.equal(a[k], b[k]) for k in varied)
-
-
-def test_class_weights_are_the_references_and_off_with_soft_labels():
-    labels = np.array([0] * 6 + [1] * 2 + [3] * 4)
-    video = Video(
-        "v", {"rgb": np.zeros((2, 12), np.float32), "flow": np.zeros((2, 12), np.float32)}, labels
-    )
-    hard = load_config("demo", ["loss.soft_label_sigma=null"])
-    weights = class_weights(hard, [video], 4)
-    # N / ((n_c + 10) * C) with N = 12, C = 4: 12/64, 12/48, 12/40 (class 2 absent), 12/56
-    expected = torch.tensor([12 / 64, 12 / 48, 12 / 40, 12 / 56], dtype=torch.float32)
-    assert weights.dtype == torch.float32 and torch.equal(weights, expected)
-    assert load_config("demo").loss.soft_label_sigma is not None
-    assert class_weights(load_config("demo"), [video], 4) is None  # soft labels: SPEC section 4
-    both = load_config("demo", ["loss.soft_label_class_weighting=true"])
-    assert torch.equal(class_weights(both, [video], 4), expected)
-    off = load_config("demo", ["loss.class_weighting=false", "loss.soft_label_sigma=null"])
-    assert class_weights(off, [video], 4) is None
 
 
 def test_a_run_folder_holds_everything(reference_run):
@@ -145,7 +125,7 @@ def test_no_validation_keeps_the_last_epoch(tiny_root, tmp_path):
 
 
 def test_sample_rate_trains_on_one_view_and_evaluates_at_full_rate(tiny_root, tmp_path):
-    from twostream_das.evaluation import evaluate_run
+    from twostream_das.workflows.evaluation import evaluate_run
 
     cfg = load_config("demo", tiny_overrides(tiny_root, "dataset.sample_rate=3", "train.epochs=1"))
     train(cfg, 1, tmp_path / "run", quiet=True)

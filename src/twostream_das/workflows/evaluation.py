@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .data.dataset import load_videos
-from .data.layout import check_background, read_mapping, read_split
-from .errors import CheckpointError
-from .inference import load_model, predict, sampling_steps, with_sampling
-from .io import STREAMS_DIR, write_prediction
-from .runs import RunDir, is_main_process, locked, read_json, write_json
-from .runtime import resolve_device
-from .selection import METRIC_KEYS, score_labels
-from .uncertainty import ErrorDetection
+from ..data.dataset import load_videos
+from ..data.layout import check_background, read_mapping, read_split
+from ..errors import CheckpointError
+from ..inference import load_model, predict, sampling_steps, with_sampling
+from ..io import STREAMS_DIR, write_prediction
+from ..metrics import METRIC_KEYS
+from ..runs import RunDir, is_main_process, locked, read_json, write_json
+from ..runtime import resolve_device
+from ..uncertainty import ErrorDetection
+from .selection import score_labels
 
 logger = logging.getLogger(__name__)
 

@@ -38,11 +38,21 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .config import Config, load_config
-from .errors import CheckpointError, ConfigError, DataError, TwoStreamDASError
+from ..config import Config, load_config
+from ..data.layout import available_folds
+from ..errors import CheckpointError, ConfigError, TwoStreamDASError
+from ..metrics import METRIC_KEYS
+from ..runs import (
+    RunDir,
+    RunState,
+    inspect_run,
+    is_main_process,
+    read_json,
+    run_name,
+    write_json,
+    write_text,
+)
 from .evaluation import evaluate_run
-from .runs import RunDir, RunState, inspect_run, is_main_process, read_json, write_json, write_text
-from .selection import METRIC_KEYS
 from .training import train
 
 logger = logging.getLogger(__name__)
@@ -89,19 +99,6 @@ class CvRun:
         return run_name(self.fold, self.seed)
 
 
-def available_folds(root: str | Path) -> list[int]:
-    """Fold numbers k with a ``splits/test.split<k>.bundle`` under the dataset root."""
-    folder = Path(root) / "splits"
-    found = sorted(
-        int(m.group(1))
-        for p in folder.glob("test.split*.bundle")
-        if (m := re.fullmatch(r"test\.split(\d+)\.bundle", p.name))
-    )
-    if not found:
-        raise DataError(f"{folder} has no test.split<k>.bundle files; expected at least one fold")
-    return found
-
-
 def parse_folds(text: str, root: str | Path) -> list[int]:
     """``all`` or a comma list such as ``1,2`` (each must exist)."""
     existing = available_folds(root)
@@ -136,10 +133,6 @@ def shard_runs(runs: Sequence[CvRun], index: int, count: int) -> list[CvRun]:
     if not 0 <= index < count:
         raise ConfigError(f"shard {index}/{count} is invalid; expected 0 <= I < N")
     return list(runs[index::count])
-
-
-def run_name(fold: int, seed: int) -> str:
-    return f"fold{fold}_seed{seed}"
 
 
 def plan_runs(

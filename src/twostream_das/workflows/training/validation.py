@@ -1,0 +1,134 @@
+"""Validation during training (each stream and the fusion, the best checkpoint) and the end of
+a run: fusion weights and post-processing selected on validation videos only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from ...checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ...choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
+from ...config import stream_names
+from ...fusion import FusionMethod
+from ...inference import VideoProbs, predict_probabilities
+from ...metrics import METRIC_KEYS
+from ...runs import is_main_process, write_json
+from ..selection import fit_temperatures, score_streams, select, selection_score
+from .log import VALIDATION_PREFIX
+from .state import TrainContext, save_best, save_last, snapshot
+
+logger = logging.getLogger(__name__)
+
+
+def is_eval_epoch(ctx: TrainContext, epoch: int) -> bool:
+    return bool(ctx.data.val) and (
+        epoch % ctx.cfg.train.eval_every == 0 or epoch == ctx.cfg.train.epochs
+    )
+
+
+def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMetrics]:
+    """Both streams and their fusion (configured weights, rule and post-processing; the
+    temperatures fitted on these videos when ``fusion.temperature``) on the validation videos."""
+    videos = list(
+        predict_probabilities(
+            ctx.model, ctx.data.val, ctx.cfg, ctx.device, ctx.show_progress, desc=f"val {epoch}"
+        )
+    )
+    metrics = score_streams(
+        videos,
+        ctx.data.label_names,
+        ctx.cfg,
+        FusionWeights.from_config(ctx.cfg),
+        PostprocessChoice.from_config(ctx.cfg),
+        FusionMethod.from_config(ctx.cfg.fusion, fit_temperatures(videos, ctx.cfg)),
+    )
+    return videos, metrics
+
+
+def validation_row(ctx: TrainContext, epoch: int) -> dict[str, Any]:
+    """Validate, keep the best checkpoint, and return the metrics.csv columns."""
+    videos, metrics = validate(ctx, epoch)
+    value = selection_score(metrics["fused"], ctx.cfg.train.select_metric)
+    ctx.val_cache = {k: v for k, v in ctx.val_cache.items() if k == ctx.progress.best_epoch}
+    ctx.val_cache[epoch] = videos
+    if value > ctx.progress.best_score:
+        ctx.progress.best_score, ctx.progress.best_epoch = value, epoch
+        ctx.val_cache = {epoch: videos}
+        save_best(ctx, metrics)
+    logger.info(
+        "epoch %d validation: fused %s %.2f (%s); best epoch %d",
+        epoch,
+        ctx.cfg.train.select_metric,
+        value,
+        ", ".join(
+            f"{s} {selection_score(metrics[s], ctx.cfg.train.select_metric):.2f}"
+            for s in stream_names(ctx.cfg)
+        ),
+        ctx.progress.best_epoch,
+    )
+    row = {
+        f"{VALIDATION_PREFIX}_{s}_{k}": round(metrics[s][k], 4)
+        for s in metrics
+        for k in METRIC_KEYS
+    }
+    row["val_score"] = round(value, 4)
+    return row
+
+
+def finish(ctx: TrainContext) -> Optional[Selection]:
+    """Select fusion weights (and post-processing) on validation for ``best.pt`` and
+    ``last.pt``, store them, and mark the run finished (``last.pt`` last, so a kill in between
+    just repeats this step)."""
+    if not ctx.data.val:
+        logger.warning(
+            "no validation videos (dataset.val_fraction = %s): keeping the last epoch and the "
+            "configured fusion weights",
+            ctx.cfg.dataset.val_fraction,
+        )
+        selection = Selection.configured(ctx.cfg, ctx.epoch)
+        if is_main_process():
+            save_checkpoint(
+                ctx.run.best, snapshot(ctx, with_optimizer=False, selection=selection)
+            )
+        ctx.progress.finished = True
+        save_last(ctx, selection)
+        write_selection(ctx, selection, selection)
+        return selection
+    last_selection = select(val_probs(ctx, ctx.epoch), ctx.data.label_names, ctx.cfg, ctx.epoch)
+    best = load_checkpoint(ctx.run.best)
+    if best.epoch == ctx.epoch:
+        best_selection = last_selection
+    else:
+        best_selection = select(
+            val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch
+        )
+    if is_main_process():
+        best.selection = best_selection
+        best.metrics = best_selection.metrics
+        save_checkpoint(ctx.run.best, best)
+    ctx.progress.finished = True
+    save_last(ctx, last_selection)
+    write_selection(ctx, best_selection, last_selection)
+    return best_selection
+
+
+def val_probs(ctx: TrainContext, epoch: int, ckpt: Optional[Checkpoint] = None) -> list[VideoProbs]:
+    """Validation probabilities at ``epoch``: cached from training, or predicted again with
+    the weights of ``ckpt`` (same generators, so the same numbers)."""
+    if epoch in ctx.val_cache:
+        return ctx.val_cache[epoch]
+    if ckpt is None:
+        videos, _ = validate(ctx, epoch)
+        return videos
+    current = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+    ctx.model.load_state_dict(ckpt.weights)
+    try:
+        videos, _ = validate(ctx, epoch)
+    finally:
+        ctx.model.load_state_dict(current)
+    return videos
+
+
+def write_selection(ctx: TrainContext, best: Selection, last: Selection) -> None:
+    if is_main_process():
+        write_json(ctx.run.selection_json, {"best": best.to_dict(), "last": last.to_dict()})
