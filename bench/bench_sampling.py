@@ -6,7 +6,10 @@
 Variants, timed interleaved in one process (``_bench.time_interleaved``), all on the same
 weights and features, one video:
 
-  k<K>    ``TwoStreamModel.sample`` with K samples per video and stream, streams stacked
+  k<K>    ``TwoStreamModel.sample`` with K samples per video and stream, streams stacked,
+          all K samples in one decoder pass
+  k<K>/1  the same K samples one per decoder pass (``eval.samples_per_pass=1``, the CPU
+          default), the encoders once; the same probabilities
   old     (with ``--against REF``) the package as it was at git commit REF (named streams or
           later), extracted with ``git archive`` into a temporary folder and imported under
           another name (``_bench.import_old``): its ``predict_proba`` with one sample, on the
@@ -46,10 +49,10 @@ def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, fe
     )
 
 
-def new_call(model, features, mask, samples: int):
+def new_call(model, features, mask, samples: int, per_pass: int | None = None):
     def call():
         gens = {s: [torch.Generator().manual_seed(1 + i) for i in range(samples)] for s in features}
-        return model.sample(features, mask, gens, samples=samples)
+        return model.sample(features, mask, gens, samples=samples, samples_per_pass=per_pass)
 
     return call
 
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             model, features, mask = eval_model_and_video(preset, frames, overrides)
 
             calls = {f"k{k}": new_call(model, features, mask, k) for k in counts}
+            calls.update({f"k{k}/1": new_call(model, features, mask, k, 1) for k in counts if k > 1})
             if old is not None:
                 calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
             timings = time_interleaved(calls, repeats)

@@ -346,6 +346,7 @@ CASES: list[Case] = [
           ("fusion.grid_step", "0.0", "in (0, 1]"),
           ("postprocess.window", "0", ">= 1"),
           ("eval.batch_size", "0", ">= 1"),
+          ("eval.samples_per_pass", "0", "null or >= 1"),
       ]),
     Case("config-old-stream-layout", "config", _nothing, _train("dataset.rgb.dim=6"),
          ("invalid override 'dataset.rgb.dim=6': uses dataset.rgb", "layout 1",

@@ -154,3 +154,16 @@ def test_samples_are_kept_and_averaged_and_sample_0_is_the_one_sample_prediction
         assert three.trajectory[stream].shape == (len(CLASSES), frames)
         np.testing.assert_allclose(three.trajectory[stream].sum(0), 1.0, atol=1e-4)
     assert not np.allclose(three.samples["rgb"][0], three.samples["rgb"][1], atol=1e-3)
+
+
+def test_samples_per_pass_is_one_on_a_cpu_and_all_elsewhere_unless_set():
+    from twostream_das.config import load_config
+    from twostream_das.inference import samples_per_pass
+
+    auto = load_config("demo")
+    assert auto.eval.samples_per_pass is None
+    assert samples_per_pass(auto, torch.device("cpu")) == 1
+    assert samples_per_pass(auto, torch.device("cuda", 0)) is None  # a device object only
+    two = load_config("demo", ["eval.samples_per_pass=2"])
+    assert samples_per_pass(two, torch.device("cpu")) == 2
+    assert samples_per_pass(two, torch.device("cuda", 0)) == 2

@@ -100,3 +100,22 @@ def test_three_streams_stack_like_they_run_one_after_the_other():
     assert list(stacked) == list(dims)
     for s in dims:
         torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)
+
+
+def test_samples_in_passes_equal_one_pass():
+    """K = 5 samples in passes of 1, 2 (2 + 2 + 1) or 5: the same rows, stacked or one stream
+    after the other, because each (video, stream, sample) row has its own generator."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    for backend in (None, Backend.REFERENCE):
+        with use_backend(backend) if backend else torch.no_grad():
+            whole = model.sample(features, mask, _gens(DIMS, 10), samples=5)
+            for per_pass in (1, 2):
+                parts = model.sample(features, mask, _gens(DIMS, 10), samples=5,
+                                     samples_per_pass=per_pass)
+                for s in DIMS:
+                    assert parts[s].probs.shape == (5, 2, 4, 8)
+                    torch.testing.assert_close(parts[s].probs, whole[s].probs, rtol=1e-5, atol=1e-6)
+                    torch.testing.assert_close(parts[s].trajectory_mean, whole[s].trajectory_mean,
+                                               rtol=1e-5, atol=1e-6)

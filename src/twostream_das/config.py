@@ -266,7 +266,12 @@ class EvalConfig:
     batch_size: int = 4
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
     steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
-    samples: int = 1  # DDIM samples per video and stream, drawn as one batch, fused as the mean
+    samples: int = 1  # DDIM samples per video and stream, fused as the mean
+    # How many of the K samples the decoders run on at once (the encoders run once for all K).
+    # null = auto: 1 on a CPU (one sample per pass measured fastest there: K = 4 in one pass
+    # cost more than 4 passes, docs/PERFORMANCE.md), all K at once on an accelerator. The
+    # same result to float tolerance either way.
+    samples_per_pass: Optional[int] = None
     # Inference precision (validation, evaluate, predict), on every device; not train.amp.
     # bf16 changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with
     # bf16. Replaces eval.cpu_bf16 (LEGACY_KEYS).
@@ -576,6 +581,7 @@ def validate(cfg: Config) -> None:
         ("eval.steps", lambda v: v is None or 0 < v <= diff.num_train_timesteps,
          "null or in [1, model.diffusion.num_train_timesteps]"),
         ("eval.samples", lambda v: v >= 1, ">= 1"),
+        ("eval.samples_per_pass", lambda v: v is None or v >= 1, "null or >= 1"),
     ]
     for key, ok, expected in rules:
         value = _lookup(cfg, key)

@@ -408,6 +408,14 @@ def _sorted_batches(
         yield ordered[start : start + size]
 
 
+def samples_per_pass(cfg: Config, device: torch.device) -> Optional[int]:
+    """``eval.samples_per_pass``, with null resolved for ``device``: 1 on a CPU, all the
+    samples at once (None) elsewhere."""
+    if cfg.eval.samples_per_pass is not None:
+        return cfg.eval.samples_per_pass
+    return 1 if device.type == "cpu" else None
+
+
 @torch.inference_mode()
 def _predict_views(
     model: TwoStreamModel, samples: list[Sample], cfg: Config, device: torch.device
@@ -424,7 +432,10 @@ def _predict_views(
         s: [gens[s][k] for k in range(count) for gens in per_view] for s in streams
     }
     with autocast(device, inference_dtype(device, cfg.eval.precision)):
-        out = model.sample(batch.features, batch.mask, generators, cfg.eval.steps, count)
+        out = model.sample(
+            batch.features, batch.mask, generators, cfg.eval.steps, count,
+            samples_per_pass(cfg, device),
+        )  # fmt: skip
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
     path = {s: r.trajectory_mean.mean(0).float().cpu().numpy() for s, r in out.items()}

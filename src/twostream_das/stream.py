@@ -25,8 +25,16 @@ import torch
 from torch import nn
 
 from .config import AttentionOutside, Config, DiffusionConfig, LossConfig, MaskConfig
-from .decoder import Decoder
-from .diffusion import DDIMSampler, GaussianDiffusion, SampleResult, make_scheduler, sample
+from .decoder import Decoder, DecoderContext
+from .diffusion import (
+    DDIMSampler,
+    GaussianDiffusion,
+    SampleResult,
+    concat_results,
+    make_scheduler,
+    sample,
+    sample_passes,
+)
 from .diffusion.ddim import Generators
 from .encoder import Encoder
 from .losses import StreamLoss, stream_loss
@@ -184,12 +192,14 @@ class DiffusionStream(nn.Module):
         generators: Sequence[torch.Generator],
         steps: Optional[int] = None,
         samples: int = 1,
+        samples_per_pass: Optional[int] = None,
     ) -> SampleResult:
-        """K DDIM samples per video, as one batch of K * B rows (the encoder runs once).
+        """K DDIM samples per video, in passes of ``samples_per_pass`` samples (None: one batch
+        of K * B rows); the encoder runs once.
 
         Call in eval mode (dropout off). Row k * B + b (sample k of video b) draws its noise
         from ``generators[k * B + b]`` only, at the video's real length, so its result does not
-        depend on its batch mates.
+        depend on its batch mates nor on how the samples are split into passes.
 
         Args:
             features: (B, D, T).
@@ -197,36 +207,42 @@ class DiffusionStream(nn.Module):
             generators: K * B, sample-major.
             steps: DDIM steps (default: the config's).
             samples: K.
+            samples_per_pass: samples per decoder pass (``eval.samples_per_pass``).
 
         Returns:
             :class:`SampleResult` of (K, B, C, T) float32 tensors.
         """
         batch_size, _, frames = features.shape
-        rows = samples * batch_size
-        if len(generators) != rows:
+        if len(generators) != samples * batch_size:
             raise ValueError(
                 f"need one generator per video and sample: {batch_size} videos x {samples} "
                 f"samples, {len(generators)} given"
             )
-        lengths = [int(n) for n in mask.sum(dim=1).tolist()] * samples  # (K * B,)
-        cond = self.encoder(features, mask).cond.repeat(samples, 1, 1)  # (K * B, Dc, T)
-        mask = mask.repeat(samples, 1)  # (K * B, T)
-        context = self.decoder.prepare(cond, mask)  # the per-video part, once
+        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,)
+        cond = self.encoder(features, mask).cond  # (B, Dc, T), once for all the samples
+        contexts: dict[int, DecoderContext] = {}  # samples per pass -> its rows' context
+        scheduler = self.scheduler(steps)
+        parts = []
+        for chunk in sample_passes(samples, samples_per_pass):
+            k, rows = len(chunk), len(chunk) * batch_size
+            if k not in contexts:  # at most two sizes: the pass and the remainder
+                contexts[k] = self.decoder.prepare(cond.repeat(k, 1, 1), mask.repeat(k, 1))
 
-        def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
-            step = torch.full((rows,), t, dtype=torch.long, device=features.device)
-            return self.decoder.denoise(x_in, step, context)
+            def denoise(x_in: torch.Tensor, t: int, rows: int = rows, k: int = k) -> torch.Tensor:
+                step = torch.full((rows,), t, dtype=torch.long, device=features.device)
+                return self.decoder.denoise(x_in, step, contexts[k])
 
-        out = sample(
-            denoise,
-            self.scheduler(steps),
-            self.diffusion,
-            (rows, self.num_classes, frames),
-            generators,
-            lengths,
-            features.device,
-        )
-        return out.reshape(samples, batch_size, self.num_classes, frames)
+            out = sample(
+                denoise,
+                scheduler,
+                self.diffusion,
+                (rows, self.num_classes, frames),
+                generators[chunk.start * batch_size : chunk.stop * batch_size],
+                lengths * k,
+                features.device,
+            )
+            parts.append(out.reshape(k, batch_size, self.num_classes, frames))
+        return concat_results(parts, dim=0)
 
     def predict_proba(
         self,

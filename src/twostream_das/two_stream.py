@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .config import AttentionOutside, Config, stream_names
-from .diffusion import SampleResult, sample
+from .diffusion import SampleResult, concat_results, sample, sample_passes
 from .diffusion.ddim import Generators
-from .modules import Backend, current_backend
+from .modules import Backend, FrameMask, current_backend
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .standardize import FeatureStandardizer
 from .stream import DiffusionStream
@@ -133,6 +133,7 @@ class TwoStreamModel(nn.Module):
         generators: Mapping[str, Sequence[torch.Generator]],
         steps: Optional[int] = None,
         samples: int = 1,
+        samples_per_pass: Optional[int] = None,
     ) -> dict[str, SampleResult]:
         """K DDIM samples per video and stream (the encoders run once per video).
 
@@ -145,6 +146,9 @@ class TwoStreamModel(nn.Module):
                 another's generator.
             steps: DDIM steps (default: the config's ``num_inference_steps``).
             samples: K.
+            samples_per_pass: the decoders run on this many of the K samples at a time (the
+                encoders once for all; ``eval.samples_per_pass``); None = all K in one pass.
+                The same result to float tolerance: each row has its own generator.
 
         In eval mode with a fast backend (:mod:`twostream_das.modules.backends`), streams of
         the same structure run as one stacked pass (:mod:`twostream_das.stacked`, built for this
@@ -159,9 +163,13 @@ class TwoStreamModel(nn.Module):
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
         features = self.standardized(features, mask)
         if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
-            return self._sample_stacked(features, mask, generators, steps, samples)
+            return self._sample_stacked(
+                features, mask, generators, steps, samples, samples_per_pass
+            )
         return {
-            s: self.streams[s].sample(features[s], mask, generators[s], steps, samples)
+            s: self.streams[s].sample(
+                features[s], mask, generators[s], steps, samples, samples_per_pass
+            )
             for s in names
         }
 
@@ -211,10 +219,11 @@ class TwoStreamModel(nn.Module):
         generators: Mapping[str, Sequence[torch.Generator]],
         steps: Optional[int],
         samples: int,
+        samples_per_pass: Optional[int] = None,
     ) -> dict[str, SampleResult]:
         """All streams' DDIM as one stacked pass: the encoders on G * B rows, the decoders on
-        N = G * K * B rows (stream-major, then sample, then video); the stacked weights are
-        built here, for this call."""
+        N = G * k * B rows per pass of k samples (stream-major, then sample, then video); the
+        stacked weights are built here, for this call."""
         names = self.stream_names
         streams = [self.streams[s] for s in names]
         first, count = streams[0], len(streams)
@@ -231,24 +240,32 @@ class TwoStreamModel(nn.Module):
         scheduler = first.scheduler(steps)
         timesteps = tuple(scheduler.timesteps)
         encoder = StackedEncoder([s.encoder for s in streams], batch_size)
-        decoder = StackedDecoder([s.decoder for s in streams], rows, timesteps)
         enc_mask = stacked_frame_mask(mask, count, dtype)  # (G * B, T)
         cond = encoder.conditioning(
             [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)
-        )  # (G * B, Dc, T)
-        fmask = enc_mask if samples == 1 else stacked_frame_mask(mask, count * samples, dtype)
-        qkv_in = decoder.prepare(cond)  # per block (N, 3F, T), shared by a video's samples
-        del cond
-        key_masks = KeyMasks(fmask.valid)
-        out = sample(
-            lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks),
-            scheduler,
-            first.diffusion,
-            (count * rows, first.num_classes, frames),
-            [g for s in names for g in generators[s]],
-            lengths * (count * samples),
-            mask.device,
-        ).reshape(count, samples, batch_size, first.num_classes, frames)
+        )  # (G * B, Dc, T), once for all the samples
+        decoders: dict[int, tuple[StackedDecoder, list[torch.Tensor], FrameMask, KeyMasks]] = {}
+        parts = []
+        for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
+            k = len(chunk)
+            if k not in decoders:  # at most two sizes: the pass and the remainder
+                decoder = StackedDecoder([s.decoder for s in streams], k * batch_size, timesteps)
+                fmask = enc_mask if k == 1 else stacked_frame_mask(mask, count * k, dtype)
+                # qkv_in: per block (G * k * B, 3F, T), shared by a video's samples
+                decoders[k] = (decoder, decoder.prepare(cond), fmask, KeyMasks(fmask.valid))
+            decoder, qkv_in, fmask, key_masks = decoders[k]
+            rows_of = slice(chunk.start * batch_size, chunk.stop * batch_size)
+            parts.append(sample(
+                lambda x_in, t, d=decoder, q=qkv_in, m=fmask, km=key_masks: d.denoise(
+                    x_in, t, q, m, km),
+                scheduler,
+                first.diffusion,
+                (count * k * batch_size, first.num_classes, frames),
+                [g for s in names for g in generators[s][rows_of]],
+                lengths * (count * k),
+                mask.device,
+            ).reshape(count, k, batch_size, first.num_classes, frames))  # fmt: skip
+        out = concat_results(parts, dim=1)  # (G, K, B, C, T)
         return {
             s: SampleResult(out.probs[i], out.trajectory_mean[i]) for i, s in enumerate(names)
         }

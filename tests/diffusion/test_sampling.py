@@ -96,3 +96,13 @@ def test_recorded_noise_replays_the_draws_of_generators_exactly():
     short = RecordedNoise([d[..., :3] for d in draws])
     with pytest.raises(ValueError, match=r"shape \(1, 2, 3\); the sampler asks for \(1, 2, 4\)"):
         sample(denoiser, scheduler, DIFFUSION, (1, 2, 4), short)
+
+
+def test_sample_passes_split_the_samples_in_order():
+    from twostream_das.diffusion import sample_passes
+
+    assert sample_passes(5, 2) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert sample_passes(4, None) == [range(0, 4)] and sample_passes(3, 8) == [range(0, 3)]
+    assert sample_passes(3, 1) == [range(0, 1), range(1, 2), range(2, 3)]
+    with pytest.raises(ValueError, match="per_pass >= 1"):
+        sample_passes(3, 0)

@@ -2,7 +2,14 @@
 
 from .ddim import DDIMSampler, NoiseSource, RecordedNoise, ddim_timesteps, per_video_noise
 from .gaussian import GaussianDiffusion
-from .sampling import Denoiser, SampleResult, make_scheduler, sample
+from .sampling import (
+    Denoiser,
+    SampleResult,
+    concat_results,
+    make_scheduler,
+    sample,
+    sample_passes,
+)
 from .schedule import NoiseSchedule, cosine_schedule
 
 __all__ = [
@@ -13,9 +20,11 @@ __all__ = [
     "NoiseSource",
     "RecordedNoise",
     "SampleResult",
+    "concat_results",
     "cosine_schedule",
     "ddim_timesteps",
     "make_scheduler",
     "per_video_noise",
     "sample",
+    "sample_passes",
 ]

@@ -53,6 +53,29 @@ class SampleResult(NamedTuple):
         return SampleResult(self.probs.reshape(shape), self.trajectory_mean.reshape(shape))
 
 
+def sample_passes(samples: int, per_pass: Optional[int] = None) -> list[range]:
+    """The K samples split into passes of ``per_pass`` (None: one pass), in order; the last
+    pass holds the remainder. ``sample_passes(5, 2) == [range(0, 2), range(2, 4), range(4, 5)]``.
+
+    Raises:
+        ValueError: ``samples`` or ``per_pass`` < 1.
+    """
+    if samples < 1 or (per_pass is not None and per_pass < 1):
+        raise ValueError(f"need samples >= 1 and per_pass >= 1; got {samples}, {per_pass}")
+    size = samples if per_pass is None else min(per_pass, samples)
+    return [range(a, min(a + size, samples)) for a in range(0, samples, size)]
+
+
+def concat_results(parts: Sequence[SampleResult], dim: int) -> SampleResult:
+    """Results of several passes joined along ``dim`` (one part: itself, no copy)."""
+    if len(parts) == 1:
+        return parts[0]
+    return SampleResult(
+        torch.cat([p.probs for p in parts], dim=dim),
+        torch.cat([p.trajectory_mean for p in parts], dim=dim),
+    )
+
+
 def make_scheduler(schedule: NoiseSchedule, steps: int, eta: float) -> DDIMSampler:
     """A :class:`DDIMSampler` over ``schedule`` with ``steps`` steps (diffusers'
     ``set_timesteps``), built at call time: the number of steps is a sampling choice, not part
