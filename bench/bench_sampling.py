@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             model, features, mask = eval_model_and_video(preset, frames, overrides)
 
             calls = {f"k{k}": new_call(model, features, mask, k) for k in counts}
-            calls.update({f"k{k}/1": new_call(model, features, mask, k, 1) for k in counts if k > 1})
+            passes = {f"k{k}/1": new_call(model, features, mask, k, 1) for k in counts if k > 1}
+            calls.update(passes)
             if old is not None:
                 calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
             timings = time_interleaved(calls, repeats)
