@@ -345,7 +345,7 @@ CASES: list[Case] = [
           ("dataset.val_fraction", "1.0", "in [0, 1)"),
           ("fusion.grid_step", "0.0", "in (0, 1]"),
           ("postprocess.window", "0", ">= 1"),
-          ("eval.batch_size", "0", ">= 1"),
+          ("eval.batch_size", "0", "null or >= 1"),
           ("eval.samples_per_pass", "0", "null or >= 1"),
       ]),
     Case("config-old-stream-layout", "config", _nothing, _train("dataset.rgb.dim=6"),

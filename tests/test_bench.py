@@ -153,7 +153,7 @@ def test_sampling_and_folder_benches_quick():
         assert run.returncode == 0, err[-2000:]
         reports[script] = json.loads(out)
     sampling = reports["bench_sampling.py"]
-    assert {r["variant"] for r in sampling["results"]} == {"k1", "k4"}
+    assert {r["variant"] for r in sampling["results"]} == {"k1", "k4", "k4/1"}
     assert all({"median_s", "min_s", "vs_k1"} <= set(r) for r in sampling["results"])
     folder = reports["bench_predict_folder.py"]
     assert set(folder["results"]) == {"one_at_a_time", "batched"}

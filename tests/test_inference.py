@@ -167,3 +167,15 @@ def test_samples_per_pass_is_one_on_a_cpu_and_all_elsewhere_unless_set():
     two = load_config("demo", ["eval.samples_per_pass=2"])
     assert samples_per_pass(two, torch.device("cpu")) == 2
     assert samples_per_pass(two, torch.device("cuda", 0)) == 2
+
+
+def test_views_per_batch_is_one_on_a_cpu_and_four_elsewhere_unless_set():
+    from twostream_das.config import load_config
+    from twostream_das.inference import views_per_batch
+
+    auto = load_config("gtea")
+    assert auto.eval.batch_size is None
+    assert views_per_batch(auto, torch.device("cpu")) == 1
+    assert views_per_batch(auto, torch.device("cuda", 0)) == 4
+    three = load_config("gtea", ["eval.batch_size=3"])
+    assert views_per_batch(three, torch.device("cpu")) == 3

@@ -263,7 +263,10 @@ class PostprocessConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     average: Average = Average.POOLED
-    batch_size: int = 4
+    # Views (videos x temporal offsets) per inference batch, grouped by length. null = auto:
+    # 1 on a CPU (batching 4 GTEA-length videos gave 0.64x the videos per second there,
+    # docs/PERFORMANCE.md), EVAL_ACCELERATOR_BATCH elsewhere. Same predictions either way.
+    batch_size: Optional[int] = None
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
     steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
     samples: int = 1  # DDIM samples per video and stream, fused as the mean
@@ -279,6 +282,10 @@ class EvalConfig:
     # review.csv's ranking. max_prob by default: on the demo's videos it found wrong frames
     # better than the mutual information at K = 1, 4 and 8 (docs/PERFORMANCE.md, README).
     review_score: ReviewScore = ReviewScore.MAX_PROB
+
+
+EVAL_ACCELERATOR_BATCH = 4
+"""``eval.batch_size: null`` on an accelerator (CUDA): views per inference batch."""
 
 
 @dataclass(frozen=True)
@@ -576,7 +583,7 @@ def validate(cfg: Config) -> None:
         ("postprocess.window", lambda v: v >= 1, ">= 1"),
         ("postprocess.candidate_windows", lambda v: len(v) > 0 and all(w >= 1 for w in v),
          "non-empty, each >= 1"),
-        ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+        ("eval.batch_size", lambda v: v is None or v >= 1, "null or >= 1"),
         ("eval.seed", lambda v: v >= 0, ">= 0"),
         ("eval.steps", lambda v: v is None or 0 < v <= diff.num_train_timesteps,
          "null or in [1, model.diffusion.num_train_timesteps]"),

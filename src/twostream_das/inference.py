@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .choices import FusionWeights, PostprocessChoice, Selection
-from .config import Config, FusionInput, validate
+from .config import EVAL_ACCELERATOR_BATCH, Config, FusionInput, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 GROUP_BATCHES = 8
 """Views of this many batches are sorted by length together before batching."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -243,9 +245,9 @@ def predict_probabilities(
     at the subsampled rate), in the order of ``videos``.
 
     Offset views of all videos (and all streams, and ``eval.samples`` samples of each) are
-    batched together, ``cfg.eval.batch_size`` views per batch, grouped by length (see
-    :func:`_length_batches`); a video's result does not depend on its batch, and videos are
-    yielded in the order of ``videos``, each as soon as all its views are done.
+    batched together, ``eval.batch_size`` views per batch (:func:`views_per_batch`), grouped
+    by length (see :func:`_length_batches`); a video's result does not depend on its batch,
+    and videos are yielded in the order of ``videos``, each as soon as all its views are done.
     """
     rate = cfg.dataset.sample_rate
     was_training = model.training
@@ -255,7 +257,8 @@ def predict_probabilities(
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
-        for chunk in _length_batches(_views(videos, cfg, total_views), cfg.eval.batch_size):
+        batches = _length_batches(_views(videos, cfg, total_views), views_per_batch(cfg, device))
+        for chunk in batches:
             outs = _predict_views(model, [s for _, s in chunk], cfg, device)
             for (index, _), view in zip(chunk, outs, strict=True):
                 pending.setdefault(index, []).append(view)  # offsets 0, 1, ... in order
@@ -411,9 +414,21 @@ def _sorted_batches(
 def samples_per_pass(cfg: Config, device: torch.device) -> Optional[int]:
     """``eval.samples_per_pass``, with null resolved for ``device``: 1 on a CPU, all the
     samples at once (None) elsewhere."""
-    if cfg.eval.samples_per_pass is not None:
-        return cfg.eval.samples_per_pass
-    return 1 if device.type == "cpu" else None
+    return _per_device(cfg.eval.samples_per_pass, device, None)
+
+
+def views_per_batch(cfg: Config, device: torch.device) -> int:
+    """``eval.batch_size``, with null resolved for ``device``: 1 on a CPU,
+    :data:`~twostream_das.config.EVAL_ACCELERATOR_BATCH` elsewhere."""
+    return _per_device(cfg.eval.batch_size, device, EVAL_ACCELERATOR_BATCH)
+
+
+def _per_device(value: Optional[int], device: torch.device, elsewhere: _T) -> int | _T:
+    """A batching setting: as set, else (null) 1 on a CPU, where one row per pass measured
+    fastest (docs/PERFORMANCE.md), and ``elsewhere`` on an accelerator."""
+    if value is not None:
+        return value
+    return 1 if device.type == "cpu" else elsewhere
 
 
 @torch.inference_mode()
