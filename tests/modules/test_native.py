@@ -163,3 +163,26 @@ def test_a_first_build_is_announced_before_the_silent_compile(monkeypatch, caplo
     if built:
         assert messages[1].startswith("native CPU kernels built in")
     assert not native._cached("twostream_das_no_such_extension")
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp_path, monkeypatch,
+                                                                       caplog):
+    import logging
+    import os
+    import time
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # torch's own cache location
+    folder = native._build_directory("probe_ext")
+    assert folder is not None and tmp_path in folder.parents
+    folder.mkdir(parents=True, exist_ok=True)  # torch may have made it
+    lock = folder / "lock"
+    assert native.clear_stale_lock("probe_ext") is False  # no lock: nothing to do
+    lock.write_text("")
+    with caplog.at_level(logging.INFO, logger="twostream_das"):
+        assert native.clear_stale_lock("probe_ext", stale_after_s=600) is False
+    assert lock.exists() and "waiting for another process's build" in caplog.text
+    old = time.time() - 601
+    os.utime(lock, (old, old))  # a build killed ten minutes ago
+    with pytest.warns(RuntimeWarning, match=r"removing .*lock, left 60\d s ago"):
+        assert native.clear_stale_lock("probe_ext", stale_after_s=600) is True
+    assert not lock.exists()

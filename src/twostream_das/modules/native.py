@@ -8,7 +8,8 @@ k partial sums kept in registers), the conv as the shifted sum of its taps' proj
 with :func:`torch.utils.cpp_extension.load` (a C++ compiler with OpenMP and ninja, a dependency
 of this package, are needed; the build takes 20-40 s on 2 cores and is cached under
 ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``; processes building at once
-wait for one another), for the instruction set that PyTorch itself uses on this CPU, so
+wait for one another, and a lock left by a killed build is removed after STALE_LOCK_S,
+:func:`clear_stale_lock`), for the instruction set that PyTorch itself uses on this CPU, so
 machines sharing a home folder each get their own build.
 
 They serve the ``native`` backend (:mod:`.backends`), the default where they build. Where the
@@ -37,6 +38,7 @@ ISA_FLAGS = {  # torch.backends.cpu.get_cpu_capability() -> compiler flags
     "AVX2": ["-mavx2", "-mfma"],
 }
 DTYPES = (torch.float32, torch.float64)
+STALE_LOCK_S = 600.0  # a build lock this old was left by a killed build (builds take < 1 min)
 logger = logging.getLogger(__name__)
 
 _state: dict[str, Optional[bool]] = {"loaded": None}
@@ -54,6 +56,7 @@ def _build() -> bool:
     isa = _isa()
     name = f"twostream_das_window_ops_{isa.lower()}"
     fresh = not _cached(name)
+    clear_stale_lock(name)
     if fresh:  # first use on this machine: say why the next half-minute is silent
         logger.info("building native CPU kernels (once, ~30 s; cached afterwards)...")
     start = time.perf_counter()
@@ -82,15 +85,48 @@ def _build() -> bool:
     return True
 
 
-def _cached(name: str) -> bool:
-    """True when a build of extension ``name`` is in torch's extension cache already."""
+def _build_directory(name: str) -> Optional[Path]:
+    """torch's extension cache folder of extension ``name`` (None if torch's private helper
+    moved)."""
     from torch.utils import cpp_extension
 
     try:
-        folder = Path(cpp_extension._get_build_directory(name, verbose=False))
-    except Exception:  # a private helper of torch: if it moves, just say "building"
+        return Path(cpp_extension._get_build_directory(name, verbose=False))
+    except Exception:  # a private helper of torch: if it moves, do without
+        return None
+
+
+def _cached(name: str) -> bool:
+    """True when a build of extension ``name`` is in torch's extension cache already."""
+    folder = _build_directory(name)
+    return folder is not None and (folder / f"{name}.so").is_file()
+
+
+def clear_stale_lock(name: str, stale_after_s: float = STALE_LOCK_S) -> bool:
+    """Remove the build lock of extension ``name`` that a killed build left behind.
+
+    torch waits for as long as ``<build dir>/lock`` exists, and a build killed mid-way never
+    removes it, so every later process would hang silently. A lock older than
+    ``stale_after_s`` (a build takes well under a minute) is removed with a warning naming it; a
+    younger one is another process's build in progress, and the wait is logged. Returns True
+    when a stale lock was removed.
+    """
+    folder = _build_directory(name)
+    lock = folder / "lock" if folder is not None else None
+    if lock is None or not lock.exists():
         return False
-    return (folder / f"{name}.so").is_file()
+    age = time.time() - lock.stat().st_mtime
+    if age <= stale_after_s:
+        logger.info("waiting for another process's build of the native kernels (%s)", lock)
+        return False
+    warnings.warn(
+        f"twostream_das: removing {lock}, left {age:.0f} s ago by a native-kernel build that "
+        f"did not finish (older than {stale_after_s:.0f} s); building again",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    lock.unlink(missing_ok=True)
+    return True
 
 
 def available() -> bool:
