@@ -81,8 +81,9 @@ class VideoProbs:
     labels are restored (DiffAct's nearest neighbour from ticks at ``r // 2 + j * r``).
 
     ``probs`` is the mean of the K samples (``eval.samples``; K = 1 by default); ``samples``
-    keeps each sample's final probabilities, and ``trajectory`` the x0 probabilities averaged
-    over the DDIM steps and the samples. All are averaged over the temporal offsets.
+    keeps each sample's final probabilities, ``sample_trajectories`` each sample's x0
+    probabilities averaged over its DDIM steps, and ``trajectory`` their mean over the samples.
+    All are averaged over the temporal offsets.
     """
 
     name: str
@@ -92,6 +93,7 @@ class VideoProbs:
     trajectory: dict[str, np.ndarray] = field(default_factory=dict)  # stream -> (C, T_s)
     sample_rate: int = 1
     full_frames: Optional[int] = None  # T; None: T_s (only at r = 1)
+    sample_trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # (K, C, T_s)
 
     def __post_init__(self) -> None:
         if self.sample_rate > 1 and self.full_frames is None:
@@ -118,6 +120,19 @@ class VideoProbs:
                 )
             return self.trajectory
         return self.probs
+
+    def sample_inputs(self, kind: FusionInput) -> dict[str, np.ndarray]:
+        """Each sample's own fusion input (``fusion.input``): stream -> (K, C, T_s), its final
+        x0 probabilities or its trajectory mean; their mean over K is :meth:`for_fusion`."""
+        if kind is FusionInput.TRAJECTORY:
+            if set(self.sample_trajectories) != set(self.probs):
+                raise ValueError(
+                    f"video {self.name} has no per-sample DDIM trajectory means for every "
+                    f"stream (has {sorted(self.sample_trajectories)}); fusion.input = "
+                    "trajectory needs them"
+                )
+            return self.sample_trajectories
+        return self.samples
 
 
 @dataclass(frozen=True)
@@ -267,14 +282,16 @@ def predict_probabilities(
                 views = pending.pop(next_to_yield)  # offsets 0, 1, ... in order
                 bar.update(1)
                 samples = _average_views(views, "samples")  # stream -> (K, C, T_s)
+                paths = _average_views(views, "sample_trajectories")  # stream -> (K, C, T_s)
                 yield VideoProbs(
                     video.name,
                     {s: p.mean(axis=0) for s, p in samples.items()},
                     video.labels,
                     samples,
-                    _average_views(views, "trajectory"),
+                    {s: p.mean(axis=0) for s, p in paths.items()},
                     rate,
                     video.num_frames,
+                    paths,
                 )
                 next_to_yield += 1
     finally:
@@ -437,8 +454,9 @@ def _predict_views(
 ) -> list[dict[str, dict[str, np.ndarray]]]:
     """All streams on a batch of views, K samples each (``eval.samples``, ``eval.steps``).
 
-    Returns, per view: ``{"samples": stream -> (K, C, T_view), "trajectory": stream ->
-    (C, T_view)}`` float32 (the trajectory mean averaged over the K samples).
+    Returns, per view: ``{"samples": stream -> (K, C, T_view), "sample_trajectories":
+    stream -> (K, C, T_view)}`` float32 (each sample's final x0 probabilities, and its x0
+    probabilities averaged over the DDIM steps).
     """
     batch = collate(samples).to(device)
     count, streams = cfg.eval.samples, model.stream_names
@@ -453,11 +471,11 @@ def _predict_views(
         )  # fmt: skip
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
-    path = {s: r.trajectory_mean.mean(0).float().cpu().numpy() for s, r in out.items()}
+    path = {s: r.trajectory_mean.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
     return [
         {
             "samples": {s: final[s][:, b, :, : int(n)] for s in streams},
-            "trajectory": {s: path[s][b, :, : int(n)] for s in streams},
+            "sample_trajectories": {s: path[s][:, b, :, : int(n)] for s in streams},
         }
         for b, n in enumerate(lengths)
     ]

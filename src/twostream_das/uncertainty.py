@@ -2,7 +2,10 @@
 
 With K samples per video and stream, every sample k has fused probabilities ``p_k`` (C, T)
 (:func:`fused_samples`: the streams' k-th samples fused as the prediction fuses, with the
-selected weights and fusion rule, each frame normalised to sum to 1). ``p = mean_k p_k``
+selected weights and fusion rule, each frame normalised to sum to 1). A sample hands the
+fusion what the prediction fuses (``fusion.input``): its final x0 probabilities, or its own
+DDIM trajectory mean (:meth:`~twostream_das.inference.VideoProbs.sample_inputs`). So
+``p = mean_k p_k``
 (with the paper's weighted sum this is the prediction's fused probability exactly; with
 ``fusion.rule: product`` or temperatures the prediction fuses the streams' sample means, a
 little different). The per-frame

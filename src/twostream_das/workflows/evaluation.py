@@ -104,7 +104,8 @@ def _evaluate(
         gts.append(pred.video.labels)
         fused.append(pred.decision.labels)
         detection.add(
-            pred.video.samples, pred.decision, pred.video.labels, pred.video.sample_rate
+            pred.video.sample_inputs(cfg.fusion.input), pred.decision, pred.video.labels,
+            pred.video.sample_rate,
         )
         for stream, labels in pred.decision.stream_labels.items():
             per_stream[stream].append(labels)

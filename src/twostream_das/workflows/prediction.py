@@ -436,7 +436,8 @@ def write_video_outputs(
     probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
     labels = pred.decision.labels  # (T,)
     uncertainty = frame_uncertainty(
-        pred.video.samples, loaded.fusion_weights, loaded.fusion_method
+        pred.video.sample_inputs(loaded.config.fusion.input), loaded.fusion_weights,
+        loaded.fusion_method,
     )  # (T_s,) or None
     if uncertainty is not None:
         uncertainty = pred.video.full_rate(uncertainty)  # (T,) as the labels are restored
