@@ -59,5 +59,17 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
     assert main(["evaluate", str(trained_run), "--json", "--quiet"]) == 0
     default = json.loads(capsys.readouterr().out)
     assert default["ddim_steps"] == 2 and default["samples"] == 1
+    one = default["uncertainty"]  # K = 1: the single-sample baseline is this very prediction
+    assert one["error_rate_single_sample"] == one["error_rate"]
+    assert one["ece_single_sample"] == one["ece"]
+    assert one["auroc_single_sample_max_prob"] == one["auroc_max_prob"]
+    # ... and with K = 2 it is still the K = 1 prediction (sample 0 has its generators)
+    assert scores["error_rate_single_sample"] == pytest.approx(
+        json.loads(_evaluate_json(trained_run, capsys, "--steps", "3"))["uncertainty"]["error_rate"])
     assert main(["evaluate", str(trained_run), "--steps", "0"]) == 2
     assert "eval.steps = 0 is invalid" in capsys.readouterr().err
+
+
+def _evaluate_json(run, capsys, *extra):
+    assert main(["evaluate", str(run), "--json", "--quiet", *extra]) == 0
+    return capsys.readouterr().out
