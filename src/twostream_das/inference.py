@@ -308,9 +308,23 @@ def fused_labels(
     num_frames: Optional[int] = None,
 ) -> np.ndarray:
     """The fused, post-processed labels (T,) of :func:`decide` alone (what a search scores)."""
-    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T_s)
-    path = (post.kind, post.window, sample_rate, num_frames)
-    return np.asarray(postprocess(fused, *path), dtype=np.int64)
+    return _labels(_fused(probs, weights, method), post, sample_rate, num_frames)
+
+
+def _fused(
+    probs: Mapping[str, np.ndarray], weights: Mapping[str, float], method: Optional[FusionMethod]
+) -> np.ndarray:
+    """stream -> (C, T_s) fused into one float32 (C, T_s)."""
+    return np.asarray(fuse(probs, weights, method), dtype=np.float32)
+
+
+def _labels(
+    probs: np.ndarray, post: PostprocessChoice, sample_rate: int, num_frames: Optional[int]
+) -> np.ndarray:
+    """(C, T_s) probabilities -> (T,) int64 full-rate labels after ``post``."""
+    return np.asarray(
+        postprocess(probs, post.kind, post.window, sample_rate, num_frames), dtype=np.int64
+    )
 
 
 def decide(
@@ -334,10 +348,9 @@ def decide(
         :class:`Decision` with full-rate labels, fused and per stream, all through
         :func:`~twostream_das.postprocess.postprocess`.
     """
-    fused = np.asarray(fuse(probs, weights, method), dtype=np.float32)  # (C, T_s)
-    path = (post.kind, post.window, sample_rate, num_frames)
-    labels = np.asarray(postprocess(fused, *path), dtype=np.int64)
-    stream_labels = {s: np.asarray(postprocess(p, *path), dtype=np.int64) for s, p in probs.items()}
+    fused = _fused(probs, weights, method)  # (C, T_s)
+    labels = _labels(fused, post, sample_rate, num_frames)
+    stream_labels = {s: _labels(p, post, sample_rate, num_frames) for s, p in probs.items()}
     return Decision(fused, labels, stream_labels, sample_rate)
 
 
