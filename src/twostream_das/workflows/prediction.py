@@ -99,21 +99,20 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         )
     try:
         old = json.loads(summary_path.read_text())
-        listed = [
-            (v["name"], f) for v in old.get("videos", []) for f in v.get("files", {}).values()
-        ]
+        listed = {v["name"]: list(v.get("files", {}).values()) for v in old.get("videos", [])}
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
         raise DataError(
             f"{summary_path} cannot be read as a prediction summary ({err}); expected the "
             "summary.json predict writes: remove the folder yourself"
         ) from None
-    for video, name in listed:
-        stale = [out / Path(name).name]  # a bare name inside out, never a path elsewhere
-        stale += list((out / STREAMS_DIR).glob(f"*/{Path(video).name}.txt"))
+    for video, names in listed.items():
+        stale = [out / Path(name).name for name in names]  # bare names inside out, never elsewhere
+        stale += (out / STREAMS_DIR).glob(f"*/{Path(video).name}.txt")  # once per video
         for path in stale:
             path.unlink(missing_ok=True)
     (out / REVIEW_CSV).unlink(missing_ok=True)
     summary_path.unlink()
+
 
 @dataclass(frozen=True)
 class PredictedVideo:
