@@ -1,14 +1,12 @@
 """Multi-process training: 2 CPU ranks under torchrun (gloo) take the same steps as one process
 that sees the same global batch."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from _tiny import tiny_overrides, write_tiny_dataset
+from _torchrun import torchrun
+from twostream_das import distributed
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
 from twostream_das.errors import ConfigError
@@ -35,14 +33,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     train(load_config("demo", overrides), 1, single, quiet=True)
 
     multi = tmp_path / "multi"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "twostream_das", "train", "--config", "demo", "--set", *overrides,
-        "--fold", "1", "--out", str(multi), "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = torchrun(["train", "--config", "demo", "--set", *overrides, "--fold", "1",
+                     "--out", multi, "--quiet"])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
 
     one, two = (
@@ -88,3 +80,80 @@ def test_global_batch_must_split_evenly(monkeypatch):
     monkeypatch.setattr(training_data, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="multiple of the 2"):
         training_data.rank_batch_size(cfg)
+
+
+def _agree_then_report(rank: int, world: int, store: str, results: str) -> None:
+    """A spawned rank: two agreed blocks that fail on rank 1 only (bad input, then a bug);
+    writes what each rank raised to ``results/<rank>.txt``."""
+    import torch.distributed as dist
+
+    from twostream_das.distributed import agreed, gather_to_main
+    from twostream_das.errors import DataError
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    seen = []
+    for fail in (DataError("features file x.npy has 1 non-finite value(s)"), ValueError("bug")):
+        try:
+            with agreed():
+                if rank == 1:
+                    raise fail
+        except Exception as err:  # noqa: BLE001 - recorded for the test to check
+            seen.append(f"{type(err).__name__}: {err}")
+    gathered = gather_to_main({"rank": rank})
+    seen.append(repr(gathered))
+    dist.destroy_process_group()
+    with open(f"{results}/{rank}.txt", "w") as handle:
+        handle.write("\n".join(seen))
+
+
+def test_agreed_raises_a_rank_s_error_on_every_rank(tmp_path):
+    """Rank 1's bad input reaches rank 0 as the same DataError (so the CLI exits 2 on both);
+    any other error as a RuntimeError naming the rank; gather_to_main: rank order on rank 0."""
+    torch.multiprocessing.spawn(
+        _agree_then_report, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2
+    )
+    zero, one = ((tmp_path / f"{r}.txt").read_text().splitlines() for r in (0, 1))
+    assert zero == [
+        "DataError: features file x.npy has 1 non-finite value(s)",
+        "RuntimeError: rank 1 failed: ValueError: bug",
+        "[{'rank': 0}, {'rank': 1}]",
+    ]
+    assert one == ["DataError: features file x.npy has 1 non-finite value(s)", "ValueError: bug",
+                   "None"]  # fmt: skip
+
+
+def test_single_process_helpers_answer_for_one_rank():
+    assert distributed.gather_to_main(3) == [3]
+    assert distributed.my_share({"a": 5, "b": 1}) == {"a", "b"}
+    with pytest.raises(ConfigError, match="features"), distributed.agreed():
+        raise ConfigError("features")
+    with distributed.agreed():
+        pass
+
+
+@pytest.mark.parametrize(
+    ("threads", "local", "omp", "expected"),
+    [
+        (3, "2", "", 3),  # --threads wins
+        (None, "2", "1", 4),  # torchrun's default OMP_NUM_THREADS=1: cores / local ranks
+        (None, "2", "", 4),
+        (None, "3", "1", 2),  # 8 // 3
+        (None, "2", "6", None),  # the user's OMP_NUM_THREADS > 1: torch already uses it
+        (None, "1", "", None),  # one process: torch's own default
+    ],
+)
+def test_rank_threads(monkeypatch, threads, local, omp, expected):
+    monkeypatch.setattr(distributed, "available_cores", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        assert distributed.rank_threads(threads) == expected
+        assert torch.get_num_threads() == (expected or before)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_rank_threads_must_be_positive():
+    with pytest.raises(ConfigError, match=r"--threads 0 is invalid; expected an integer >= 1"):
+        distributed.rank_threads(0)

@@ -1,8 +1,10 @@
 import json
+import shutil
 
 import pytest
 
 from _tiny import CLASSES, TEST_VIDEOS
+from _torchrun import torchrun
 from twostream_das.cli import main
 from twostream_das.data.layout import LabelMap
 from twostream_das.io import read_prediction_dir
@@ -73,3 +75,32 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
 def _evaluate_json(run, capsys, *extra):
     assert main(["evaluate", str(run), "--json", "--quiet", *extra]) == 0
     return capsys.readouterr().out
+
+
+def test_two_ranks_under_torchrun_evaluate_as_one_process(trained_run, tmp_path, capsys):
+    """2 gloo ranks take one test video each (v0, v1: 31 frames each); each writes its own
+    prediction files, rank 0 results.json: the metrics of one process exactly (the same
+    labels), the uncertainty scores to 1e-3 (computed from probabilities equal to float
+    tolerance: each rank runs its own batch, so float sums run in another order)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run in (one, two):
+        shutil.copytree(trained_run, run)
+        shutil.rmtree(run / "predictions", ignore_errors=True)
+        (run / "results.json").unlink(missing_ok=True)
+    args = ["--samples", "2", "--steps", "2"]
+    expected = json.loads(_evaluate_json(one, capsys, *args))
+    done = torchrun(["evaluate", two, *args, "--json"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 of 2: 1 of 2 test videos" in done.stderr
+    assert "rank 1 of 2: 1 of 2 test videos" in done.stderr
+    printed = json.loads(done.stdout)  # printed once, by rank 0
+    assert printed == json.loads((two / "results.json").read_text())
+    for results in (expected, printed):
+        assert results.pop("seconds_per_video") > 0
+    got, want = printed.pop("uncertainty"), expected.pop("uncertainty")
+    assert got == pytest.approx(want, abs=1e-3) and len(want) == 7
+    assert printed == expected
+    files = sorted(p.relative_to(one) for p in (one / "predictions").rglob("*.txt"))
+    assert len(files) == 3 * 2
+    for rel in files:
+        assert (two / rel).read_text() == (one / rel).read_text()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from _tiny import CLASSES
+from _torchrun import torchrun
 from twostream_das.cli import main
 
 
@@ -228,3 +229,83 @@ def test_video_without_weights_names_the_flag_and_the_variable(tmp_path, monkeyp
     assert "--i3d-rgb-weights (or $TWOSTREAM_DAS_I3D_RGB_WEIGHTS)" in err
     assert "i3d_rgb_weights" not in err.replace("I3D_RGB_WEIGHTS", "")  # not the keyword name
 
+
+
+def _files(folder):
+    """Every file under ``folder``, relative, sorted."""
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+def test_two_ranks_under_torchrun_predict_what_one_process_does(
+    predict, trained_run, tiny_root, tmp_path
+):
+    """2 gloo ranks share the 10 tiny videos by feature-file size (frames: 31 x 5, 29 x 2,
+    27 x 3: 147 frames, 5 videos each); each writes its own videos' files, rank 0 the summary
+    and review of all of them. Labels equal one process's; probabilities to 1e-5 (one process
+    batches 4 views a pass (eval.batch_size=4 in the tiny config), the ranks batch their own
+    share, and padding and thread counts change the order of float sums; the DDIM draws are
+    the same, seeded by each video's features)."""
+    rgb, flow = tiny_root / "features_rgb", tiny_root / "features_flow"
+    args = ["--rgb", rgb, "--flow", flow, "--labels", tiny_root / "groundTruth", "--samples",
+            "2", "--steps", "2"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert predict(*args, "--out", one, "--quiet") == 0
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    done = torchrun(["predict", "--checkpoint", checkpoint, *args, "--out", two])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote predictions for 10 video(s)") == 1  # printed by rank 0
+    assert "rank 0 of 2: 5 of 10 videos" in done.stderr
+    assert "rank 1 of 2: 5 of 10 videos" in done.stderr
+    assert _files(two) == _files(one) and len(_files(one)) == 10 * 8 + 2
+    assert json.loads((two / "summary.json").read_text()) == json.loads(
+        (one / "summary.json").read_text()
+    )  # the same videos in the same order, the same metrics (from the same labels)
+    for name in (f"v{i}" for i in range(10)):
+        for rel in (f"{name}.txt", f"streams/rgb/{name}.txt", f"streams/flow/{name}.txt"):
+            assert (two / rel).read_text() == (one / rel).read_text()
+        for suffix in ("_probs.npy", "_uncertainty.npy"):
+            np.testing.assert_allclose(
+                np.load(two / f"{name}{suffix}"), np.load(one / f"{name}{suffix}"), atol=1e-5
+            )
+    with (one / "review.csv").open() as a, (two / "review.csv").open() as b:
+        rows_one, rows_two = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert len(rows_one) == len(rows_two) > 10
+    for r1, r2 in zip(rows_one, rows_two, strict=True):
+        assert [r1[k] for k in ("video", "label", "start_s", "end_s")] == [
+            r2[k] for k in ("video", "label", "start_s", "end_s")]
+        assert float(r2["score"]) == pytest.approx(float(r1["score"]), abs=1e-5)
+
+
+def _rank_errors(stderr):
+    """The CLI's error messages in the ranks' interleaved stderr."""
+    return [part.split("\n")[0] for part in stderr.split("twostream-das predict: error: ")[1:]]
+
+
+def test_under_torchrun_a_bad_file_on_one_rank_stops_every_rank(trained_run, tiny_root, tmp_path):
+    """v1 (31 frames, the second longest by name) is rank 1's: its NaN stops both ranks with
+    exit code 2 and the file named, before any video is predicted; an earlier prediction in
+    --out stops both on rank 0's refusal."""
+    for stream in ("rgb", "flow"):
+        shutil.copytree(tiny_root / f"features_{stream}", tmp_path / stream)
+    bad = tmp_path / "rgb" / "v1.npy"
+    feats = np.load(bad)
+    feats[0, 3] = np.nan
+    np.save(bad, feats)
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    args = ["predict", "--checkpoint", checkpoint, "--rgb", tmp_path / "rgb", "--flow",
+            tmp_path / "flow", "--quiet"]  # fmt: skip
+    done = torchrun([*args, "--out", tmp_path / "pred"])
+    assert done.returncode != 0
+    errors = _rank_errors(done.stderr)
+    assert len(errors) == 2 and all(f"{bad} has 1 non-finite value" in e for e in errors), errors
+    assert done.stderr.count("exitcode  : 2") == 2  # both ranks, as the CLI exits on bad input
+    assert not list((tmp_path / "pred").glob("*.txt"))  # nothing predicted
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text("{}")
+    done = torchrun([*args, "--out", old])
+    errors = _rank_errors(done.stderr)
+    assert len(errors) == 2 and all(f"--out {old} already holds" in e for e in errors), errors
+    assert done.stderr.count("exitcode  : 2") == 2
+    assert sorted(p.name for p in old.iterdir()) == ["summary.json"]

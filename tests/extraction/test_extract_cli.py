@@ -1,13 +1,11 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from _extraction_helpers import moving_square_frames, write_video
 
+from _torchrun import torchrun
 from twostream_das.cli import main
 from twostream_das.extraction import ExtractionSettings, extract_video_features
 from twostream_das.extraction.i3d import InceptionI3d
@@ -94,13 +92,7 @@ def test_two_ranks_under_torchrun_write_the_files_of_one_rank(weight_files, tmp_
                "--i3d-flow-weights", str(weight_files["flow"])]
     single, multi = tmp_path / "one", tmp_path / "two"
     assert main(["extract", str(videos), "--out", str(single), *weights, *SMALL]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "twostream_das", "extract", str(videos), "--out", str(multi), *weights, *SMALL,
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = torchrun(["extract", videos, "--out", multi, *weights, *SMALL], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0 of 2: extracted 1 video(s)" in done.stdout  # a (9 frames)
     assert "rank 1 of 2: extracted 2 video(s)" in done.stdout  # b and c (6 + 4 frames)

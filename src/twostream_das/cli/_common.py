@@ -72,6 +72,15 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_rank_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads of this process (of each rank under ``torchrun``)."""
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="torch CPU threads (default: torch's, all cores; under torchrun the cores divided "
+        "by the processes per machine unless OMP_NUM_THREADS > 1 is set)",
+    )  # fmt: skip
+
+
 def add_sampling(parser: argparse.ArgumentParser) -> None:
     """``--steps N`` and ``--samples K``: how the DDIM sampler runs (``eval.steps``,
     ``eval.samples``), on any checkpoint."""

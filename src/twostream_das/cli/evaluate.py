@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..distributed import launched_rank
 from ..workflows.evaluation import evaluate_run, results_table
 from ..workflows.selection import format_weights
-from ._common import add_quiet, add_sampling
+from ._common import add_quiet, add_rank_threads, add_sampling
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print results.json instead of a table")
     add_sampling(parser)
+    add_rank_threads(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate_run(
-        args.run_dir, args.checkpoint, quiet=args.quiet, steps=args.steps, samples=args.samples
+        args.run_dir, args.checkpoint, quiet=args.quiet, steps=args.steps, samples=args.samples,
+        threads=args.threads,
     )
+    if launched_rank() != 0:  # under torchrun: rank 0 prints the job's results
+        return 0
     if args.json:
         print(json.dumps(results, indent=2))
     else:

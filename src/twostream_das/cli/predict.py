@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from ..config import Orientation, Precision, ReviewScore
+from ..distributed import launched_rank
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..workflows.prediction import predict_files, predict_videos
-from ._common import add_quiet, add_sampling, add_weight_args, weight_options
+from ._common import add_quiet, add_rank_threads, add_sampling, add_weight_args, weight_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the older name of --precision bf16",
     )
     add_sampling(parser)
+    add_rank_threads(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
 
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         overwrite=args.overwrite,
         review_score=args.review_score,
+        threads=args.threads,
     )
     paths = _named(args.streams, "--stream", {"rgb": args.rgb, "flow": args.flow})
     if args.video is not None:
@@ -140,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         summary = predict_files(
             args.checkpoint, paths, args.out, orientations=orientations, **common
         )
-    print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
+    if launched_rank() == 0:  # once per job under torchrun
+        print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
     return 0
 
 

@@ -15,6 +15,7 @@ Every stream comes back as C-contiguous float32 ``(D, T)`` with finite values, o
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,12 @@ def feature_path(root: str | Path, video: str, spec: StreamDataConfig) -> Path:
     """Where a stream's features of ``video`` live."""
     folder = I3D_FOLDER if spec.source in I3D_ROWS else spec.folder
     return Path(root) / folder / f"{video}.npy"
+
+
+def feature_bytes(paths: Iterable[Path]) -> int:
+    """The bytes of a video's feature files (0 for a missing one): proportional to its frames
+    at one dimension and dtype, the work sharded runs balance over their ranks."""
+    return sum(p.stat().st_size if p.is_file() else 0 for p in paths)
 
 
 def load_stream(

@@ -9,10 +9,13 @@ next time, and complete files are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..distributed import balance
 from .video import probe_video
+
+__all__ = ["balance", "frame_counts", "rank_share"]
 
 
 def frame_counts(videos: Sequence[Path]) -> dict[Path, int]:
@@ -23,23 +26,6 @@ def frame_counts(videos: Sequence[Path]) -> dict[Path, int]:
         info = probe_video(video)
         counts[video] = info.num_frames or round(info.duration_s * info.fps) or 1
     return counts
-
-
-def balance(weights: Mapping[str, int], ranks: int) -> list[list[str]]:
-    """Greedy longest-processing-time split of named jobs over ``ranks``.
-
-    Returns:
-        Per rank, its names in the order they were given to it (longest first).
-    """
-    if ranks < 1:
-        raise ValueError(f"ranks must be >= 1, got {ranks}")
-    shares: list[list[str]] = [[] for _ in range(ranks)]
-    loads = [0] * ranks
-    for name in sorted(weights, key=lambda n: (-weights[n], n)):
-        rank = min(range(ranks), key=lambda r: (loads[r], r))
-        shares[rank].append(name)
-        loads[rank] += weights[name]
-    return shares
 
 
 def rank_share(videos: Sequence[Path], rank: int, world: int) -> list[Path]:

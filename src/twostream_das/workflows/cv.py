@@ -52,6 +52,7 @@ from ..runs import (
     write_json,
     write_text,
 )
+from ..runtime import available_cores
 from .evaluation import evaluate_run
 from .training import train
 
@@ -258,14 +259,6 @@ def cv_run(cfg: Config, fold: int, folder: Path, quiet: bool) -> dict[str, Any]:
     logger.info("cv: fold %d, seed %d -> %s", fold, cfg.train.seed, folder)
     train(cfg, fold, folder, quiet)
     return evaluate_run(folder, "best", quiet)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def child_command(source: str | Path, overrides: Sequence[str], out: Path, run: CvRun,

@@ -3,22 +3,44 @@
 This is the only place that reads test labels, and it runs after training and selection are
 done. It writes ``RUN_DIR/results.json``, ``RUN_DIR/predictions/<video>.txt`` (fused) and
 ``RUN_DIR/predictions/streams/<stream>/<video>.txt`` (each stream before fusion).
+
+Under ``torchrun`` (:mod:`twostream_das.distributed`, a gloo group) each rank predicts a
+disjoint share of the test videos (balanced by feature-file size) and writes their prediction
+files; rank 0 holds the run's lock, gathers each video's labels and per-frame uncertainty parts
+and writes ``results.json`` exactly as one process does (videos in the split's order).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+import torch
+
+from ..config import Config
 from ..data.dataset import load_videos
+from ..data.features import feature_bytes, feature_path
 from ..data.layout import check_background, read_mapping, read_split
+from ..distributed import (
+    agreed,
+    broadcast_from_main,
+    gather_to_main,
+    local_device,
+    my_share,
+    process_group,
+    rank_and_world,
+    rank_threads,
+)
 from ..errors import CheckpointError
-from ..inference import load_model, predict, sampling_steps, with_sampling
+from ..inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
 from ..io import STREAMS_DIR, write_prediction
 from ..metrics import METRIC_KEYS
-from ..runs import RunDir, is_main_process, locked, read_json, write_json
+from ..runs import RunDir, locked, read_json, write_json
 from ..runtime import resolve_device
 from ..uncertainty import ErrorDetection
 from .selection import score_labels
@@ -33,6 +55,7 @@ def evaluate_run(
     steps: Optional[int] = None,
     samples: Optional[int] = None,
     write: bool = True,
+    threads: Optional[int] = None,
 ) -> dict[str, Any]:
     """Score ``checkpoints/<which>.pt`` of a run on the test videos of its fold.
 
@@ -41,6 +64,9 @@ def evaluate_run(
     video and ``uncertainty``: how well the uncertainty finds wrong frames and how calibrated
     the fused probabilities are (:class:`twostream_das.uncertainty.ErrorDetection`).
     ``write=False`` returns the results without writing results.json or predictions/.
+    ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`). Under
+    ``torchrun`` the test videos are sharded over the ranks (module docstring);
+    ``seconds_per_video`` is then the job's wall time per video.
 
     Returns:
         ``{<stream>: M, ..., "fused": M, "fusion_weights": {...}, "postprocess": {...},
@@ -50,6 +76,7 @@ def evaluate_run(
     Raises:
         CheckpointError: not a run folder, or the checkpoint is missing.
     """
+    rank_threads(threads)  # every rank alike: before any collective
     run = RunDir(Path(run_dir))
     if not run.run_json.is_file():
         raise CheckpointError(f"{run.root} is not a twostream_das run folder (no run.json)")
@@ -58,8 +85,17 @@ def evaluate_run(
         raise CheckpointError(
             f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
         )
-    with locked(run, "evaluate"):
+    with process_group(torch.device("cpu"), backend="gloo"), locked(run, "evaluate"):
         return _evaluate(run, path, which, quiet, steps, samples, write)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """What rank 0 needs of one test video predicted on any rank (no probabilities)."""
+
+    index: int  # the video's place in the split
+    labels: dict[str, np.ndarray]  # "gt", each stream, "fused": (T,)
+    detection: dict[str, np.ndarray]  # ErrorDetection.add's per-frame parts
 
 
 def _evaluate(
@@ -71,80 +107,116 @@ def _evaluate(
     samples: Optional[int],
     write: bool = True,
 ) -> dict[str, Any]:
-    fold = int(read_json(run.run_json)["fold"])
-    device = resolve_device("auto")
-    loaded = load_model(path, device)
-    cfg = with_sampling(loaded.config, steps, samples)
-    if loaded.checkpoint.selection is None:
+    rank, world = rank_and_world()
+    with agreed():
+        fold = int(read_json(run.run_json)["fold"])
+        device = local_device(resolve_device("auto"))
+        loaded = load_model(path, device)
+        cfg = with_sampling(loaded.config, steps, samples)
+        root = Path(cfg.dataset.root)
+        label_map = read_mapping(root / "mapping.txt")
+        check_background(label_map, cfg.dataset.background)
+        if list(label_map.names) != loaded.label_names:
+            raise CheckpointError(
+                f"{root / 'mapping.txt'} lists other classes than {path} was trained on"
+            )
+        names = read_split(root, "test", fold)
+        streams = cfg.dataset.streams.values()
+        mine = my_share(
+            {n: feature_bytes(feature_path(root, n, s) for s in streams) for n in names}
+        )
+        videos = load_videos(
+            cfg.dataset, [n for n in names if n in mine], label_map,
+            expected_dims=loaded.checkpoint.stream_dims, expected_from=f"the checkpoint {path}",
+        )  # fmt: skip
+    if world > 1:
+        logger.info("rank %d of %d: %d of %d test videos", rank, world, len(videos), len(names))
+    if loaded.checkpoint.selection is None and rank == 0:
         logger.warning(
             "%s has no validation selection yet (training unfinished); using the configured "
             "fusion weights and post-processing",
             path,
         )
-    root = Path(cfg.dataset.root)
-    label_map = read_mapping(root / "mapping.txt")
-    check_background(label_map, cfg.dataset.background)
-    if list(label_map.names) != loaded.label_names:
-        raise CheckpointError(
-            f"{root / 'mapping.txt'} lists other classes than {path} was trained on"
-        )
-    videos = load_videos(
-        cfg.dataset, read_split(root, "test", fold), label_map,
-        expected_dims=loaded.checkpoint.stream_dims, expected_from=f"the checkpoint {path}",
-    )
     weights, post = loaded.fusion_weights, loaded.postprocess
-    gts, fused = [], []
-    per_stream: dict[str, list[Any]] = {s: [] for s in loaded.model.stream_names}
     method = loaded.fusion_method
     detection = ErrorDetection(weights, post, method)
+    index = {name: i for i, name in enumerate(names)}
+    done: list[_Scored] = []
+    desc = "test" if world == 1 else f"test (rank {rank}/{world})"
     start = time.perf_counter()
-    for pred in predict(
-        loaded.model, videos, cfg, weights, post, device, not quiet, "test", method
-    ):
-        gts.append(pred.video.labels)
-        fused.append(pred.decision.labels)
-        detection.add(
-            pred.video.sample_inputs(cfg.fusion.input), pred.decision, pred.video.labels,
-            pred.video.sample_rate,
-        )
-        for stream, labels in pred.decision.stream_labels.items():
-            per_stream[stream].append(labels)
-        if write and is_main_process():
-            write_prediction(
-                run.predictions / f"{pred.name}.txt", pred.decision.labels, loaded.label_names
+    with agreed():
+        for pred in predict(loaded.model, videos, cfg, weights, post, device, not quiet, desc,
+                            method):  # fmt: skip
+            labels = {"gt": pred.video.labels, **pred.decision.stream_labels,
+                      "fused": pred.decision.labels}  # fmt: skip
+            parts = detection.add(
+                pred.video.sample_inputs(cfg.fusion.input), pred.decision, pred.video.labels,
+                pred.video.sample_rate,
             )
-            for stream, labels in pred.decision.stream_labels.items():
+            done.append(_Scored(index[pred.name], labels, parts))
+            if write:  # every rank writes the files of its own videos
                 write_prediction(
-                    run.predictions / STREAMS_DIR / stream / f"{pred.name}.txt",
-                    labels,
+                    run.predictions / f"{pred.name}.txt", pred.decision.labels,
                     loaded.label_names,
-                )
-    seconds = time.perf_counter() - start  # prediction, fusion, post-processing, writing
+                )  # fmt: skip
+                for stream, stream_labels in pred.decision.stream_labels.items():
+                    write_prediction(
+                        run.predictions / STREAMS_DIR / stream / f"{pred.name}.txt",
+                        stream_labels,
+                        loaded.label_names,
+                    )
+    gathered = gather_to_main(done)
+    results: Optional[dict[str, Any]] = None
+    with agreed():
+        if gathered is not None:  # rank 0 (or the only process): every video, in split order
+            scored = sorted((v for part in gathered for v in part), key=lambda v: v.index)
+            seconds = time.perf_counter() - start  # prediction, fusion, post-processing, writing
+            results = _results(loaded, cfg, scored, which, fold, len(names), seconds)
+            if write:
+                write_json(run.results_json, results)
+            logger.info(
+                "fold %d test (%d videos): %s", fold, len(names), format_row(results["fused"])
+            )
+    return broadcast_from_main(results)
+
+
+def _results(
+    loaded: LoadedModel,
+    cfg: Config,
+    scored: Sequence[_Scored],
+    which: str,
+    fold: int,
+    num_videos: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """``results.json`` from every test video's labels and uncertainty parts, in split order."""
+    gts = [v.labels["gt"] for v in scored]
     results: dict[str, Any] = {
-        s: score_labels(gts, per_stream[s], loaded.label_names, cfg) for s in per_stream
+        s: score_labels(gts, [v.labels[s] for v in scored], loaded.label_names, cfg)
+        for s in (*loaded.model.stream_names, "fused")
     }
-    results["fused"] = score_labels(gts, fused, loaded.label_names, cfg)
+    method = loaded.fusion_method
+    detection = ErrorDetection(loaded.fusion_weights, loaded.postprocess, method)
+    for video in scored:
+        detection.add_parts(video.detection)
     results.update(
         {
-            "fusion_weights": weights.to_dict(),
+            "fusion_weights": loaded.fusion_weights.to_dict(),
             "fusion_input": cfg.fusion.input.value,
             "fusion_rule": method.rule.value,
             "temperatures": dict(method.temperatures),
-            "postprocess": post.to_dict(),
+            "postprocess": loaded.postprocess.to_dict(),
             "epoch": loaded.checkpoint.epoch,
             "fold": fold,
             "checkpoint": which,
-            "num_videos": len(videos),
+            "num_videos": num_videos,
             "average": cfg.eval.average.value,
             "ddim_steps": sampling_steps(loaded, cfg),
             "samples": cfg.eval.samples,
-            "seconds_per_video": round(seconds / max(len(videos), 1), 4),
+            "seconds_per_video": round(seconds / max(num_videos, 1), 4),
             "uncertainty": detection.summary(),
         }
     )
-    if write and is_main_process():
-        write_json(run.results_json, results)
-    logger.info("fold %d test (%d videos): %s", fold, len(videos), format_row(results["fused"]))
     return results
 
 

@@ -32,7 +32,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..config import FeatureSource, Orientation, Precision, ReviewScore, StreamDataConfig
+from ..config import (
+    Config,
+    FeatureSource,
+    Orientation,
+    Precision,
+    ReviewScore,
+    StreamDataConfig,
+)
 from ..data.dataset import Video
 from ..data.features import (
     I3D_DIM,
@@ -40,10 +47,21 @@ from ..data.features import (
     I3D_ROWS,
     align_to_labels,
     check_features,
+    feature_bytes,
     read_matrix,
     stored_orientation,
 )
 from ..data.layout import LabelMap, read_labels
+from ..distributed import (
+    agreed,
+    broadcast_from_main,
+    gather_to_main,
+    local_device,
+    my_share,
+    process_group,
+    rank_and_world,
+    rank_threads,
+)
 from ..errors import ConfigError, DataError
 from ..extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
 from ..inference import (
@@ -259,6 +277,7 @@ def predict_files(
     samples: Optional[int] = None,
     overwrite: bool = False,
     review_score: Optional[ReviewScore | str] = None,
+    threads: Optional[int] = None,
 ) -> dict[str, Any]:
     """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
     the checkpoint) and write the files listed in the module docstring.
@@ -269,48 +288,125 @@ def predict_files(
     ``eval.steps`` and ``eval.samples`` (None keeps them). ``overwrite``: replace a prediction
     already in ``out`` (:func:`prepare_output`; without it such a folder is refused).
     ``review_score`` overrides ``eval.review_score`` (how ``review.csv`` ranks segments).
-    Returns the summary written to ``OUT/summary.json``.
+    ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`).
+
+    Under ``torchrun`` (:mod:`twostream_das.distributed`, a gloo group) each rank predicts a
+    disjoint share of the videos, balanced by the size of their feature files (proportional to
+    their frames), and writes those videos' files; rank 0 checks ``out`` first, then gathers
+    each video's segments and labels and writes ``summary.json`` and ``review.csv`` exactly as
+    one process does. A video's DDIM draws are seeded by its features
+    (:func:`~twostream_das.inference.view_generators`), so the predictions do not depend on
+    the rank.
+
+    Returns the summary written to ``OUT/summary.json`` (on every rank).
     """
-    prepare_output(Path(out), overwrite)
-    loaded = load_model(checkpoint, resolve_device(device))
-    check_stream_paths(loaded, features, "predict")
-    known = dict.fromkeys(loaded.model.stream_names)
-    check_stream_paths(loaded, {**known, **(orientations or {})}, "predict orientations")
-    cfg = with_sampling(loaded.config, steps, samples)
-    if precision is not None:
-        cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
-    if review_score is not None:
-        cfg = replace(cfg, eval=replace(cfg.eval, review_score=ReviewScore(review_score)))
-    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
-        raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
-    fps = cfg.dataset.fps if fps is None else fps
-    labels_path = Path(labels_dir) if labels_dir is not None else None
-    videos = load_prediction_videos(
-        match_streams(features), loaded, labels_path, orientations or {}
-    )
-    out = Path(out)
+    rank_threads(threads)  # every rank alike: before any collective
+    with process_group(torch.device("cpu"), backend="gloo"):
+        return _predict_files(
+            checkpoint, features, Path(out), fps, labels_dir, orientations or {}, quiet,
+            device, precision, steps, samples, overwrite, review_score,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Predicted:
+    """What rank 0 needs of one video predicted on any rank (no probabilities)."""
+
+    index: int  # the video's place in the one-process order
+    video: PredictedVideo
+    labels: Optional[dict[str, np.ndarray]]  # with --labels: "gt", each stream, "fused": (T,)
+
+
+def _predict_files(
+    checkpoint: str | Path,
+    features: Mapping[str, str | Path],
+    out: Path,
+    fps: Optional[float],
+    labels_dir: Optional[str | Path],
+    orientations: Mapping[str, Optional[Orientation]],
+    quiet: bool,
+    device_name: str,
+    precision: Optional[Precision | str],
+    steps: Optional[int],
+    samples: Optional[int],
+    overwrite: bool,
+    review_score: Optional[ReviewScore | str],
+) -> dict[str, Any]:
+    rank, world = rank_and_world()
+    with agreed():  # before any rank writes
+        if rank == 0:
+            prepare_output(out, overwrite)
+    with agreed():
+        device = local_device(resolve_device(device_name))
+        loaded = load_model(checkpoint, device)
+        check_stream_paths(loaded, features, "predict")
+        known = dict.fromkeys(loaded.model.stream_names)
+        check_stream_paths(loaded, {**known, **orientations}, "predict orientations")
+        cfg = with_sampling(loaded.config, steps, samples)
+        if precision is not None:
+            cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
+        if review_score is not None:
+            cfg = replace(cfg, eval=replace(cfg.eval, review_score=ReviewScore(review_score)))
+        if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+            raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
+        fps = cfg.dataset.fps if fps is None else fps
+        labels_path = Path(labels_dir) if labels_dir is not None else None
+        pairs = match_streams(features)
+        mine = my_share({name: feature_bytes(paths.values()) for name, paths in pairs})
+        videos = load_prediction_videos(
+            [p for p in pairs if p[0] in mine], loaded, labels_path, orientations
+        )
+    if world > 1:
+        logger.info("rank %d of %d: %d of %d videos", rank, world, len(videos), len(pairs))
+    index = {name: i for i, (name, _) in enumerate(pairs)}
     weights, post = loaded.fusion_weights, loaded.postprocess
-    written, gts = [], []
-    preds: dict[str, list[np.ndarray]] = {s: [] for s in (*loaded.model.stream_names, "fused")}
     method = loaded.fusion_method
-    for pred in predict(
-        loaded.model, videos, cfg, weights, post, resolve_device(device), not quiet,
-        method=method,
-    ):
-        written.append(write_video_outputs(pred, loaded, out, fps))
-        if pred.video.labels is not None:
-            gts.append(pred.video.labels)
-            preds["fused"].append(pred.decision.labels)
-            for s in loaded.model.stream_names:
-                preds[s].append(pred.decision.stream_labels[s])
+    done: list[_Predicted] = []
+    desc = "predict" if world == 1 else f"predict (rank {rank}/{world})"
+    with agreed():
+        for pred in predict(
+            loaded.model, videos, cfg, weights, post, device, not quiet, desc, method
+        ):
+            labels = None
+            if pred.video.labels is not None:
+                labels = {"gt": pred.video.labels, **pred.decision.stream_labels,
+                          "fused": pred.decision.labels}  # fmt: skip
+            done.append(_Predicted(index[pred.name], write_video_outputs(pred, loaded, out, fps),
+                                   labels))  # fmt: skip
+    gathered = gather_to_main(done)
+    summary: Optional[dict[str, Any]] = None
+    with agreed():
+        if gathered is not None:  # rank 0 (or the only process): every video, in list order
+            ordered = sorted((p for part in gathered for p in part), key=lambda p: p.index)
+            summary = _summary(checkpoint, loaded, cfg, fps, labels_path, ordered)
+            written = [p.video for p in ordered]
+            write_json(out / SUMMARY_JSON, summary)
+            write_csv_rows(
+                out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.review_score)
+            )
+            logger.info("predicted %d video(s) into %s", len(written), out)
+    return broadcast_from_main(summary)
+
+
+def _summary(
+    checkpoint: str | Path,
+    loaded: LoadedModel,
+    cfg: Config,
+    fps: float,
+    labels_path: Optional[Path],
+    predicted: Sequence[_Predicted],
+) -> dict[str, Any]:
+    """``summary.json`` of the videos ``predicted`` (in their order), with metrics when they
+    carry labels."""
+    method = loaded.fusion_method
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "epoch": loaded.checkpoint.epoch,
-        "fusion_weights": weights.to_dict(),
+        "fusion_weights": loaded.fusion_weights.to_dict(),
         "fusion_input": cfg.fusion.input.value,
         "fusion_rule": method.rule.value,
         "temperatures": dict(method.temperatures),
-        "postprocess": post.to_dict(),
+        "postprocess": loaded.postprocess.to_dict(),
         "fps": fps,
         "classes": list(loaded.label_names),
         "background": list(cfg.dataset.background),
@@ -319,22 +415,21 @@ def predict_files(
         "samples": cfg.eval.samples,
         "videos": [
             {
-                "name": v.name,
-                "frames": v.num_frames,
-                "segments": v.num_segments,
-                "files": {k: p.name for k, p in v.files.items()},
+                "name": p.video.name,
+                "frames": p.video.num_frames,
+                "segments": p.video.num_segments,
+                "files": {k: path.name for k, path in p.video.files.items()},
             }
-            for v in written
+            for p in predicted
         ],
     }
-    if gts:
+    labelled = [p.labels for p in predicted if p.labels is not None]
+    if labelled:
+        gts = [labels["gt"] for labels in labelled]
         summary["metrics"] = {
-            k: score_labels(gts, p, loaded.label_names, cfg) for k, p in preds.items()
+            k: score_labels(gts, [labels[k] for labels in labelled], loaded.label_names, cfg)
+            for k in ("fused", *loaded.model.stream_names)
         }
-    if is_main_process():
-        write_json(out / SUMMARY_JSON, summary)
-        write_csv_rows(out / REVIEW_CSV, REVIEW_FIELDS, review_rows(written, cfg.eval.review_score))
-    logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
 
 
@@ -416,15 +511,22 @@ def predict_videos(
     weight_names: Optional[Mapping[FeatureStream, str]] = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`."""
-    prepare_output(Path(out), kwargs.get("overwrite", False))  # before the long extraction
-    loaded = load_model(checkpoint, torch.device("cpu"))
-    folders = extract_features(
-        video, loaded, Path(out) / "features", weights, settings, kwargs.get("quiet", False),
-        weight_names,
-    )
-    dxt: dict[str, Optional[Orientation]] = {s: Orientation.DxT for s in folders}  # (D, T)
-    return predict_files(checkpoint, folders, out, orientations=dxt, **kwargs)
+    """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`.
+
+    Under ``torchrun`` the extraction and the prediction are both sharded over the ranks."""
+    rank_threads(kwargs.get("threads"))  # for the extraction too
+    with process_group(torch.device("cpu"), backend="gloo"):
+        with agreed():  # before the long extraction
+            if is_main_process():
+                prepare_output(Path(out), kwargs.get("overwrite", False))
+        with agreed():
+            loaded = load_model(checkpoint, torch.device("cpu"))
+            folders = extract_features(
+                video, loaded, Path(out) / "features", weights, settings,
+                kwargs.get("quiet", False), weight_names,
+            )  # fmt: skip
+        dxt: dict[str, Optional[Orientation]] = {s: Orientation.DxT for s in folders}  # (D, T)
+        return predict_files(checkpoint, folders, out, orientations=dxt, **kwargs)
 
 
 def write_video_outputs(
@@ -455,17 +557,16 @@ def write_video_outputs(
     rows.update({s.upper(): labels for s, labels in pred.decision.stream_labels.items()})
     rows["fused"] = labels
     segs = segment_records(labels, probs, names, fps, uncertainty)
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        write_prediction(files["txt"], labels, names)
-        for stream, stream_labels in pred.decision.stream_labels.items():
-            write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
-        write_segments_csv(files["segments_csv"], segs)
-        write_segments_json(files["segments_json"], segs, fps)
-        atomic_save_npy(files["probs"], probs)
-        if uncertainty is not None:
-            atomic_save_npy(files["uncertainty"], uncertainty)
-        plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
+    out.mkdir(parents=True, exist_ok=True)  # every rank writes the files of its own videos
+    write_prediction(files["txt"], labels, names)
+    for stream, stream_labels in pred.decision.stream_labels.items():
+        write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
+    write_segments_csv(files["segments_csv"], segs)
+    write_segments_json(files["segments_json"], segs, fps)
+    atomic_save_npy(files["probs"], probs)
+    if uncertainty is not None:
+        atomic_save_npy(files["uncertainty"], uncertainty)
+    plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
     return PredictedVideo(pred.name, files, len(labels), len(segs), segs)
 
 
