@@ -7,7 +7,7 @@ import torch
 from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
 from twostream_das.choices import PostprocessChoice
 from twostream_das.config import PostprocessKind, load_config
-from twostream_das.data.dataset import load_videos, offset_views
+from twostream_das.data.dataset import Sample, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.data.temporal import average_views
 from twostream_das.inference import (
@@ -156,26 +156,65 @@ def test_samples_are_kept_and_averaged_and_sample_0_is_the_one_sample_prediction
     assert not np.allclose(three.samples["rgb"][0], three.samples["rgb"][1], atol=1e-3)
 
 
-def test_samples_per_pass_is_one_on_a_cpu_and_all_elsewhere_unless_set():
-    from twostream_das.config import load_config
+def test_samples_per_pass_fills_a_cpu_pass_and_is_all_elsewhere_unless_set():
+    from twostream_das.config import EVAL_CPU_PASS_FRAMES
     from twostream_das.inference import samples_per_pass
 
+    assert EVAL_CPU_PASS_FRAMES == 1024
     auto = load_config("demo")
     assert auto.eval.samples_per_pass is None
-    assert samples_per_pass(auto, torch.device("cpu")) == 1
-    assert samples_per_pass(auto, torch.device("cuda", 0)) is None  # a device object only
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object only
+    assert samples_per_pass(auto, cpu, 1, 1500) == 1  # a GTEA-length view: one per pass
+    assert samples_per_pass(auto, cpu, 1, 100) == 10  # 1024 // 100 (sample_passes caps at K)
+    assert samples_per_pass(auto, cpu, 3, 100) == 3  # 1024 // 300
+    assert samples_per_pass(auto, cpu, 11, 100) == 1  # the batch alone is over the budget
+    assert samples_per_pass(auto, cuda, 1, 100) is None
     two = load_config("demo", ["eval.samples_per_pass=2"])
-    assert samples_per_pass(two, torch.device("cpu")) == 2
-    assert samples_per_pass(two, torch.device("cuda", 0)) == 2
+    assert samples_per_pass(two, cpu, 1, 100) == 2
+    assert samples_per_pass(two, cuda, 1, 100) == 2
 
 
-def test_views_per_batch_is_one_on_a_cpu_and_four_elsewhere_unless_set():
-    from twostream_das.config import load_config
-    from twostream_das.inference import views_per_batch
+def test_batch_plan_fills_a_cpu_batch_by_frames_and_is_four_views_elsewhere_unless_set():
+    from twostream_das.inference import BatchPlan, batch_plan
 
     auto = load_config("gtea")
     assert auto.eval.batch_size is None
-    assert views_per_batch(auto, torch.device("cpu")) == 1
-    assert views_per_batch(auto, torch.device("cuda", 0)) == 4
+    assert batch_plan(auto, torch.device("cpu")) == BatchPlan(1024, 1024)
+    assert batch_plan(auto, torch.device("cuda", 0)) == BatchPlan(4, None)
     three = load_config("gtea", ["eval.batch_size=3"])
-    assert views_per_batch(three, torch.device("cpu")) == 3
+    assert batch_plan(three, torch.device("cpu")) == BatchPlan(3, None)
+
+
+def _view(frames: int) -> Sample:
+    features = {"rgb": torch.zeros(2, frames)}
+    return Sample(f"v{frames}", features, None, torch.zeros(frames), 0)
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        # longest first; 600 + 500 pads to 1200 > 1000, so 600 goes alone; 500, 400 pad to
+        # 1000; 300, 200, 100 to 900; 1500 is over the budget on its own and still runs
+        ((10, 1000), [[1500], [600], [500, 400], [300, 200, 100]]),
+        ((2, 1000), [[1500], [600], [500, 400], [300, 200], [100]]),
+        ((4, None), [[1500, 600, 500, 400], [300, 200, 100]]),
+    ],
+)
+def test_sorted_batches_cut_by_views_and_padded_frames(plan, expected):
+    from twostream_das.inference import BatchPlan, _sorted_batches
+
+    items = [(i, _view(n)) for i, n in enumerate([300, 1500, 100, 500, 200, 600, 400])]
+    batches = list(_sorted_batches(items, BatchPlan(*plan)))
+    assert [[s.num_frames for _, s in b] for b in batches] == expected
+
+
+def test_length_batches_window_closes_at_group_batches_frames():
+    """Views are sorted by length within windows of GROUP_BATCHES batches' frames: a longer
+    view after the window does not go first."""
+    from twostream_das.inference import GROUP_BATCHES, BatchPlan, _length_batches
+
+    assert GROUP_BATCHES == 8
+    items = [(i, _view(n)) for i, n in enumerate([60] * 16 + [100])]  # 960 frames, then 100
+    batches = list(_length_batches(items, BatchPlan(100, 120)))  # the window closes at 960
+    pairs = [[2 * k, 2 * k + 1] for k in range(8)]
+    assert [[i for i, _ in b] for b in batches] == [*pairs, [16]]

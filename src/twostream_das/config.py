@@ -264,16 +264,18 @@ class PostprocessConfig:
 class EvalConfig:
     average: Average = Average.POOLED
     # Views (videos x temporal offsets) per inference batch, grouped by length. null = auto:
-    # 1 on a CPU (batching 4 GTEA-length videos gave 0.64x the videos per second there,
+    # on a CPU as many as fit in EVAL_CPU_PASS_FRAMES padded frames (at least one: short
+    # videos are batched, GTEA-length ones run one at a time, each measured fastest there,
     # docs/PERFORMANCE.md), EVAL_ACCELERATOR_BATCH elsewhere. Same predictions either way.
     batch_size: Optional[int] = None
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
     steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
     samples: int = 1  # DDIM samples per video and stream, fused as the mean
     # How many of the K samples the decoders run on at once (the encoders run once for all K).
-    # null = auto: 1 on a CPU (one sample per pass measured fastest there: K = 4 in one pass
-    # cost more than 4 passes, docs/PERFORMANCE.md), all K at once on an accelerator. The
-    # same result to float tolerance either way.
+    # null = auto: on a CPU as many as keep a pass within EVAL_CPU_PASS_FRAMES (views x
+    # samples x padded frames; at least one: at GTEA length K = 4 in one pass cost more than
+    # 4 passes, docs/PERFORMANCE.md), all K at once on an accelerator. The same result to
+    # float tolerance either way.
     samples_per_pass: Optional[int] = None
     # Inference precision (validation, evaluate, predict), on every device; not train.amp.
     # bf16 changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with
@@ -286,6 +288,12 @@ class EvalConfig:
 
 EVAL_ACCELERATOR_BATCH = 4
 """``eval.batch_size: null`` on an accelerator (CUDA): views per inference batch."""
+
+EVAL_CPU_PASS_FRAMES = 1024
+"""``eval.batch_size`` / ``eval.samples_per_pass: null`` on a CPU: a decoder pass holds at most
+this many frames, views x samples x padded frames (at least one view and one sample). Larger
+passes fall out of the CPU's caches and cost more per frame than several small ones; smaller
+ones pay per-op overhead (docs/PERFORMANCE.md, ``bench/bench_predict_folder.py --frames``)."""
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ temporal-offset ensemble -> every stream -> late fusion -> post-processing -> la
 test loop does it (SPEC section 6):
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
-2. views are batched (``eval.batch_size``, grouped by length, padded with a mask) and every
-   stream draws ``eval.samples`` DDIM samples per view with ``eval.steps`` steps (default: the
-   model's) in one pass; each (view, stream, sample) has its own generator seeded from
-   ``(eval.seed, digest of the view's features, offset, stream, k)``, so a video's prediction
-   does not depend on its file name nor on what else is in the batch;
+2. views are batched (:func:`batch_plan`: ``eval.batch_size``, grouped by length, padded with
+   a mask) and every stream draws ``eval.samples`` DDIM samples per view with ``eval.steps``
+   steps (default: the model's), in passes of :func:`samples_per_pass` samples; each (view,
+   stream, sample) has its own generator seeded from ``(eval.seed, digest of the view's
+   features, offset, stream, k)``, so a video's prediction does not depend on its file name
+   nor on what else is in the batch;
 3. per stream, the views' probabilities (each sample's, and the trajectory means) are cropped to
    the shortest view and averaged at the subsampled rate, then over the samples
    (:class:`VideoProbs`);
@@ -27,7 +28,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .choices import FusionWeights, PostprocessChoice, Selection
-from .config import EVAL_ACCELERATOR_BATCH, Config, FusionInput, validate
+from .config import EVAL_ACCELERATOR_BATCH, EVAL_CPU_PASS_FRAMES, Config, FusionInput, validate
 from .data.collate import collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
@@ -49,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 GROUP_BATCHES = 8
 """Views of this many batches are sorted by length together before batching."""
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,7 @@ def predict_probabilities(
     at the subsampled rate), in the order of ``videos``.
 
     Offset views of all videos (and all streams, and ``eval.samples`` samples of each) are
-    batched together, ``eval.batch_size`` views per batch (:func:`views_per_batch`), grouped
+    batched together (:func:`batch_plan`: ``eval.batch_size``), grouped
     by length (see :func:`_length_batches`); a video's result does not depend on its batch,
     and videos are yielded in the order of ``videos``, each as soon as all its views are done.
     """
@@ -272,7 +271,7 @@ def predict_probabilities(
     next_to_yield = 0
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress, leave=False)
     try:
-        batches = _length_batches(_views(videos, cfg, total_views), views_per_batch(cfg, device))
+        batches = _length_batches(_views(videos, cfg, total_views), batch_plan(cfg, device))
         for chunk in batches:
             outs = _predict_views(model, [s for _, s in chunk], cfg, device)
             for (index, _), view in zip(chunk, outs, strict=True):
@@ -418,47 +417,74 @@ def _average_views(
     return {s: average_views([v[key][s] for v in views]) for s in views[0][key]}
 
 
+class BatchPlan(NamedTuple):
+    """How views are batched: at most ``views`` per batch and, when ``frames`` is set, at most
+    ``frames`` padded frames per batch (views x the longest view's frames; a longer view goes
+    alone)."""
+
+    views: int
+    frames: Optional[int] = None
+
+
+def batch_plan(cfg: Config, device: torch.device) -> BatchPlan:
+    """``eval.batch_size`` views per batch; null: up to :data:`~.config.EVAL_CPU_PASS_FRAMES`
+    padded frames per batch on a CPU (however many views that is), and
+    :data:`~.config.EVAL_ACCELERATOR_BATCH` views elsewhere."""
+    if cfg.eval.batch_size is not None:
+        return BatchPlan(cfg.eval.batch_size)
+    if device.type == "cpu":
+        return BatchPlan(EVAL_CPU_PASS_FRAMES, EVAL_CPU_PASS_FRAMES)
+    return BatchPlan(EVAL_ACCELERATOR_BATCH)
+
+
+def samples_per_pass(
+    cfg: Config, device: torch.device, views: int = 1, frames: int = EVAL_CPU_PASS_FRAMES
+) -> Optional[int]:
+    """``eval.samples_per_pass``, with null resolved for a batch of ``views`` views padded to
+    ``frames`` frames: on a CPU as many samples as keep the pass within
+    :data:`~.config.EVAL_CPU_PASS_FRAMES` frames (at least 1), all the samples at once (None)
+    elsewhere."""
+    if cfg.eval.samples_per_pass is not None:
+        return cfg.eval.samples_per_pass
+    if device.type != "cpu":
+        return None
+    return max(1, EVAL_CPU_PASS_FRAMES // max(1, views * frames))
+
+
 def _length_batches(
-    items: Iterable[tuple[int, Sample]], size: int
+    items: Iterable[tuple[int, Sample]], plan: BatchPlan
 ) -> Iterator[list[tuple[int, Sample]]]:
-    """Batches of ``size`` views, grouped by length: the views of ``GROUP_BATCHES`` batches at a
-    time (in video order), sorted longest first, so a batch pads little; memory stays bounded
-    and videos are still yielded in order, a window at a time."""
+    """Batches as ``plan`` says, grouped by length: the views of about ``GROUP_BATCHES``
+    batches at a time (in video order), sorted longest first, so a batch pads little; memory
+    stays bounded and videos are still yielded in order, a window at a time."""
     window: list[tuple[int, Sample]] = []
+    frames = 0
     for item in items:
         window.append(item)
-        if len(window) == size * GROUP_BATCHES:
-            yield from _sorted_batches(window, size)
-            window = []
-    yield from _sorted_batches(window, size)
+        frames += item[1].num_frames
+        full = plan.frames is not None and frames >= plan.frames * GROUP_BATCHES
+        if full or len(window) == plan.views * GROUP_BATCHES:
+            yield from _sorted_batches(window, plan)
+            window, frames = [], 0
+    yield from _sorted_batches(window, plan)
 
 
 def _sorted_batches(
-    items: list[tuple[int, Sample]], size: int
+    items: list[tuple[int, Sample]], plan: BatchPlan
 ) -> Iterator[list[tuple[int, Sample]]]:
-    ordered = sorted(items, key=lambda item: -item[1].num_frames)  # stable: ties in video order
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
-
-
-def samples_per_pass(cfg: Config, device: torch.device) -> Optional[int]:
-    """``eval.samples_per_pass``, with null resolved for ``device``: 1 on a CPU, all the
-    samples at once (None) elsewhere."""
-    return _per_device(cfg.eval.samples_per_pass, device, None)
-
-
-def views_per_batch(cfg: Config, device: torch.device) -> int:
-    """``eval.batch_size``, with null resolved for ``device``: 1 on a CPU,
-    :data:`~twostream_das.config.EVAL_ACCELERATOR_BATCH` elsewhere."""
-    return _per_device(cfg.eval.batch_size, device, EVAL_ACCELERATOR_BATCH)
-
-
-def _per_device(value: Optional[int], device: torch.device, elsewhere: _T) -> int | _T:
-    """A batching setting: as set, else (null) 1 on a CPU, where one row per pass measured
-    fastest (docs/PERFORMANCE.md), and ``elsewhere`` on an accelerator."""
-    if value is not None:
-        return value
-    return 1 if device.type == "cpu" else elsewhere
+    """``items`` longest first, cut into batches of at most ``plan.views`` views and (when set)
+    ``plan.frames`` padded frames; ties stay in video order."""
+    ordered = sorted(items, key=lambda item: -item[1].num_frames)  # stable
+    batch: list[tuple[int, Sample]] = []
+    for item in ordered:
+        if batch:
+            padded = (len(batch) + 1) * batch[0][1].num_frames  # with item, longest first
+            if len(batch) == plan.views or (plan.frames is not None and padded > plan.frames):
+                yield batch
+                batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 @torch.inference_mode()
@@ -480,7 +506,7 @@ def _predict_views(
     with autocast(device, inference_dtype(device, cfg.eval.precision)):
         out = model.sample(
             batch.features, batch.mask, generators, cfg.eval.steps, count,
-            samples_per_pass(cfg, device),
+            samples_per_pass(cfg, device, len(samples), batch.mask.shape[1]),
         )  # fmt: skip
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
