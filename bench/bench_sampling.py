@@ -1,7 +1,7 @@
 """The sampling loop's cost: K samples per video, and the current code against an older commit.
 
     python bench/bench_sampling.py [--quick] [--sizes gtea:1500] [--samples 1,4] [--steps 25]
-                                   [--against REF] [--repeats 10] [--threads 2]
+                                   [--against REF] [--repeats 10] [--threads 2] [--device cpu]
 
 Variants, timed interleaved in one process (``_bench.time_interleaved``), all on the same
 weights and features, one video:
@@ -15,9 +15,14 @@ weights and features, one video:
           another name (``_bench.import_old``): its ``predict_proba`` with one sample, on the
           same weights (the A/B of a change to the model or the sampler)
 
-Prints one JSON object: the machine, and per (preset, T) each variant's median/min seconds and
-its ratio to ``k1`` (``vs_k1``: K = 4 costs ``vs_k1`` times one sample; ``old``'s ratio is
-old / new).
+Prints one JSON object: the machine, and per (preset, T) each variant's median/min seconds, its
+ratio to ``k1`` (``vs_k1``: K = 4 costs ``vs_k1`` times one sample; ``old``'s ratio is old /
+new), its matmul GFLOP (``gflop``, counted by ``FlopCounterMode``) and their ratio to ``k1``'s
+(``flop_vs_k1``). ``flop_vs_k1`` is the arithmetic floor of ``vs_k1``: the encoders' share of a
+pass is paid once, the decoders' K times, so no implementation doing this arithmetic costs
+less than ``flop_vs_k1`` times one sample unless a pass of K rows runs at a higher FLOP rate
+than a pass of one (an accelerator, whose small kernels are bound by launch latency, not a
+CPU). Per (preset, T) also ``encoder_gflop`` (once per video) and ``decoder_gflop_per_sample``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,23 @@ import importlib
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import torch
-from _bench import PRESETS, ROOT, eval_model_and_video, import_old, machine, time_interleaved
+from _bench import (
+    PRESETS,
+    ROOT,
+    count_gflop,
+    eval_model_and_video,
+    import_old,
+    machine,
+    time_interleaved,
+)
 from bench_inference import parse_sizes
+
+CPU = torch.device("cpu")
 
 
 def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, features, mask):
@@ -49,12 +65,72 @@ def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, fe
     )
 
 
-def new_call(model, features, mask, samples: int, per_pass: int | None = None):
+def new_call(model, features, mask, samples: int, per_pass: int | None = None, device=CPU):
     def call():
         gens = {s: [torch.Generator().manual_seed(1 + i) for i in range(samples)] for s in features}
-        return model.sample(features, mask, gens, samples=samples, samples_per_pass=per_pass)
+        out = model.sample(features, mask, gens, samples=samples, samples_per_pass=per_pass)
+        sync(device)
+        return out
 
     return call
+
+
+def variant_calls(model, features, mask, counts: list[int], device: torch.device):
+    """``k<K>`` (one decoder pass) and ``k<K>/1`` (passes of one) for every K of ``counts``."""
+    calls = {f"k{k}": new_call(model, features, mask, k, None, device) for k in counts}
+    calls.update(
+        {f"k{k}/1": new_call(model, features, mask, k, 1, device) for k in counts if k > 1}
+    )
+    return calls
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on an accelerator end when its work does)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    preset: str,
+    frames: int,
+    counts: list[int],
+    steps: int,
+    repeats: int,
+    device: torch.device = CPU,
+    old: ModuleType | None = None,
+) -> list[dict[str, object]]:
+    """The rows of one (preset, T): every variant's timing, ``vs_k1``, ``gflop`` and
+    ``flop_vs_k1`` (see the module docstring); ``counts`` must hold 1."""
+    overrides = [f"model.diffusion.num_inference_steps={steps}"]
+    model, features, mask = eval_model_and_video(preset, frames, overrides)
+    gflop = {  # counted on the CPU (the same ops on every device)
+        name: count_gflop(call)
+        for name, call in variant_calls(model, features, mask, counts, CPU).items()
+    }
+    calls: dict[str, Callable[[], object]] = {}
+    if old is not None:
+        calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
+    model.to(device)
+    features = {s: f.to(device) for s, f in features.items()}
+    calls.update(variant_calls(model, features, mask.to(device), counts, device))
+    timings = time_interleaved(calls, repeats)
+    base = timings["k1"]["median_s"]
+    rows = []
+    for variant, timing in timings.items():
+        row: dict[str, object] = {"preset": preset, "frames": frames, "variant": variant,
+                                  "device": str(device), **timing,
+                                  "vs_k1": round(timing["median_s"] / base, 3)}  # fmt: skip
+        if variant in gflop:
+            row["gflop"] = round(gflop[variant], 4)
+            row["flop_vs_k1"] = round(gflop[variant] / gflop["k1"], 3)
+        rows.append(row)
+    top = max(counts)
+    if top > 1:  # the decoders' GFLOP per sample from k1 and the largest K (linear in K)
+        per_sample = (gflop[f"k{top}"] - gflop["k1"]) / (top - 1)
+        for row in rows:
+            row["encoder_gflop"] = round(gflop["k1"] - per_sample, 4)
+            row["decoder_gflop_per_sample"] = round(per_sample, 4)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+    parser.add_argument("--device", type=torch.device, default=CPU, help="default cpu")
     args = parser.parse_args(argv)
     threads = args.threads or (1 if args.quick else 2)
     torch.set_num_threads(threads)
     sizes = args.sizes or ([("gtea", 48)] if args.quick else [("gtea", 1500)])
     steps = args.steps or (2 if args.quick else 25)
-    overrides = [f"model.diffusion.num_inference_steps={steps}"]
     repeats = 2 if args.quick else args.repeats
     counts = [int(k) for k in args.samples.split(",") if k]
     if 1 not in counts:
@@ -87,18 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         old = import_old(args.against, Path(tmp), args.repo) if args.against else None
         for preset, frames in sizes:
-            model, features, mask = eval_model_and_video(preset, frames, overrides)
-
-            calls = {f"k{k}": new_call(model, features, mask, k) for k in counts}
-            passes = {f"k{k}/1": new_call(model, features, mask, k, 1) for k in counts if k > 1}
-            calls.update(passes)
-            if old is not None:
-                calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
-            timings = time_interleaved(calls, repeats)
-            base = timings["k1"]["median_s"]
-            for variant, timing in timings.items():
-                row = {"preset": preset, "frames": frames, "variant": variant, **timing,
-                       "vs_k1": round(timing["median_s"] / base, 3)}  # fmt: skip
+            for row in measure(preset, frames, counts, steps, repeats, args.device, old):
                 report["results"].append(row)  # type: ignore[union-attr]
                 print(json.dumps(row), file=sys.stderr)
     print(json.dumps(report, indent=1))

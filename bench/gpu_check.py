@@ -1,6 +1,8 @@
 """Two-stream training step (fp32, bf16 autocast) and inference on a device, against the CPU.
 
     python bench/gpu_check.py [--device cuda] [--frames 1000] [--repeats 5]
+                              [--sampling-frames 1500] [--folder-videos 20]
+                              [--folder-frames 800:2000]
 
 Run by ``bench/gpu_check.sh`` (which first checks that a CUDA device is there). The GTEA preset's
 networks (768-d RGB, 1024-d FLOW, 11 classes, 25 DDIM steps), dropout off so both devices
@@ -11,6 +13,12 @@ masks. Compared with the same model on the CPU in fp32:
 - training loss and the gradient vector, fp32 (``TOLERANCES``) and bf16 autocast (looser);
 - inference probabilities (max abs difference, and for fp32 the share of frames with the same
   argmax), fp32 and bf16 autocast. TF32 is off, so fp32 is fp32 on both devices.
+
+Then issue 17's two throughput measurements on the device (reported, not judged):
+``sampling`` (``bench_sampling.measure``: K = 4 samples in one pass and in passes of one against
+one sample, GTEA preset, ``--sampling-frames`` frames) and ``predict_folder``
+(``bench_predict_folder.measure``: 4 views per batch and the default against one video at a
+time over ``--folder-videos`` videos).
 
 Prints one JSON object, also when a comparison fails or a step raises (its ``error``); exit
 code 0 when every comparison is within tolerance, 1 otherwise. ``--device cpu`` runs the same
@@ -33,7 +41,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import PRESETS, machine  # noqa: E402
+import bench_predict_folder  # noqa: E402
+import bench_sampling  # noqa: E402
+from _bench import PRESETS, build_model, machine  # noqa: E402
 
 from twostream_das.config import load_config  # noqa: E402
 from twostream_das.data.collate import Batch  # noqa: E402
@@ -149,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sampling-frames", type=int, default=1500,
+                        help="issue 17's K = 4 against K = 1 at this T (GTEA preset)")
+    parser.add_argument("--folder-videos", type=int, default=20,
+                        help="issue 17's folder throughput over this many videos")
+    parser.add_argument("--folder-frames", type=bench_predict_folder.frame_range,
+                        default=(800, 2000), metavar="LOW:HIGH")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     # fp32 means fp32: no TF32 in cuDNN convolutions (on by default) or matmuls
@@ -220,6 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     step(report, "cpu_timing", lambda: report["timings"].__setitem__(
         "cpu_inference_fp32", timed(lambda: probabilities(cpu_model, cpu_batch, cpu, False),
                                     cpu, 1)))
+    def sampling() -> None:  # K samples in one pass against one sample, on the device
+        report["sampling"] = bench_sampling.measure(
+            PRESET, args.sampling_frames, [1, 4], 25, args.repeats, device
+        )
+
+    def folder() -> None:  # several views per batch against one at a time, on the device
+        model, cfg = build_model(PRESET)
+        videos = bench_predict_folder.make_videos(args.folder_videos, *args.folder_frames)
+        report["predict_folder"] = bench_predict_folder.measure(model, cfg, videos, 4, 2, device)
+
+    step(report, "sampling", sampling)
+    step(report, "predict_folder", folder)
     if device.type == "cuda":
         report["gpu"]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     ok = not report["errors"] and all(c["ok"] for c in report["comparisons"].values())

@@ -3,10 +3,13 @@
 #
 # On a CUDA machine: a two-stream training step in fp32 and in bf16 autocast and two-stream
 # inference (GTEA preset networks, 2 videos of 1000 frames), each compared with the CPU result
-# to the tolerances in bench/gpu_check.py, with timings; one JSON object on stdout (also when a
+# to the tolerances in bench/gpu_check.py, with timings; then, reported but not judged, K = 4
+# DDIM samples against one and folder batching against one video at a time on the device
+# (issue 17's throughput goals); one JSON object on stdout (also when a
 # comparison fails or a step raises), exit 0 when all pass, 1 when one fails, 124 on timeout.
 # Without a CUDA device it prints {"status": "skipped", ...} and exits 0.
-# ARGS go to bench/gpu_check.py (--frames N, --repeats N, --device cuda:N).
+# ARGS go to bench/gpu_check.py (--frames N, --repeats N, --device cuda:N, --sampling-frames N,
+# --folder-videos N, --folder-frames LOW:HIGH).
 # Environment: PYTHON (default python3), GPU_CHECK_TIMEOUT (seconds for the check, default 240),
 # GPU_CHECK_SETUP_TIMEOUT (seconds for scripts/setup.sh when the package is missing, default 600).
 set -euo pipefail

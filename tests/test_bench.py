@@ -154,9 +154,17 @@ def test_sampling_and_folder_benches_quick():
         reports[script] = json.loads(out)
     sampling = reports["bench_sampling.py"]
     assert {r["variant"] for r in sampling["results"]} == {"k1", "k4", "k4/1"}
-    assert all({"median_s", "min_s", "vs_k1"} <= set(r) for r in sampling["results"])
+    rows = {r["variant"]: r for r in sampling["results"]}
+    keys = {"median_s", "min_s", "vs_k1", "gflop", "flop_vs_k1", "encoder_gflop"}
+    assert all(keys <= set(r) for r in rows.values())
+    assert rows["k1"]["flop_vs_k1"] == 1.0
+    assert rows["k4"]["gflop"] == rows["k4/1"]["gflop"] > rows["k1"]["gflop"]  # same arithmetic
+    encoder, decoder = rows["k1"]["encoder_gflop"], rows["k1"]["decoder_gflop_per_sample"]
+    assert encoder > 0 and decoder > 0
+    assert abs(encoder + decoder - rows["k1"]["gflop"]) < 1e-3  # k1 = encoder + one decoder
     folder = reports["bench_predict_folder.py"]
-    assert set(folder["results"]) == {"one_at_a_time", "batched"}
+    assert set(folder["results"]) == {"one_at_a_time", "batched", "auto"}
+    assert {"speedup", "speedup_auto"} <= set(folder)
     assert folder["same_labels"] is True and folder["max_prob_diff"] < 1e-4
 
 
@@ -171,7 +179,8 @@ def test_gpu_check_without_a_gpu_exits_cleanly():
 
 def test_gpu_check_comparisons_cpu_against_cpu():
     command = [sys.executable, str(BENCH / "gpu_check.py"), "--device", "cpu", "--frames", "40",
-               "--repeats", "1"]
+               "--repeats", "1", "--sampling-frames", "32", "--folder-videos", "2",
+               "--folder-frames", "20:30"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     report = json.loads(done.stdout)
     assert done.returncode == 0 and report["status"] == "ok", done.stdout[-3000:]
@@ -183,3 +192,5 @@ def test_gpu_check_comparisons_cpu_against_cpu():
     assert report["comparisons"]["train_fp32_grad_rel"]["value"] == 0.0  # same device: exact
     assert {"train_step_fp32", "train_step_bf16", "inference_fp32", "inference_bf16"} <= set(
         report["timings"])
+    assert {r["variant"] for r in report["sampling"]} == {"k1", "k4", "k4/1"}
+    assert report["predict_folder"]["same_labels"] is True
