@@ -151,6 +151,15 @@ class RunStatus:
     last: Optional[Checkpoint] = None  # the loaded last.pt when resuming or finished
 
 
+def converted_fold(run: RunDir) -> Optional[int]:
+    """The fold of a folder written by ``twostream-das convert`` (its ``run.json`` names what it
+    was ``converted_from``), or None for any other folder."""
+    if not run.run_json.is_file():
+        return None
+    stored = read_json(run.run_json)
+    return int(stored.get("fold", 1)) if "converted_from" in stored else None
+
+
 def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
     """Decide what training into ``run`` means, without writing anything.
 

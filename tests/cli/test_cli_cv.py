@@ -87,3 +87,35 @@ def test_jobs_run_the_unfinished_runs_in_parallel_as_sequential(one_cv, tiny_roo
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert sorted(p.name for p in (out / "logs").iterdir()) == [
         "fold1_seed1.log", "fold2_seed0.log"]
+
+
+def test_converted_folders_take_a_runs_place_in_cv_and_summarize(tiny_root, tmp_path, capsys):
+    """A folder `convert` wrote for fold k is evaluated, never trained, and summarized."""
+    from _diffact import write_tiny_release
+
+    release = write_tiny_release(tmp_path / "release")
+    out = tmp_path / "cv"
+    convert = ["convert", "--config", "demo", "--set", *tiny_overrides(tiny_root),
+               "--latest", str(release["latest"]), "--quiet"]  # fmt: skip
+    assert main([*convert, "--fold", "1", "--out", str(out / "fold1_seed0")]) == 0
+    summarize = [
+        "cv", "--config", "demo", "--set", *tiny_overrides(tiny_root), "--out", str(out),
+        "--folds", "1", "--seeds", "0", "--quiet",
+    ]  # fmt: skip
+    assert main([*summarize, "--summarize"]) == 2  # not evaluated yet: named as missing
+    assert "fold1_seed0" in capsys.readouterr().err
+    assert main(summarize) == 0  # evaluates the converted checkpoint
+    run = out / "fold1_seed0"
+    assert not (run / "checkpoints" / "last.pt").exists()  # nothing was trained
+    results = json.loads((run / "results.json").read_text())
+    summary = _summary(out)
+    assert [(r["fold"], r["seed"]) for r in summary["runs"]] == [(1, 0)]
+    assert summary["runs"][0]["fused"]["acc"] == results["fused"]["acc"]
+    assert main([*summarize, "--summarize"]) == 0 and _summary(out) == summary
+
+    other = tmp_path / "cv2"
+    assert main([*convert, "--fold", "2", "--out", str(other / "fold1_seed0")]) == 0
+    capsys.readouterr()
+    assert main([*summarize[:-5], "--out", str(other), "--folds", "1", "--seeds", "0",
+                 "--quiet", "--summarize"]) == 2  # fmt: skip
+    assert "converted for fold 2; cv expects fold 1" in capsys.readouterr().err

@@ -16,7 +16,9 @@ Spreading the runs (all three read the same run folders, so they mix freely):
   runs); :func:`summarize_cv` builds it from the run folders once every shard is done.
 
 A run that is finished (training done and ``results.json`` of the ``best`` checkpoint) is never
-run again: its stored results are read back.
+run again: its stored results are read back. A folder that ``twostream-das convert`` wrote for
+the run's fold (``convert --fold k --out OUT/fold<k>_seed<s>``) takes a run's place: it is
+evaluated, never trained, so released checkpoints get the same table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..metrics import METRIC_KEYS
 from ..runs import (
     RunDir,
     RunState,
+    converted_fold,
     inspect_run,
     is_main_process,
     read_json,
@@ -234,13 +237,22 @@ def summarize_cv(
 
 def finished_result(run: CvRun) -> Optional[dict[str, Any]]:
     """The stored ``results.json`` of a finished run evaluated on its ``best`` checkpoint, or
-    None when the run still has something to do (train, resume or evaluate).
+    None when the run still has something to do (train, resume or evaluate). A folder written by
+    ``twostream-das convert`` for the run's fold stands for a finished run: it is evaluated,
+    never trained (DiffAct's or 2s-DAS's released checkpoints in the cv table).
 
     Raises:
         CheckpointError: the folder holds something else or a run of another config or fold.
     """
     folder = RunDir(run.folder)
-    if inspect_run(folder, run.cfg, run.fold).state is not RunState.FINISHED:
+    fold = converted_fold(folder)
+    if fold is not None:  # convert's folder stands for the run: nothing to train
+        if fold != run.fold:
+            raise CheckpointError(
+                f"{folder.root} holds a checkpoint converted for fold {fold}; cv expects fold "
+                f"{run.fold} there (convert --fold {run.fold})"
+            )
+    elif inspect_run(folder, run.cfg, run.fold).state is not RunState.FINISHED:
         return None
     if not folder.results_json.is_file():
         return None
@@ -257,7 +269,8 @@ def cv_run(cfg: Config, fold: int, folder: Path, quiet: bool) -> dict[str, Any]:
                     fold, cfg.train.seed, folder)
         return stored
     logger.info("cv: fold %d, seed %d -> %s", fold, cfg.train.seed, folder)
-    train(cfg, fold, folder, quiet)
+    if converted_fold(RunDir(folder)) is None:  # a converted checkpoint is evaluated only
+        train(cfg, fold, folder, quiet)
     return evaluate_run(folder, "best", quiet)
 
 

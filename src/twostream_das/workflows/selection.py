@@ -136,11 +136,16 @@ def select_postprocess(
 
 
 def select(
-    videos: Sequence[VideoProbs], label_names: Sequence[str], cfg: Config, epoch: int
+    videos: Sequence[VideoProbs],
+    label_names: Sequence[str],
+    cfg: Config,
+    epoch: int,
+    checkpoint: str = "the checkpoint",
 ) -> Selection:
     """Temperatures (if ``fusion.temperature``), fusion weights, then (if
     ``postprocess.select_on_validation``) post-processing, then the fusion weights again under
-    the chosen post-processing. Validation videos only."""
+    the chosen post-processing. Validation videos only. ``checkpoint`` names what the choice is
+    for in the log line (e.g. ``best.pt``)."""
     temperatures = fit_temperatures(videos, cfg)
     method = FusionMethod.from_config(cfg.fusion, temperatures)
     post = PostprocessChoice.from_config(cfg)
@@ -150,9 +155,10 @@ def select(
         weights, value = select_fusion_weights(videos, label_names, cfg, post, method)
     metrics = score_streams(videos, label_names, cfg, weights, post, method)
     logger.info(
-        "selected on %d validation videos: epoch %d, fusion %s, %s window %d (%s %.2f)",
-        len(videos),
+        "selected for %s (epoch %d) on %d validation videos: fusion %s, %s window %d (%s %.2f)",
+        checkpoint,
         epoch,
+        len(videos),
         format_weights(weights),
         post.kind.value,
         post.window,

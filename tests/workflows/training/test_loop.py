@@ -135,3 +135,14 @@ def test_sample_rate_trains_on_one_view_and_evaluates_at_full_rate(tiny_root, tm
         predicted = (tmp_path / "run" / "predictions" / f"{name}.txt").read_text().split("\n")[1]
         truth = (tiny_root / "groundTruth" / f"{name}.txt").read_text().split()
         assert len(predicted.split()) == len(truth)
+
+
+def test_the_selection_log_line_names_its_checkpoint(tiny_root, tmp_path, caplog):
+    """One "selected for ..." line per selection, saying which checkpoint it is for: with one
+    epoch last.pt is best.pt, so one line names both."""
+    cfg = load_config("demo", tiny_overrides(tiny_root, "train.epochs=1"))
+    with caplog.at_level("INFO", logger="twostream_das"):
+        train(cfg, 1, tmp_path / "run", quiet=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("selected")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("selected for last.pt and best.pt (epoch 1) on ")

@@ -94,14 +94,19 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
         save_last(ctx, selection)
         write_selection(ctx, selection, selection)
         return selection
-    last_selection = select(val_probs(ctx, ctx.epoch), ctx.data.label_names, ctx.cfg, ctx.epoch)
     best = load_checkpoint(ctx.run.best)
-    if best.epoch == ctx.epoch:
+    same = best.epoch == ctx.epoch
+    last_selection = select(
+        val_probs(ctx, ctx.epoch), ctx.data.label_names, ctx.cfg, ctx.epoch,
+        f"{ctx.run.last.name} and {ctx.run.best.name}" if same else ctx.run.last.name,
+    )  # fmt: skip
+    if same:
         best_selection = last_selection
     else:
         best_selection = select(
-            val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch
-        )
+            val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch,
+            ctx.run.best.name,
+        )  # fmt: skip
     if is_main_process():
         best.selection = best_selection
         best.metrics = best_selection.metrics
