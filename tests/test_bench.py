@@ -168,6 +168,20 @@ def test_sampling_and_folder_benches_quick():
     assert folder["same_labels"] is True and folder["max_prob_diff"] < 1e-4
 
 
+def test_predict_ranks_bench_quick():
+    """bench_predict_ranks (2 ranks of 1 thread against one process of 2) runs, shares the 4
+    videos by frames and finds the predictions of one process."""
+    done = subprocess.run([sys.executable, str(BENCH / "bench_predict_ranks.py"), "--quick"],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert set(report["results"]) == {"one_process", "ranks"}
+    assert report["ranks"] == 2 and report["threads_per_rank"] == 1
+    assert sum(report["rank_frames"]) == sum(report["frames"]) and len(report["frames"]) == 4
+    assert report["same_labels"] is True and report["max_prob_diff"] < 1e-4
+    assert report["speedup"] > 0 and report["startup_s"] > 0
+
+
 def test_gpu_check_without_a_gpu_exits_cleanly():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True,

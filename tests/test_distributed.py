@@ -157,3 +157,17 @@ def test_rank_threads(monkeypatch, threads, local, omp, expected):
 def test_rank_threads_must_be_positive():
     with pytest.raises(ConfigError, match=r"--threads 0 is invalid; expected an integer >= 1"):
         distributed.rank_threads(0)
+
+
+def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    """(The machine's GPU count is the one thing faked here: the check needs a count below
+    the local rank.)"""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"local rank 1 would use cuda:1, but this machine has "
+                                          r"1 GPU\(s\).*--nproc-per-node 1"):  # fmt: skip
+        distributed.local_device(torch.device("cuda"))
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 0)

@@ -67,9 +67,21 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """Under a launcher, a CUDA device without an index becomes ``cuda:LOCAL_RANK``."""
+    """Under a launcher, a CUDA device without an index becomes ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ConfigError: this machine has fewer GPUs than the launcher started processes on it.
+    """
     if device.type == "cuda" and device.index is None and launched():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise ConfigError(
+                f"local rank {local} would use cuda:{local}, but this machine has {count} "
+                f"GPU(s); expected at most {count} processes per machine "
+                f"(torchrun --nproc-per-node {max(count, 1)})"
+            )
+        return torch.device("cuda", local)
     return device
 
 
