@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from twostream_das.config import FeatureSource, Orientation, StreamDataConfig
 from twostream_das.errors import DataError
-from twostream_das.workflows.prediction import read_feature_file
+from twostream_das.workflows.prediction import predict_files, read_feature_file
 
 FOLDER = StreamDataConfig(folder="feats", orientation=Orientation.DxT)
 I3D_FLOW = StreamDataConfig(source=FeatureSource.I3D_FLOW)
@@ -70,3 +71,34 @@ def test_wrong_dimension_and_orientation(tmp_path):
 def test_other_bad_files(tmp_path, array, expected):
     with pytest.raises(DataError, match=expected):
         read_feature_file(_save(tmp_path, array), "rgb", FOLDER, 3, None)
+
+
+def _predict_in_a_group(rank, world, store, checkpoint, rgb, flow, out):
+    """A spawned rank that starts the process group itself, then calls predict_files."""
+    import torch.distributed as dist
+
+    from twostream_das.workflows.prediction import predict_files
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    summary = predict_files(checkpoint, {"rgb": rgb, "flow": flow}, out, quiet=True)
+    assert [v["name"] for v in summary["videos"]] == ["v3"]  # every rank gets rank 0's summary
+    dist.destroy_process_group()  # the caller's group: predict_files left it up
+
+
+def test_predict_files_in_the_caller_s_group_with_a_rank_that_has_no_video(
+    trained_run, tiny_root, tmp_path
+):
+    """One video on 2 ranks: rank 1 predicts nothing and still takes part; the files are
+    those of one process."""
+    rgb, flow = tiny_root / "features_rgb" / "v3.npy", tiny_root / "features_flow" / "v3.npy"
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    one, two = tmp_path / "one", tmp_path / "two"
+    predict_files(checkpoint, {"rgb": rgb, "flow": flow}, one, quiet=True)
+    torch.multiprocessing.spawn(
+        _predict_in_a_group, args=(2, str(tmp_path / "store"), checkpoint, rgb, flow, two),
+        nprocs=2,
+    )
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert (two / "v3.txt").read_text() == (one / "v3.txt").read_text()
+    assert (two / "summary.json").read_text() == (one / "summary.json").read_text()
