@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import platform
@@ -27,6 +28,18 @@ PRESETS = {  # preset -> (stream dims, classes), the sizes of the paper's featur
     "gtea": ({"rgb": 768, "flow": 1024}, 11),
     "breakfast": ({"rgb": 1024, "flow": 1024}, 48),
 }
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads (:func:`use_threads`)."""
+    parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+
+
+def use_threads(args: argparse.Namespace) -> int:
+    """Set torch's CPU threads from ``--threads`` (default 2; 1 with ``--quick``), returned."""
+    threads = args.threads or (1 if args.quick else 2)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def machine(threads: int) -> dict[str, object]:

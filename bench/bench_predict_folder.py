@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 import torch
-from _bench import PRESETS, build_model, machine, time_interleaved
+from _bench import PRESETS, add_threads_arg, build_model, machine, time_interleaved, use_threads
 
 from twostream_das.config import Config
 from twostream_das.data.dataset import Video
@@ -124,15 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 short videos, 2 steps (smoke)")
     parser.add_argument("--videos", type=int, default=20)
-    parser.add_argument("--frames", type=frame_range, default=(800, 2000), metavar="LOW:HIGH",
-                        help="video lengths, uniform in [LOW, HIGH] (default 800:2000, GTEA's)")
+    parser.add_argument(
+        "--frames",
+        type=frame_range,
+        default=(800, 2000),
+        metavar="LOW:HIGH",
+        help="video lengths, uniform in [LOW, HIGH] (default 800:2000, GTEA's)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+    add_threads_arg(parser)
     parser.add_argument("--device", type=torch.device, default=CPU, help="default cpu")
     args = parser.parse_args(argv)
-    threads = args.threads or (1 if args.quick else 2)
-    torch.set_num_threads(threads)
+    threads = use_threads(args)
     overrides = ["model.diffusion.num_inference_steps=2"] if args.quick else []
     model, cfg = build_model("gtea", overrides)
     videos = make_videos(4, 30, 60) if args.quick else make_videos(args.videos, *args.frames)

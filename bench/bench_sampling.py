@@ -40,11 +40,13 @@ import torch
 from _bench import (
     PRESETS,
     ROOT,
+    add_threads_arg,
     count_gflop,
     eval_model_and_video,
     import_old,
     machine,
     time_interleaved,
+    use_threads,
 )
 from bench_inference import parse_sizes
 
@@ -142,11 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
     parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+    add_threads_arg(parser)
     parser.add_argument("--device", type=torch.device, default=CPU, help="default cpu")
     args = parser.parse_args(argv)
-    threads = args.threads or (1 if args.quick else 2)
-    torch.set_num_threads(threads)
+    threads = use_threads(args)
     sizes = args.sizes or ([("gtea", 48)] if args.quick else [("gtea", 1500)])
     steps = args.steps or (2 if args.quick else 25)
     repeats = 2 if args.quick else args.repeats

@@ -32,6 +32,7 @@ import torch
 from _bench import (
     PRESETS,
     ROOT,
+    add_threads_arg,
     build_model,
     count_gflop,
     import_old,
@@ -39,6 +40,7 @@ from _bench import (
     matmul_gflops,
     peak_rss_mib,
     time_interleaved,
+    use_threads,
 )
 from bench_inference import parse_sizes
 
@@ -100,15 +102,14 @@ def make_step(preset: str, frames: int, model=None):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke)")
-    parser.add_argument("--threads", type=int, default=None, help="default 2; 1 with --quick")
+    add_threads_arg(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=parse_sizes, default=None, help="preset:T,...")
     parser.add_argument("--variants", default=",".join(BACKENDS), help="backends, comma-separated")
     parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
     parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
     args = parser.parse_args(argv)
-    threads = args.threads or (1 if args.quick else 2)
-    torch.set_num_threads(threads)
+    threads = use_threads(args)
     repeats = 1 if args.quick else args.repeats
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(BACKENDS))
