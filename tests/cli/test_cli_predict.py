@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -281,6 +282,14 @@ def _rank_errors(stderr):
     return [part.split("\n")[0] for part in stderr.split("twostream-das predict: error: ")[1:]]
 
 
+def _stopped_on_bad_input(stderr: str) -> bool:
+    """torchrun's failure report lists exit code 2 (the CLI's bad input) for a rank, and any
+    other rank as exit 2 too or as terminated by torchrun (SIGTERM) once the first had exited:
+    which of the two a rank shows is a race between its own exit and torchrun's."""
+    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
+    return 2 in codes and set(codes) <= {2, -15}
+
+
 def test_under_torchrun_a_bad_file_on_one_rank_stops_every_rank(trained_run, tiny_root, tmp_path):
     """v1 (31 frames, the second longest by name) is rank 1's: its NaN stops both ranks with
     exit code 2 and the file named, before any video is predicted; an earlier prediction in
@@ -298,7 +307,7 @@ def test_under_torchrun_a_bad_file_on_one_rank_stops_every_rank(trained_run, tin
     assert done.returncode != 0
     errors = _rank_errors(done.stderr)
     assert len(errors) == 2 and all(f"{bad} has 1 non-finite value" in e for e in errors), errors
-    assert done.stderr.count("exitcode  : 2") == 2  # both ranks, as the CLI exits on bad input
+    assert _stopped_on_bad_input(done.stderr)
     assert not list((tmp_path / "pred").glob("*.txt"))  # nothing predicted
 
     old = tmp_path / "old"
@@ -307,5 +316,5 @@ def test_under_torchrun_a_bad_file_on_one_rank_stops_every_rank(trained_run, tin
     done = torchrun([*args, "--out", old])
     errors = _rank_errors(done.stderr)
     assert len(errors) == 2 and all(f"--out {old} already holds" in e for e in errors), errors
-    assert done.stderr.count("exitcode  : 2") == 2
+    assert _stopped_on_bad_input(done.stderr)
     assert sorted(p.name for p in old.iterdir()) == ["summary.json"]
