@@ -2,6 +2,7 @@ import csv
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,26 @@ def test_predict_refuses_an_earlier_prediction_and_overwrite_leaves_no_stale_fil
     assert not (out / "v3_uncertainty.npy").exists()  # the K = 2 file did not outlive its run
     assert json.loads((out / "summary.json").read_text())["samples"] == 1
     assert mine.read_text() == "mine" and (out / "streams" / "rgb" / "v3.txt").is_file()
+
+
+def test_no_plots_writes_every_file_but_the_barcode(predict, tiny_root, tmp_path):
+    """--no-plots: the same prediction files and summary as with plots, less the PNG; a later
+    --overwrite run without plots removes the earlier run's PNG with its other files."""
+    rgb, flow = (tiny_root / f"features_{s}" / "v3.npy" for s in ("rgb", "flow"))
+    plotted, bare = tmp_path / "plotted", tmp_path / "bare"
+    assert predict("--rgb", rgb, "--flow", flow, "--out", plotted, "--quiet") == 0
+    assert predict("--rgb", rgb, "--flow", flow, "--out", bare, "--quiet", "--no-plots") == 0
+    names = {p.relative_to(plotted) for p in plotted.rglob("*") if p.is_file()}
+    assert {p.relative_to(bare) for p in bare.rglob("*") if p.is_file()} == names - {
+        Path("v3.png")
+    }
+    for name in ("v3.txt", "v3_segments.csv", "v3_probs.npy", "review.csv"):
+        assert (bare / name).read_bytes() == (plotted / name).read_bytes(), name
+    files = json.loads((bare / "summary.json").read_text())["videos"][0]["files"]
+    assert "png" not in files and files["probs"] == "v3_probs.npy"
+    args = ("--rgb", rgb, "--flow", flow, "--out", plotted, "--quiet", "--overwrite")
+    assert predict(*args, "--no-plots") == 0
+    assert not (plotted / "v3.png").exists()
 
 
 def test_predict_precision_option(predict, tiny_root, tmp_path):

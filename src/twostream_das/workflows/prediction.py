@@ -12,6 +12,7 @@ stem) it writes, under OUT:
     <video>_uncertainty.npy  with --samples K > 1: per-frame uncertainty, float32 (T,) (the
                            mutual information between label and sample, uncertainty.py)
     <video>.png            barcode: ground truth (with --labels), each stream, fused; legend
+                           (not with --no-plots)
     streams/<stream>/<video>.txt  each stream's own prediction (MS-TCN file), before fusion
     summary.json           the videos, classes, fusion weights, post-processing, the --labels
                            folder (and metrics with labels)
@@ -278,6 +279,7 @@ def predict_files(
     overwrite: bool = False,
     review_score: Optional[ReviewScore | str] = None,
     threads: Optional[int] = None,
+    plots: bool = True,
 ) -> dict[str, Any]:
     """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
     the checkpoint) and write the files listed in the module docstring.
@@ -289,6 +291,7 @@ def predict_files(
     already in ``out`` (:func:`prepare_output`; without it such a folder is refused).
     ``review_score`` overrides ``eval.review_score`` (how ``review.csv`` ranks segments).
     ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`).
+    ``plots=False`` writes no ``<video>.png`` (:func:`write_video_outputs`).
 
     Under ``torchrun`` (:mod:`twostream_das.distributed`, a gloo group) each rank predicts a
     disjoint share of the videos, balanced by the size of their feature files (proportional to
@@ -304,7 +307,7 @@ def predict_files(
     with process_group(torch.device("cpu"), backend="gloo"):
         return _predict_files(
             checkpoint, features, Path(out), fps, labels_dir, orientations or {}, quiet,
-            device, precision, steps, samples, overwrite, review_score,
+            device, precision, steps, samples, overwrite, review_score, plots,
         )  # fmt: skip
 
 
@@ -331,6 +334,7 @@ def _predict_files(
     samples: Optional[int],
     overwrite: bool,
     review_score: Optional[ReviewScore | str],
+    plots: bool,
 ) -> dict[str, Any]:
     rank, world = rank_and_world()
     with agreed():  # before any rank writes
@@ -371,8 +375,8 @@ def _predict_files(
             if pred.video.labels is not None:
                 labels = {"gt": pred.video.labels, **pred.decision.stream_labels,
                           "fused": pred.decision.labels}  # fmt: skip
-            done.append(_Predicted(index[pred.name], write_video_outputs(pred, loaded, out, fps),
-                                   labels))  # fmt: skip
+            files = write_video_outputs(pred, loaded, out, fps, plots)
+            done.append(_Predicted(index[pred.name], files, labels))
     gathered = gather_to_main(done)
     summary: Optional[dict[str, Any]] = None
     with agreed():
@@ -530,9 +534,9 @@ def predict_videos(
 
 
 def write_video_outputs(
-    pred: VideoPrediction, loaded: LoadedModel, out: Path, fps: float
+    pred: VideoPrediction, loaded: LoadedModel, out: Path, fps: float, plot: bool = True
 ) -> PredictedVideo:
-    """The per-video files of the module docstring."""
+    """The per-video files of the module docstring (the barcode PNG only with ``plot``)."""
     names = loaded.label_names
     probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
     labels = pred.decision.labels  # (T,)
@@ -547,8 +551,9 @@ def write_video_outputs(
         "segments_csv": out / f"{pred.name}_segments.csv",
         "segments_json": out / f"{pred.name}_segments.json",
         "probs": out / f"{pred.name}_probs.npy",
-        "png": out / f"{pred.name}.png",
     }
+    if plot:
+        files["png"] = out / f"{pred.name}.png"
     if uncertainty is not None:
         files["uncertainty"] = out / f"{pred.name}{UNCERTAINTY_SUFFIX}"
     rows = {}
@@ -566,7 +571,8 @@ def write_video_outputs(
     atomic_save_npy(files["probs"], probs)
     if uncertainty is not None:
         atomic_save_npy(files["uncertainty"], uncertainty)
-    plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
+    if plot:
+        plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
     return PredictedVideo(pred.name, files, len(labels), len(segs), segs)
 
 
