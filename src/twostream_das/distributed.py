@@ -27,7 +27,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Optional, TypeVar
 
 import torch
@@ -112,6 +112,15 @@ def gather_to_main(value: _T) -> Optional[list[_T]]:
     box: Optional[list[Any]] = [None] * world if rank == 0 else None
     dist.gather_object(value, box, dst=0)
     return box
+
+
+def gather_in_order(items: Sequence[_T], key: Callable[[_T], Any]) -> Optional[list[_T]]:
+    """Every rank's ``items`` (small picklable objects) merged on rank 0 and sorted by ``key``
+    (e.g. each video's place in the one-process order); None on the other ranks."""
+    gathered = gather_to_main(list(items))
+    if gathered is None:
+        return None
+    return sorted((item for part in gathered for item in part), key=key)
 
 
 @contextlib.contextmanager

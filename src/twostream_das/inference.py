@@ -145,6 +145,14 @@ class VideoPrediction:
     def name(self) -> str:
         return self.video.name
 
+    def label_rows(self) -> Optional[dict[str, np.ndarray]]:
+        """With ground truth: ``"gt"``, each stream's and the ``"fused"`` labels, (T,) each (what
+        :func:`~twostream_das.workflows.selection.score_rows` scores); None without."""
+        if self.video.labels is None:
+            return None
+        decision = self.decision
+        return {"gt": self.video.labels, **decision.stream_labels, "fused": decision.labels}
+
 
 @dataclass(frozen=True)
 class LoadedModel:

@@ -231,6 +231,21 @@ def write_prediction(
     return atomic_write_text(path, f"{PREDICTION_HEADER}\n{' '.join(frame_names)}\n")
 
 
+def write_label_files(
+    folder: Path,
+    name: str,
+    fused: ArrayLike,
+    streams: Mapping[str, ArrayLike],
+    names: Sequence[str],
+) -> Path:
+    """``folder/<name>.txt`` (the fused labels) and ``folder/streams/<stream>/<name>.txt`` (each
+    stream's), MS-TCN files (:func:`write_prediction`); returns the fused file."""
+    path = write_prediction(folder / f"{name}.txt", fused, names)
+    for stream, labels in streams.items():
+        write_prediction(folder / STREAMS_DIR / stream / f"{name}.txt", labels, names)
+    return path
+
+
 def read_prediction_names(path: str | Path) -> list[str]:
     """The per-frame class names of an MS-TCN prediction file.
 

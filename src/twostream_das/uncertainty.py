@@ -146,20 +146,20 @@ class ErrorDetection:
         self.weights, self.post, self.method = weights, post, method
         self._parts: dict[str, list[np.ndarray]] = {}
 
-    def add(
+    def video_parts(
         self,
         samples: Mapping[str, np.ndarray],
         decision: Decision,
         gt: np.ndarray,
         sample_rate: int = 1,
     ) -> dict[str, np.ndarray]:
-        """One video: stream -> (K, C, T_s) samples (at the subsampled rate when
-        ``sample_rate`` > 1, as :class:`~twostream_das.inference.VideoProbs` holds them), its
-        :class:`Decision` (the fused probabilities and the final labels), ground truth (T,).
-        Every per-frame score is restored to the T full-rate frames as the labels are.
+        """One video's per-frame parts (name -> (T,): what :meth:`summary` scores, small next to
+        the samples), not added: for :meth:`add_parts` here or on another rank.
 
-        Returns the video's per-frame parts (name -> (T,): what :meth:`summary` scores, small
-        next to the samples), for :meth:`add_parts` elsewhere."""
+        Args: stream -> (K, C, T_s) samples (at the subsampled rate when ``sample_rate`` > 1,
+        as :class:`~twostream_das.inference.VideoProbs` holds them), its :class:`Decision` (the
+        fused probabilities and the final labels), ground truth (T,). Every per-frame score is
+        restored to the T full-rate frames as the labels are."""
         frames = len(gt)
 
         def full(x: np.ndarray) -> np.ndarray:  # (..., T_s) -> (..., T)
@@ -177,11 +177,10 @@ class ErrorDetection:
             "wrong0": np.asarray(first_labels) != gt,
             "hit0": full(first.argmax(axis=0)) == gt,
         }
-        self.add_parts(parts)
         return {key: np.asarray(value) for key, value in parts.items()}
 
     def add_parts(self, parts: Mapping[str, np.ndarray]) -> None:
-        """One video's per-frame parts as :meth:`add` returned them (e.g. computed on another
+        """One video's per-frame parts as :meth:`video_parts` returned them (e.g. on another
         rank): the same as adding the video itself."""
         for key, value in parts.items():
             self._parts.setdefault(key, []).append(np.asarray(value))

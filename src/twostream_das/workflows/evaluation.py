@@ -29,7 +29,7 @@ from ..data.layout import check_background, read_mapping, read_split
 from ..distributed import (
     agreed,
     broadcast_from_main,
-    gather_to_main,
+    gather_in_order,
     local_device,
     my_share,
     process_group,
@@ -38,12 +38,12 @@ from ..distributed import (
 )
 from ..errors import CheckpointError
 from ..inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
-from ..io import STREAMS_DIR, write_prediction
+from ..io import write_label_files
 from ..metrics import METRIC_KEYS
 from ..runs import RunDir, locked, read_json, write_json
 from ..runtime import resolve_device
 from ..uncertainty import ErrorDetection
-from .selection import score_labels
+from .selection import score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Scored:
 
     index: int  # the video's place in the split
     labels: dict[str, np.ndarray]  # "gt", each stream, "fused": (T,)
-    detection: dict[str, np.ndarray]  # ErrorDetection.add's per-frame parts
+    detection: dict[str, np.ndarray]  # ErrorDetection.video_parts
 
 
 def _evaluate(
@@ -147,29 +147,22 @@ def _evaluate(
     with agreed():
         for pred in predict(loaded.model, videos, cfg, weights, post, device, not quiet, desc,
                             method):  # fmt: skip
-            labels = {"gt": pred.video.labels, **pred.decision.stream_labels,
-                      "fused": pred.decision.labels}  # fmt: skip
-            parts = detection.add(
+            labels = pred.label_rows()
+            assert labels is not None  # test videos have labels (load_videos read them)
+            parts = detection.video_parts(
                 pred.video.sample_inputs(cfg.fusion.input), pred.decision, pred.video.labels,
                 pred.video.sample_rate,
             )
             done.append(_Scored(index[pred.name], labels, parts))
             if write:  # every rank writes the files of its own videos
-                write_prediction(
-                    run.predictions / f"{pred.name}.txt", pred.decision.labels,
-                    loaded.label_names,
+                write_label_files(
+                    run.predictions, pred.name, pred.decision.labels,
+                    pred.decision.stream_labels, loaded.label_names,
                 )  # fmt: skip
-                for stream, stream_labels in pred.decision.stream_labels.items():
-                    write_prediction(
-                        run.predictions / STREAMS_DIR / stream / f"{pred.name}.txt",
-                        stream_labels,
-                        loaded.label_names,
-                    )
-    gathered = gather_to_main(done)
+    scored = gather_in_order(done, key=lambda v: v.index)
     results: Optional[dict[str, Any]] = None
     with agreed():
-        if gathered is not None:  # rank 0 (or the only process): every video, in split order
-            scored = sorted((v for part in gathered for v in part), key=lambda v: v.index)
+        if scored is not None:  # rank 0 (or the only process): every video, in split order
             seconds = time.perf_counter() - start  # prediction, fusion, post-processing, writing
             results = _results(loaded, cfg, scored, which, fold, len(names), seconds)
             if write:
@@ -190,11 +183,9 @@ def _results(
     seconds: float,
 ) -> dict[str, Any]:
     """``results.json`` from every test video's labels and uncertainty parts, in split order."""
-    gts = [v.labels["gt"] for v in scored]
-    results: dict[str, Any] = {
-        s: score_labels(gts, [v.labels[s] for v in scored], loaded.label_names, cfg)
-        for s in (*loaded.model.stream_names, "fused")
-    }
+    results: dict[str, Any] = score_rows(
+        [v.labels for v in scored], (*loaded.model.stream_names, "fused"), loaded.label_names, cfg
+    )
     method = loaded.fusion_method
     detection = ErrorDetection(loaded.fusion_weights, loaded.postprocess, method)
     for video in scored:

@@ -56,7 +56,7 @@ from ..data.layout import LabelMap, read_labels
 from ..distributed import (
     agreed,
     broadcast_from_main,
-    gather_to_main,
+    gather_in_order,
     local_device,
     my_share,
     process_group,
@@ -80,7 +80,7 @@ from ..io import (
     atomic_save_npy,
     segment_records,
     write_csv_rows,
-    write_prediction,
+    write_label_files,
     write_segments_csv,
     write_segments_json,
 )
@@ -88,7 +88,7 @@ from ..runs import is_main_process, write_json
 from ..runtime import resolve_device
 from ..uncertainty import frame_uncertainty, normalize_frames
 from ..viz import plot_barcodes
-from .selection import score_labels
+from .selection import score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -371,17 +371,12 @@ def _predict_files(
         for pred in predict(
             loaded.model, videos, cfg, weights, post, device, not quiet, desc, method
         ):
-            labels = None
-            if pred.video.labels is not None:
-                labels = {"gt": pred.video.labels, **pred.decision.stream_labels,
-                          "fused": pred.decision.labels}  # fmt: skip
             files = write_video_outputs(pred, loaded, out, fps, plots)
-            done.append(_Predicted(index[pred.name], files, labels))
-    gathered = gather_to_main(done)
+            done.append(_Predicted(index[pred.name], files, pred.label_rows()))
+    ordered = gather_in_order(done, key=lambda p: p.index)
     summary: Optional[dict[str, Any]] = None
     with agreed():
-        if gathered is not None:  # rank 0 (or the only process): every video, in list order
-            ordered = sorted((p for part in gathered for p in part), key=lambda p: p.index)
+        if ordered is not None:  # rank 0 (or the only process): every video, in list order
             summary = _summary(checkpoint, loaded, cfg, fps, labels_path, ordered)
             written = [p.video for p in ordered]
             write_json(out / SUMMARY_JSON, summary)
@@ -429,11 +424,8 @@ def _summary(
     }
     labelled = [p.labels for p in predicted if p.labels is not None]
     if labelled:
-        gts = [labels["gt"] for labels in labelled]
-        summary["metrics"] = {
-            k: score_labels(gts, [labels[k] for labels in labelled], loaded.label_names, cfg)
-            for k in ("fused", *loaded.model.stream_names)
-        }
+        keys = ("fused", *loaded.model.stream_names)
+        summary["metrics"] = score_rows(labelled, keys, loaded.label_names, cfg)
     return summary
 
 
@@ -563,9 +555,7 @@ def write_video_outputs(
     rows["fused"] = labels
     segs = segment_records(labels, probs, names, fps, uncertainty)
     out.mkdir(parents=True, exist_ok=True)  # every rank writes the files of its own videos
-    write_prediction(files["txt"], labels, names)
-    for stream, stream_labels in pred.decision.stream_labels.items():
-        write_prediction(out / STREAMS_DIR / stream / f"{pred.name}.txt", stream_labels, names)
+    write_label_files(out, pred.name, labels, pred.decision.stream_labels, names)
     write_segments_csv(files["segments_csv"], segs)
     write_segments_json(files["segments_json"], segs, fps)
     atomic_save_npy(files["probs"], probs)

@@ -34,6 +34,18 @@ def score_labels(
     return {k: float(result[k]) for k in METRIC_KEYS}
 
 
+def score_rows(
+    rows: Sequence[Mapping[str, np.ndarray]],
+    keys: Sequence[str],
+    label_names: Sequence[str],
+    cfg: Config,
+) -> dict[str, dict[str, float]]:
+    """:func:`score_labels` of each of ``keys`` (e.g. the streams and ``"fused"``) against
+    ``"gt"``, over videos given as :meth:`~twostream_das.inference.VideoPrediction.label_rows`."""
+    gts = [r["gt"] for r in rows]
+    return {k: score_labels(gts, [r[k] for r in rows], label_names, cfg) for k in keys}
+
+
 def selection_score(metrics: Mapping[str, float], metric: str) -> float:
     """The number validation maximises: one metric, or ``mean`` of all five."""
     if metric == "mean":
