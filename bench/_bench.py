@@ -11,10 +11,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -108,6 +109,30 @@ def time_interleaved(
     return {
         name: {"median_s": statistics.median(t), "min_s": min(t), "repeats": repeats}
         for name, t in times.items()
+    }
+
+
+def compare_predictions(
+    a: Mapping[str, Mapping[str, np.ndarray]], b: Mapping[str, Mapping[str, np.ndarray]]
+) -> tuple[bool, float]:
+    """Two runs' probabilities (video -> stream -> (C, T)): whether they hold the same videos
+    with the same argmax everywhere, and the largest absolute difference."""
+    same, largest = set(a) == set(b), 0.0
+    for name, probs in a.items():
+        for stream, p in probs.items():
+            q = b[name][stream]
+            same &= bool(np.array_equal(p.argmax(0), q.argmax(0)))
+            largest = max(largest, float(np.abs(p - q).max()))
+    return same, largest
+
+
+def videos_per_second(
+    timings: Mapping[str, Mapping[str, float]], videos: int
+) -> dict[str, dict[str, float]]:
+    """Each variant's timing with its videos per second (over its median)."""
+    return {
+        name: {**timing, "videos_per_s": round(videos / timing["median_s"], 3)}
+        for name, timing in timings.items()
     }
 
 

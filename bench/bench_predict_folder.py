@@ -29,7 +29,16 @@ import sys
 
 import numpy as np
 import torch
-from _bench import PRESETS, add_threads_arg, build_model, machine, time_interleaved, use_threads
+from _bench import (
+    PRESETS,
+    add_threads_arg,
+    build_model,
+    compare_predictions,
+    machine,
+    time_interleaved,
+    use_threads,
+    videos_per_second,
+)
 
 from twostream_das.config import Config
 from twostream_das.data.dataset import Video
@@ -95,17 +104,12 @@ def measure(
         return call
 
     timings = time_interleaved({name: run(name) for name in configs}, repeats, warmup=0)
+    probs = {name: {v.name: v.probs for v in out} for name, out in outputs.items()}
     same_labels, max_diff = True, 0.0
     for name in ("batched", "auto"):
-        for a, b in zip(outputs["one_at_a_time"], outputs[name], strict=True):
-            for stream, p in a.probs.items():
-                q = b.probs[stream]
-                same_labels &= bool(np.array_equal(p.argmax(0), q.argmax(0)))
-                max_diff = max(max_diff, float(np.abs(p - q).max()))
-    results = {
-        name: {**timing, "videos_per_s": round(len(videos) / timing["median_s"], 3)}
-        for name, timing in timings.items()
-    }
+        same, largest = compare_predictions(probs["one_at_a_time"], probs[name])
+        same_labels, max_diff = same_labels and same, max(max_diff, largest)
+    results = videos_per_second(timings, len(videos))
     return {
         "device": str(device),
         "videos": len(videos),

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-from _bench import build_model, machine, time_interleaved
+from _bench import (
+    build_model,
+    compare_predictions,
+    machine,
+    time_interleaved,
+    videos_per_second,
+)
 from bench_predict_folder import make_videos
 
 from twostream_das.config import Config
@@ -129,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             queue.put("stop")
         for proc in procs:
             proc.join(timeout=60)
-    same_labels, max_diff = set(ranked) == set(outputs), 0.0
-    for name, probs in outputs.items():
-        for stream, p in probs.items():
-            q = ranked[name][stream]
-            same_labels &= bool(np.array_equal(p.argmax(0), q.argmax(0)))
-            max_diff = max(max_diff, float(np.abs(p - q).max()))
+    same_labels, max_diff = compare_predictions(outputs, ranked)
     frames = {v.name: v.num_frames for v in videos}
     report = {
         "benchmark": "predict_ranks",
@@ -147,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "rank_frames": [sum(frames[n] for n in share) for share in shares(videos, args.ranks)],
         "ddim_steps": cfg.eval.steps or cfg.model.diffusion.num_inference_steps,
         "startup_s": round(startup, 3),
-        "results": {
-            name: {**timing, "videos_per_s": round(len(videos) / timing["median_s"], 3)}
-            for name, timing in timings.items()
-        },
+        "results": videos_per_second(timings, len(videos)),
         "speedup": round(timings["one_process"]["median_s"] / timings["ranks"]["median_s"], 3),
         "same_labels": same_labels,
         "max_prob_diff": max_diff,
