@@ -158,7 +158,10 @@ def report_data(
         background = tuple(summary.get("background", DEFAULT_BACKGROUND))
         gt_dir = labels_dir or summary.get("labels_dir")
         streams = list(_stored_weights(summary, source / "summary.json"))
-        found = _read_videos(source, "", classes, summary.get("fps"), gt_dir, streams)
+        rates = {v.get("name"): v.get("fps") for v in summary.get("videos", [])
+                 if isinstance(v, dict) and v.get("fps")}  # each video's own (predict records it)
+        found = _read_videos(source, "", classes, summary.get("fps"), gt_dir, streams,
+                             rates=rates)
         metrics = _metrics([], found, classes, background) if found.gts else None
         if metrics is not None:  # the scores predict --labels stored, per stream and fused
             scored = summary.get("metrics") or {}
@@ -292,10 +295,11 @@ def _read_videos(
     gt_dir: Optional[str | Path],
     streams: Sequence[str] = (),
     only: Optional[Sequence[str]] = None,
+    rates: Optional[Mapping[str, float]] = None,
 ) -> _Videos:
     """Every ``<video>.txt`` of ``folder`` (of the videos ``only`` names, when given) with what
     lies beside it; the streams' tracks in the order of ``streams``, then any other stream
-    folder by name."""
+    folder by name. ``rates``: a video's own frames per second, where it differs from ``fps``."""
     from .data.layout import LabelMap, read_labels  # imports torch: only where labels are read
 
     label_map = LabelMap(tuple(classes), "the report's class list")
@@ -312,8 +316,10 @@ def _read_videos(
                 len(only) - len(paths),
                 len(only),
             )
+    default_fps = fps
     for path in paths:
         name = path.stem
+        fps = float((rates or {}).get(name) or 0) or default_fps
         fused = read_prediction(path, label_map)
         tracks = []
         gt_path = Path(gt_dir) / f"{name}.txt" if gt_dir else None

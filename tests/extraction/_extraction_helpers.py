@@ -28,11 +28,15 @@ def moving_square_frames(num_frames: int, height: int = 40, width: int = 48,
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> Path:
-    """Encode (T, H, W, 3) uint8 frames as an MPEG-4 file with PyAV."""
+def write_video(path: Path, frames: np.ndarray, fps: int = 15,
+                bit_rate: int | None = None) -> Path:
+    """Encode (T, H, W, 3) uint8 frames as an MPEG-4 file with PyAV (``bit_rate`` in bits per
+    second; None: the encoder's default, visibly lossy)."""
     av = pytest.importorskip("av")
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         for array in frames:

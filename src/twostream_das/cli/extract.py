@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "extract",
         help="extract per-frame I3D RGB/FLOW and ViT features from video files",
         description="Decode each video, compute the requested streams and write "
-        "OUT/features_<stream>/<video>.npy (D, T) float32, one column per decoded frame; with "
+        "OUT/features_<stream>/<video>.npy (D, T) float32, one column per decoded frame (per "
+        "frame at --fps); with "
         "both I3D streams also OUT/features/<video>.npy (2048, T), RGB rows first. Complete files "
         "are skipped, so an interrupted run resumes. Weights are local files, never downloaded. "
         "Under torchrun every rank takes its share of the videos (balanced by frame count); "
@@ -48,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         default=defaults.flow_method.value,
                         help="tvl1: the reference, slow on CPU; farneback: much faster, a "
                         "deviation from the I3D recipe (default tvl1)")
+    parser.add_argument("--fps", type=float, default=None, metavar="RATE",
+                        help="resample each video to RATE frames per second by its timestamps "
+                        "before flow and features (use the rate the model is trained at: 15 for "
+                        "GTEA/Breakfast models, 30 for 50Salads); default: every decoded frame. "
+                        "OUT/video_info/<video>.json records the video's own rate and duration")
     parser.add_argument("--device", default=defaults.device,
                         help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ExtractionSettings(
         window=args.window, image_size=args.image_size, resize=ResizeMode(args.resize),
         flow_method=FlowMethod(args.flow_method), batch_size=args.batch_size, device=args.device,
-        overlap=args.overlap, queue_size=args.queue_size,
+        overlap=args.overlap, queue_size=args.queue_size, fps=args.fps,
     )
     weights, names = weight_options(args)
     with process_group(torch.device("cpu"), backend="gloo", timeout=BARRIER_TIMEOUT):

@@ -60,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fps", type=float, default=None,
-        help="frame rate for seconds, > 0 (default: dataset.fps)"
+        help="frames per second of the features, for the seconds in every output, > 0 "
+        "(default: the rate extract recorded in video_info/, else dataset.fps); with --video, "
+        "the rate the video is resampled to (default: the checkpoint's dataset.fps)",
     )
     parser.add_argument(
         "--labels",
@@ -131,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
         if paths:
             raise ConfigError("give either --video or --stream NAME=PATH, not both")
         weights, names = weight_options(args)
-        settings = ExtractionSettings(flow_method=FlowMethod(args.flow_method), device=args.device)
+        settings = ExtractionSettings(flow_method=FlowMethod(args.flow_method), device=args.device,
+                                      fps=args.fps)
+        common["fps"] = None  # the seconds follow the rate the features were extracted at
         summary = predict_videos(
             args.checkpoint, args.video, args.out, weights, settings, weight_names=names, **common
         )

@@ -13,9 +13,16 @@ one pass per stream instead, one stage after the other (the same features):
 - ``clip_rgb``: frame -> short side 224 (bicubic), centre crop, CLIP normalisation -> ViT-B/16
   class token after ``ln_post``: 768-d (Br-Prompt's features).
 
+With ``ExtractionSettings.fps`` the decoded frames are first resampled to that rate by their
+timestamps (:class:`.video.TimedFrames`), before the flow and every network, so a 30 fps phone
+clip gives features at the 15 fps a GTEA model was trained on, and a variable-rate file gives
+evenly spaced ones. Without it every decoded frame is kept.
+
 Each stream is written as ``<out>/features_<stream>/<video>.npy`` (D, T) float32 with T the number
-of decoded frames; with both I3D streams, also ``<out>/features/<video>.npy`` (2048, T), RGB rows
-first (the standard layout, SPEC 2). Re-running skips complete files (see :mod:`.store`).
+of (resampled) frames; with both I3D streams, also ``<out>/features/<video>.npy`` (2048, T), RGB
+rows first (the standard layout, SPEC 2). ``<out>/video_info/<video>.json`` records the video's own
+rate, frame count and duration and the features' rate (:class:`.video.VideoTiming`): feature
+column ``k`` is the video's time ``k / fps``. Re-running skips complete files (see :mod:`.store`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
+from typing import Optional
 
 import numpy as np
 import torch
@@ -43,16 +51,24 @@ from .i3d import FEATURE_DIM as I3D_DIM
 from .i3d_weights import load_i3d
 from .pipeline import Pipeline, StageClock
 from .shards import rank_share
-from .store import is_complete, remove_stale_temps, write_manifest
+from .store import (
+    is_complete,
+    read_video_info,
+    remove_stale_temps,
+    write_manifest,
+    write_video_info,
+)
 from .video import (
     ResizeMode,
+    TimedFrames,
+    VideoTiming,
     center_crop,
-    iter_frames,
     list_videos,
     probe_video,
     resize_for_i3d,
     rgb_to_gray,
     rgb_to_unit_range,
+    timed_frames,
 )
 from .vit import load_clip_visual, preprocess_clip
 from .windows import iter_window_batches
@@ -119,6 +135,7 @@ class ExtractionSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, cuda is cuda:LOCAL_RANK)
     overlap: bool = True  # decode, flow and the networks in threads (False: one after the other)
     queue_size: int = 16  # frames (or flow fields) a queue between two threads holds at most
+    fps: Optional[float] = None  # resample to this rate by timestamps first (None: every frame)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resize", ResizeMode(self.resize))
@@ -129,6 +146,8 @@ class ExtractionSettings:
             (self.flow_bound > 0, "flow_bound", self.flow_bound, "> 0"),
             (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
             (self.queue_size >= 1, "queue_size", self.queue_size, ">= 1"),
+            (self.fps is None or (isinstance(self.fps, (int, float)) and 0 < self.fps < 1e4),
+             "fps", self.fps, "a number > 0 (frames per second), or none to keep every frame"),
         ]
         for ok, key, value, expected in checks:
             if not ok:
@@ -140,8 +159,9 @@ class VideoFeatures:
     """Features of one video."""
 
     features: dict[str, np.ndarray]  # stream name -> (D, T) float32
-    num_frames: int  # T, the number of decoded frames
+    num_frames: int  # T, the number of (resampled) frames
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+    timing: Optional[VideoTiming] = None  # the video's own rate and duration, the features' rate
 
 
 @dataclass(frozen=True)
@@ -214,7 +234,7 @@ class FeatureExtractor:
         """The settings that decide the features' values (for the manifest)."""
         s = self.settings
         return {"window": s.window, "image_size": s.image_size, "resize": s.resize.value,
-                "flow_method": s.flow_method.value, "flow_bound": s.flow_bound}
+                "flow_method": s.flow_method.value, "flow_bound": s.flow_bound, "fps": s.fps}
 
     def feature_dim(self, stream: FeatureStream | str) -> int:
         stream = FeatureStream(stream)
@@ -224,7 +244,8 @@ class FeatureExtractor:
 
     def extract(self, video: str | Path, streams: Iterable[FeatureStream | str] | None = None,
                 *, progress: bool = False) -> VideoFeatures:
-        """Features of one video file, one column per decoded frame.
+        """Features of one video file, one column per frame at ``settings.fps`` (per decoded
+        frame without it).
 
         Args:
             video: a video file PyAV can decode.
@@ -242,37 +263,58 @@ class FeatureExtractor:
         if absent:
             raise ValueError(f"streams {absent} were not loaded into this extractor")
         video = Path(video)
-        declared = probe_video(video).num_frames
+        declared = self._expected_frames(video)
         if self.settings.overlap:
-            features, seconds = self._extract_overlapped(video, wanted, declared, progress)
+            features, seconds, timing = self._extract_overlapped(video, wanted, declared, progress)
         else:
-            features, seconds = self._extract_sequential(video, wanted, declared, progress)
+            features, seconds, timing = self._extract_sequential(video, wanted, declared, progress)
         lengths = {name: array.shape[1] for name, array in features.items()}
         if len(set(lengths.values())) != 1:
             raise DataError(f"{video}: streams decoded different frame counts {lengths}")
         num_frames = next(iter(lengths.values()))
         if num_frames == 0:
             raise DataError(f"{video} has no decodable video frames")
-        return VideoFeatures(features, num_frames, seconds)
+        if timing is not None and timing.resampled:
+            logger.info("%s: %d frames at %.3g fps (%.2f s) resampled to %d at %.3g fps",
+                        video.name, timing.source_frames, timing.source_fps, timing.duration_s,
+                        timing.frames, timing.fps)
+        return VideoFeatures(features, num_frames, seconds, timing)
 
-    def _extract_sequential(self, video: Path, wanted: Sequence[FeatureStream], declared: int,
-                            progress: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def _expected_frames(self, video: Path) -> int:
+        """Frames the features will have, from the container's header (0 when unknown): the
+        declared count, or at ``settings.fps`` the count its declared duration gives."""
+        info = probe_video(video)
+        if self.settings.fps is None:
+            return info.num_frames
+        duration = info.num_frames / info.fps if info.num_frames and info.fps else info.duration_s
+        return max(1, int(np.ceil(duration * self.settings.fps - 1e-6))) if duration > 0 else 0
+
+    def _frames(self, video: Path) -> TimedFrames[np.ndarray]:
+        return timed_frames(video, self.settings.fps)
+
+    def _extract_sequential(
+        self, video: Path, wanted: Sequence[FeatureStream], declared: int, progress: bool
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], Optional[VideoTiming]]:
         """One pass per stream, decoding again each time, every stage in this thread."""
         seconds: dict[str, float] = defaultdict(float)
         features: dict[str, np.ndarray] = {}
+        timing = None
         for stream in wanted:
             clock = StageClock()  # one per stream, so its bar shows its own stages
             with tqdm(total=declared or None, unit="frame", desc=f"{video.stem} {stream.value}",
                       leave=False, disable=not progress, dynamic_ncols=True) as bar:
-                frames = clock.iterate("decode", iter_frames(video))
+                decoded = self._frames(video)
+                frames = clock.iterate("decode", decoded)
                 inputs = self._inputs(stream, frames, clock, declared, None)
                 features[stream.value] = self._run_stream(stream, inputs, clock, bar.update)
                 for stage, value in clock.seconds.items():
                     seconds[stage] += value
-        return features, dict(seconds)
+                timing = decoded.timing
+        return features, dict(seconds), timing
 
-    def _extract_overlapped(self, video: Path, wanted: Sequence[FeatureStream], declared: int,
-                            progress: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def _extract_overlapped(
+        self, video: Path, wanted: Sequence[FeatureStream], declared: int, progress: bool
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], Optional[VideoTiming]]:
         """One decode for all streams; decode, flow and each network in their own thread."""
         clock = StageClock()
         pipe = Pipeline(self.settings.queue_size, clock)
@@ -286,7 +328,8 @@ class FeatureExtractor:
                     bar.update(frames)
                     bar.set_postfix_str(clock.summary(), refresh=False)
 
-            feeds = pipe.split(clock.iterate("decode", iter_frames(video)), len(wanted))
+            decoded = self._frames(video)
+            feeds = pipe.split(clock.iterate("decode", decoded), len(wanted))
             tasks = {
                 stream: pipe.run(
                     lambda s=stream, f=feed: self._run_stream(
@@ -298,7 +341,7 @@ class FeatureExtractor:
             pipe.join()
         features = {stream.value: task.result for stream, task in tasks.items()}
         assert all(f is not None for f in features.values())
-        return features, dict(clock.seconds)  # type: ignore[return-value]
+        return features, dict(clock.seconds), decoded.timing  # type: ignore[return-value]
 
     # -- one stream --------------------------------------------------------------------------
 
@@ -448,21 +491,25 @@ def extract_video_features(
 def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
                  streams: tuple[FeatureStream, ...], overwrite: bool, combined: bool,
                  progress: bool) -> bool:
-    """Write the missing files of one video; False when there was nothing to do."""
-    declared = probe_video(video).num_frames
+    """Write the missing files of one video (and its ``video_info``); False when there was
+    nothing to do."""
     targets = {s: out_dir / s.folder / f"{video.stem}.npy" for s in streams}  # written here
     for path in targets.values():
         remove_stale_temps(path)
+    expected = _done_frames(video, out_dir, extractor.settings.fps)
     todo = [s for s, path in targets.items()
-            if overwrite or not is_complete(path, extractor.feature_dim(s), declared)]
+            if overwrite or expected is None
+            or not is_complete(path, extractor.feature_dim(s), expected)]
     if todo:
         result = extractor.extract(video, todo, progress=progress)
-        if declared and result.num_frames != declared:
-            logger.warning("%s declares %d frames but %d were decoded; features have %d columns "
-                           "(a resumed run will extract it again)",
+        declared = probe_video(video).num_frames
+        if extractor.settings.fps is None and declared and result.num_frames != declared:
+            logger.warning("%s declares %d frames but %d were decoded; features have %d columns",
                            video, declared, result.num_frames, result.num_frames)
         for stream in todo:
             atomic_save_npy(targets[stream], result.features[stream.value])
+        if result.timing is not None:
+            write_video_info(out_dir, video.stem, {"source": video.name, **result.timing.to_dict()})
         logger.info("%s: %d frames (%s)", video.name, result.num_frames,
                     ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
     i3d = (FeatureStream.I3D_RGB, FeatureStream.I3D_FLOW)
@@ -475,6 +522,23 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
         atomic_save_npy(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
         return True
     return bool(todo)
+
+
+def _done_frames(video: Path, out_dir: Path, fps: Optional[float]) -> Optional[int]:
+    """T of the features a finished extraction of ``video`` at ``fps`` wrote: from its
+    ``video_info`` when that was taken at the same rate; the container's declared count for
+    files without one (written before the info existed, never resampled); None when the
+    features on disk are at another rate (all of them must be extracted again)."""
+    info = read_video_info(out_dir, video.stem)
+    if info is None:
+        return probe_video(video).num_frames if fps is None else None
+    same = not info.get("resampled") if fps is None else (
+        bool(info.get("resampled")) and abs(float(info.get("fps", 0)) - fps) < 1e-9)
+    if not same:
+        logger.info("%s: features on disk were taken at %s fps, not %s; extracting them again",
+                    video.name, info.get("fps"), fps or "the video's own rate")
+        return None
+    return int(info.get("frames", 0))
 
 
 def _writes_combined(streams: Sequence[FeatureStream], combined: bool) -> bool:

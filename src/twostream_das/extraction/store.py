@@ -16,13 +16,16 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..io import TMP_SUFFIX, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
+VIDEO_INFO_DIR = "video_info"
+"""``<out>/video_info/<video>.json``: the video's own rate, frames and duration, and the rate and
+number of its feature columns (:class:`.video.VideoTiming`), written with its features."""
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,32 @@ def is_complete(path: Path, dim: int, num_frames: int) -> bool:
     return True
 
 
+def video_info_path(root: Path, video: str) -> Path:
+    return root / VIDEO_INFO_DIR / f"{video}.json"
+
+
+def write_video_info(root: Path, video: str, info: Mapping[str, Any]) -> Path:
+    """Write ``root/video_info/<video>.json`` atomically."""
+    path = video_info_path(root, video)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(dict(info), indent=2) + "\n")
+    return path
+
+
+def read_video_info(root: Path, video: str) -> Optional[dict[str, Any]]:
+    """The ``video_info`` of ``video`` under ``root``; None when there is none or it cannot be
+    read (then the features are taken as of unknown rate)."""
+    path = video_info_path(root, video)
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        logger.warning("%s cannot be read (%s); ignoring it", path, err)
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def describe_file(path: Path, root: Path) -> dict[str, Any]:
     """``{"path": relative to root, "dims": [D, T], "dtype", "bytes"}`` from the .npy header
     (the data is not read), or ``{"path", "missing": true}``."""
@@ -85,17 +114,22 @@ def write_manifest(root: Path, files: Mapping[str, Mapping[str, Path]], streams:
 
     Returns:
         The manifest's path. Its ``videos`` are sorted by name; ``frames`` is the T of the
-        video's files (None when they disagree or none exists); ``complete`` is true when every
-        listed file exists.
+        video's files (None when they disagree or none exists); ``fps`` is their rate,
+        ``source_fps`` and ``duration_s`` the video's own (from ``video_info``; None when not
+        recorded); ``complete`` is true when every listed file exists.
     """
     videos = []
     for name in sorted(files):
         entries = {key: describe_file(path, root) for key, path in files[name].items()}
         lengths = {e["dims"][-1] for e in entries.values() if "dims" in e}
+        info = read_video_info(root, name) or {}
         videos.append({
             "video": name,
             "source": sources[name],
             "frames": lengths.pop() if len(lengths) == 1 else None,
+            "fps": info.get("fps"),  # the features' rate; None when not recorded
+            "source_fps": info.get("source_fps"),
+            "duration_s": info.get("duration_s"),
             "complete": not any(e.get("missing") for e in entries.values()),
             "files": entries,
         })

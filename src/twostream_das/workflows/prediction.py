@@ -18,7 +18,15 @@ stem) it writes, under OUT:
                            folder (and metrics with labels)
 
 From raw video (``predict --video``), the extraction pipeline first writes the features the
-checkpoint needs under ``OUT/features/`` (resumable), then the same path runs.
+checkpoint needs under ``OUT/features/`` (resumable), resampled to the checkpoint's
+``dataset.fps`` by the video's timestamps (the rate the model was trained at), then the same
+path runs.
+
+Seconds (``start_s``/``end_s``) are the video's time: ``frame / fps`` with ``fps`` the rate of the
+features: ``--fps`` when given, else the rate ``extract`` recorded for the video
+(``<features root>/video_info/<video>.json``), else the checkpoint's ``dataset.fps``. Features
+recorded at another rate than the checkpoint's get a warning (the model sees every action
+faster or slower than in training).
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from ..distributed import (
 )
 from ..errors import ConfigError, DataError
 from ..extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
+from ..extraction.store import read_video_info
 from ..inference import (
     LoadedModel,
     VideoPrediction,
@@ -140,6 +149,7 @@ class PredictedVideo:
     num_frames: int
     num_segments: int
     segments: list[SegmentRecord]
+    fps: Optional[float] = None  # the rate of its frames: seconds = frame / fps
 
 
 def feature_files(path: str | Path, stream: str) -> dict[str, Path]:
@@ -353,9 +363,10 @@ def _predict_files(
             cfg = replace(cfg, eval=replace(cfg.eval, review_score=ReviewScore(review_score)))
         if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
             raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
-        fps = cfg.dataset.fps if fps is None else fps
         labels_path = Path(labels_dir) if labels_dir is not None else None
         pairs = match_streams(features)
+        rates = video_rates(pairs, fps, cfg.dataset.fps)
+        fps = cfg.dataset.fps if fps is None else fps
         mine = my_share({name: feature_bytes(paths.values()) for name, paths in pairs})
         videos = load_prediction_videos(
             [p for p in pairs if p[0] in mine], loaded, labels_path, orientations
@@ -371,7 +382,7 @@ def _predict_files(
         for pred in predict(
             loaded.model, videos, cfg, weights, post, device, not quiet, desc, method
         ):
-            files = write_video_outputs(pred, loaded, out, fps, plots)
+            files = write_video_outputs(pred, loaded, out, rates[pred.name], plots)
             done.append(_Predicted(index[pred.name], files, pred.label_rows()))
     ordered = gather_in_order(done, key=lambda p: p.index)
     summary: Optional[dict[str, Any]] = None
@@ -417,6 +428,8 @@ def _summary(
                 "name": p.video.name,
                 "frames": p.video.num_frames,
                 "segments": p.video.num_segments,
+                "fps": p.video.fps,
+                "duration_s": p.video.num_frames / p.video.fps if p.video.fps else None,
                 "files": {k: path.name for k, path in p.video.files.items()},
             }
             for p in predicted
@@ -427,6 +440,36 @@ def _summary(
         keys = ("fused", *loaded.model.stream_names)
         summary["metrics"] = score_rows(labelled, keys, loaded.label_names, cfg)
     return summary
+
+
+def video_rates(
+    pairs: Sequence[tuple[str, Mapping[str, Path]]], given: Optional[float], trained: float
+) -> dict[str, float]:
+    """Frames per second of each video's features: ``given`` (``--fps``) for all; else what
+    ``extract`` recorded beside the features (``<root>/video_info/<video>.json`` with the
+    files in ``<root>/features_<stream>/``); else ``trained`` (``dataset.fps``). Logs one
+    warning when recorded rates differ from ``trained``."""
+    rates: dict[str, float] = {}
+    off: dict[str, float] = {}
+    for name, paths in pairs:
+        recorded = None
+        for path in paths.values():
+            info = read_video_info(Path(path).parent.parent, name)
+            if info is not None and isinstance(info.get("fps"), (int, float)) and info["fps"] > 0:
+                recorded = float(info["fps"])
+                break
+        if recorded is not None and abs(recorded - trained) > 0.01 * trained:
+            off[name] = recorded
+        rates[name] = given if given is not None else recorded or trained
+    if off:
+        first = next(iter(off))
+        logger.warning(
+            "%d video(s) have features at another rate than the checkpoint's dataset.fps = %g "
+            "(%s: %g fps): the model sees their actions %s than in training; extract them "
+            "again with --fps %g", len(off), trained, first, off[first],
+            "faster" if off[first] < trained else "slower", trained,
+        )
+    return rates
 
 
 def extraction_streams(loaded: LoadedModel) -> dict[str, FeatureStream]:
@@ -507,7 +550,8 @@ def predict_videos(
     weight_names: Optional[Mapping[FeatureStream, str]] = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``predict --video``: extract features into ``OUT/features/``, then :func:`predict_files`.
+    """``predict --video``: extract features into ``OUT/features/`` at the checkpoint's
+    ``dataset.fps`` (``settings.fps`` when set), then :func:`predict_files`.
 
     Under ``torchrun`` the extraction and the prediction are both sharded over the ranks."""
     rank_threads(kwargs.get("threads"))  # for the extraction too
@@ -517,6 +561,9 @@ def predict_videos(
                 prepare_output(Path(out), kwargs.get("overwrite", False))
         with agreed():
             loaded = load_model(checkpoint, torch.device("cpu"))
+            settings = settings or ExtractionSettings()
+            if settings.fps is None:  # the rate the model was trained at
+                settings = replace(settings, fps=loaded.config.dataset.fps)
             folders = extract_features(
                 video, loaded, Path(out) / "features", weights, settings,
                 kwargs.get("quiet", False), weight_names,
@@ -563,7 +610,7 @@ def write_video_outputs(
         atomic_save_npy(files["uncertainty"], uncertainty)
     if plot:
         plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
-    return PredictedVideo(pred.name, files, len(labels), len(segs), segs)
+    return PredictedVideo(pred.name, files, len(labels), len(segs), segs, fps)
 
 
 REVIEW_FIELDS: tuple[str, ...] = (
