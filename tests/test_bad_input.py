@@ -129,6 +129,17 @@ def _init_config(
                         *(_fmt(a, env) for a in extra)]
 
 
+def _table(text: str) -> Callable[[Env], None]:
+    def setup(env: Env) -> None:
+        (env.tmp / "notes.csv").write_text(text)
+    return setup
+
+
+def _import(fps: str | None = "15") -> Callable[[Env], list[str]]:
+    return lambda env: ["import-annotations", str(env.tmp / "notes.csv"), "--dataset",
+                        str(env.root), "--overwrite", *(["--fps", fps] if fps else [])]
+
+
 def _fmt(text: str, env: Env) -> str:
     return text.format(root=env.root, tmp=env.tmp, run=env.run, best=env.best)
 
@@ -484,6 +495,27 @@ CASES: list[Case] = [
          lambda env: ["extract", str(env.tmp / "clip.mp4"), "--out", str(env.tmp / "x"),
                       "--streams", "sound"],
          ("sound",)),
+    # ------------------------------------------------------------------ annotations
+    Case("import-unknown-columns", "annotations", _table("who,when,what\nv0,0,x\n"),
+         _import(), ("notes.csv: columns 'who', 'when', 'what' have no start or end or label",
+                     "--columns START,END,LABEL")),
+    Case("import-end-before-start", "annotations", _table("video,start,end,label\nv0,1,0.5,x\n"),
+         _import(), ("notes.csv line 2: segment 'x' ends at 0.5, not after its start 1",)),
+    Case("import-overlap", "annotations",
+         _table("video,start,end,label\nv0,0,1,x\nv0,0.5,1.2,y\n"), _import(),
+         ("notes.csv line 3: segment 'y' (0.5-1.2 s) overlaps 'x' (0-1 s", "in video v0")),
+    Case("import-beyond-the-video", "annotations", _table("video,start,end,label\nv0,0,30,x\n"),
+         _import(), ("segment 'x' ends at 30 s, after the end of video v0",
+                     "expected times within the video")),
+    Case("import-video-without-features", "annotations",
+         _table("video,start,end,label\nnope,0,1,x\n"), _import(),
+         ("video 'nope' has no features in", "run twostream-das extract first")),
+    Case("import-rate-unknown", "annotations", _table("video,start,end,label\nv0,0,1,x\n"),
+         _import(fps=None), ("the features' rate of v0 is not recorded", "give --fps")),
+    Case("init-config-group-no-match", "init-config", _remove("splits"),
+         _init_config("--group", "Q(\\d)"), ("video 'v0' does not match --group 'Q(\\d)'",)),
+    Case("init-config-more-folds-than-videos", "init-config", _remove("splits"),
+         _init_config("--folds", "20"), ("10 videos cannot make 20 folds", "--folds 10 or fewer")),
     # ------------------------------------------------------------------ init-config
     Case("init-config-not-a-folder", "init-config", _nothing, _init_config(folder="{tmp}/none"),
          ("dataset folder", "none does not exist", "expected the folder holding mapping.txt")),

@@ -7,7 +7,10 @@ stream's dimension and orientation. The orientation is *detected* here, from the
 video the splits name: the feature axis is the one of the same size in every file, and the other
 must follow the label lengths (within ``dataset.length_tolerance``); where both or neither axis
 does, it asks for ``--orientation FOLDER=DxT|TxD``. The frame rate cannot be read from features,
-so it is asked for (``--fps``). Feature standardisation (``dataset.standardize``) is on, so raw
+so it is asked for (``--fps``; or read from ``video_info/``, which ``extract`` writes). A folder
+without ``splits/`` gets them (:mod:`.data.folds`): k folds by video, or by a group taken from the
+video names (``--group 'P(\\d+)'``), written as the ordinary ``splits/*.bundle`` files once the
+config is. Feature standardisation (``dataset.standardize``) is on, so raw
 features of any scale train. The file is written in the current config layout (named streams,
 ``fusion.weights`` per stream), read back with :func:`~twostream_das.config.load_config`, and
 never written over an existing file.
@@ -35,6 +38,7 @@ from .config import (
     load_config,
 )
 from .data.features import I3D_DIM, I3D_FOLDER, I3D_HALF
+from .data.folds import has_splits, plan_splits, write_splits
 from .data.layout import (
     GROUND_TRUTH_DIR,
     MAPPING_FILE,
@@ -49,6 +53,7 @@ from .data.layout import (
     split_path,
 )
 from .errors import ConfigError, DataError
+from .extraction.store import VIDEO_INFO_DIR
 from .io import atomic_create_text
 
 logger = logging.getLogger(__name__)
@@ -328,6 +333,7 @@ def render(
     class_names: Sequence[str],
     folds: Mapping[int, Mapping[str, int]],
     streams: Sequence[FoundStream],
+    group: Optional[str] = None,
 ) -> str:
     """The commented YAML text (the current layout: ``dataset.streams``, ``fusion.weights``)."""
     background = ["background"] if "background" in class_names else []
@@ -339,7 +345,8 @@ def render(
         f"# Found: {len(class_names)} classes ({shown});",
         "# folds " + ", ".join(
             f"{k} ({' / '.join(f'{n} {part}' for part, n in parts.items())} videos)"
-            for k, parts in folds.items()) + ".",
+            for k, parts in folds.items()) + "."
+        + (f" Folds made by init-config, grouped by {group!r}." if group else ""),
         "# Check it, then: twostream-das train --config THIS_FILE --fold 1 --out runs/NAME/1",
         "# Every key not set here takes the default of twostream_das/config.py: the GTEA preset's",
         "# network sizes and its 10,000 epochs (--set train.epochs=N train.eval_every=M to",
@@ -365,7 +372,7 @@ def render(
             lines.append(f"    {stream.name}: {{source: {spec.source.value}, dim: {spec.dim}}}")
     tolerance = DatasetConfig().length_tolerance
     lines += [
-        f"  fps: {float(fps)!r}   # frames per second of the labels (given with --fps)",
+        f"  fps: {float(fps)!r}   # frames per second of the labels and features",
         "  sample_rate: 1   # temporal subsampling (50Salads at 30 fps uses 8)",
         f"  length_tolerance: {tolerance}   # frames a stream may differ from its labels",
         f"  background: [{', '.join(_yaml(b) for b in background)}]   # classes left out of "
@@ -378,6 +385,25 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def recorded_fps(root: Path) -> float:
+    """The features' rate ``extract`` recorded in ``root/video_info/`` when every video has one.
+
+    Raises:
+        ConfigError: none recorded, or several rates.
+    """
+    rates = set()
+    for path in sorted((root / VIDEO_INFO_DIR).glob("*.json")):
+        try:
+            rates.add(float(json.loads(path.read_text())["fps"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if len(rates) != 1:
+        found = f"rates {sorted(rates)}" if rates else "no rate"
+        raise ConfigError(f"{root / VIDEO_INFO_DIR} records {found}; give --fps (the frames per "
+                          "second of the labels and features)")
+    return rates.pop()
 
 
 def _yaml(text: str) -> str:
@@ -398,21 +424,27 @@ def _first_line(err: Exception) -> str:
 
 def init_config(
     dataset: str | Path,
-    fps: float,
+    fps: Optional[float],
     out: Optional[str | Path] = None,
     streams: Optional[Sequence[tuple[Optional[str], str]]] = None,
     orientations: Optional[Mapping[str, Orientation]] = None,
+    folds: Optional[int] = None,
+    group: Optional[str] = None,
 ) -> Path:
     """Inspect ``dataset`` and write its config to ``out`` (default
     ``DATASET/twostream_das.yaml``), never over an existing file.
 
     Args:
         dataset: the dataset folder (MS-TCN layout).
-        fps: frames per second of the labels.
+        fps: frames per second of the labels; None: the rate ``extract`` recorded for every
+            video in ``video_info/`` (when they all agree).
         out: the config file to write.
         streams: (name or None, source) per stream (:func:`parse_streams`); default every
             feature folder found (:func:`default_streams`).
         orientations: folder -> orientation, for folders whose files do not show it.
+        folds: with no ``splits/``, make this many folds (default 4, or fewer groups).
+        group: with no ``splits/``, a regular expression whose first group (or match) in a
+            video's name is its group; no group is in both training and test of a fold.
 
     Returns:
         The written file (it loads with :func:`~twostream_das.config.load_config`).
@@ -422,22 +454,34 @@ def init_config(
         not a stream.
         DataError: the folder lacks the layout, or its features are missing or unclear.
     """
-    if not (isinstance(fps, (int, float)) and 0 < fps < math.inf):
+    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < math.inf):
         raise ConfigError(f"--fps {fps!r} is invalid; expected a finite number > 0")
     root = Path(dataset).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist; expected the folder holding "
                         f"{MAPPING_FILE}, {SPLITS_DIR}/ and {GROUND_TRUTH_DIR}/")
+    fps = fps if fps is not None else recorded_fps(root)
     target = Path(out) if out is not None else root / DEFAULT_OUT
     if target.exists():
         raise ConfigError(f"{target} exists; refusing to overwrite it (expected a new file: "
                           "remove it or give --out)")
     label_map = read_mapping(root / MAPPING_FILE)
-    folds, lengths = label_lengths(root, label_map)
+    planned = None
+    if has_splits(root):
+        if folds is not None or group is not None:
+            raise ConfigError(f"{root / SPLITS_DIR} already holds folds; expected no --folds or "
+                              "--group (remove the splits folder to have new ones made)")
+        fold_parts, lengths = label_lengths(root, label_map)
+    else:
+        planned = plan_splits(root, folds, group)
+        videos = sorted(v for test in planned for v in test)
+        lengths = {v: len(read_labels(ground_truth_path(root, v), label_map)) for v in videos}
+        fold_parts = {k: {"train": len(videos) - len(t), "test": len(t)}
+                      for k, t in enumerate(planned, start=1)}
     tolerance = DatasetConfig().length_tolerance
     wanted = list(streams) if streams else default_streams(root, lengths)
     found = find_streams(root, lengths, wanted, dict(orientations or {}), tolerance)
-    text = render(root, fps, label_map.names, folds, found)
+    text = render(root, fps, label_map.names, fold_parts, found, group)
     try:
         atomic_create_text(target, text)
     except OSError as err:  # written meanwhile, or not writable
@@ -445,11 +489,14 @@ def init_config(
             raise ConfigError(f"{target} exists; refusing to overwrite it") from None
         raise ConfigError(f"cannot write {target}: {err.strerror or err}; expected a new file "
                           "in a folder you can write (give --out FILE)") from None
+    if planned is not None:
+        write_splits(root, planned)
     try:
         load_config(target)
     except ConfigError as err:  # a bug here, not the user's: say so and leave nothing behind
         target.unlink(missing_ok=True)
         raise ConfigError(f"init-config wrote a config that does not load: {err}") from None
-    logger.info("wrote %s: %d classes, %d folds, streams %s", target, len(label_map), len(folds),
+    logger.info("wrote %s: %d classes, %d folds, streams %s", target, len(label_map),
+                len(fold_parts),
                 {s.name: s.spec.dim for s in found})
     return target

@@ -16,11 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Inspect DATASET_DIR (MS-TCN layout: mapping.txt, splits/, groundTruth/, "
         "folders of .npy feature files) and write a config naming its streams, their "
         "dimensions and orientations (detected from the files), the frame rate, the fusion "
-        "weights and feature standardisation. An existing file is never overwritten.",
+        "weights and feature standardisation. Without splits/, folds are made from groundTruth/ "
+        "(--folds, --group) and written as splits/*.bundle. An existing file is never "
+        "overwritten.",
     )
     parser.add_argument("dataset", metavar="DATASET_DIR")
-    parser.add_argument("--fps", type=float, required=True,
-                        help="frames per second of the labels (required: features do not say)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frames per second of the labels and features (default: the rate "
+                        "extract --fps recorded in DATASET_DIR/video_info/)")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="config file to write, which must not exist (default "
                         "DATASET_DIR/twostream_das.yaml)")
@@ -30,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "feature folder found, features_X named X; features/ as rgb and flow)")
     parser.add_argument("--orientation", metavar="FOLDER=DxT|TxD", action="append", default=[],
                         help="the axis order of a folder whose files do not show it (repeatable)")
+    parser.add_argument("--folds", type=int, default=None, metavar="K",
+                        help="without splits/: make K folds (default 4, or the number of groups "
+                        "when fewer)")
+    parser.add_argument("--group", default=None, metavar="REGEX",
+                        help="without splits/: fold by a group read from each video's name, the "
+                        "first (...) of REGEX (e.g. 'P(\\d+)' for the subject of P03_cereal), so "
+                        "no group is in both the training and the test videos of a fold")
     parser.set_defaults(func=run)
 
 
@@ -45,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             )
         orientations[folder] = Orientation(value)
     streams = parse_streams(args.streams) if args.streams is not None else None
-    path = init_config(args.dataset, args.fps, args.out, streams, orientations)
+    path = init_config(args.dataset, args.fps, args.out, streams, orientations, args.folds,
+                       args.group)
     print(f"wrote {path}; train with: twostream-das train --config {shlex.quote(str(path))} "
           "--fold 1 --out RUN_DIR")
     return 0
