@@ -63,8 +63,8 @@ def test_predict_checks_its_input(trained_run, tiny_root):
     with pytest.raises(ConfigError, match=r"expected exactly the checkpoint's streams "
                        r"\['rgb', 'flow'\] \(missing \['flow'\], unknown \[\]\)"):
         tsd.predict(model, {"rgb": rgb})
-    with pytest.raises(DataError, match=r"rgb features \(array\) have shape \(\d+, 6\); expected "
-                       r"\(6, T\) .* \(transposed\? .* pass array.T\)"):
+    with pytest.raises(DataError, match=r"rgb features \(array, DxT\) have shape \(\d+, 6\); "
+                       r"expected \(6, T\) .* \(transposed\? pass layout=\"TxD\"\)"):
         tsd.predict(model, {"rgb": rgb.T, "flow": flow})
     with pytest.raises(DataError, match="non-finite"):
         tsd.predict(model, {"rgb": np.full_like(rgb, np.nan), "flow": flow})
@@ -98,3 +98,54 @@ def test_the_package_imports_the_api_only_when_used():
     code = ("import sys, twostream_das; assert 'torch' not in sys.modules; "
             "twostream_das.load_model; assert 'twostream_das.api' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_samples_give_the_uncertainty_the_command_writes(trained_run, tiny_root, tmp_path):
+    best = trained_run / "checkpoints" / "best.pt"
+    paths = {s: tiny_root / f"features_{s}" / "v1.npy" for s in ("rgb", "flow")}
+    model = tsd.load_model(best, device="cpu")
+    pred = tsd.predict(model, paths, samples=3, steps=2)
+    assert main(["predict", "--checkpoint", str(best), "--rgb", str(paths["rgb"]), "--flow",
+                 str(paths["flow"]), "--out", str(tmp_path / "cli"), "--samples", "3",
+                 "--steps", "2", "--quiet", "--no-plots"]) == 0
+    np.testing.assert_allclose(pred.uncertainty, np.load(tmp_path / "cli" / "v1_uncertainty.npy"),
+                               atol=1e-6)
+    assert pred.segments[0].uncertainty == pytest.approx(
+        float(pred.uncertainty[: pred.segments[0].end_frame].mean()))
+    # Prediction.write: the files the command writes, with the same contents
+    files = pred.write(tmp_path / "api", plot=False)
+    for kind in ("txt", "segments_csv", "segments_json"):
+        assert files[kind].read_text() == (tmp_path / "cli" / files[kind].name).read_text()
+    assert (tmp_path / "api" / "streams" / "rgb" / "v1.txt").is_file()
+    records = pred.to_records()
+    assert records[0]["video"] == "v1" and records[0]["end_frame"] == pred.segments[0].end_frame
+    assert pred.samples == 3 and pred.steps == 2
+    assert tsd.predict(model, paths).uncertainty is None  # one sample: no spread to measure
+
+
+def test_layouts_seeds_and_many_videos(trained_run, tiny_root):
+    model = tsd.load_model(trained_run / "checkpoints" / "best.pt", device="cpu")
+    feats = {v: {s: np.load(tiny_root / f"features_{s}" / f"{v}.npy") for s in ("rgb", "flow")}
+             for v in ("v1", "v2", "v5")}
+    one = tsd.predict(model, feats["v1"], name="v1")
+    transposed = tsd.predict(model, {s: f.T for s, f in feats["v1"].items()}, layout="TxD")
+    np.testing.assert_array_equal(one.probs, transposed.probs)
+    again = model.predict(feats["v1"], seed=7, samples=2)
+    assert np.array_equal(again.probs, model.predict(feats["v1"], seed=7, samples=2).probs)
+    assert not np.array_equal(again.probs, model.predict(feats["v1"], seed=8, samples=2).probs)
+    many = list(tsd.predict_many(model, feats.items()))
+    assert [p.name for p in many] == ["v1", "v2", "v5"]
+    np.testing.assert_allclose(many[0].probs, one.probs, atol=1e-5)  # batched as the command
+    with pytest.raises(ConfigError, match="seed = 'x' is invalid"):
+        tsd.predict(model, feats["v1"], seed="x")
+    with pytest.raises(ConfigError, match="layout = 'TD' is invalid; expected \"DxT\" or \"TxD\""):
+        tsd.predict(model, feats["v1"], layout="TD")
+
+
+def test_the_loaded_model_is_short_to_print_and_moves(trained_run):
+    model = tsd.load_model(trained_run / "checkpoints" / "best.pt", device="cpu")
+    text = repr(model)
+    assert len(text) < 300 and text.startswith("LoadedModel(streams=(rgb=6, flow=5), classes=4")
+    assert model.streams == {"rgb": 6, "flow": 5}
+    assert model.to("cpu") is model and model.device.type == "cpu"
+    assert tsd.score([[0, 0, 1]], [[0, 0, 1]], background=[])["acc"] == 100.0

@@ -154,9 +154,13 @@ class VideoPrediction:
         return {"gt": self.video.labels, **decision.stream_labels, "fused": decision.labels}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LoadedModel:
-    """A model rebuilt from a checkpoint, with what was stored beside its weights."""
+    """A model rebuilt from a checkpoint, with what was stored beside its weights.
+
+    ``loaded.predict(features, ...)`` is :func:`twostream_das.predict` (and the other
+    ``predict_*`` functions take it too); ``loaded.to("cuda")`` moves the model in place.
+    """
 
     model: TwoStreamModel
     config: Config
@@ -165,6 +169,42 @@ class LoadedModel:
     @property
     def label_names(self) -> list[str]:
         return list(self.checkpoint.label_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes in id order (``label_names``)."""
+        return self.label_names
+
+    @property
+    def streams(self) -> dict[str, int]:
+        """Stream name -> the feature dimension it reads, in the model's order."""
+        return {s: int(self.checkpoint.stream_dims[s]) for s in self.model.stream_names}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """Move the model to ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``) in place;
+        returns self."""
+        from .runtime import resolve_device
+
+        self.model.to(device if isinstance(device, torch.device) else resolve_device(device))
+        return self
+
+    def predict(self, features: Mapping[str, object], **kwargs: object) -> object:
+        """:func:`twostream_das.predict` with this model: ``loaded.predict({"rgb": x, ...})``."""
+        from .api import predict as api_predict
+
+        return api_predict(self, features, **kwargs)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        streams = ", ".join(f"{s}={d}" for s, d in self.streams.items())
+        weights = ", ".join(f"{s}={w:g}" for s, w in self.fusion_weights.to_dict().items())
+        return (f"LoadedModel(streams=({streams}), classes={len(self.label_names)}, "
+                f"epoch={self.checkpoint.epoch}, fusion=({weights}), "
+                f"postprocess={self.postprocess.kind.value} {self.postprocess.window}, "
+                f"device={self.device})")
 
     @property
     def selection(self) -> Selection:

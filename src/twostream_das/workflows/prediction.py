@@ -572,45 +572,75 @@ def predict_videos(
         return predict_files(checkpoint, folders, out, orientations=dxt, **kwargs)
 
 
-def write_video_outputs(
-    pred: VideoPrediction, loaded: LoadedModel, out: Path, fps: float, plot: bool = True
-) -> PredictedVideo:
-    """The per-video files of the module docstring (the barcode PNG only with ``plot``)."""
-    names = loaded.label_names
+@dataclass(frozen=True)
+class VideoOutputs:
+    """What is written for one video, computed once (:func:`video_outputs`)."""
+
+    labels: np.ndarray  # (T,) int64 fused, post-processed
+    probs: np.ndarray  # (C, T) float32 fused, each frame summing to 1
+    stream_labels: dict[str, np.ndarray]  # stream -> (T,) int64
+    uncertainty: Optional[np.ndarray]  # (T,) float32 with K > 1 samples, else None
+
+
+def video_outputs(pred: VideoPrediction, loaded: LoadedModel) -> VideoOutputs:
+    """Labels, normalised fused probabilities and the per-frame uncertainty of one video."""
     probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
-    labels = pred.decision.labels  # (T,)
     uncertainty = frame_uncertainty(
         pred.video.sample_inputs(loaded.config.fusion.input), loaded.fusion_weights,
         loaded.fusion_method,
     )  # (T_s,) or None
     if uncertainty is not None:
         uncertainty = pred.video.full_rate(uncertainty)  # (T,) as the labels are restored
+    return VideoOutputs(pred.decision.labels, probs, dict(pred.decision.stream_labels),
+                        uncertainty)
+
+
+def write_video_outputs(
+    pred: VideoPrediction, loaded: LoadedModel, out: Path, fps: float, plot: bool = True
+) -> PredictedVideo:
+    """The per-video files of the module docstring (the barcode PNG only with ``plot``)."""
+    return write_outputs(out, pred.name, video_outputs(pred, loaded), loaded.label_names, fps,
+                         pred.video.labels, plot)
+
+
+def write_outputs(
+    out: Path,
+    name: str,
+    outputs: VideoOutputs,
+    names: Sequence[str],
+    fps: float,
+    gt: Optional[np.ndarray] = None,
+    plot: bool = True,
+) -> PredictedVideo:
+    """Write one video's files (module docstring) into ``out``; ``gt`` (T,) adds a GT row to
+    the barcode."""
+    labels, probs, uncertainty = outputs.labels, outputs.probs, outputs.uncertainty
     files = {
-        "txt": out / f"{pred.name}.txt",
-        "segments_csv": out / f"{pred.name}_segments.csv",
-        "segments_json": out / f"{pred.name}_segments.json",
-        "probs": out / f"{pred.name}_probs.npy",
+        "txt": out / f"{name}.txt",
+        "segments_csv": out / f"{name}_segments.csv",
+        "segments_json": out / f"{name}_segments.json",
+        "probs": out / f"{name}_probs.npy",
     }
     if plot:
-        files["png"] = out / f"{pred.name}.png"
+        files["png"] = out / f"{name}.png"
     if uncertainty is not None:
-        files["uncertainty"] = out / f"{pred.name}{UNCERTAINTY_SUFFIX}"
+        files["uncertainty"] = out / f"{name}{UNCERTAINTY_SUFFIX}"
     rows = {}
-    if pred.video.labels is not None:
-        rows["GT"] = pred.video.labels
-    rows.update({s.upper(): labels for s, labels in pred.decision.stream_labels.items()})
+    if gt is not None:
+        rows["GT"] = gt
+    rows.update({s.upper(): stream for s, stream in outputs.stream_labels.items()})
     rows["fused"] = labels
     segs = segment_records(labels, probs, names, fps, uncertainty)
     out.mkdir(parents=True, exist_ok=True)  # every rank writes the files of its own videos
-    write_label_files(out, pred.name, labels, pred.decision.stream_labels, names)
+    write_label_files(out, name, labels, outputs.stream_labels, names)
     write_segments_csv(files["segments_csv"], segs)
     write_segments_json(files["segments_json"], segs, fps)
     atomic_save_npy(files["probs"], probs)
     if uncertainty is not None:
         atomic_save_npy(files["uncertainty"], uncertainty)
     if plot:
-        plot_barcodes(rows, names, files["png"], title=pred.name, fps=fps)
-    return PredictedVideo(pred.name, files, len(labels), len(segs), segs, fps)
+        plot_barcodes(rows, list(names), files["png"], title=name, fps=fps)
+    return PredictedVideo(name, files, len(labels), len(segs), segs, fps)
 
 
 REVIEW_FIELDS: tuple[str, ...] = (
