@@ -1,5 +1,9 @@
 """Command line: ``twostream-das <command>``. A thin layer over the library.
 
+Shell completion of commands and options (the ``completion`` extra, argcomplete):
+``eval "$(register-python-argcomplete twostream-das)"`` in ``~/.bashrc`` (zsh: the same after
+``autoload -U bashcompinit && bashcompinit``).
+
 Each command lives in its own module of this package with a ``register(subparsers)``
 function that adds its parser and sets ``func`` to a callable ``(args) -> int``.
 """
@@ -10,6 +14,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 
@@ -52,6 +57,19 @@ def add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
                             help="no progress bars, warnings only")
 
 
+def complete(parser: argparse.ArgumentParser, **kwargs: object) -> None:
+    """Answer the shell's completion request and exit, when the shell asked (argcomplete sets
+    ``_ARGCOMPLETE``); nothing otherwise, or without argcomplete installed. ``kwargs`` go to
+    ``argcomplete.autocomplete`` (tests pass ``output_stream`` and ``exit_method``)."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:  # the optional ``completion`` extra
+        return
+    argcomplete.autocomplete(parser, **kwargs)  # type: ignore[arg-type]
+
+
 class TqdmLoggingHandler(logging.Handler):
     """Log lines written through ``tqdm.write``, so they never cut through a progress bar."""
 
@@ -82,6 +100,7 @@ def configured_logging(verbose: bool, quiet: bool) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    complete(parser)
     args = parser.parse_args(argv)
     with configured_logging(args.verbose, args.quiet):
         try:

@@ -64,6 +64,32 @@ def add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def add_print_config(parser: argparse.ArgumentParser) -> None:
+    """``--print-config``: print the merged config and exit (``--out`` is then not needed)."""
+    parser.add_argument(
+        "--print-config", action="store_true",
+        help="print the merged config (the file or preset with every --set applied, all keys) "
+        "as YAML and exit",
+    )
+
+
+def print_config(args: argparse.Namespace) -> bool:
+    """With ``--print-config``: print the merged config and return True (the command exits).
+
+    Raises:
+        ConfigError: a bad config or override; ``--out`` missing without ``--print-config``.
+    """
+    from ..config import load_config, to_yaml
+    from ..errors import ConfigError
+
+    if args.print_config:
+        print(to_yaml(load_config(args.config, args.overrides)), end="")
+        return True
+    if args.out is None:
+        raise ConfigError(f"{args.command} needs --out DIR (the run folder), or --print-config")
+    return False
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` on a command (default SUPPRESS: ``twostream-das --quiet CMD`` works too)."""
     parser.add_argument(

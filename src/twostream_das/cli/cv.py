@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..workflows.cv import markdown_table, parse_shard, run_cv, summarize_cv
-from ._common import add_config_args, add_quiet
+from ._common import add_config_args, add_print_config, add_quiet, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "folders.",
     )
     add_config_args(parser)
-    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--out", default=None, metavar="DIR", help="the cv folder (required)")
+    add_print_config(parser)
     parser.add_argument("--folds", default="all", help="all (default) or a list such as 1,2")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], metavar="S", help="training seeds (default 0)"
@@ -49,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if print_config(args):
+        return 0
     if args.summarize:
         if args.shard is not None or args.jobs != 1:
             raise ConfigError("cv --summarize trains nothing; do not combine it with --shard "

@@ -7,7 +7,7 @@ import argparse
 from ..config import load_config
 from ..workflows.selection import format_weights
 from ..workflows.training import train
-from ._common import add_config_args, add_quiet
+from ._common import add_config_args, add_print_config, add_quiet, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_args(parser)
     parser.add_argument("--fold", type=int, default=1, metavar="K", help="split number (default 1)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
+    parser.add_argument("--out", default=None, metavar="RUN_DIR", help="run folder (required)")
+    add_print_config(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if print_config(args):
+        return 0
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, args.fold, args.out, quiet=args.quiet)
     if result.already_finished:

@@ -122,8 +122,13 @@ class MetricsLog:
 
 
 def _tensorboard_writer(folder: Path) -> Any:
+    """A TensorBoard writer into ``folder``; None, with one log line, when TensorBoard is not
+    installed (the ``tensorboard`` extra)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
+        logger.info("TensorBoard logging is off: tensorboard is not installed (pip install "
+                    "'twostream_das[tensorboard]'); every number is in %s/metrics.csv",
+                    folder.parent)
         return None
     return SummaryWriter(log_dir=str(folder))

@@ -26,6 +26,10 @@ from .validation import finish, is_eval_epoch, validation_row
 
 logger = logging.getLogger(__name__)
 
+EPOCH_BAR_DELAY_S = 10.0
+"""An epoch that runs longer than this shows a progress bar of its batches (Breakfast's epochs
+take minutes); shorter ones never do."""
+
 
 def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> TrainResult:
     """Train the streams of ``cfg`` on fold ``fold`` into run folder ``out``.
@@ -119,8 +123,10 @@ def run_epoch(ctx: TrainContext, epoch: int) -> dict[str, float]:
     ctx.optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     num_batches = len(loader)
-    with seeded_global_rng(derive_seed(cfg.train.seed, "dropout", epoch, rank), ctx.device):
-        for index, batch in enumerate(loader):
+    bar = tqdm(loader, total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not ctx.show_progress, delay=EPOCH_BAR_DELAY_S, dynamic_ncols=True)
+    with seeded_global_rng(derive_seed(cfg.train.seed, "dropout", epoch, rank), ctx.device), bar:
+        for index, batch in enumerate(bar):
             generators = sample_generators(cfg, epoch, index, len(batch.names))
             step = (index + 1) % cfg.train.accumulate_steps == 0 or index + 1 == num_batches
             terms = forward_backward(ctx, batch.to(ctx.device), generators, sync=step)
