@@ -6,7 +6,7 @@ the package's metrics (pooled, background = ``background`` as the presets):
 
 - ``before``: the path this package had until issue 12: every offset upsampled to the full rate
   (its own nearest frames), averaged there, post-processed at full rate (median window in
-  full-rate frames, SPEC's purge);
+  full-rate frames, METHOD.md's purge);
 - ``after``: the package's path now (:func:`twostream_das.postprocess.postprocess` on the
   offsets' average at the subsampled rate), with the preset's kind and, for GTEA's purge, also
   ``diffact_purge``;

@@ -27,10 +27,14 @@ if ! command -v "$PY" >/dev/null 2>&1; then
     exit 1
 fi
 # torch first: a CUDA build is usually preinstalled on GPU machines and scripts/setup.sh keeps
-# it (it installs the CPU build only where no torch is installed).
+# it (its .venv then sees the interpreter's packages); set-up's environment is used from then on.
+setup() {
+    local py
+    if py=$(timeout "$SETUP_LIMIT" bash scripts/setup.sh demo --print-python); then PY=$py; fi
+}
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     echo "gpu_check: no torch installed; running scripts/setup.sh" >&2
-    timeout "$SETUP_LIMIT" bash scripts/setup.sh >&2 || true
+    setup || true
 fi
 rc=0
 cuda=$(timeout 120 "$PY" -c "import torch; print(torch.cuda.is_available() and torch.cuda.device_count())" 2>/dev/null) || rc=$?
@@ -47,7 +51,7 @@ if ! "$PY" -c "import twostream_das" >/dev/null 2>&1; then
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     if ! "$PY" -c "import twostream_das, omegaconf, scipy, tqdm" >/dev/null 2>&1; then
         echo "gpu_check: installing the package (scripts/setup.sh)" >&2
-        timeout "$SETUP_LIMIT" bash scripts/setup.sh >&2 || true
+        setup || true
         if ! "$PY" -c "import twostream_das, omegaconf, scipy, tqdm" >/dev/null 2>&1; then
             status error "the package's dependencies are not installed and scripts/setup.sh could not install them (offline?)"
             exit 1

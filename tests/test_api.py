@@ -1,4 +1,4 @@
-"""The Python API (``twostream_das.load_model`` / ``predict``), and the README's example run on
+"""The Python API (``twostream_das.load_model`` / ``predict``), and the documented examples run on
 the tiny data."""
 
 import dataclasses
@@ -13,26 +13,34 @@ from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
 from twostream_das.errors import ConfigError, DataError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {  # file -> (its section, the example's paths and fps, replaced by the tiny data's)
+    "README.md": ("## Python API", ("runs/mine/split1/checkpoints/best.pt",
+                                    "new/features_rgb/v1.npy", "v1_flow.npy", "fps=30")),
+    "docs/python-api.md": ("# Python API", ("runs/gtea/split1/checkpoints/best.pt",
+                                            "data/gtea/features_rgb/S1_Cheese_C1.npy",
+                                            "my_flow.npy", "fps=15")),
+}  # fmt: skip
 
 
-def readme_example() -> str:
-    text = README.read_text()
-    section = text[text.index("## Python API"):]
+def example(name: str) -> str:
+    text = (ROOT / name).read_text()
+    section = text[text.index(EXAMPLES[name][0]):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readme_example_runs_and_equals_the_predict_command(trained_run, tiny_root, tmp_path,
-                                                                capsys):
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_the_documented_example_runs_and_equals_the_predict_command(
+    name, trained_run, tiny_root, tmp_path, capsys
+):
     best = trained_run / "checkpoints" / "best.pt"
     rgb, flow = (tiny_root / f"features_{s}" / "v1.npy" for s in ("rgb", "flow"))
-    code = readme_example()
-    for old, new in (("runs/gtea/split1/checkpoints/best.pt", best),
-                     ("data/gtea/features_rgb/S1_Cheese_C1.npy", rgb), ("my_flow.npy", flow)):
+    code = example(name)
+    for old, new in zip(EXAMPLES[name][1], (best, rgb, flow, "fps=15"), strict=True):
         assert old in code
         code = code.replace(old, str(new))
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, name, "exec"), namespace)  # noqa: S102 - our own docs
     result = namespace["result"]
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == len(result.segments) >= 1

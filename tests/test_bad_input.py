@@ -4,15 +4,18 @@ traceback.
 
 Each case is ``(id, setup, argv, expected)``: ``setup(env)`` breaks a fresh copy of the tiny
 dataset (or makes other files) and returns nothing; ``argv`` is a function of the
-environment; every string of ``expected`` must appear in the error line. The README's
-"Reliability" section counts the cases of :data:`CASES` (a test below keeps it true).
+environment; every string of ``expected`` must appear in the error line. The docs page
+docs/reliability.md counts the cases of :data:`CASES` (a test below keeps it true).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +27,10 @@ import torch
 from _diffact import diffact_state_dict, write_tiny_release
 from _tiny import tiny_overrides, write_tiny_dataset
 from twostream_das.cli import main
+from twostream_das.io import TMP_SUFFIX
 from twostream_das.runs import RunDir, RunLock
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RELIABILITY = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
 @dataclass
@@ -252,7 +256,15 @@ CASES: list[Case] = [
     Case("groundtruth-missing", "data layout", _remove("groundTruth/v5.txt"), _train(),
          ("train.split1.bundle line", "'v5' has no ground truth", "groundTruth/v5.txt")),
     Case("feature-folder-missing", "data layout", _remove("features_flow"), _train(),
-         ("missing flow features file", "features_flow/v", "expected a .npy file")),
+         ("dataset.streams.flow reads {root}/features_flow/, which does not exist",
+          "expected a folder of <video>.npy feature files")),
+    Case("feature-file-missing", "data layout", _remove("features_flow/v1.npy"), _train(),
+         ("missing flow features file", "features_flow/v1.npy", "expected a .npy file")),
+    Case("preset-of-other-features", "data layout",
+         lambda env: [_remove("features_rgb")(env), (env.root / "features").mkdir()],
+         _train("name=gtea"),
+         ("dataset.streams.rgb reads {root}/features_rgb/, which does not exist, but "
+          "{root}/features/ (the standard 2048-d I3D features) does: use --config gtea_i3d",)),
     # ------------------------------------------------------------------ mapping
     Case("mapping-malformed", "mapping", _write("mapping.txt", "0 background\ncut\n"), _train(),
          ("mapping.txt line 2", "'cut'", "expected '<integer id> <class name>'")),
@@ -443,7 +455,23 @@ CASES: list[Case] = [
          _stored_checkpoint(lambda raw: raw["config"]["train"].update(lr=-1.0)),
          _predict(*_PAIR, checkpoint="{tmp}/ckpt.pt"),
          ("train.lr = -1.0 is invalid", "expected a finite number > 0")),
+    Case("checkpoint-tensor-shape", "checkpoint",
+         lambda env: [_feature_pair()(env), _stored_checkpoint(
+             lambda raw: raw["config"]["model"]["decoder"].update(width=4))(env)],
+         _predict(*_PAIR, checkpoint="{tmp}/ckpt.pt"),
+         ("ckpt.pt does not fit the model: tensor streams.", "has shape (", "in the file, the "
+          "model expects (", "the network its stored config describes")),
     # ------------------------------------------------------------------ predict inputs
+    Case("predict-out-is-a-file", "predict inputs",
+         lambda env: [_feature_pair()(env), (env.tmp / "pred").write_text("mine")],
+         _predict(*_PAIR), ("--out {tmp}/pred is a file; expected a folder",)),
+    Case("predict-out-cannot-be-made", "predict inputs",
+         lambda env: [_feature_pair()(env), (env.tmp / "afile").write_text("mine")],
+         lambda env: [*_predict(*_PAIR)(env), "--out", str(env.tmp / "afile" / "pred")],
+         ("--out {tmp}/afile/pred cannot be made or written (Not a directory)",)),
+    Case("predict-device-cuda", "predict inputs", _feature_pair(),
+         _predict(*_PAIR, "--device", "cuda"),
+         ("--device 'cuda' but CUDA is not available on this machine; expected cpu or auto",)),
     Case("predict-rgb-missing", "predict inputs", _nothing,
          _predict("--rgb", "{tmp}/none", "--flow", "{tmp}/none"),
          ("--rgb", "none does not exist", "expected a .npy file or a folder of them")),
@@ -647,7 +675,8 @@ CASES: list[Case] = [
          ("has streams {{'rgb': 6, 'flow': 5}}; the data give {{'rgb': 6}}",)),
     Case("init-from-other-sizes", "fine-tuning", _nothing,
          lambda env: _train("model.decoder.width=4", f"train.init_from={env.best}")(env),
-         ("does not fit the configured model", "decoder", "model.encoder / model.decoder sizes")),
+         ("does not fit the model: tensor streams.", "decoder",
+          "model.encoder / model.decoder sizes")),
 ]
 
 
@@ -664,6 +693,8 @@ def test_bad_input_stops_with_one_line_and_exit_code_2(
     shutil.copytree(pristine, root)
     (tmp_path / "scratch").mkdir()
     # the trained run only for the cases that use it (trained once per session, shared)
+    if case.id == "predict-device-cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     run = request.getfixturevalue("trained_run") if case.needs_run else tmp_path / "no_run"
     env = Env(root=root, tmp=tmp_path / "scratch", run=run, run_root=tiny_root)
     try:
@@ -686,12 +717,104 @@ def test_bad_input_stops_with_one_line_and_exit_code_2(
         assert _fmt(part, env) in lines[0], f"{part!r} not in {lines[0]!r}"
 
 
-def test_the_readme_counts_the_cases():
+def test_the_reliability_page_counts_the_cases():
     kinds: dict[str, int] = {}
     for case in CASES:
         kinds[case.kind] = kinds.get(case.kind, 0) + 1
-    text = README.read_text()
+    text = RELIABILITY.read_text()
     assert f"{len(CASES)} bad-input cases" in text
     for kind, count in kinds.items():
         assert f"| {kind} | {count} |" in text, kind
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+# ---------------------------------------------------------------------- beyond the CLI cases
+
+
+def test_load_model_on_cuda_without_cuda_names_its_own_option(trained_run):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    import twostream_das as tsd
+    from twostream_das.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^load_model\(device=\.\.\.\) = 'cuda' but CUDA is not "
+                                          r"available on this machine; expected cpu or auto$"):
+        tsd.load_model(trained_run / "checkpoints" / "best.pt", device="cuda")
+
+
+def _pages(folder: Path) -> int:
+    """Bytes ``folder``'s files take on a tmpfs (whole 4 KiB pages)."""
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A tmpfs at ``tmp_path/small`` (root and ``mount`` needed, else the test skips); the test
+    sizes it with ``remount``."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+
+    def resize(size: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
+
+    yield mount, resize
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_resumes(
+    small_tmpfs, pristine, tmp_path, capsys
+):
+    mount, resize = small_tmpfs
+    root = tmp_path / "data"
+    shutil.copytree(pristine, root)
+
+    def train(out: Path, epochs: int) -> list[str]:
+        return ["train", "--config", "demo", "--set",
+                *tiny_overrides(root, f"train.epochs={epochs}"), "--fold", "1", "--out",
+                str(out), "--quiet"]  # fmt: skip
+
+    # what one epoch leaves on disk, measured; the tmpfs then holds it and half a last.pt more,
+    # so the second epoch's checkpoint (a temporary copy beside the first) cannot be written
+    assert main(train(tmp_path / "measure", 1)) == 0
+    last = (tmp_path / "measure" / "checkpoints" / "last.pt").stat().st_size
+    resize(_pages(tmp_path / "measure") + last // 2)
+    capsys.readouterr()
+    out = mount / "run"
+    assert main(train(out, 2)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err, err
+    lines = [line for line in err.splitlines() if not line.startswith(("WARNING", "INFO"))]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("twostream-das train: error: no space left on the device to "
+                               f"write {out / 'checkpoints'}"), lines[0]  # fmt: skip
+    assert "nothing was lost" in lines[0] and "rerun the same command to resume" in lines[0]
+    assert not [p for p in out.rglob("*") if p.name.endswith(TMP_SUFFIX)]  # no partial copy
+    from twostream_das.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoints" / "last.pt").epoch == 1  # the earlier one loads
+    resize(64 * 2**20)  # space freed: the same command resumes and finishes
+    assert main(train(out, 2)) == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt").epoch == 2
+
+
+def test_the_report_holds_no_absolute_path_of_the_machine(trained_run, tmp_path, capsys):
+    shutil.copytree(trained_run, tmp_path / "run")
+    pred = tmp_path / "pred"
+    ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
+    source = json.loads((tmp_path / "run" / "run.json").read_text())["config"]["dataset"]["root"]
+    assert main(["predict", "--checkpoint", str(ckpt), "--rgb", f"{source}/features_rgb",
+                 "--flow", f"{source}/features_flow", "--labels", f"{source}/groundTruth",
+                 "--out", str(pred), "--quiet", "--no-plots"]) == 0  # fmt: skip
+    for folder in (pred, tmp_path / "run"):
+        page = tmp_path / f"{folder.name}.html"
+        assert main(["report", str(folder), "--out", str(page), "--quiet"]) == 0
+        text = page.read_text()
+        for machine_path in {str(tmp_path), str(Path(source).parent), os.getcwd(),
+                             str(Path.home())} - {"/"}:  # fmt: skip
+            assert machine_path not in text, (folder.name, machine_path)

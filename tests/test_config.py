@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from twostream_das.choices import FusionWeights
@@ -20,6 +22,16 @@ def test_presets_load_and_round_trip(name):
     cfg = load_config(name)
     assert cfg.name == name
     assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("base", ["gtea", "50salads"])
+def test_i3d_presets_are_the_paper_presets_with_both_streams_from_features(base):
+    paper, i3d = load_config(base), load_config(f"{base}_i3d")
+    assert {s: (v.source.value, v.dim) for s, v in i3d.dataset.streams.items()} == {
+        "rgb": ("i3d_rgb", 1024), "flow": ("i3d_flow", 1024)}
+    same = replace(i3d, name=paper.name, dataset=replace(i3d.dataset,
+                                                        streams=paper.dataset.streams))
+    assert same == paper  # every other value is the paper preset's
 
 
 def test_paper_settings_per_dataset():

@@ -115,7 +115,7 @@ def test_fusion_settings_in_the_config():
     cfg = load_config("demo", ["fusion.rule=product", "fusion.temperature=true"])
     method = FusionMethod.from_config(cfg.fusion, {"rgb": 1.5})
     assert method.rule is FusionRule.PRODUCT and method.temperatures == {"rgb": 1.5}
-    default = load_config("50salads").fusion  # the measured default input, SPEC's sum
+    default = load_config("50salads").fusion  # the measured default input, METHOD.md's sum
     assert default.rule is FusionRule.SUM and default.input is FusionInput.TRAJECTORY
     paper = load_config("50salads", ["fusion.input=final"]).fusion
     assert FusionMethod.from_config(paper).rule is FusionRule.SUM

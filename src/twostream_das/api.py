@@ -169,7 +169,8 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> L
         CheckpointError: missing, unreadable or foreign file.
         ConfigError: an unknown device.
     """
-    target = device if isinstance(device, torch.device) else resolve_device(str(device))
+    target = (device if isinstance(device, torch.device)
+              else resolve_device(str(device), "load_model(device=...)"))  # fmt: skip
     return _load_model(checkpoint, target)
 
 

@@ -205,6 +205,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return Checkpoint(**known)
 
 
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: str,
+                 expected: str) -> None:  # fmt: skip
+    """``model.load_state_dict(weights)``, with a mismatch as one :class:`CheckpointError`.
+
+    Args:
+        where: the file, for the message (e.g. ``checkpoint runs/x/checkpoints/best.pt``).
+        expected: what would fit, for the message.
+
+    Raises:
+        CheckpointError: naming the first tensor whose shape differs (its shape in the file and
+        the model's), or the first missing or unexpected key.
+    """
+    own = model.state_dict()
+    for key, tensor in weights.items():
+        if key in own and tensor.shape != own[key].shape:
+            raise CheckpointError(
+                f"{where} does not fit the model: tensor {key} has shape {tuple(tensor.shape)} "
+                f"in the file, the model expects {tuple(own[key].shape)}; {expected}"
+            )
+    missing = [k for k in own if k not in weights]
+    unknown = [k for k in weights if k not in own]
+    if missing or unknown:
+        what = f"lacks tensor {missing[0]}" if missing else f"has a tensor {unknown[0]}"
+        raise CheckpointError(
+            f"{where} does not fit the model: it {what} that the model "
+            f"{'has' if missing else 'does not have'} ({len(missing)} missing, {len(unknown)} "
+            f"unexpected); {expected}"
+        )
+    model.load_state_dict(weights)
+
+
 def checkpoint_config(path: str | Path) -> Config:
     """The config stored in a checkpoint."""
     return load_checkpoint(path).to_config()
@@ -240,23 +271,15 @@ def load_initial_weights(
             f"({len(ckpt.label_names)}); the mapping lists {len(label_names)} others; expected "
             f"the same mapping"
         )
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
-             for k, v in ckpt.weights.items() if k in own and v.shape != own[k].shape]  # fmt: skip
-    missing, unknown = sorted(set(own) - set(ckpt.weights)), sorted(set(ckpt.weights) - set(own))
-    if wrong or missing or unknown:
-        raise CheckpointError(
-            f"{where} does not fit the configured model: shapes {wrong[:3] or 'fine'}, missing "
-            f"{missing[:3] or 'nothing'}, unexpected {unknown[:3] or 'nothing'}; expected the "
-            f"same model.encoder / model.decoder sizes (train with --config on its config.yaml)"
-        )
+    fits = ("expected the same model.encoder / model.decoder sizes (train with --config on its "
+            "config.yaml)")
+    load_weights(model, ckpt.weights, f"{where}", fits)
     stored = (ckpt.config.get("model") or {}).get("attention_outside")
     if stored is not None and stored != cfg.model.attention_outside.value:
         logger.warning(
             "%s was trained with model.attention_outside = %s, this run uses %s", where, stored,
             cfg.model.attention_outside.value,
         )
-    model.load_state_dict(ckpt.weights)
     logger.info("%s: weights loaded (epoch %d); optimizer and epochs start afresh", where,
                 ckpt.epoch)
     return ckpt

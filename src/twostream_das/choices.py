@@ -1,6 +1,6 @@
 """The choices stored beside a model's weights, one small frozen value each.
 
-- :class:`FusionWeights`: one late-fusion weight per stream (SPEC section 5);
+- :class:`FusionWeights`: one late-fusion weight per stream (METHOD.md section 5);
 - :class:`PostprocessChoice`: the post-processing method and its window;
 - :class:`Selection`: what validation chose for a checkpoint: the epoch, the fusion weights, the
   post-processing (and the fusion temperatures, the selection metric, its score and the

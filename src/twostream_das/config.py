@@ -55,7 +55,7 @@ class AttentionOutside(str, enum.Enum):
     """What the windowed attention does with window positions outside the sequence (and, a video
     being treated as if alone, on padded frames)."""
 
-    EXACT = "exact"  # excluded: the softmax runs over the keys inside the sequence (SPEC)
+    EXACT = "exact"  # excluded: softmax over the keys inside the sequence (METHOD.md section 3)
     # DiffAct's code: zero keys and values there, every score + log(mask + 1e-6), softmax over
     # the whole window, then times the 0/1 mask (no renormalisation). What its checkpoints
     # were trained with; ``convert`` sets it. Only the plain PyTorch path implements it.
@@ -73,7 +73,7 @@ class MaskStrategy(str, enum.Enum):
 
 class PostprocessKind(str, enum.Enum):
     NONE = "none"
-    PURGE = "purge"  # remove segments shorter than ``window`` frames (SPEC section 5)
+    PURGE = "purge"  # remove segments shorter than ``window`` frames (METHOD.md section 5)
     DIFFACT_PURGE = "diffact_purge"  # DiffAct's: one pass, segments of at most ``window`` frames
     MEDIAN = "median"  # median filter over class probabilities, window ``window``
     MODE = "mode"  # mode (majority) filter over labels, window ``window``
@@ -89,7 +89,7 @@ class FusionInput(str, enum.Enum):
 class FusionRule(str, enum.Enum):
     """How late fusion combines the streams' per-frame class probabilities."""
 
-    SUM = "sum"  # P = sum_s w_s P_s (SPEC section 5, the paper)
+    SUM = "sum"  # P = sum_s w_s P_s (METHOD.md section 5, the paper)
     PRODUCT = "product"  # P ∝ prod_s P_s ** w_s: weighted sum of log-probabilities, renormalised
 
 
@@ -207,9 +207,10 @@ class LossConfig:
     decoder_smooth: float = 0.1
     decoder_boundary: float = 0.1
     smooth_clamp: float = 16.0  # MS-TCN's truncation of the squared log-prob difference
-    # w_c = N / ((n_c + 10) * C) over the training labels (SPEC section 4, DiffAct's formula)
+    # w_c = N / ((n_c + 10) * C) over the training labels (METHOD.md section 4, DiffAct's formula)
     class_weighting: bool = True
-    # also with soft labels (loss.soft_label_sigma set)? SPEC and DiffAct: no weights there
+    # also with soft labels (loss.soft_label_sigma set)? METHOD.md section 4 and DiffAct: no
+    # weights there
     soft_label_class_weighting: bool = False
     soft_label_sigma: Optional[float] = 1.4  # temporal smoothing of CE targets; None = off
 
@@ -254,7 +255,7 @@ class FusionConfig:
 class PostprocessConfig:
     kind: PostprocessKind = PostprocessKind.PURGE
     # frames; at dataset.sample_rate r > 1 the median's window counts subsampled frames (it runs
-    # on the offsets' average, SPEC section 6), purge's and mode's count full-rate frames
+    # on the offsets' average, METHOD.md section 6), purge's and mode's count full-rate frames
     window: int = 3
     select_on_validation: bool = False  # also choose kind/window on validation
     candidate_windows: List[int] = field(default_factory=lambda: [3, 5, 15, 30])
@@ -315,7 +316,9 @@ LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
 overrides and the configs stored in older checkpoints are translated on load
 (:func:`upgrade_legacy_keys`); a file or override that uses one gets a warning."""
 
-PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "demo")
+PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "gtea_i3d", "50salads_i3d", "demo")
+"""Shipped configs (``configs/<name>.yaml``). ``*_i3d``: the paper's preset with both streams
+from the standard 2048-d I3D features (``features/``) instead of 768-d Br-Prompt RGB."""
 SELECT_METRICS: tuple[str, ...] = ("acc", "edit", "f1@10", "f1@25", "f1@50", "mean")
 
 

@@ -23,5 +23,10 @@ class CheckpointError(TwoStreamDASError, ValueError):
     """A checkpoint or run folder is missing, incompatible or would be overwritten."""
 
 
+class DiskFullError(TwoStreamDASError, OSError):
+    """A file could not be written for lack of space (ENOSPC, EDQUOT); the file was left as it
+    was and no partial copy remains."""
+
+
 class WeightsNotFoundError(TwoStreamDASError, FileNotFoundError):
     """Pretrained weights were asked for but the file is not there (never fetched silently)."""

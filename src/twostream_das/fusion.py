@@ -1,6 +1,6 @@
 """Weighted late fusion of the streams' probabilities and the search of its weights.
 
-``P = sum_s w_s * P_s`` over the configured streams, each weight in [0, 1] (SPEC section 5:
+``P = sum_s w_s * P_s`` over the configured streams, each weight in [0, 1] (METHOD.md section 5:
 ``w_rgb * P_rgb + w_flow * P_flow`` for the two streams of the presets), applied to per-frame
 class probabilities before post-processing and argmax. The weights are not renormalised: the
 paper's formula is used as written, and scaling all weights changes neither the argmax nor a

@@ -1,7 +1,7 @@
 """The one prediction path, shared by validation, ``evaluate`` and ``predict``.
 
 temporal-offset ensemble -> every stream -> late fusion -> post-processing -> labels, as DiffAct's
-test loop does it (SPEC section 6):
+test loop does it (METHOD.md section 6):
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (:func:`batch_plan`: ``eval.batch_size``, grouped by length, padded with
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, load_weights
 from .choices import FusionWeights, PostprocessChoice, Selection
 from .config import EVAL_ACCELERATOR_BATCH, EVAL_CPU_PASS_FRAMES, Config, FusionInput, validate
 from .data.collate import collate
@@ -257,7 +257,9 @@ def load_model(path: str | Path, device: torch.device) -> LoadedModel:
     ckpt = load_checkpoint(path)
     cfg = standardize_as_stored(ckpt.to_config(), ckpt.weights, f"checkpoint {path}")
     model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
-    model.load_state_dict(ckpt.weights)
+    load_weights(model, ckpt.weights, f"checkpoint {path}",
+                 "expected the tensors of the network its stored config describes (was the "
+                 "config inside the file edited?)")  # fmt: skip
     model.to(device).eval()
     return LoadedModel(model, cfg, ckpt)
 

@@ -213,7 +213,7 @@ def default_streams(root: Path, lengths: Mapping[str, int]) -> list[tuple[Option
 
 
 def _standard_i3d(root: Path, lengths: Mapping[str, int]) -> bool:
-    """``features/`` holds (2048, T) files following the labels (SPEC section 2)."""
+    """``features/`` holds (2048, T) files following the labels (METHOD.md section 2)."""
     first = next(iter(lengths))
     path = root / I3D_FOLDER / f"{first}.npy"
     try:

@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import DataError
+from .errors import DataError, DiskFullError
 from .metrics import segment_bounds
 
 if TYPE_CHECKING:  # the data package imports torch; this module must stay light
@@ -92,11 +92,31 @@ def atomic_write(
             handle.flush()
             os.fsync(handle.fileno())
         move(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if no_space_left(err):
+            raise DiskFullError(
+                f"no space left on the device to write {path} (it is as it was; the partial "
+                "copy is removed)"
+            ) from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def no_space_left(err: BaseException) -> bool:
+    """Whether ``err``, or an exception it was raised from or while handling (torch's zip writer
+    turns the ``OSError`` into a ``RuntimeError``), is a full disk or quota."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFullError) or (
+            isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 _UMASK_LOCK = threading.Lock()

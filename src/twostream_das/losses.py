@@ -1,4 +1,4 @@
-"""Per-stream losses (SPEC section 4), masked for padding, as a named breakdown.
+"""Per-stream losses (METHOD.md section 4), masked for padding, as a named breakdown.
 
 Every term is first averaged over one video's real frames (or real neighbour pairs), then over
 the videos of the batch: the research code trains with batch size 1 and averages over
@@ -10,7 +10,7 @@ float32.
   along time by a Gaussian (scipy ``gaussian_filter1d``, mode ``reflect`` at the video's own
   ends, so q still sums to 1 over classes). ``w`` are the class weights given by the caller
   (training passes :func:`class_weights_from_counts` over the training labels, and None = all 1
-  when soft labels are on, as SPEC section 4 and DiffAct do, unless
+  when soft labels are on, as METHOD.md section 4 and DiffAct do, unless
   ``loss.soft_label_class_weighting``). With hard labels this is ``w_y * NLL``, the research
   code's per-frame ``CrossEntropyLoss(weight, reduction='none')`` then a plain mean over frames
   (not PyTorch's weight-normalised mean).
@@ -65,7 +65,7 @@ CLASS_COUNT_PRIOR = 10
 
 
 def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
-    """SPEC section 4's class weights ``w_c = N / ((n_c + 10) * C)``, as DiffAct computes them.
+    """METHOD.md section 4's class weights ``w_c = N / ((n_c + 10) * C)``, as DiffAct computes them.
 
     Args:
         counts: (C,) frames per class over the training labels (N = their sum).

@@ -1,7 +1,7 @@
-"""Post-processing of per-frame class probabilities into labels (SPEC sections 5 and 6).
+"""Post-processing of per-frame class probabilities into labels (METHOD.md sections 5 and 6).
 
 :func:`postprocess` is the one path from class probabilities to full-rate labels. With a
-temporal sample rate ``r`` (SPEC section 6, DiffAct's test loop) its input is the average of
+temporal sample rate ``r`` (METHOD.md section 6, DiffAct's test loop) its input is the average of
 the offset views at the subsampled rate: the median filter runs there (its window counts
 subsampled frames: 50Salads' 30 at r = 8 spans 240 full-rate frames, 8 s), then the argmax,
 then the full rate is restored by nearest neighbour

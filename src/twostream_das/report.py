@@ -193,7 +193,7 @@ def report_data(
     return {
         "title": f"twostream_das report: {source.resolve().name}",
         "kind": kind,
-        "source": str(source.resolve()),
+        "source": _relative(source, page_dir),  # never an absolute path of this machine
         "version": __version__,
         "classes": [
             {"name": n, "color": _hex(c), "background": n in background}
@@ -202,6 +202,14 @@ def report_data(
         "videos": found.entries,
         "metrics": metrics,
     }
+
+
+def _relative(path: Path, page_dir: str | Path) -> str:
+    """``path`` relative to the page's folder (its name alone on another drive)."""
+    try:
+        return Path(os.path.relpath(path.resolve(), Path(page_dir).resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.resolve().name
 
 
 def video_files(paths: Sequence[str | Path]) -> dict[str, Path]:

@@ -50,22 +50,28 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked.
 
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ...
+        option: how the user gave it, for the error (``train.device``, ``--device``,
+            ``load_model(device=...)``).
+
     Raises:
-        ConfigError: a CUDA device was asked for but is not available.
+        ConfigError: not a device, or a CUDA device was asked for but is not available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    given = f"{option} {name!r}" if option.startswith("-") else f"{option} = {name!r}"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(
-            f"train.device = {name!r} is not a device; expected auto, cpu, cuda or cuda:N"
-        ) from None
+        raise ConfigError(f"{given} is not a device; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r} but CUDA is not available on this machine")
+        raise ConfigError(
+            f"{given} but CUDA is not available on this machine; expected cpu or auto"
+        )
     return device
 
 

@@ -1,4 +1,4 @@
-"""One modality's model: encoder + condition masks + decoder + diffusion (SPEC section 3).
+"""One modality's model: encoder + condition masks + decoder + diffusion (METHOD.md section 3).
 
 Training (:meth:`DiffusionStream.loss`), per sample b of the batch:
 

@@ -17,6 +17,7 @@ from ..extraction import (
     extract_videos,
     parse_streams,
 )
+from ..extraction._deps import require_video_packages
 from ._common import add_quiet, add_weight_args, weight_options
 
 BARRIER_TIMEOUT = datetime.timedelta(days=7)
@@ -65,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"I3D input side (default {defaults.image_size})")
     parser.add_argument("--resize", choices=[m.value for m in ResizeMode],
                         default=defaults.resize.value,
-                        help="square: whole frame to PXxPX (SPEC, default); short-side-crop: "
-                        "Kinetics short side PX*256/224 then centre crop")
+                        help="square: whole frame to PXxPX (METHOD.md section 8, default); "
+                        "short-side-crop: Kinetics short side PX*256/224 then centre crop")
     parser.add_argument("--sequential", dest="overlap", action="store_false",
                         help="one pass per stream, one stage after the other, instead of "
                         "decoding, flow and the networks overlapping in threads (same features)")
@@ -82,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     streams = parse_streams(args.streams)
+    require_video_packages()  # the pip line before anything else
     settings = ExtractionSettings(
         window=args.window, image_size=args.image_size, resize=ResizeMode(args.resize),
         flow_method=FlowMethod(args.flow_method), batch_size=args.batch_size, device=args.device,

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import FeatureSource, Orientation, StreamDataConfig
+from ..config import PRESETS, DatasetConfig, FeatureSource, Orientation, StreamDataConfig
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,31 @@ def feature_path(root: str | Path, video: str, spec: StreamDataConfig) -> Path:
     """Where a stream's features of ``video`` live."""
     folder = I3D_FOLDER if spec.source in I3D_ROWS else spec.folder
     return Path(root) / folder / f"{video}.npy"
+
+
+def check_stream_folders(data_cfg: DatasetConfig, config_name: str) -> None:
+    """Every per-stream folder of ``data_cfg.streams`` exists. Where one is missing but the
+    standard ``features/`` folder is there (the usual I3D download), the error says which
+    preset reads both streams from it (``<name>_i3d``) or which setting to change.
+
+    Raises:
+        DataError: naming the stream, the missing folder and the way out.
+    """
+    root = Path(data_cfg.root)
+    for stream, spec in data_cfg.streams.items():
+        if spec.source in I3D_ROWS or (root / spec.folder).is_dir():
+            continue
+        where = f"dataset.streams.{stream} reads {root / spec.folder}/, which does not exist"
+        if not (root / I3D_FOLDER).is_dir():
+            raise DataError(f"{where}; expected a folder of <video>.npy feature files there")
+        variant = f"{config_name}_i3d"
+        if variant in PRESETS:
+            fix = f"use --config {variant}, which reads both streams from features/"
+        else:
+            fix = f"set dataset.streams.{stream}.source=i3d_rgb or i3d_flow"
+        raise DataError(
+            f"{where}, but {root / I3D_FOLDER}/ (the standard 2048-d I3D features) does: {fix}"
+        )
 
 
 def feature_bytes(paths: Iterable[Path]) -> int:

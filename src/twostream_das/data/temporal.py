@@ -5,7 +5,7 @@ With a sample rate ``r`` a video has ``r`` offset views: view ``o`` holds full-r
 ``o, o + r, o + 2r, ...``. Training draws one view per sample; evaluation runs every view,
 crops their outputs to the shortest view and averages them at the subsampled rate
 (:func:`average_views`); after the decision at that rate, :func:`restore_full_rate` maps it
-back to every full-rate frame (SPEC section 6, DiffAct's test loop).
+back to every full-rate frame (METHOD.md section 6, DiffAct's test loop).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BOUNDARY_MODE = "reflect"  # gaussian_filter1d at the video ends (scipy's defaul
 
 
 def boundary_target(labels: np.ndarray, sigma: float, dtype: type = np.float32) -> np.ndarray:
-    """Soft action-boundary target at the labels' own rate (SPEC section 3), as DiffAct's
+    """Soft action-boundary target at the labels' own rate (METHOD.md section 3), as DiffAct's
     ``get_boundary_seq`` computes it.
 
     1 at both frames of every label change (``t - 1`` and ``t`` where ``labels[t] !=

@@ -1,4 +1,5 @@
-"""Feature extraction from raw video (SPEC 8): optical flow, I3D RGB/FLOW, CLIP-style ViT.
+"""Feature extraction from raw video (METHOD.md section 8): optical flow, I3D RGB/FLOW, a
+CLIP-style ViT.
 
 ``extract_video_features(video, streams, ...)`` returns ``{stream: (D, T) float32}`` in memory;
 ``FeatureExtractor`` keeps the networks loaded across videos; ``extract_videos`` writes the

@@ -5,9 +5,9 @@ on the chosen device. Decoding, optical flow and each network run in their own t
 bounded queues (:mod:`.pipeline`), so they overlap; ``ExtractionSettings.overlap = False`` runs
 one pass per stream instead, one stage after the other (the same features):
 
-- ``i3d_rgb``: frame -> resize (``square`` 224x224 per SPEC 8, or Kinetics short side 256 +
-  centre crop 224) -> RGB in [-1, 1] -> 21-frame window centred on the frame (zeros beyond the
-  ends) -> I3D RGB -> Mixed_5c averaged over time and space: 1024-d.
+- ``i3d_rgb``: frame -> resize (``square`` 224x224 per METHOD.md section 8, or Kinetics short
+  side 256 + centre crop 224) -> RGB in [-1, 1] -> 21-frame window centred on the frame (zeros
+  beyond the ends) -> I3D RGB -> Mixed_5c averaged over time and space: 1024-d.
 - ``i3d_flow``: resized frame -> grey -> TV-L1 flow to the next frame (the last frame repeats the
   previous flow) -> clip to +-20 px, divide by 20 -> same windows -> I3D FLOW: 1024-d.
 - ``clip_rgb``: frame -> short side 224 (bicubic), centre crop, CLIP normalisation -> ViT-B/16
@@ -20,9 +20,10 @@ evenly spaced ones. Without it every decoded frame is kept.
 
 Each stream is written as ``<out>/features_<stream>/<video>.npy`` (D, T) float32 with T the number
 of (resampled) frames; with both I3D streams, also ``<out>/features/<video>.npy`` (2048, T), RGB
-rows first (the standard layout, SPEC 2). ``<out>/video_info/<video>.json`` records the video's own
-rate, frame count and duration and the features' rate (:class:`.video.VideoTiming`): feature
-column ``k`` is the video's time ``k / fps``. Re-running skips complete files (see :mod:`.store`).
+rows first (the standard layout, METHOD.md section 2). ``<out>/video_info/<video>.json`` records
+the video's own rate, frame count and duration and the features' rate
+(:class:`.video.VideoTiming`): feature column ``k`` is the video's time ``k / fps``. Re-running
+skips complete files (see :mod:`.store`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class ExtractionSettings:
 
     window: int = 21  # frames per I3D window, centred on the frame (odd)
     image_size: int = 224  # I3D input side (tests use 32: the network is fully convolutional)
-    resize: ResizeMode = ResizeMode.SQUARE  # SPEC 8: whole frame to image_size x image_size
+    resize: ResizeMode = ResizeMode.SQUARE  # METHOD.md section 8: whole frame to image_size^2
     flow_method: FlowMethod = FlowMethod.TVL1
     flow_bound: float = FLOW_BOUND  # flow clipped to +-bound pixels, then divided by it
     batch_size: int = 8  # I3D windows (or ViT frames) per forward pass

@@ -33,7 +33,7 @@ KINETICS_RESIZE_RATIO = 256 / 224
 class ResizeMode(str, enum.Enum):
     """How a frame becomes the square I3D input of side ``image_size``."""
 
-    SQUARE = "square"  # whole frame resized to image_size x image_size (SPEC 8; aspect not kept)
+    SQUARE = "square"  # whole frame to image_size x image_size (METHOD.md section 8; any aspect)
     SHORT_SIDE_CROP = "short-side-crop"  # Kinetics: short side image_size*256/224, centre crop
 
 

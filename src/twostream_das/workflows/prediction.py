@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,9 +115,20 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     ``_uncertainty.npy`` beside a later ``K = 1`` run's files). Other files are left alone.
 
     Raises:
-        DataError: ``out`` holds a prediction and ``overwrite`` is False, or its
-            ``summary.json`` cannot be read.
+        DataError: ``out`` is a file, cannot be made or written, holds a prediction and
+            ``overwrite`` is False, or its ``summary.json`` cannot be read.
     """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; expected a folder (new, or an earlier prediction)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # writable? (read-only mounts, permissions)
+            pass
+    except OSError as err:
+        raise DataError(
+            f"--out {out} cannot be made or written ({err.strerror or err}); expected a folder "
+            "whose parent exists and is writable"
+        ) from None
     summary_path = out / SUMMARY_JSON
     if not summary_path.is_file():
         return
@@ -351,7 +363,7 @@ def _predict_files(
         if rank == 0:
             prepare_output(out, overwrite)
     with agreed():
-        device = local_device(resolve_device(device_name))
+        device = local_device(resolve_device(device_name, "--device"))
         loaded = load_model(checkpoint, device)
         check_stream_paths(loaded, features, "predict")
         known = dict.fromkeys(loaded.model.stream_names)

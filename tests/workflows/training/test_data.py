@@ -17,7 +17,8 @@ def test_class_weights_are_the_references_and_off_with_soft_labels():
     expected = torch.tensor([12 / 64, 12 / 48, 12 / 40, 12 / 56], dtype=torch.float32)
     assert weights.dtype == torch.float32 and torch.equal(weights, expected)
     assert load_config("demo").loss.soft_label_sigma is not None
-    assert class_weights(load_config("demo"), [video], 4) is None  # soft labels: SPEC section 4
+    # soft labels: no class weights (METHOD.md section 4)
+    assert class_weights(load_config("demo"), [video], 4) is None
     both = load_config("demo", ["loss.soft_label_class_weighting=true"])
     assert torch.equal(class_weights(both, [video], 4), expected)
     off = load_config("demo", ["loss.class_weighting=false", "loss.soft_label_sigma=null"])

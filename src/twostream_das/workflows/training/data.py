@@ -1,4 +1,4 @@
-"""The fold's videos for training and validation, SPEC section 4's class weights, and each
+"""The fold's videos for training and validation, METHOD.md section 4's class weights, and each
 rank's batches and diffusion generators of an epoch (all derived from ``(train.seed, epoch)``)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ...config import Config
 from ...data.collate import collate
 from ...data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
+from ...data.features import check_stream_folders
 from ...data.layout import check_background, read_mapping, read_split, train_val_split
 from ...distributed import rank_and_world
 from ...errors import ConfigError, DataError
@@ -55,6 +56,7 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
             f"{root}/splits: fold {fold} lists {len(leaked)} test video(s) among its training "
             f"videos (e.g. {leaked[0]}); expected disjoint train and test splits"
         )
+    check_stream_folders(cfg.dataset, cfg.name)
     train = load_videos(cfg.dataset, train_names, label_map)
     dims = stream_dims(train)
     val = load_videos(cfg.dataset, val_names, label_map, expected_dims=dims) if val_names else []
@@ -63,7 +65,7 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
 
 
 def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:
-    """SPEC section 4's class weights over the training videos' labels
+    """METHOD.md section 4's class weights over the training videos' labels
     (:func:`~twostream_das.losses.class_weights_from_counts`). None when ``loss.class_weighting``
     is off, and when soft labels are on (``loss.soft_label_sigma``) unless
     ``loss.soft_label_class_weighting``.

@@ -17,6 +17,8 @@ from ...checkpoint import load_checkpoint
 from ...config import Config
 from ...data.collate import Batch
 from ...distributed import all_mean, barrier, process_group, rank_and_world
+from ...errors import DiskFullError
+from ...io import no_space_left
 from ...runs import RunDir, RunState, inspect_run, is_main_process, locked
 from ...runtime import amp_dtype, autocast, derive_seed, resolve_device
 from .data import make_loader, sample_generators
@@ -42,8 +44,18 @@ def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> Train
         DataError / ConfigError: bad data or config.
     """
     run = RunDir(Path(out))
-    with process_group(resolve_device(cfg.train.device)), locked(run, "train"):
-        return _train(cfg, fold, run, quiet)
+    try:
+        with process_group(resolve_device(cfg.train.device)), locked(run, "train"):
+            return _train(cfg, fold, run, quiet)
+    except OSError as err:
+        if not no_space_left(err):
+            raise
+        what = str(err) if isinstance(err, DiskFullError) else (
+            f"no space left on the device to write {err.filename or 'a file of ' + str(run.root)}")
+        raise DiskFullError(
+            f"{what}; nothing was lost: the checkpoints written before still load; free some "
+            "space, then rerun the same command to resume"
+        ) from None
 
 
 def _train(cfg: Config, fold: int, run: RunDir, quiet: bool) -> TrainResult:

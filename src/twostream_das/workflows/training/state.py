@@ -14,7 +14,13 @@ from typing import Any, Optional
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ...checkpoint import Checkpoint, load_initial_weights, make_checkpoint, save_checkpoint
+from ...checkpoint import (
+    Checkpoint,
+    load_initial_weights,
+    load_weights,
+    make_checkpoint,
+    save_checkpoint,
+)
 from ...choices import Selection, StreamMetrics
 from ...config import Config, stream_names
 from ...distributed import local_device, rank_and_world
@@ -161,7 +167,8 @@ def restore(
             f"{run.last} was trained on another train/validation/test split than the data now "
             f"give (see {run.split_json}); use a new --out folder"
         )
-    model.load_state_dict(last.weights)
+    load_weights(model, last.weights, str(run.last),
+                 "expected the network of this run's config.yaml; use a new --out folder")
     if last.optimizer is None:
         raise CheckpointError(f"{run.last} has no optimizer state, so it cannot be resumed")
     optimizer.load_state_dict(last.optimizer)
