@@ -106,7 +106,8 @@ PYEOF
 
 # --- nothing to do? ----------------------------------------------------------------------------
 STAMP="$ROOT/.setup-stamp"
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $WHAT $PY"
+digest() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; }  # macOS
+WANT="$(digest < "$ROOT/pyproject.toml" | cut -d' ' -f1) $WHAT $PY"
 ready() {
     grep -qxF "$WANT" "$STAMP" 2>/dev/null || return 1
     # shellcheck disable=SC2086  # MODULES is a word list

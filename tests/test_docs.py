@@ -30,7 +30,7 @@ def test_architecture_quotes_the_block_as_it_is():
 ROOT = DOCS.parent
 SHIPPED_TEXT = [ROOT / "README.md", *sorted((ROOT / "src").rglob("*.py")),
                 *sorted((ROOT / "src").rglob("*.yaml")), *sorted(DOCS.rglob("*.md"))]  # fmt: skip
-SECTION_REF = re.compile(r"\b([A-Za-z_]+\.md) sections? (\d+)(?: and (\d+))?")
+SECTION_REF = re.compile(r"\b([A-Za-z_]+\.md)\s+sections?\s+(\d+)(?:\s+and\s+(\d+))?")
 
 
 def test_every_section_reference_names_a_heading_of_a_shipped_file():
