@@ -134,7 +134,7 @@ if ! ready; then
         else
             say "installing $SPEC, the CPU build (no nvidia-smi here), into $WHERE"
             if ! "${PIP[@]}" "$SPEC" --index-url "$CPU_INDEX" >&2; then
-                say "PyTorch's CPU index ($CPU_INDEX) could not be used; trying the default index (on Linux x86_64 its torch is the CUDA build, about 3 GB with its nvidia-* wheels)"
+                say "PyTorch's CPU index ($CPU_INDEX) could not be used; trying the default index (on Linux x86_64 its torch is the CUDA build: about 5 GB installed with its nvidia-* wheels)"
                 "${PIP[@]}" "$SPEC" >&2
             fi
         fi
