@@ -1,6 +1,6 @@
 """MkDocs hooks: the pages built from the code and the repository, never copied by hand.
 
-- ``cli.md``: every command's ``--help``, from the argparse parsers of :mod:`twostream_das.cli`;
+- ``cli-reference.md``: every command's ``--help``, from the parsers of :mod:`twostream_das.cli`;
 - ``changelog.md``: the repository's ``CHANGELOG.md``.
 """
 
@@ -41,7 +41,7 @@ def cli_reference() -> str:
 
 
 def on_files(files, config):  # noqa: ANN001  (MkDocs' hook signature)
-    files.append(File.generated(config, "cli.md", content=cli_reference()))
+    files.append(File.generated(config, "cli-reference.md", content=cli_reference()))
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "changelog.md", content=changelog))
     return files

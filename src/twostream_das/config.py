@@ -340,8 +340,9 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             section; ``dataset.streams.NAME=null`` drops stream NAME.
 
     Raises:
-        ConfigError: naming the file or override and the offending key or value; a file in the
-        old layout (``dataset.rgb`` / ``dataset.flow``) is refused with the new spelling.
+        ConfigError: naming the file or override and the offending key or value; a file in
+            the old layout (``dataset.rgb`` / ``dataset.flow``) is refused with the new
+            spelling.
     """
     merged = OmegaConf.structured(Config)
     if source is not None:
