@@ -468,7 +468,7 @@ CASES: list[Case] = [
     Case("predict-out-cannot-be-made", "predict inputs",
          lambda env: [_feature_pair()(env), (env.tmp / "afile").write_text("mine")],
          lambda env: [*_predict(*_PAIR)(env), "--out", str(env.tmp / "afile" / "pred")],
-         ("--out {tmp}/afile/pred cannot be made or written (Not a directory)",)),
+         ("--out {tmp}/afile/pred cannot be made or written: {tmp}/afile is a file",)),
     Case("predict-device-cuda", "predict inputs", _feature_pair(),
          _predict(*_PAIR, "--device", "cuda"),
          ("--device 'cuda' but CUDA is not available on this machine; expected cpu or auto",)),

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -120,15 +120,16 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; expected a folder (new, or an earlier prediction)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):  # writable? (read-only mounts, permissions)
-            pass
-    except OSError as err:
+    base = out  # the folder itself, or the nearest part of its path that exists
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    problem = ("is a file" if not base.is_dir() else
+               None if os.access(base, os.W_OK | os.X_OK) else "is not writable")  # fmt: skip
+    if problem:  # checked, nothing made: bad input found later leaves no folder behind
         raise DataError(
-            f"--out {out} cannot be made or written ({err.strerror or err}); expected a folder "
-            "whose parent exists and is writable"
-        ) from None
+            f"--out {out} cannot be made or written: {base} {problem}; expected a folder whose "
+            "parent exists and is writable"
+        )
     summary_path = out / SUMMARY_JSON
     if not summary_path.is_file():
         return
