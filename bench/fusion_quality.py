@@ -48,13 +48,14 @@ import torch
 
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.choices import PostprocessChoice, Selection
-from twostream_das.config import Config, FusionRule, load_config
+from twostream_das.config import Config, FusionInput, FusionRule, FusionSampling, load_config
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
-from twostream_das.fusion import FusionMethod
+from twostream_das.fusion import FusionMethod, JointFusion, simplex_grid
 from twostream_das.inference import (
     VideoProbs,
+    joint_fusion,
     load_model,
     predict_probabilities,
     view_generators,
@@ -251,6 +252,54 @@ INPUTS = ("x0", "x0_trajectory", "samples", "encoder")
 package's output), its mean over the DDIM trajectory, the mean of ``--samples`` last-step
 softmaxes (the package's K-sample pass, one generator per sample), and the encoder's softmax."""
 
+JOINT_RULES = tuple(FusionRule)
+"""Fusion inside the sampler (``fusion.sampling = joint``) is measured with both rules."""
+
+
+def joint_points(cfg: Config) -> list[dict[str, float]]:
+    """The inner points of the package's joint weight grid (``fusion.joint_grid_step``); the
+    corners are each stream's own samples and cost no run."""
+    return [w for w in simplex_grid(cfg.fusion.joint_grid_step, list(STREAMS))
+            if max(w.values()) < 1.0]
+
+
+def weights_key(weights: dict[str, float]) -> str:
+    return ",".join(f"{weights[s]:g}" for s in STREAMS)
+
+
+@torch.inference_mode()
+def joint_outputs(
+    model: TwoStreamModel, sample: Sample, cfg: Config
+) -> dict[str, np.ndarray]:
+    """``rule/weights/{final,trajectory}`` -> (C, T) fused probabilities of one joint sample
+    (the generators of ``eval.seed = 0``: the same draws as the streams' own samples)."""
+    mask = torch.ones(1, sample.num_frames, dtype=torch.bool)
+    features = {s: sample.features[s][None] for s in STREAMS}
+    out = {}
+    for rule in JOINT_RULES:
+        for weights in joint_points(cfg):
+            fusion = JointFusion(STREAMS, weights, FusionMethod(rule))
+            generators = view_generators(0, sample, list(STREAMS), 1)
+            result = model.sample_joint(features, mask, generators, fusion)  # (1, 1, C, T)
+            key = f"{rule.value}/{weights_key(weights)}"
+            out[f"{key}/final"] = result.probs[0, 0].numpy()
+            out[f"{key}/trajectory"] = result.trajectory_mean[0, 0].numpy()
+    return out
+
+
+def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config,
+                                joint: dict[str, np.ndarray]) -> float:
+    """Largest difference between :func:`joint_outputs` and the package's joint prediction."""
+    weights = joint_points(cfg)[len(joint_points(cfg)) // 2]
+    diffs = []
+    for rule in JOINT_RULES:
+        fusion = joint_fusion(replace(cfg, fusion=replace(cfg.fusion, sampling=FusionSampling.JOINT)),
+                              STREAMS, weights, FusionMethod(rule))
+        (ref,) = predict_probabilities(model, [video], cfg, torch.device("cpu"), joint=fusion)
+        mine = joint[f"{rule.value}/{weights_key(weights)}/trajectory"]
+        diffs.append(float(np.abs(ref.joint_trajectories[0] - mine).max()))
+    return max(diffs)
+
 
 @torch.inference_mode()
 def stream_outputs(
@@ -307,13 +356,17 @@ def stage_measure(args: argparse.Namespace) -> dict[str, object]:
             for video in videos:
                 (sample,) = offset_views(video, 1, cfg.dataset.boundary_sigma)
                 outputs = stream_outputs(loaded.model, sample, args.samples)
+                joint = joint_outputs(loaded.model, sample, cfg)
                 if check is None:
-                    check = check_against_package(loaded.model, video, cfg, outputs["x0"])
+                    check = max(check_against_package(loaded.model, video, cfg, outputs["x0"]),
+                                check_joint_against_package(loaded.model, video, cfg, joint))
                     assert check < 1e-4, f"bench sampler differs from the package's by {check}"
                 arrays[f"{part}/{video.name}/labels"] = video.labels
                 for kind, per_stream in outputs.items():
                     for s, probs in per_stream.items():
                         arrays[f"{part}/{video.name}/{kind}/{s}"] = probs.astype(np.float32)
+                for key, probs in joint.items():
+                    arrays[f"{part}/{video.name}/joint/{key}"] = probs.astype(np.float32)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial.npz")
         np.savez(partial, **arrays)
@@ -349,18 +402,56 @@ def variant_name(kind: str, rule: FusionRule, temperature: bool) -> str:
     return f"{kind}/{rule.value}" + ("/T" if temperature else "")
 
 
-def load_epoch(folder: Path, epoch: int, split: dict[str, list[str]]
-               ) -> dict[str, dict[str, list[VideoProbs]]]:
-    """part -> input -> the part's videos with that input's per-stream probabilities."""
+def load_epoch(folder: Path, epoch: int, split: dict[str, list[str]], cfg: Config
+               ) -> dict[str, dict[str, Any]]:
+    """part -> input -> the part's videos with that input's per-stream probabilities; and
+    part -> ``"joint"`` -> rule -> weights key -> the videos with those joint samples (K = 1;
+    the streams' own samples are the trajectory means, so a corner of the weight grid is
+    exactly that stream)."""
+    out: dict[str, dict[str, Any]] = {}
     with np.load(folder / "probs" / f"epoch{epoch}.npz") as npz:
-        return {
-            part: {
+        for part in ("val", "test"):
+            out[part] = {
                 kind: [VideoProbs(v, {s: npz[f"{part}/{v}/{kind}/{s}"] for s in STREAMS},
                                   npz[f"{part}/{v}/labels"]) for v in split[part]]
                 for kind in INPUTS
             }
-            for part in ("val", "test")
-        }
+            base = [_as_samples(npz, part, v) for v in split[part]]
+            out[part]["joint"] = {
+                rule.value: {
+                    weights_key(w): [
+                        replace(b, joint_samples=npz[f"{part}/{b.name}/joint/{rule.value}/"
+                                                     f"{weights_key(w)}/final"][None],
+                                joint_trajectories=npz[f"{part}/{b.name}/joint/{rule.value}/"
+                                                       f"{weights_key(w)}/trajectory"][None])
+                        for b in base
+                    ]
+                    for w in joint_points(cfg)
+                }
+                for rule in JOINT_RULES
+            }
+            out[part]["joint_base"] = base
+    return out
+
+
+def _as_samples(npz: Any, part: str, video: str) -> VideoProbs:
+    """One video's streams as one DDIM sample each (final x0 and trajectory mean)."""
+    final = {s: npz[f"{part}/{video}/x0/{s}"] for s in STREAMS}
+    path = {s: npz[f"{part}/{video}/x0_trajectory/{s}"] for s in STREAMS}
+    return VideoProbs(video, final, npz[f"{part}/{video}/labels"],
+                      samples={s: p[None] for s, p in final.items()}, trajectory=path,
+                      sample_trajectories={s: p[None] for s, p in path.items()})
+
+
+def headroom(videos: list[VideoProbs]) -> dict[str, float]:
+    """Share of frames (percent) right in exactly one stream, per stream, and in none (each
+    stream's own argmax at the full rate, no post-processing)."""
+    right = {s: np.concatenate([v.full_rate(v.probs[s].argmax(axis=0)) == v.labels
+                                for v in videos]) for s in STREAMS}
+    first, second = (right[s] for s in STREAMS)
+    return {f"only_{STREAMS[0]}": round(100 * float((first & ~second).mean()), 2),
+            f"only_{STREAMS[1]}": round(100 * float((second & ~first).mean()), 2),
+            "neither": round(100 * float((~first & ~second).mean()), 2)}
 
 
 def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
@@ -378,8 +469,56 @@ def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
     return out
 
 
+def variants(cfg: Config) -> dict[str, Config]:
+    """name -> the config of every fusion variant the report compares: late fusion of each
+    input with each rule, with and without temperatures (``fusion.sampling = separate``), and
+    fusion inside the sampler with each rule (``joint/<rule>``)."""
+    out = {}
+    for kind in INPUTS:
+        for rule in RULES:
+            for temperature in TEMPERATURE:
+                fusion = replace(cfg.fusion, rule=rule, temperature=temperature,
+                                 sampling=FusionSampling.SEPARATE)
+                out[variant_name(kind, rule, temperature)] = replace(cfg, fusion=fusion)
+    for rule in JOINT_RULES:
+        fusion = replace(cfg.fusion, rule=rule, temperature=False, sampling=FusionSampling.JOINT,
+                         input=FusionInput.TRAJECTORY)
+        out[f"joint/{rule.value}"] = replace(cfg, fusion=fusion)
+    return out
+
+
+def choose(name: str, vcfg: Config, part: dict[str, Any], names: list[str], epoch: int
+           ) -> tuple[Selection, list[VideoProbs]]:
+    """The variant's validation choice at one epoch, and the videos (of ``part``'s split) its
+    fusion then scores."""
+    kind = name.split("/")[0]
+    if kind != "joint":
+        return select(part["val"][kind], names, vcfg, epoch), []
+    rule = vcfg.fusion.rule.value
+    cached = part["val"]["joint"][rule]
+
+    def runner(weights: dict[str, float], method: FusionMethod) -> list[VideoProbs]:
+        return cached[weights_key(weights)]
+
+    return select(part["val"]["joint_base"], names, vcfg, epoch, joint_runner=runner), []
+
+
+def test_videos(name: str, vcfg: Config, test: dict[str, Any], sel: Selection
+                ) -> list[VideoProbs]:
+    """The test videos the variant's choice scores (joint: those sampled with its weights)."""
+    kind = name.split("/")[0]
+    if kind != "joint":
+        return test[kind]
+    weights = sel.fusion_weights.to_dict()
+    alone = [s for s, w in weights.items() if w == 1.0]
+    if alone:
+        return [v.with_joint(alone[0]) for v in test["joint_base"]]
+    return test["joint"][vcfg.fusion.rule.value][weights_key(weights)]
+
+
 def report_seed(args: argparse.Namespace, seed: int) -> dict[str, object]:
-    """Every variant's validation choices and test scores for one seed (cached)."""
+    """Every variant's validation choices and test scores for one seed, at every measured epoch
+    and at the epoch validation chooses (cached)."""
     folder = seed_dir(args, seed)
     cached = folder / "report.json"
     if cached.is_file():
@@ -390,106 +529,163 @@ def report_seed(args: argparse.Namespace, seed: int) -> dict[str, object]:
     base = load_model(folder / "snapshots" / f"epoch{epochs[-1]}.pt", torch.device("cpu"))
     cfg, names = base.config, base.label_names
     cfg = replace(cfg, fusion=replace(cfg.fusion, grid_step=args.grid_step))
-    best: dict[str, tuple[float, int, Selection, Config]] = {}
-    solo: dict[str, tuple[float, int, PostprocessChoice]] = {}
+    configs = variants(cfg)
+    per_epoch: dict[str, dict[int, Any]] = {}  # variant -> epoch -> choice and test scores
+    solo: dict[str, dict[int, Any]] = {}  # stream -> epoch -> its own choice, alone
     diagnostics: dict[int, Any] = {}
-    by_epoch: dict[str, dict[int, float]] = {}  # variant -> epoch -> validation score
-    data = {}
     for epoch in epochs:
-        data[epoch] = load_epoch(folder, epoch, split)
-        diagnostics[epoch] = {k: confidence(data[epoch]["val"][k]) for k in INPUTS}
-        for kind in INPUTS:
-            val = data[epoch]["val"][kind]
-            for rule in RULES:
-                for temperature in TEMPERATURE:
-                    name = variant_name(kind, rule, temperature)
-                    vcfg = replace(cfg, fusion=replace(cfg.fusion, rule=rule,
-                                                       temperature=temperature))
-                    sel = select(val, names, vcfg, epoch)
-                    by_epoch.setdefault(name, {})[epoch] = round(sel.score, 2)
-                    if name not in best or sel.score > best[name][0]:
-                        best[name] = (sel.score, epoch, sel, vcfg)
-        for s in STREAMS:  # each stream alone (x0, today's input): its own epoch and post
+        data = load_epoch(folder, epoch, split, cfg)
+        diagnostics[epoch] = {
+            "confidence_val": {k: confidence(data["val"][k]) for k in INPUTS},
+            "headroom_test": headroom(data["test"]["x0_trajectory"]),
+        }
+        for name, vcfg in configs.items():
+            sel, _ = choose(name, vcfg, data, names, epoch)
+            method = FusionMethod.from_config(vcfg.fusion, sel.temperatures)
+            test = score_streams(test_videos(name, vcfg, data["test"], sel), names, vcfg,
+                                 sel.fusion_weights, sel.postprocess, method)
+            per_epoch.setdefault(name, {})[epoch] = {
+                "val_score": round(sel.score, 2), "weights": sel.fusion_weights.to_dict(),
+                "temperatures": dict(sel.temperatures), "postprocess": sel.postprocess.to_dict(),
+                "test": test}
+        for s in STREAMS:  # each stream alone (its trajectory mean): its own post-processing
             alone = {t: float(t == s) for t in STREAMS}
-            post, value = select_postprocess(data[epoch]["val"]["x0"], names, cfg, alone)
-            by_epoch.setdefault(f"{s} alone", {})[epoch] = round(value, 2)
-            if s not in solo or value > solo[s][0]:
-                solo[s] = (value, epoch, post)
-    variants = {}
-    for name, (value, epoch, sel, vcfg) in best.items():
-        kind = name.split("/")[0]
-        method = FusionMethod.from_config(vcfg.fusion, sel.temperatures)
-        test = score_streams(data[epoch]["test"][kind], names, vcfg, sel.fusion_weights,
-                             sel.postprocess, method)
-        variants[name] = {"epoch": epoch, "val_score": round(value, 2),
-                          "weights": sel.fusion_weights.to_dict(),
-                          "temperatures": dict(sel.temperatures),
-                          "postprocess": sel.postprocess.to_dict(), "test": test}
-    alone_test = {}
-    for s, (_value, epoch, post) in solo.items():
-        alone = {t: float(t == s) for t in STREAMS}
-        metrics = score_streams(data[epoch]["test"]["x0"], names, cfg, alone, post)
-        alone_test[s] = {"epoch": epoch, "postprocess": post.to_dict(), "test": metrics["fused"]}
-    result = {"seed": seed, "epochs": epochs, "variants": variants, "streams_alone": alone_test,
-              "val_score_by_epoch": by_epoch, "confidence_val": diagnostics}
+            scfg = configs["x0_trajectory/sum"]
+            post, value = select_postprocess(data["val"]["x0_trajectory"], names, scfg, alone)
+            metrics = score_streams(data["test"]["x0_trajectory"], names, scfg, alone, post)
+            solo.setdefault(s, {})[epoch] = {"val_score": round(value, 2),
+                                             "postprocess": post.to_dict(),
+                                             "test": metrics["fused"]}
+    chosen = {name: max(epochs, key=lambda e: (rows[e]["val_score"], e))
+              for name, rows in per_epoch.items()}  # ties: the later epoch
+    solo_chosen = {s: max(epochs, key=lambda e: (rows[e]["val_score"], e))
+                   for s, rows in solo.items()}
+    result = {"seed": seed, "epochs": epochs, "per_epoch": per_epoch, "streams_alone": solo,
+              "chosen_epoch": chosen, "streams_alone_chosen_epoch": solo_chosen,
+              "diagnostics": diagnostics}
     cached.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-def gains(variant: dict[str, Any], alone: dict[str, Any]) -> dict[str, dict[str, float]]:
+def gains(row: dict[str, Any], alone: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Fused minus the better single stream: at the same checkpoint and post-processing
     (``same``, what ``evaluate`` and the demo print) and against each stream with its own
-    validation-chosen epoch and post-processing (``alone``)."""
-    test = variant["test"]
+    validation-chosen post-processing (``alone``: stream -> its test metrics)."""
+    test = row["test"]
     same = {k: test["fused"][k] - max(test[s][k] for s in STREAMS) for k in METRIC_KEYS}
-    own = {k: test["fused"][k] - max(alone[s]["test"][k] for s in STREAMS) for k in METRIC_KEYS}
+    own = {k: test["fused"][k] - max(alone[s][k] for s in STREAMS) for k in METRIC_KEYS}
     return {"same": same, "alone": own}
 
 
+def _mean(values: list[float]) -> float:
+    return round(float(np.mean(values)), 2)
+
+
+def summarize(rows: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-seed rows of one variant at one point (an epoch, or each seed's chosen epoch) and
+    the streams alone there: means over the seeds, and in how many seeds fusion is ahead."""
+    gain = [gains(r, a) for r, a in zip(rows, alone, strict=True)]
+    mean = {part: {k: _mean([g[part][k] for g in gain]) for k in METRIC_KEYS}
+            for part in ("same", "alone")}
+    return {
+        "fused": {k: _mean([r["test"]["fused"][k] for r in rows]) for k in METRIC_KEYS},
+        "fused_std_acc": round(float(np.std([r["test"]["fused"]["acc"] for r in rows])), 2),
+        "gain_mean": mean,
+        "ahead_all_five": {part: sum(all(g[part][k] > 0 for k in METRIC_KEYS) for g in gain)
+                           for part in ("same", "alone")},
+        "goal_met": {part: goal(mean[part]) for part in ("same", "alone")},
+        "weights": [r["weights"] for r in rows],
+    }
+
+
+def goal(gain: dict[str, float]) -> bool:
+    """Issue 22's goal: >= 5 points on acc and F1@50, ahead on all five metrics."""
+    return all(gain[k] >= 5 for k in MAIN_METRICS) and all(gain[k] > 0 for k in METRIC_KEYS)
+
+
 def stage_report(args: argparse.Namespace) -> dict[str, object]:
-    """Per-seed reports (computed when missing) and their means over seeds."""
+    """Per-seed reports (computed when missing) and their means over seeds: at the epoch
+    validation chooses and at every measured epoch."""
     seeds = {seed: report_seed(args, seed) for seed in args.seeds}
-    summary = {}
-    for name in next(iter(seeds.values()))["variants"]:
-        rows = [(r["variants"][name], r["streams_alone"]) for r in seeds.values()]
-        gain = [gains(v, a) for v, a in rows]
-        mean = {part: {k: round(float(np.mean([g[part][k] for g in gain])), 2)
-                       for k in METRIC_KEYS} for part in ("same", "alone")}
-        summary[name] = {
-            "fused": {k: round(float(np.mean([v["test"]["fused"][k] for v, _ in rows])), 2)
-                      for k in METRIC_KEYS},
-            "gain_mean": mean,
-            "ahead_all_five": {part: sum(all(g[part][k] > 0 for k in METRIC_KEYS) for g in gain)
-                               for part in ("same", "alone")},
-            "goal_met": {part: all(mean[part][k] >= 5 for k in MAIN_METRICS)
-                         and all(mean[part][k] > 0 for k in METRIC_KEYS)
-                         for part in ("same", "alone")},
-        }
-    streams = {s: {k: round(float(np.mean([r["streams_alone"][s]["test"][k]
-                                          for r in seeds.values()])), 2) for k in METRIC_KEYS}
-               for s in STREAMS}
-    return {"dataset": args.dataset, "fold": FOLD, "seeds": list(seeds), "epochs": args.epochs,
-            "grid_step": args.grid_step,
-            "streams_alone_mean": streams, "summary": summary, "per_seed": seeds}
+    reports = list(seeds.values())
+    epochs = sorted(set.intersection(*(set(r["epochs"]) for r in reports)))
+    key = str  # JSON keys: the epochs are strings once cached
+
+    def at(report: dict[str, Any], table: str, name: str, epoch: int) -> dict[str, Any]:
+        rows = report[table][name]
+        return rows[key(epoch)] if key(epoch) in rows else rows[epoch]
+
+    summary: dict[str, Any] = {}
+    for name in reports[0]["per_epoch"]:
+        chosen = [at(r, "per_epoch", name, r["chosen_epoch"][name]) for r in reports]
+        alone_chosen = [{s: at(r, "streams_alone", s, r["streams_alone_chosen_epoch"][s])["test"]
+                         for s in STREAMS} for r in reports]
+        summary[name] = {"chosen_epoch": summarize(chosen, alone_chosen)
+                         | {"epochs": [r["chosen_epoch"][name] for r in reports]},
+                         "by_epoch": {}}
+        for epoch in epochs:
+            rows = [at(r, "per_epoch", name, epoch) for r in reports]
+            alone = [{s: at(r, "streams_alone", s, epoch)["test"] for s in STREAMS}
+                     for r in reports]
+            summary[name]["by_epoch"][epoch] = summarize(rows, alone)
+        along = [summary[name]["by_epoch"][e]["goal_met"]["same"] for e in epochs if e >= 50]
+        summary[name]["goal_met_every_epoch_from_50"] = bool(along) and all(along)
+    streams = {
+        epoch: {s: {k: _mean([at(r, "streams_alone", s, epoch)["test"][k] for r in reports])
+                    for k in METRIC_KEYS} for s in STREAMS}
+        for epoch in epochs
+    }
+    room = {epoch: {k: _mean([(r["diagnostics"].get(key(epoch)) or r["diagnostics"][epoch])
+                              ["headroom_test"][k] for r in reports])
+                    for k in headroom_keys()} for epoch in epochs}
+    return {"dataset": args.dataset, "fold": FOLD, "seeds": list(seeds), "epochs": epochs,
+            "grid_step": args.grid_step, "streams_alone_by_epoch": streams,
+            "headroom_test_by_epoch": room, "summary": summary, "per_seed": seeds}
+
+
+def headroom_keys() -> list[str]:
+    return [f"only_{STREAMS[0]}", f"only_{STREAMS[1]}", "neither"]
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report's tables for docs/FUSION.md: per variant the fused test scores and the gains
-    over the better stream (means over the seeds), then the streams alone."""
-    seeds = len(report["seeds"])
-    head = "| input / rule / T | fused acc / Edit / F1@10 / F1@25 / F1@50 | gain (same) | " \
-           "gain (alone) | ahead on all five (same, alone) |"
-    lines = [head, "|---|---|---|---|---|"]
+    """The report's tables for docs/FUSION.md: per variant the fused test scores and gains at
+    the epoch validation chose (means over the seeds), the gains along training, then the
+    streams alone and the headroom along training."""
+    seeds, epochs = len(report["seeds"]), report["epochs"]
+    lines = ["| variant | fused acc / Edit / F1@10 / F1@25 / F1@50 | gain (same) | gain (alone) "
+             "| ahead on all five (same, alone) | goal at every epoch from 50 |",
+             "|---|---|---|---|---|---|"]
     for name, row in report["summary"].items():
-        cells = [" / ".join(f"{row['fused'][k]:.1f}" for k in METRIC_KEYS)]
-        cells += [" / ".join(f"{row['gain_mean'][p][k]:+.1f}" for k in METRIC_KEYS)
+        top = row["chosen_epoch"]
+        cells = [" / ".join(f"{top['fused'][k]:.1f}" for k in METRIC_KEYS)]
+        cells += [" / ".join(f"{top['gain_mean'][p][k]:+.1f}" for k in METRIC_KEYS)
                   for p in ("same", "alone")]
-        ahead = row["ahead_all_five"]
+        ahead = top["ahead_all_five"]
         cells.append(f"{ahead['same']} / {ahead['alone']} of {seeds}")
+        cells.append("yes" if row["goal_met_every_epoch_from_50"] else "no")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| stream alone (x0) | acc / Edit / F1@10 / F1@25 / F1@50 |", "|---|---|"]
-    for s, m in report["streams_alone_mean"].items():
-        lines.append(f"| {s} | " + " / ".join(f"{m[k]:.1f}" for k in METRIC_KEYS) + " |")
+    lines += ["", "Gain over the better stream at the same checkpoint (acc / F1@50, mean over "
+              "seeds; in brackets the seeds ahead on all five metrics):", "",
+              "| variant | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+              "|---|" + "---|" * len(epochs)]
+    for name, row in report["summary"].items():
+        cells = []
+        for e in epochs:
+            at = row["by_epoch"].get(e) or row["by_epoch"][str(e)]
+            g = at["gain_mean"]["same"]
+            cells.append(f"{g['acc']:+.1f} / {g['f1@50']:+.1f} ({at['ahead_all_five']['same']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| test, mean over seeds | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+              "|---|" + "---|" * len(epochs)]
+    for s in STREAMS:
+        cells = []
+        for e in epochs:
+            m = (report["streams_alone_by_epoch"].get(e) or report["streams_alone_by_epoch"][str(e)])[s]
+            cells.append(" / ".join(f"{m[k]:.1f}" for k in ("acc", "edit", "f1@50")))
+        lines.append(f"| {s} alone (acc / Edit / F1@50) | " + " | ".join(cells) + " |")
+    for k in headroom_keys():
+        cells = [f"{(report['headroom_test_by_epoch'].get(e) or report['headroom_test_by_epoch'][str(e)])[k]:.1f}%" for e in epochs]
+        lines.append(f"| frames right {k.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -520,13 +716,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=sorted(SOURCES), default="50salads")
     parser.add_argument("--seed", type=int, default=0, help="training seed (train, measure)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for report")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--max-train", type=int, default=0, help="0 = all of the fold's")
     parser.add_argument("--max-test", type=int, default=0, help="0 = all of the fold's")
     parser.add_argument("--grid-step", type=float, default=0.2,
                         help="fusion weight grid (the package's default 0.1 is 3x slower)")
-    parser.add_argument("--min-epoch", type=int, default=20, help="report: earliest snapshot")
+    parser.add_argument("--min-epoch", type=int, default=50, help="earliest snapshot measured")
     parser.add_argument("--samples", type=int, default=4, help="K DDIM samples per video")
     parser.add_argument("--markdown", action="store_true", help="report: tables, not JSON")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds per call")

@@ -119,3 +119,55 @@ def test_samples_in_passes_equal_one_pass():
                     torch.testing.assert_close(parts[s].probs, whole[s].probs, rtol=1e-5, atol=1e-6)
                     torch.testing.assert_close(parts[s].trajectory_mean, whole[s].trajectory_mean,
                                                rtol=1e-5, atol=1e-6)
+
+
+def _joint(weights, rule="sum"):
+    from twostream_das.config import FusionRule
+    from twostream_das.fusion import FusionMethod, JointFusion
+
+    return JointFusion(tuple(weights), weights, FusionMethod(FusionRule(rule)))
+
+
+def test_joint_sampling_with_one_stream_weighted_is_that_stream_alone():
+    """Weights (1, 0): the consensus is the RGB stream's own x0 estimate at every step, so the
+    joint sample is RGB's separate sample (same generators), stacked or stream by stream."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    for backend in (None, Backend.REFERENCE):
+        with use_backend(backend) if backend else torch.no_grad():
+            alone = model.sample(features, mask, _gens(DIMS, 2))
+            for rule in ("sum", "product"):
+                joint = model.sample_joint(features, mask, _gens(DIMS, 2),
+                                           _joint({"rgb": 1.0, "flow": 0.0}, rule))
+                torch.testing.assert_close(joint.probs, alone["rgb"].probs, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(joint.trajectory_mean, alone["rgb"].trajectory_mean,
+                                           rtol=1e-5, atol=1e-6)
+
+
+def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not():
+    """Equal weights: the output is a distribution per frame, differs from both streams alone
+    (their updates continued from the consensus), and the stacked pass and the streams one
+    after the other agree, also in passes of one sample."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    fusion = _joint({"rgb": 0.5, "flow": 0.5}, "product")
+    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3)
+    with use_backend(Backend.REFERENCE):
+        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3,
+                                   samples_per_pass=1)
+    assert stacked.probs.shape == (3, 2, 4, 8)
+    torch.testing.assert_close(stacked.probs, plain.probs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stacked.probs.sum(dim=2), torch.ones(3, 2, 8))
+    alone = model.sample(features, mask, _gens(DIMS, 6), samples=3)
+    for s in DIMS:
+        assert (stacked.probs - alone[s].probs).abs().max() > 1e-3
+
+
+def test_joint_sampling_refuses_streams_of_another_order():
+    model = make_model().eval()
+    features = {s: torch.randn(1, d, 5) for s, d in DIMS.items()}
+    with pytest.raises(ValueError, match="model's streams"):
+        model.sample_joint(features, lengths_mask([5], 5), _gens(DIMS, 1),
+                           _joint({"flow": 0.5, "rgb": 0.5}))

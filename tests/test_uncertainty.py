@@ -29,9 +29,9 @@ def test_fused_samples_and_frame_uncertainty():
     np.testing.assert_allclose(fused[:, :, 0], [[1.0, 0.0], [0.5, 0.5]])
     # mean (0.75, 0.25): MI = H(0.75, 0.25) - (0 + log 2) / 2
     expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) - math.log(2) / 2
-    mi = frame_uncertainty({"rgb": rgb, "flow": flow}, {"rgb": 0.5, "flow": 0.5})
+    mi = frame_uncertainty(fused)
     np.testing.assert_allclose(mi, [expected], atol=1e-6)
-    assert frame_uncertainty({"rgb": rgb[:1], "flow": flow[:1]}, {"rgb": 1.0, "flow": 1.0}) is None
+    assert frame_uncertainty(fused[:1]) is None
 
 
 def test_auroc_hand_worked():

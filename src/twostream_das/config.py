@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -86,6 +87,13 @@ class FusionInput(str, enum.Enum):
     TRAJECTORY = "trajectory"  # the x0 probabilities averaged over the DDIM steps (and samples)
 
 
+class FusionSampling(str, enum.Enum):
+    """Where the streams meet (docs/FUSION.md has the measurements)."""
+
+    SEPARATE = "separate"  # each stream samples alone; its output is fused afterwards (the paper)
+    JOINT = "joint"  # fused at every DDIM step; each stream continues from the fused x0 estimate
+
+
 class FusionRule(str, enum.Enum):
     """How late fusion combines the streams' per-frame class probabilities."""
 
@@ -139,6 +147,10 @@ class DatasetConfig:
     background: List[str] = field(default_factory=lambda: ["background"])
     val_fraction: float = 0.15  # share of a fold's training videos held out for selection
     val_seed: int = 0  # seed of that carve-out (splits/val.split<k>.bundle overrides it)
+    # Validation videos are drawn by whole groups, so no group (person, session) both trains
+    # and validates: a regular expression searched in each video name; its first capture group
+    # (or the whole match) names the video's group. None = every video is its own group.
+    val_group: Optional[str] = None
     # per-channel (x - mean) / std of every stream, fitted on the fold's training videos and
     # stored in the checkpoint (twostream_das.standardize). Off in the paper presets (the
     # reference feeds the features as they are); init-config turns it on for new datasets.
@@ -245,6 +257,11 @@ class FusionConfig:
     # trajectory mean combines the evidence (the product rule gains more: a setting)
     input: FusionInput = FusionInput.TRAJECTORY
     rule: FusionRule = FusionRule.SUM
+    # joint: the streams' x0 estimates are fused inside the sampler at every DDIM step, and the
+    # weights are chosen among joint_grid_step points of the simplex (one sampling run on the
+    # validation videos each); separate: the paper's late fusion of each stream's own output
+    sampling: FusionSampling = FusionSampling.JOINT
+    joint_grid_step: float = 0.125  # weights summing to 1: 0, 1/8, ..., 1 per stream
     # one temperature per stream fitted on validation (frame NLL) before fusing: P_s ** (1 / T_s)
     temperature: bool = False
     temperature_bounds: List[float] = field(default_factory=lambda: [0.05, 20.0])  # [min, max]
@@ -533,6 +550,14 @@ def _to_object(node: Any) -> Config:
     return cfg
 
 
+def _is_regex(text: str) -> bool:
+    try:
+        re.compile(text)
+    except re.error:
+        return False
+    return bool(text)
+
+
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
     enc, diff = cfg.model.encoder, cfg.model.diffusion
@@ -542,6 +567,9 @@ def validate(cfg: Config) -> None:
         ("dataset.length_tolerance", lambda v: v >= 0, ">= 0"),
         ("dataset.val_fraction", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
         ("dataset.val_seed", lambda v: v >= 0, ">= 0"),
+        ("fusion.joint_grid_step", lambda v: 0.0 < v <= 0.5, "in (0, 0.5]"),
+        ("dataset.val_group", lambda v: v is None or _is_regex(v),
+         "null or a regular expression over video names"),
         ("dataset.boundary_sigma", _finite_positive, "a finite number > 0"),
         ("dataset.background", lambda v: len(set(v)) == len(v) and all(v), "distinct names"),
         ("model.encoder.num_blocks", lambda v: v >= 1, ">= 1"),

@@ -121,6 +121,50 @@ def fuse(
     return _total([checked[s] * p for s, p in tempered.items()])  # type: ignore[operator]
 
 
+def fuse_normalized(
+    probs: Mapping[str, ArrayT],
+    weights: Mapping[str, float],
+    method: Optional[FusionMethod] = None,
+) -> ArrayT:
+    """:func:`fuse` rescaled to probabilities: the weighted sum divided by the weights' sum
+    (the product is normalised already). Same argmax as :func:`fuse`."""
+    method = method or FusionMethod()
+    fused = fuse(probs, weights, method)
+    if method.rule is FusionRule.PRODUCT:
+        return fused
+    return fused / float(sum(weights[s] for s in probs))  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class JointFusion:
+    """Fusion inside the sampler (``fusion.sampling = joint``): a
+    :class:`~twostream_das.diffusion.sampling.Consensus` over rows that hold the streams of the
+    same videos, stream-major (``(G * N, C, T)``, G = ``len(streams)``). At every DDIM step the
+    streams' x0 probabilities of a video are fused (:func:`fuse_normalized`, ``weights`` and
+    ``method``) and every stream continues from that one estimate, each from its own x_t with
+    its own noise. The networks stay separate; only sampling is joint.
+
+    Attributes:
+        streams: the row blocks' stream names, in order.
+        weights: stream -> weight (not all 0).
+        method: rule, temperatures and floor.
+    """
+
+    streams: tuple[str, ...]
+    weights: Mapping[str, float]
+    method: FusionMethod = field(default_factory=FusionMethod)
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        """(G * N, C, T) probabilities -> (G * N, C, T): each video's fused x0 probabilities,
+        repeated for each stream's rows."""
+        count = len(self.streams)
+        per_stream = probs.reshape(count, -1, *probs.shape[1:])  # (G, N, C, T)
+        fused = fuse_normalized(
+            {s: per_stream[i] for i, s in enumerate(self.streams)}, self.weights, self.method
+        )  # (N, C, T)
+        return fused.to(probs.dtype).repeat(count, 1, 1)  # (G * N, C, T)
+
+
 def _total(terms: list[ArrayT]) -> ArrayT:
     """The sum of one term per stream (arrays or tensors)."""
     total = terms[0]
@@ -184,6 +228,21 @@ def weight_grid(step: float, streams: Sequence[str]) -> list[dict[str, float]]:
     ]
 
 
+def simplex_grid(step: float, streams: Sequence[str]) -> list[dict[str, float]]:
+    """Every point of {0, step, 2 step, ..., 1} per stream whose weights sum to 1 (the
+    candidates of ``fusion.sampling = joint``, where the scale of the weights matters for the
+    product rule and is fixed to 1), in :func:`weight_grid` order; one stream: ``{stream: 1}``.
+    ``simplex_grid(0.5, ["a", "b"]) == [{"a": 0.0, "b": 1.0}, {"a": 0.5, "b": 0.5},
+    {"a": 1.0, "b": 0.0}]``.
+    """
+    return [w for w in weight_grid(step, streams) if round(sum(w.values()), GRID_DECIMALS) == 1.0]
+
+
+def closest_to_equal(weights: Mapping[str, float]) -> float:
+    """``max - min`` of the weights: how far from equal (ties go to the smallest)."""
+    return round(max(weights.values()) - min(weights.values()), GRID_DECIMALS)
+
+
 class WeightSearch(NamedTuple):
     """Attributes:
     weights: the chosen stream -> weight.
@@ -216,8 +275,7 @@ def search_weights(
 
     def rank(item: tuple[int, tuple[dict[str, float], float]]) -> tuple[float, float, float, int]:
         index, (w, value) = item
-        spread = max(w.values()) - min(w.values())
-        return (-value, round(spread, GRID_DECIMALS), -round(sum(w.values()), GRID_DECIMALS), index)
+        return (-value, closest_to_equal(w), -round(sum(w.values()), GRID_DECIMALS), index)
 
     _, (best, value) = min(enumerate(table), key=rank)
     return WeightSearch(dict(best), value, table)

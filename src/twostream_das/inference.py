@@ -36,15 +36,24 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint, load_weights
 from .choices import FusionWeights, PostprocessChoice, Selection
-from .config import EVAL_ACCELERATOR_BATCH, EVAL_CPU_PASS_FRAMES, Config, FusionInput, validate
-from .data.collate import collate
+from .config import (
+    EVAL_ACCELERATOR_BATCH,
+    EVAL_CPU_PASS_FRAMES,
+    Config,
+    FusionInput,
+    FusionSampling,
+    validate,
+)
+from .data.collate import Batch, collate
 from .data.dataset import Sample, Video, offset_views
 from .data.temporal import average_views, restore_full_rate
-from .fusion import FusionMethod, fuse
+from .diffusion import SampleResult
+from .fusion import FusionMethod, JointFusion, fuse
 from .postprocess import postprocess
 from .runtime import autocast, derive_seed, inference_dtype, make_generator
 from .standardize import standardize_as_stored
 from .two_stream import TwoStreamModel
+from .uncertainty import fused_samples, normalize_frames
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +102,10 @@ class VideoProbs:
     sample_rate: int = 1
     full_frames: Optional[int] = None  # T; None: T_s (only at r = 1)
     sample_trajectories: dict[str, np.ndarray] = field(default_factory=dict)  # (K, C, T_s)
+    # fusion inside the sampler (fusion.sampling = joint): each joint sample's fused
+    # probabilities, of its last step and averaged over its steps; None = fused afterwards
+    joint_samples: Optional[np.ndarray] = None  # (K, C, T_s)
+    joint_trajectories: Optional[np.ndarray] = None  # (K, C, T_s)
 
     def __post_init__(self) -> None:
         if self.sample_rate > 1 and self.full_frames is None:
@@ -132,6 +145,40 @@ class VideoProbs:
                 )
             return self.sample_trajectories
         return self.samples
+
+    def joint_sample_inputs(self, kind: FusionInput) -> Optional[np.ndarray]:
+        """The joint samples' fused probabilities (``fusion.input``: of the last step or the
+        trajectory mean), (K, C, T_s); None when the streams were sampled separately."""
+        return self.joint_trajectories if kind is FusionInput.TRAJECTORY else self.joint_samples
+
+    def joint_fused(self, kind: FusionInput) -> Optional[np.ndarray]:
+        """(C, T_s) the joint samples' mean (:meth:`joint_sample_inputs`), or None."""
+        joint = self.joint_sample_inputs(kind)
+        return None if joint is None else joint.mean(axis=0)
+
+    def fused_sample_probs(
+        self,
+        kind: FusionInput,
+        weights: Mapping[str, float],
+        method: Optional[FusionMethod] = None,
+    ) -> np.ndarray:
+        """(K, C, T_s) float32 each sample's fused probabilities, every frame summing to 1: the
+        joint samples' own, or the streams' k-th samples fused as the prediction fuses
+        (:func:`~twostream_das.uncertainty.fused_samples`). What the uncertainty describes."""
+        joint = self.joint_sample_inputs(kind)
+        if joint is not None:
+            return normalize_frames(joint)
+        return fused_samples(self.sample_inputs(kind), weights, method)
+
+    def with_joint(self, stream: str) -> VideoProbs:
+        """This video as if sampled jointly with all the weight on ``stream``: the consensus is
+        that stream's own estimate at every step, so its joint samples are its own samples
+        (the same generators)."""
+        return replace(
+            self,
+            joint_samples=self.samples[stream],
+            joint_trajectories=self.sample_trajectories.get(stream),
+        )
 
 
 @dataclass(frozen=True)
@@ -304,9 +351,14 @@ def predict_probabilities(
     device: torch.device,
     progress: bool = False,
     desc: str = "predict",
+    joint: Optional[JointFusion] = None,
+    separate: bool = True,
 ) -> Iterator[VideoProbs]:
     """Per-stream probabilities of every video (:class:`VideoProbs`: the offset views averaged
-    at the subsampled rate), in the order of ``videos``.
+    at the subsampled rate), in the order of ``videos``; with ``joint`` (fusion inside the
+    sampler) also the joint samples' fused probabilities, from the same generators. Without
+    ``separate`` the streams are not sampled alone (the videos' per-stream dicts are empty:
+    for a caller that has them already).
 
     Offset views of all videos (and all streams, and ``eval.samples`` samples of each) are
     batched together (:func:`batch_plan`: ``eval.batch_size``), grouped
@@ -323,7 +375,7 @@ def predict_probabilities(
     try:
         batches = _length_batches(_views(videos, cfg, total_views), batch_plan(cfg, device))
         for chunk in batches:
-            outs = _predict_views(model, [s for _, s in chunk], cfg, device)
+            outs = _predict_views(model, [s for _, s in chunk], cfg, device, joint, separate)
             for (index, _), view in zip(chunk, outs, strict=True):
                 pending.setdefault(index, []).append(view)  # offsets 0, 1, ... in order
             while len(pending.get(next_to_yield, ())) == total_views.get(next_to_yield):
@@ -332,6 +384,7 @@ def predict_probabilities(
                 bar.update(1)
                 samples = _average_views(views, "samples")  # stream -> (K, C, T_s)
                 paths = _average_views(views, "sample_trajectories")  # stream -> (K, C, T_s)
+                fused = _average_views(views, "joint") if joint is not None else {}
                 yield VideoProbs(
                     video.name,
                     {s: p.mean(axis=0) for s, p in samples.items()},
@@ -341,6 +394,8 @@ def predict_probabilities(
                     rate,
                     video.num_frames,
                     paths,
+                    fused.get("samples"),
+                    fused.get("trajectories"),
                 )
                 next_to_yield += 1
     finally:
@@ -355,9 +410,11 @@ def fused_labels(
     method: Optional[FusionMethod] = None,
     sample_rate: int = 1,
     num_frames: Optional[int] = None,
+    joint: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """The fused, post-processed labels (T,) of :func:`decide` alone (what a search scores)."""
-    return _labels(_fused(probs, weights, method), post, sample_rate, num_frames)
+    fused = _fused(probs, weights, method) if joint is None else joint
+    return _labels(fused, post, sample_rate, num_frames)
 
 
 def _fused(
@@ -383,6 +440,7 @@ def decide(
     method: Optional[FusionMethod] = None,
     sample_rate: int = 1,
     num_frames: Optional[int] = None,
+    joint: Optional[np.ndarray] = None,
 ) -> Decision:
     """Fuse per-stream probabilities ``(C, T_s)`` with ``weights`` (and ``method``: rule and
     temperatures; None = the paper's weighted sum) and post-process to labels. The streams'
@@ -392,12 +450,14 @@ def decide(
         probs: stream -> (C, T_s), at the subsampled rate when ``sample_rate`` > 1
             (:attr:`VideoProbs.probs`).
         sample_rate, num_frames: r and the full-rate length T (None: T_s, only at r = 1).
+        joint: (C, T_s) the fused probabilities when the fusion happened inside the sampler
+            (:meth:`VideoProbs.joint_fused`); then ``weights`` and ``method`` are not applied.
 
     Returns:
         :class:`Decision` with full-rate labels, fused and per stream, all through
         :func:`~twostream_das.postprocess.postprocess`.
     """
-    fused = _fused(probs, weights, method)  # (C, T_s)
+    fused = _fused(probs, weights, method) if joint is None else joint  # (C, T_s)
     labels = _labels(fused, post, sample_rate, num_frames)
     stream_labels = {s: _labels(p, post, sample_rate, num_frames) for s, p in probs.items()}
     return Decision(fused, labels, stream_labels, sample_rate)
@@ -412,8 +472,8 @@ def decide_video(
 ) -> Decision:
     """:func:`decide` on what one video's streams hand to the fusion (``fusion_input``:
     :meth:`VideoProbs.for_fusion`), averaged over its views, at its sample rate."""
-    probs = video.for_fusion(fusion_input)
-    return decide(probs, weights, post, method, video.sample_rate, video.num_frames)
+    probs, joint = video.for_fusion(fusion_input), video.joint_fused(fusion_input)
+    return decide(probs, weights, post, method, video.sample_rate, video.num_frames, joint)
 
 
 def video_fused_labels(
@@ -424,8 +484,10 @@ def video_fused_labels(
     fusion_input: FusionInput = FusionInput.FINAL,
 ) -> np.ndarray:
     """:func:`fused_labels` on one video at its sample rate: (T,) full-rate labels."""
-    probs = video.for_fusion(fusion_input)
-    return fused_labels(probs, weights, post, method, video.sample_rate, video.num_frames)
+    probs, joint = video.for_fusion(fusion_input), video.joint_fused(fusion_input)
+    return fused_labels(
+        probs, weights, post, method, video.sample_rate, video.num_frames, joint
+    )
 
 
 def predict(
@@ -439,11 +501,26 @@ def predict(
     desc: str = "predict",
     method: Optional[FusionMethod] = None,
 ) -> Iterator[VideoPrediction]:
-    """The full path for every video: probabilities, fusion, post-processing, labels."""
-    for video in predict_probabilities(model, videos, cfg, device, progress, desc):
+    """The full path for every video: probabilities, fusion (inside the sampler when
+    ``fusion.sampling = joint``), post-processing, labels."""
+    joint = joint_fusion(cfg, model.stream_names, weights, method)
+    for video in predict_probabilities(model, videos, cfg, device, progress, desc, joint):
         yield VideoPrediction(
             video, decide_video(video, weights, post, method, cfg.fusion.input)
         )
+
+
+def joint_fusion(
+    cfg: Config,
+    streams: Sequence[str],
+    weights: Mapping[str, float],
+    method: Optional[FusionMethod] = None,
+) -> Optional[JointFusion]:
+    """The consensus of ``fusion.sampling = joint`` with these weights; None when the streams
+    are sampled separately (the paper's late fusion) or there is only one."""
+    if cfg.fusion.sampling is not FusionSampling.JOINT or len(streams) < 2:
+        return None
+    return JointFusion(tuple(streams), dict(weights), method or FusionMethod())
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -539,32 +616,71 @@ def _sorted_batches(
 
 @torch.inference_mode()
 def _predict_views(
-    model: TwoStreamModel, samples: list[Sample], cfg: Config, device: torch.device
+    model: TwoStreamModel,
+    samples: list[Sample],
+    cfg: Config,
+    device: torch.device,
+    joint: Optional[JointFusion] = None,
+    separate: bool = True,
 ) -> list[dict[str, dict[str, np.ndarray]]]:
     """All streams on a batch of views, K samples each (``eval.samples``, ``eval.steps``).
 
     Returns, per view: ``{"samples": stream -> (K, C, T_view), "sample_trajectories":
     stream -> (K, C, T_view)}`` float32 (each sample's final x0 probabilities, and its x0
-    probabilities averaged over the DDIM steps).
+    probabilities averaged over the DDIM steps); with ``joint`` also ``"joint": {"samples":
+    (K, C, T_view), "trajectories": (K, C, T_view)}``, the joint samples' fused probabilities
+    (each (view, stream, sample) drawing from a generator seeded as in the separate run).
+    Without ``separate`` the per-stream dicts are empty.
     """
     batch = collate(samples).to(device)
+    streams = model.stream_names
+    lengths = batch.mask.sum(dim=1).tolist()  # (B,)
+    final: dict[str, np.ndarray] = {}  # stream or "joint" -> (K, B, C, T)
+    path: dict[str, np.ndarray] = {}
+    if separate:
+        out = _sample_views(model, batch, samples, cfg, device)
+        final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}
+        path = {s: r.trajectory_mean.float().cpu().numpy() for s, r in out.items()}
+    if joint is not None:
+        fused = _sample_views(model, batch, samples, cfg, device, joint)["joint"]
+        final["joint"] = fused.probs.float().cpu().numpy()
+        path["joint"] = fused.trajectory_mean.float().cpu().numpy()
+    views = []
+    for b, n in enumerate(lengths):
+        view = {
+            "samples": {s: final[s][:, b, :, : int(n)] for s in streams if separate},
+            "sample_trajectories": {s: path[s][:, b, :, : int(n)] for s in streams if separate},
+        }
+        if joint is not None:
+            view["joint"] = {"samples": final["joint"][:, b, :, : int(n)],
+                             "trajectories": path["joint"][:, b, :, : int(n)]}
+        views.append(view)
+    return views
+
+
+def _sample_views(
+    model: TwoStreamModel,
+    batch: Batch,
+    views: list[Sample],
+    cfg: Config,
+    device: torch.device,
+    joint: Optional[JointFusion] = None,
+) -> dict[str, SampleResult]:
+    """K DDIM samples of every stream on a batch of views (stream -> (K, B, C, T)); with
+    ``joint``, the joint samples instead (``"joint"`` -> (K, B, C, T)). Every (view, stream,
+    sample) draws from its own generator (:func:`view_generators`), the same in both."""
     count, streams = cfg.eval.samples, model.stream_names
-    per_view = [view_generators(cfg.eval.seed, s, streams, count) for s in samples]
+    per_view = [view_generators(cfg.eval.seed, v, streams, count) for v in views]
     generators = {  # stream -> K * B, sample-major
         s: [gens[s][k] for k in range(count) for gens in per_view] for s in streams
     }
+    rows = len(views) * (len(streams) if joint is not None else 1)
+    per_pass = samples_per_pass(cfg, device, rows, batch.mask.shape[1])
     with autocast(device, inference_dtype(device, cfg.eval.precision)):
-        out = model.sample(
-            batch.features, batch.mask, generators, cfg.eval.steps, count,
-            samples_per_pass(cfg, device, len(samples), batch.mask.shape[1]),
-        )  # fmt: skip
-    lengths = batch.mask.sum(dim=1).tolist()  # (B,)
-    final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
-    path = {s: r.trajectory_mean.float().cpu().numpy() for s, r in out.items()}  # (K, B, C, T)
-    return [
-        {
-            "samples": {s: final[s][:, b, :, : int(n)] for s in streams},
-            "sample_trajectories": {s: path[s][:, b, :, : int(n)] for s in streams},
-        }
-        for b, n in enumerate(lengths)
-    ]
+        if joint is None:
+            return model.sample(
+                batch.features, batch.mask, generators, cfg.eval.steps, count, per_pass
+            )
+        return {"joint": model.sample_joint(
+            batch.features, batch.mask, generators, joint, cfg.eval.steps, count, per_pass
+        )}  # fmt: skip

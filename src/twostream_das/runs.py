@@ -37,7 +37,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -352,7 +352,7 @@ def _read_holder(fd: int) -> str:
         return "holder unknown"
 
 
-def init_run(run: RunDir, cfg: Config, fold: int, split: dict[str, list[str]]) -> None:
+def init_run(run: RunDir, cfg: Config, fold: int, split: Mapping[str, object]) -> None:
     """Create the folder and its descriptive files (main process only)."""
     if not is_main_process():
         return

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from .config import AttentionOutside, Config, stream_names
+from .fusion import JointFusion
 from .diffusion import SampleResult, concat_results, sample, sample_passes
+from .diffusion.sampling import Consensus, Denoiser
 from .diffusion.ddim import Generators
 from .modules import Backend, FrameMask, current_backend
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
@@ -163,7 +165,7 @@ class TwoStreamModel(nn.Module):
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
         features = self.standardized(features, mask)
         if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
-            return self._sample_stacked(
+            return self._sample_together(
                 features, mask, generators, steps, samples, samples_per_pass
             )
         return {
@@ -185,15 +187,59 @@ class TwoStreamModel(nn.Module):
         out = self.sample(features, mask, generators, steps, 1)
         return {s: result.probs[0] for s, result in out.items()}
 
+    def sample_joint(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        fusion: JointFusion,
+        steps: Optional[int] = None,
+        samples: int = 1,
+        samples_per_pass: Optional[int] = None,
+    ) -> SampleResult:
+        """K DDIM samples per video with the streams fused inside the sampler
+        (``fusion.sampling = joint``, :class:`~twostream_das.fusion.JointFusion`): at every step
+        each stream's update continues from the fused x0 estimate. Arguments as :meth:`sample`;
+        ``fusion.streams`` must be the model's streams in order.
+
+        Returns:
+            :class:`SampleResult` of (K, B, C, T) float32: the fused probabilities of the last
+            step and their mean over the steps.
+        """
+        names = self.stream_names
+        if tuple(fusion.streams) != tuple(names):
+            raise ValueError(f"joint fusion over {fusion.streams}; the model's streams are {names}")
+        if not self._same_sampling():
+            raise ValueError(
+                "fusion.sampling = joint needs streams with one label space and one sampler "
+                "(classes, signal scale, noise schedule, steps and eta)"
+            )
+        features = self.standardized(features, mask)
+        stacked = (
+            not self.training and current_backend() is not Backend.REFERENCE and self._stackable()
+        )
+        out = self._sample_together(
+            features, mask, generators, steps, samples, samples_per_pass, fusion, stacked
+        )
+        first = names[0]  # every stream's rows hold the same consensus
+        return out[first]
+
     def _stackable(self) -> bool:
         """All streams have the same network shapes (bar the input size), label space and
         sampling settings."""
-        first, *others = self.streams.values()
-        if not others or first.diffact_outside:  # one stream; or attention the stack lacks
+        first = next(iter(self.streams.values()))
+        if len(self.streams) < 2 or first.diffact_outside:  # one stream; attention the stack lacks
             return False
+        return self._same_networks() and self._same_sampling() and all(
+            s.encoder.cond_blocks == first.encoder.cond_blocks for s in self.streams.values()
+        )
+
+    def _same_sampling(self) -> bool:
+        """All streams have the same classes, signal scale, schedule and sampling settings."""
+        first, *others = self.streams.values()
         abar = first.diffusion.schedule.alphas_cumprod
-        return self._same_networks() and all(
-            s.encoder.cond_blocks == first.encoder.cond_blocks
+        return all(
+            s.num_classes == first.num_classes
             and s.diffusion.signal_scale == first.diffusion.signal_scale
             and torch.equal(s.diffusion.schedule.alphas_cumprod, abar)
             and s.sampling == first.sampling
@@ -212,7 +258,7 @@ class TwoStreamModel(nn.Module):
         return all(other == first for other in others)
 
     @torch.inference_mode()
-    def _sample_stacked(
+    def _sample_together(
         self,
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
@@ -220,10 +266,13 @@ class TwoStreamModel(nn.Module):
         steps: Optional[int],
         samples: int,
         samples_per_pass: Optional[int] = None,
+        consensus: Optional[Consensus] = None,
+        stacked: bool = True,
     ) -> dict[str, SampleResult]:
-        """All streams' DDIM as one stacked pass: the encoders on G * B rows, the decoders on
-        N = G * k * B rows per pass of k samples (stream-major, then sample, then video); the
-        stacked weights are built here, for this call."""
+        """All streams' DDIM in one loop over N = G * k * B rows per pass of k samples
+        (stream-major, then sample, then video), the encoders once for all samples: as one
+        stacked pass (``stacked``; weights stacked here, for this call) or stream by stream
+        within each step. With ``consensus`` the rows' x0 estimates are fused at every step."""
         names = self.stream_names
         streams = [self.streams[s] for s in names]
         first, count = streams[0], len(streams)
@@ -236,36 +285,97 @@ class TwoStreamModel(nn.Module):
                     f"samples, {len(generators[name])} given for {name}"
                 )
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
-        dtype = features[names[0]].dtype
         scheduler = first.scheduler(steps)
-        timesteps = tuple(scheduler.timesteps)
-        encoder = StackedEncoder([s.encoder for s in streams], batch_size)
-        enc_mask = stacked_frame_mask(mask, count, dtype)  # (G * B, T)
-        cond = encoder.conditioning(
-            [features[s] for s in names], enc_mask, KeyMasks(enc_mask.valid)
-        )  # (G * B, Dc, T), once for all the samples
-        decoders: dict[int, tuple[StackedDecoder, list[torch.Tensor], FrameMask, KeyMasks]] = {}
+        denoisers = (
+            _StackedDenoisers(streams, features, names, mask, tuple(scheduler.timesteps))
+            if stacked
+            else _StreamDenoisers(streams, features, names, mask)
+        )
         parts = []
         for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
             k = len(chunk)
-            if k not in decoders:  # at most two sizes: the pass and the remainder
-                decoder = StackedDecoder([s.decoder for s in streams], k * batch_size, timesteps)
-                fmask = enc_mask if k == 1 else stacked_frame_mask(mask, count * k, dtype)
-                # qkv_in: per block (G * k * B, 3F, T), shared by a video's samples
-                decoders[k] = (decoder, decoder.prepare(cond), fmask, KeyMasks(fmask.valid))
-            decoder, qkv_in, fmask, key_masks = decoders[k]
             rows_of = slice(chunk.start * batch_size, chunk.stop * batch_size)
             parts.append(sample(
-                lambda x_in, t, d=decoder, q=qkv_in, m=fmask, km=key_masks: d.denoise(
-                    x_in, t, q, m, km),
+                denoisers.for_samples(k),
                 scheduler,
                 first.diffusion,
                 (count * k * batch_size, first.num_classes, frames),
                 [g for s in names for g in generators[s][rows_of]],
                 lengths * (count * k),
                 mask.device,
+                consensus,
             ).reshape(count, k, batch_size, first.num_classes, frames))  # fmt: skip
         out = concat_results(parts, dim=1)  # (G, K, B, C, T)
         return {
             s: SampleResult(out.probs[i], out.trajectory_mean[i]) for i, s in enumerate(names)
         }
+
+
+class _StackedDenoisers:
+    """The G streams as one stacked network (:mod:`twostream_das.stacked`): the encoders run
+    once here on G * B rows; :meth:`for_samples` gives the denoiser of G * k * B rows."""
+
+    def __init__(
+        self,
+        streams: Sequence[DiffusionStream],
+        features: Mapping[str, torch.Tensor],
+        names: Sequence[str],
+        mask: torch.Tensor,
+        timesteps: tuple[int, ...],
+    ) -> None:
+        self.streams, self.mask, self.timesteps = streams, mask, timesteps
+        self.dtype = features[names[0]].dtype
+        self.batch_size = mask.shape[0]
+        encoder = StackedEncoder([s.encoder for s in streams], self.batch_size)
+        self.enc_mask = stacked_frame_mask(mask, len(streams), self.dtype)  # (G * B, T)
+        self.cond = encoder.conditioning(
+            [features[s] for s in names], self.enc_mask, KeyMasks(self.enc_mask.valid)
+        )  # (G * B, Dc, T), once for all the samples
+        self._passes: dict[int, Denoiser] = {}
+
+    def for_samples(self, k: int) -> Denoiser:
+        """x_in (G * k * B, C, T), t -> x0 logits (at most two sizes: the pass and the rest)."""
+        if k not in self._passes:
+            count = len(self.streams)
+            decoder = StackedDecoder(
+                [s.decoder for s in self.streams], k * self.batch_size, self.timesteps
+            )
+            fmask = self.enc_mask if k == 1 else stacked_frame_mask(self.mask, count * k, self.dtype)
+            qkv_in = decoder.prepare(self.cond)  # per block (G * k * B, 3F, T)
+            key_masks = KeyMasks(fmask.valid)
+            self._passes[k] = lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks)
+        return self._passes[k]
+
+
+class _StreamDenoisers:
+    """The G streams' own networks, one after the other within each step: the encoders run
+    once here; :meth:`for_samples` gives the denoiser of G * k * B rows (stream-major)."""
+
+    def __init__(
+        self,
+        streams: Sequence[DiffusionStream],
+        features: Mapping[str, torch.Tensor],
+        names: Sequence[str],
+        mask: torch.Tensor,
+    ) -> None:
+        self.streams, self.mask = streams, mask
+        self.conds = [st.encoder(features[s], mask).cond for st, s in zip(streams, names)]
+        self._passes: dict[int, Denoiser] = {}
+
+    def for_samples(self, k: int) -> Denoiser:
+        if k not in self._passes:
+            contexts = [
+                st.decoder.prepare(c.repeat(k, 1, 1), self.mask.repeat(k, 1))
+                for st, c in zip(self.streams, self.conds)
+            ]
+            streams = self.streams
+
+            def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
+                parts = x_in.chunk(len(streams))  # per stream (k * B, C, T)
+                step = torch.full((parts[0].shape[0],), t, dtype=torch.long, device=x_in.device)
+                return torch.cat(
+                    [st.decoder.denoise(x, step, ctx) for st, x, ctx in zip(streams, parts, contexts)]
+                )
+
+            self._passes[k] = denoise
+        return self._passes[k]

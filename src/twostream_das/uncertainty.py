@@ -1,8 +1,10 @@
 """Uncertainty from K DDIM samples, and how well it finds errors (AUROC) and is calibrated (ECE).
 
 With K samples per video and stream, every sample k has fused probabilities ``p_k`` (C, T)
-(:func:`fused_samples`: the streams' k-th samples fused as the prediction fuses, with the
-selected weights and fusion rule, each frame normalised to sum to 1). A sample hands the
+(:meth:`~twostream_das.inference.VideoProbs.fused_sample_probs`: with fusion inside the
+sampler, ``fusion.sampling = joint``, the k-th joint sample's own fused estimate; otherwise
+:func:`fused_samples`, the streams' k-th samples fused as the prediction fuses, with the
+selected weights and fusion rule; each frame normalised to sum to 1). A sample hands the
 fusion what the prediction fuses (``fusion.input``): its final x0 probabilities, or its own
 DDIM trajectory mean (:meth:`~twostream_das.inference.VideoProbs.sample_inputs`). So
 ``p = mean_k p_k``
@@ -60,16 +62,13 @@ def fused_samples(
     return normalize_frames(np.asarray(fuse(samples, weights, method), dtype=np.float32))
 
 
-def frame_uncertainty(
-    samples: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    method: Optional[FusionMethod] = None,
-) -> Optional[np.ndarray]:
-    """(T,) float32 mutual information of the fused samples (stream -> (K, C, T)); None when
-    there is only one sample (or none)."""
-    if not samples or next(iter(samples.values())).shape[0] < 2:
+def frame_uncertainty(fused_k: np.ndarray) -> Optional[np.ndarray]:
+    """(T,) float32 mutual information of the K fused samples (K, C, T) (each frame summing to
+    1: :meth:`~twostream_das.inference.VideoProbs.fused_sample_probs`); None when there is
+    only one sample."""
+    if fused_k.shape[0] < 2:
         return None
-    return mutual_information(fused_samples(samples, weights, method))
+    return mutual_information(fused_k)
 
 
 def entropy(probs: np.ndarray, axis: int = -2) -> np.ndarray:
@@ -137,18 +136,13 @@ class ErrorDetection:
     - ``error_rate`` / ``error_rate_single_sample``: the share of wrong frames.
     """
 
-    def __init__(
-        self,
-        weights: Mapping[str, float],
-        post: PostprocessChoice,
-        method: Optional[FusionMethod] = None,
-    ) -> None:
-        self.weights, self.post, self.method = weights, post, method
+    def __init__(self, post: PostprocessChoice) -> None:
+        self.post = post
         self._parts: dict[str, list[np.ndarray]] = {}
 
     def video_parts(
         self,
-        samples: Mapping[str, np.ndarray],
+        fused_k: np.ndarray,
         decision: Decision,
         gt: np.ndarray,
         sample_rate: int = 1,
@@ -156,16 +150,16 @@ class ErrorDetection:
         """One video's per-frame parts (name -> (T,): what :meth:`summary` scores, small next to
         the samples), not added: for :meth:`add_parts` here or on another rank.
 
-        Args: stream -> (K, C, T_s) samples (at the subsampled rate when ``sample_rate`` > 1,
-        as :class:`~twostream_das.inference.VideoProbs` holds them), its :class:`Decision` (the
-        fused probabilities and the final labels), ground truth (T,). Every per-frame score is
-        restored to the T full-rate frames as the labels are."""
+        Args: the K samples' fused probabilities (K, C, T_s) (at the subsampled rate when
+        ``sample_rate`` > 1: :meth:`~twostream_das.inference.VideoProbs.fused_sample_probs`),
+        the video's :class:`Decision` (the fused probabilities and the final labels), ground
+        truth (T,). Every per-frame score is restored to the T full-rate frames as the labels
+        are."""
         frames = len(gt)
 
         def full(x: np.ndarray) -> np.ndarray:  # (..., T_s) -> (..., T)
             return restore_full_rate(x, sample_rate, frames)
 
-        fused_k = fused_samples(samples, self.weights, self.method)  # (K, C, T_s)
         fused, first = normalize_frames(decision.fused_probs), fused_k[0]  # (C, T), (C, T_s)
         first_labels = postprocess(first, self.post.kind, self.post.window, sample_rate, frames)
         parts = {

@@ -2,13 +2,15 @@
 import numpy as np
 import pytest
 
-from _shared import shared_dir
+from _shared import require_shared, shared_dir
+from twostream_das.config import load_config
 from twostream_das.data.layout import (
     LabelMap,
     read_labels,
     read_mapping,
     read_split,
     train_val_split,
+    video_groups,
 )
 from twostream_das.errors import DataError
 
@@ -160,6 +162,59 @@ def test_train_val_split_counts(tmp_path, n, fraction, expected):
     names = [f"v{i:02d}" for i in range(n)]
     train, val = train_val_split(tmp_path, 1, names, fraction, seed=0)
     assert len(val) == expected and len(train) == n - expected
+
+
+def test_video_groups_take_the_first_capture_group_or_the_match():
+    names = ["P03_cam01_P03_tea", "P03_webcam02_P03_tea", "P12_cam01_P12_juice"]
+    assert video_groups(names, r"(P\d+)_") == {names[0]: "P03", names[1]: "P03", names[2]: "P12"}
+    assert video_groups(["rgb-07-2"], r"rgb-\d+") == {"rgb-07-2": "rgb-07"}
+    assert video_groups(["a", "b"], None) == {"a": "a", "b": "b"}
+    with pytest.raises(DataError, match=r"video 'x1' does not match dataset.val_group '\(P\\d\+\)_'"):
+        video_groups(["P01_a", "x1"], r"(P\d+)_")
+
+
+def test_train_val_split_by_group_draws_whole_groups(tmp_path):
+    """Persons a, b, c, d with 2, 2, 3, 1 videos; a fraction of 0.25 asks for 2 videos: whole
+    persons are drawn until they hold at least that many, never all persons."""
+    names = ["a_1", "a_2", "b_1", "b_2", "c_1", "c_2", "c_3", "d_1"]
+    for seed in range(6):
+        train, val = train_val_split(tmp_path, 1, names, 0.25, seed, r"^(\w)_")
+        groups = video_groups(names, r"^(\w)_")
+        assert not {groups[n] for n in train} & {groups[n] for n in val}
+        assert len(val) >= 2 and sorted(train + val) == names
+    assert train_val_split(tmp_path, 1, names, 0.25, 3, r"^(\w)_") == train_val_split(
+        tmp_path, 1, names[::-1], 0.25, 3, r"^(\w)_")
+    everything = train_val_split(tmp_path, 1, names, 0.9, 0, r"^(\w)_")
+    assert everything[0] and everything[1]  # one person always trains
+    with pytest.raises(DataError, match="one group"):
+        train_val_split(tmp_path, 1, ["a_1", "a_2"], 0.5, 0, r"^(\w)_")
+
+
+def test_val_bundle_sharing_a_group_with_training_is_refused(tiny_root):
+    for name in ("p1_x", "p1_y", "p2_x"):
+        write_lines(tiny_root / "groundTruth" / f"{name}.txt", ["background"])
+    write_lines(tiny_root / "splits" / "val.split1.bundle", ["p1_x.txt"])
+    with pytest.raises(DataError, match="group 'p1'.*also has training videos"):
+        train_val_split(tiny_root, 1, ["p1_x", "p1_y", "p2_x"], 0.5, 0, r"(p\d)_")
+    assert train_val_split(tiny_root, 1, ["p1_x", "p2_x"], 0.5, 0, r"(p\d)_") == (
+        ["p2_x"], ["p1_x"])
+
+
+@pytest.mark.parametrize(("preset", "folds"), [("breakfast", 4), ("50salads", 5), ("gtea", 4)])
+def test_presets_validate_on_groups_that_never_train_on_the_real_splits(preset, folds):
+    """On the real label sets: every fold's validation videos share no person (Breakfast: no
+    session or camera view either, as those belong to a person) with the videos that train."""
+    root = require_shared(f"data/{preset}/splits").parent
+    cfg = load_config(preset).dataset
+    for fold in range(1, folds + 1):
+        names = read_split(root, "train", fold, check_labels=False)
+        train, val = train_val_split(root, fold, names, cfg.val_fraction, cfg.val_seed,
+                                     cfg.val_group)
+        groups = video_groups(names, cfg.val_group)
+        assert val and not {groups[n] for n in train} & {groups[n] for n in val}
+        if preset == "breakfast":  # a session (person + recipe) is filmed by several cameras
+            session = {n: (n.split("_")[0], n.split("_")[-1]) for n in names}
+            assert not {session[n] for n in train} & {session[n] for n in val}
 
 
 def test_train_val_split_uses_val_bundle(tiny_root):

@@ -38,7 +38,8 @@ def _complementary_videos(num_videos=3, num_frames=21, seed=0):
 
 
 def _cfg(*extra):
-    base = ["postprocess.kind=none", "postprocess.window=1"]
+    # late fusion of cached probabilities; fusion inside the sampler: test_joint_* below
+    base = ["postprocess.kind=none", "postprocess.window=1", "fusion.sampling=separate"]
     base.append("postprocess.select_on_validation=false")
     return load_config("demo", [*base, *extra])
 
@@ -172,3 +173,59 @@ def test_fusion_input_picks_the_final_probabilities_or_the_trajectory_mean():
     with pytest.raises(ValueError, match="trajectory"):
         score_streams(bare, NAMES, _cfg("fusion.input=trajectory"), weights, post)
     assert score_streams(bare, NAMES, _cfg("fusion.input=final"), weights, post)
+
+
+def test_joint_selection_samples_every_inner_simplex_point_and_keeps_the_best():
+    """fusion.sampling = joint, grid step 0.25: the runner is asked for (0.25, 0.75),
+    (0.5, 0.5), (0.75, 0.25) (the corners are each stream's own samples), and the point whose
+    joint samples are right everywhere wins, with its metrics."""
+    videos = [
+        VideoProbs(v.name, v.probs, v.labels, samples={s: p[None] for s, p in v.probs.items()},
+                   trajectory=v.trajectory,
+                   sample_trajectories={s: p[None] for s, p in v.trajectory.items()})
+        for v in _complementary_videos()
+    ]
+    asked = []
+
+    def runner(weights, method):
+        asked.append(dict(weights))
+        right = weights["rgb"] == 0.25
+        out = []
+        for v in videos:
+            p = np.full((3, v.labels.size), 0.1, np.float32)
+            p[v.labels if right else (v.labels + 1) % 3, np.arange(v.labels.size)] = 0.8
+            out.append(VideoProbs(v.name, v.probs, v.labels, v.samples, v.trajectory,
+                                  sample_trajectories=v.sample_trajectories,
+                                  joint_samples=p[None], joint_trajectories=p[None]))
+        return out
+
+    cfg = _cfg("fusion.sampling=joint", "fusion.joint_grid_step=0.25", "train.select_metric=acc")
+    sel = select(videos, NAMES, cfg, epoch=2, joint_runner=runner)
+    assert asked == [{"rgb": 0.25, "flow": 0.75}, {"rgb": 0.5, "flow": 0.5},
+                     {"rgb": 0.75, "flow": 0.25}]
+    assert sel.fusion_weights.to_dict() == {"rgb": 0.25, "flow": 0.75}
+    assert sel.metrics["fused"]["acc"] == pytest.approx(100.0) == sel.score
+    assert sel.metrics["rgb"]["acc"] < 100.0 and sel.metrics["flow"]["acc"] < 100.0
+    with pytest.raises(ValueError, match="needs the model"):
+        select(videos, NAMES, cfg, epoch=2)
+
+
+def test_joint_selection_falls_back_to_a_stream_when_no_mixture_helps():
+    """Joint samples that are wrong everywhere: a corner (one stream's own samples) wins."""
+    videos = [
+        VideoProbs(v.name, v.probs, v.labels, samples={s: p[None] for s, p in v.probs.items()},
+                   trajectory=v.trajectory,
+                   sample_trajectories={s: p[None] for s, p in v.trajectory.items()})
+        for v in _complementary_videos()
+    ]
+
+    def runner(weights, method):
+        return [VideoProbs(v.name, v.probs, v.labels, v.samples, v.trajectory,
+                           sample_trajectories=v.sample_trajectories,
+                           joint_samples=v.probs["rgb"][::-1][None].copy(),
+                           joint_trajectories=v.probs["rgb"][::-1][None].copy())
+                for v in videos]
+
+    cfg = _cfg("fusion.sampling=joint", "fusion.joint_grid_step=0.5", "train.select_metric=acc")
+    sel = select(videos, NAMES, cfg, epoch=2, joint_runner=runner)
+    assert sorted(sel.fusion_weights.to_dict().values()) == [0.0, 1.0]

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -225,50 +226,115 @@ def read_labels(path: str | Path, label_map: LabelMap) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
+def video_groups(names: Sequence[str], pattern: Optional[str]) -> dict[str, str]:
+    """video -> its group (person, session): the first capture group of ``pattern`` searched in
+    the name, or the whole match when the pattern has no group. Without a pattern every video is
+    its own group.
+
+    Raises:
+        DataError: a name the pattern does not match.
+    """
+    if pattern is None:
+        return {n: n for n in names}
+    regex = re.compile(pattern)
+    out = {}
+    for name in names:
+        found = regex.search(name)
+        if found is None:
+            raise DataError(
+                f"video {name!r} does not match dataset.val_group '{pattern}'; expected every "
+                "training video's name to contain its group (for example the person)"
+            )
+        out[name] = found.group(1) if regex.groups else found.group(0)
+    return out
+
+
 def train_val_split(
     root: str | Path,
     fold: int,
     train_names: Sequence[str],
     fraction: float,
     seed: int,
+    group: Optional[str] = None,
 ) -> tuple[list[str], list[str]]:
     """Split a fold's training videos into (train, validation), both sorted.
 
     With ``splits/val.split<fold>.bundle`` present, its videos are the validation set (each must
-    be among ``train_names``) and the rest train. Otherwise ``round(fraction * n)`` videos
-    (rounded half up; at least 1 when ``fraction > 0`` and ``n >= 2``; never all of them) are
-    drawn with ``numpy.random.default_rng(seed)`` from the sorted names, so the result depends
-    only on the set of names, ``fraction`` and ``seed``.
+    be among ``train_names``) and the rest train. Otherwise, without ``group``,
+    ``round(fraction * n)`` videos (rounded half up; at least 1 when ``fraction > 0`` and
+    ``n >= 2``; never all of them) are drawn with ``numpy.random.default_rng(seed)`` from the
+    sorted names. With ``group`` (:func:`video_groups`), whole groups are drawn in a seeded order
+    until they hold at least that many videos, never every group. Either way the result depends
+    only on the set of names, ``fraction``, ``seed`` and ``group``, and with ``group`` no group
+    has videos on both sides.
 
     Raises:
         DataError: a val bundle naming a video that is not in the training split, or all of
-        its videos.
+        its videos, or sharing a group with the videos that train; one group only.
     """
     names = sorted(set(train_names))
+    groups = video_groups(names, group)
     if split_path(root, "val", fold).is_file():
-        val = read_split(root, "val", fold)
-        stray = [v for v in val if v not in set(names)]
-        if stray:
-            raise DataError(
-                f"{split_path(root, 'val', fold)}: video {stray[0]!r} is not in "
-                f"{split_path(root, 'train', fold)}; expected validation videos taken from the "
-                "fold's training videos"
-            )
-        chosen = set(val)
-        if chosen >= set(names):
-            raise DataError(
-                f"{split_path(root, 'val', fold)} lists all {len(names)} training videos of "
-                f"{split_path(root, 'train', fold)}; expected some left to train on (the "
-                "validation videos are taken out of the fold's training videos)"
-            )
-        logger.info("fold %d: %d validation videos from %s", fold, len(chosen),
-                    split_path(root, "val", fold))
-    else:
+        chosen = _val_bundle(root, fold, names)
+    elif group is None:
         count = _val_count(fraction, len(names))
         rng = np.random.default_rng(seed)
         picks = rng.choice(len(names), size=count, replace=False) if count else []
         chosen = {names[int(i)] for i in picks}
-    return [n for n in names if n not in chosen], sorted(chosen)
+    else:
+        chosen = _draw_groups(groups, _val_count(fraction, len(names)), seed, group)
+    train = [n for n in names if n not in chosen]
+    shared = sorted({groups[n] for n in train} & {groups[n] for n in chosen})
+    if group is not None and shared:
+        example = next(n for n in sorted(chosen) if groups[n] == shared[0])
+        raise DataError(
+            f"{split_path(root, 'val', fold)}: validation video {example!r} is of group "
+            f"{shared[0]!r} (dataset.val_group '{group}'), which also has training videos; "
+            "expected validation groups that do not train"
+        )
+    return train, sorted(chosen)
+
+
+def _val_bundle(root: str | Path, fold: int, names: list[str]) -> set[str]:
+    """The validation videos ``splits/val.split<fold>.bundle`` names, checked against ``names``."""
+    val = read_split(root, "val", fold)
+    stray = [v for v in val if v not in set(names)]
+    if stray:
+        raise DataError(
+            f"{split_path(root, 'val', fold)}: video {stray[0]!r} is not in "
+            f"{split_path(root, 'train', fold)}; expected validation videos taken from the "
+            "fold's training videos"
+        )
+    chosen = set(val)
+    if chosen >= set(names):
+        raise DataError(
+            f"{split_path(root, 'val', fold)} lists all {len(names)} training videos of "
+            f"{split_path(root, 'train', fold)}; expected some left to train on (the "
+            "validation videos are taken out of the fold's training videos)"
+        )
+    logger.info("fold %d: %d validation videos from %s", fold, len(chosen),
+                split_path(root, "val", fold))
+    return chosen
+
+
+def _draw_groups(groups: dict[str, str], count: int, seed: int, pattern: str) -> set[str]:
+    """Whole groups, in an order drawn from ``seed``, until they hold ``count`` videos."""
+    if count == 0:
+        return set()
+    distinct = sorted(set(groups.values()))
+    if len(distinct) < 2:
+        raise DataError(
+            f"dataset.val_group '{pattern}' puts all {len(groups)} training videos in one group "
+            f"({distinct[0]!r}); expected at least two groups, so that one can validate without "
+            "its videos training (or set dataset.val_group=null, or write splits/val bundles)"
+        )
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    chosen: set[str] = set()
+    for taken, index in enumerate(order, start=1):
+        chosen |= {n for n, g in groups.items() if g == distinct[int(index)]}
+        if len(chosen) >= count or taken == len(distinct) - 1:
+            break
+    return chosen
 
 
 def _val_count(fraction: float, n: int) -> int:

@@ -17,6 +17,11 @@ Per step (the loop of :class:`DDIMSampler`'s docstring): ``p_t = softmax(logits_
 estimate ``(2 p_t - 1) s`` feeds the update, and ``p_t`` is added to the trajectory sum.
 ``probs`` is ``softmax(logits)`` of the last step in float32, DiffAct's output (its final x0
 estimate mapped back to [0, 1]).
+
+With a ``consensus`` (fusion inside the sampler), ``p_t`` is replaced at every step by what
+the consensus makes of all rows' ``p_t`` before it feeds the updates, the trajectory and the
+output: rows that are the streams of one video then continue from one fused x0 estimate, each
+with its own x_t and noise.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ class Denoiser(Protocol):
     """``(x_in (N, C, T) in [0, 1], t) -> (N, C, T) x0 logits``."""
 
     def __call__(self, x_in: torch.Tensor, t: int) -> torch.Tensor: ...
+
+
+class Consensus(Protocol):
+    """``(N, C, T) x0 class probabilities -> (N, C, T)`` probabilities: what every row
+    continues from (e.g. the streams of a video fused, :class:`~twostream_das.fusion.
+    JointFusion`)."""
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor: ...
 
 
 class SampleResult(NamedTuple):
@@ -97,6 +110,7 @@ def sample(
     generators: Sequence[torch.Generator] | NoiseSource,
     lengths: Optional[Sequence[int]] = None,
     device: torch.device | str = "cpu",
+    consensus: Optional[Consensus] = None,
 ) -> SampleResult:
     """DDIM from pure noise to x0 class probabilities (see the module docstring).
 
@@ -110,6 +124,8 @@ def sample(
             recorded from another sampler).
         lengths: real frames per row (default T); frames beyond are padding.
         device: where x lives.
+        consensus: applied to every step's x0 probabilities of all rows (fusion inside the
+            sampler); None = each row on its own.
 
     Returns:
         :class:`SampleResult` with (N, C, T) tensors (padded frames hold meaningless values).
@@ -122,7 +138,13 @@ def sample(
     for t in scheduler.timesteps:
         logits = denoiser(diffusion.model_input(x), t)  # (N, C, T)
         p = torch.softmax(logits, dim=1)  # (N, C, T) x0 class probabilities
+        if consensus is not None:
+            p = consensus(p)  # (N, C, T) what every row continues from
         total.add_(p)
         x = scheduler.step(diffusion.probs_to_x0(p), t, x, generators, lengths)
-    probs = p if p.dtype == torch.float32 else torch.softmax(logits.float(), dim=1)
+    if p.dtype == torch.float32:
+        probs = p
+    else:
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = probs if consensus is None else consensus(probs)
     return SampleResult(probs, total.div_(len(scheduler.timesteps)))

@@ -139,7 +139,7 @@ def _evaluate(
         )
     weights, post = loaded.fusion_weights, loaded.postprocess
     method = loaded.fusion_method
-    detection = ErrorDetection(weights, post, method)
+    detection = ErrorDetection(post)
     index = {name: i for i, name in enumerate(names)}
     done: list[_Scored] = []
     desc = "test" if world == 1 else f"test (rank {rank}/{world})"
@@ -150,8 +150,8 @@ def _evaluate(
             labels = pred.label_rows()
             assert labels is not None  # test videos have labels (load_videos read them)
             parts = detection.video_parts(
-                pred.video.sample_inputs(cfg.fusion.input), pred.decision, pred.video.labels,
-                pred.video.sample_rate,
+                pred.video.fused_sample_probs(cfg.fusion.input, weights, method), pred.decision,
+                pred.video.labels, pred.video.sample_rate,
             )
             done.append(_Scored(index[pred.name], labels, parts))
             if write:  # every rank writes the files of its own videos
@@ -187,13 +187,14 @@ def _results(
         [v.labels for v in scored], (*loaded.model.stream_names, "fused"), loaded.label_names, cfg
     )
     method = loaded.fusion_method
-    detection = ErrorDetection(loaded.fusion_weights, loaded.postprocess, method)
+    detection = ErrorDetection(loaded.postprocess)
     for video in scored:
         detection.add_parts(video.detection)
     results.update(
         {
             "fusion_weights": loaded.fusion_weights.to_dict(),
             "fusion_input": cfg.fusion.input.value,
+            "fusion_sampling": cfg.fusion.sampling.value,
             "fusion_rule": method.rule.value,
             "temperatures": dict(method.temperatures),
             "postprocess": loaded.postprocess.to_dict(),

@@ -427,6 +427,7 @@ def _summary(
         "epoch": loaded.checkpoint.epoch,
         "fusion_weights": loaded.fusion_weights.to_dict(),
         "fusion_input": cfg.fusion.input.value,
+        "fusion_sampling": cfg.fusion.sampling.value,
         "fusion_rule": method.rule.value,
         "temperatures": dict(method.temperatures),
         "postprocess": loaded.postprocess.to_dict(),
@@ -598,10 +599,9 @@ class VideoOutputs:
 def video_outputs(pred: VideoPrediction, loaded: LoadedModel) -> VideoOutputs:
     """Labels, normalised fused probabilities and the per-frame uncertainty of one video."""
     probs = normalize_frames(pred.decision.fused_probs)  # (C, T), columns sum to 1
-    uncertainty = frame_uncertainty(
-        pred.video.sample_inputs(loaded.config.fusion.input), loaded.fusion_weights,
-        loaded.fusion_method,
-    )  # (T_s,) or None
+    uncertainty = frame_uncertainty(pred.video.fused_sample_probs(
+        loaded.config.fusion.input, loaded.fusion_weights, loaded.fusion_method
+    ))  # (T_s,) or None
     if uncertainty is not None:
         uncertainty = pred.video.full_rate(uncertainty)  # (T,) as the labels are restored
     return VideoOutputs(pred.decision.labels, probs, dict(pred.decision.stream_labels),

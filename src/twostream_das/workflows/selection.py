@@ -7,18 +7,28 @@ The validation videos are carved out of a fold's training videos (``dataset.val_
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Optional
 
 import numpy as np
 
 from ..choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
-from ..config import Config, PostprocessKind, stream_names
-from ..fusion import FusionMethod, fit_temperature, search_weights
+from ..config import Config, FusionSampling, PostprocessKind, stream_names
+from ..fusion import (
+    FusionMethod,
+    closest_to_equal,
+    fit_temperature,
+    search_weights,
+    simplex_grid,
+)
 from ..inference import VideoProbs, decide_video, video_fused_labels
 from ..metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
 
 logger = logging.getLogger(__name__)
+
+JointRunner = Callable[[Mapping[str, float], FusionMethod], list[VideoProbs]]
+"""(weights, method) -> the validation videos, in order, with the joint samples of fusion inside
+the sampler at these weights (:attr:`VideoProbs.joint_samples`)."""
 
 
 def background_ids(label_names: Sequence[str], cfg: Config) -> list[int]:
@@ -153,11 +163,22 @@ def select(
     cfg: Config,
     epoch: int,
     checkpoint: str = "the checkpoint",
+    joint_runner: Optional[JointRunner] = None,
 ) -> Selection:
     """Temperatures (if ``fusion.temperature``), fusion weights, then (if
     ``postprocess.select_on_validation``) post-processing, then the fusion weights again under
     the chosen post-processing. Validation videos only. ``checkpoint`` names what the choice is
-    for in the log line (e.g. ``best.pt``)."""
+    for in the log line (e.g. ``best.pt``). With ``fusion.sampling = joint`` (and several
+    streams) the weights are chosen by :func:`select_joint`, which samples the validation
+    videos again through ``joint_runner`` for every candidate.
+
+    Raises:
+        ValueError: joint sampling without a ``joint_runner``.
+    """
+    if cfg.fusion.sampling is FusionSampling.JOINT and len(stream_names(cfg)) > 1:
+        if joint_runner is None:
+            raise ValueError("fusion.sampling = joint: selecting its weights needs the model")
+        return select_joint(videos, label_names, cfg, epoch, checkpoint, joint_runner)
     temperatures = fit_temperatures(videos, cfg)
     method = FusionMethod.from_config(cfg.fusion, temperatures)
     post = PostprocessChoice.from_config(cfg)
@@ -166,19 +187,84 @@ def select(
         post, value = select_postprocess(videos, label_names, cfg, weights, method)
         weights, value = select_fusion_weights(videos, label_names, cfg, post, method)
     metrics = score_streams(videos, label_names, cfg, weights, post, method)
+    return _selected(checkpoint, epoch, len(videos), cfg, weights, post, value, metrics,
+                     temperatures)  # fmt: skip
+
+
+def select_joint(
+    videos: Sequence[VideoProbs],
+    label_names: Sequence[str],
+    cfg: Config,
+    epoch: int,
+    checkpoint: str,
+    runner: JointRunner,
+) -> Selection:
+    """Fusion inside the sampler: every weight point of :func:`~twostream_das.fusion.
+    simplex_grid` (``fusion.joint_grid_step``) sampled jointly on the validation videos
+    (``runner``; a point with all the weight on one stream is that stream's own samples,
+    ``videos``, unless temperatures apply), each scored with every post-processing candidate
+    (``postprocess.select_on_validation``, else the configured one); the best pair wins. Ties:
+    the configured post-processing, then the weights closest to equal, then grid order.
+    Temperatures (``fusion.temperature``) are fitted on the streams' own samples first."""
+    streams = stream_names(cfg)
+    temperatures = fit_temperatures(videos, cfg)
+    method = FusionMethod.from_config(cfg.fusion, temperatures)
+    configured = PostprocessChoice.from_config(cfg)
+    posts = [configured]
+    if cfg.postprocess.select_on_validation:
+        posts += [c for c in postprocess_candidates(cfg) if c != configured]
+    gts, kind = [_labels(v) for v in videos], cfg.fusion.input
+    best: Optional[tuple[tuple[float, float, int, int], dict[str, float], list[VideoProbs]]] = None
+    for index, weights in enumerate(simplex_grid(cfg.fusion.joint_grid_step, streams)):
+        alone = [s for s, w in weights.items() if w == 1.0]
+        runs = (
+            [v.with_joint(alone[0]) for v in videos]
+            if alone and not temperatures
+            else runner(weights, method)
+        )
+        for rank, post in enumerate(posts):
+            preds = [video_fused_labels(v, weights, post, method, kind) for v in runs]
+            value = selection_score(score_labels(gts, preds, label_names, cfg),
+                                    cfg.train.select_metric)  # fmt: skip
+            key = (-value, closest_to_equal(weights), rank, index)
+            if best is None or key < best[0]:
+                best = (key, weights, runs)
+    assert best is not None
+    (neg_value, _, rank, _), weights, runs = best
+    post = posts[rank]
+    chosen = FusionWeights.of(weights, streams)
+    metrics = score_streams(runs, label_names, cfg, chosen, post, method)
+    return _selected(checkpoint, epoch, len(videos), cfg, chosen, post, -neg_value, metrics,
+                     temperatures)  # fmt: skip
+
+
+def _selected(
+    checkpoint: str,
+    epoch: int,
+    count: int,
+    cfg: Config,
+    weights: FusionWeights,
+    post: PostprocessChoice,
+    value: float,
+    metrics: StreamMetrics,
+    temperatures: Mapping[str, float],
+) -> Selection:
+    """The :class:`Selection`, logged."""
     logger.info(
-        "selected for %s (epoch %d) on %d validation videos: fusion %s, %s window %d (%s %.2f)",
+        "selected for %s (epoch %d) on %d validation videos: fusion %s%s, %s window %d (%s %.2f)",
         checkpoint,
         epoch,
-        len(videos),
+        count,
         format_weights(weights),
+        " (joint sampling)" if cfg.fusion.sampling is FusionSampling.JOINT and len(weights) > 1
+        else "",
         post.kind.value,
         post.window,
         cfg.train.select_metric,
         value,
     )
     return Selection(
-        epoch, weights, post, cfg.train.select_metric, value, metrics, temperatures
+        epoch, weights, post, cfg.train.select_metric, value, metrics, dict(temperatures)
     )
 
 

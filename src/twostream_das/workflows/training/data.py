@@ -16,7 +16,13 @@ from ...config import Config
 from ...data.collate import collate
 from ...data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
 from ...data.features import check_stream_folders
-from ...data.layout import check_background, read_mapping, read_split, train_val_split
+from ...data.layout import (
+    check_background,
+    read_mapping,
+    read_split,
+    train_val_split,
+    video_groups,
+)
 from ...distributed import rank_and_world
 from ...errors import ConfigError, DataError
 from ...losses import class_weights_from_counts
@@ -34,6 +40,12 @@ class TrainData:
     val: list[Video]
     split: dict[str, list[str]]  # "train" / "val" / "test" -> video names
     stream_dims: dict[str, int]
+    groups: dict[str, list[str]]  # "train" / "val" -> their groups (dataset.val_group)
+
+    def split_record(self, pattern: Optional[str]) -> dict[str, object]:
+        """What ``split.json`` holds: the parts' video names, the group pattern and the groups
+        of the training and validation videos (disjoint when a pattern is set)."""
+        return {**self.split, "val_group": pattern, "groups": self.groups}
 
 
 def load_train_data(cfg: Config, fold: int) -> TrainData:
@@ -47,8 +59,9 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
     check_background(label_map, cfg.dataset.background)
     names = read_split(root, "train", fold)
     train_names, val_names = train_val_split(
-        root, fold, names, cfg.dataset.val_fraction, cfg.dataset.val_seed
+        root, fold, names, cfg.dataset.val_fraction, cfg.dataset.val_seed, cfg.dataset.val_group
     )
+    group_of = video_groups(names, cfg.dataset.val_group)
     test_names = read_split(root, "test", fold, check_labels=False)
     leaked = sorted(set(test_names) & (set(train_names) | set(val_names)))
     if leaked:
@@ -61,7 +74,8 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
     dims = stream_dims(train)
     val = load_videos(cfg.dataset, val_names, label_map, expected_dims=dims) if val_names else []
     split = {"train": list(train_names), "val": list(val_names), "test": list(test_names)}
-    return TrainData(list(label_map.names), train, val, split, dims)
+    groups = {part: sorted({group_of[n] for n in split[part]}) for part in ("train", "val")}
+    return TrainData(list(label_map.names), train, val, split, dims, groups)
 
 
 def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:

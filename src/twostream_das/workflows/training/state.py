@@ -120,7 +120,7 @@ def build_context(
         progress = restore(last, model, optimizer, data, run)
         epoch = last.epoch
     else:
-        init_run(run, cfg, fold, data.split)
+        init_run(run, cfg, fold, data.split_record(cfg.dataset.val_group))
     weights = class_weights(cfg, data.train, len(data.label_names))
     ctx = TrainContext(
         cfg=cfg,

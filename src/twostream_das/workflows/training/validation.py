@@ -3,17 +3,20 @@ a run: fusion weights and post-processing selected on validation videos only."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Optional
 
 from ...checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ...choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
 from ...config import stream_names
 from ...fusion import FusionMethod
-from ...inference import VideoProbs, predict_probabilities
+from ...inference import VideoProbs, joint_fusion, predict_probabilities
 from ...metrics import METRIC_KEYS
 from ...runs import is_main_process, write_json
-from ..selection import fit_temperatures, score_streams, select, selection_score
+from ..selection import JointRunner, fit_temperatures, score_streams, select, selection_score
 from .log import VALIDATION_PREFIX
 from .state import TrainContext, save_best, save_last, snapshot
 
@@ -28,21 +31,43 @@ def is_eval_epoch(ctx: TrainContext, epoch: int) -> bool:
 
 def validate(ctx: TrainContext, epoch: int) -> tuple[list[VideoProbs], StreamMetrics]:
     """Both streams and their fusion (configured weights, rule and post-processing; the
-    temperatures fitted on these videos when ``fusion.temperature``) on the validation videos."""
+    temperatures fitted on these videos when ``fusion.temperature``, except inside a joint
+    sampler, which runs before they are known) on the validation videos."""
+    weights = FusionWeights.from_config(ctx.cfg)
+    joint = joint_fusion(ctx.cfg, ctx.model.stream_names, weights, FusionMethod.from_config(
+        ctx.cfg.fusion))  # fmt: skip
     videos = list(
         predict_probabilities(
-            ctx.model, ctx.data.val, ctx.cfg, ctx.device, ctx.show_progress, desc=f"val {epoch}"
+            ctx.model, ctx.data.val, ctx.cfg, ctx.device, ctx.show_progress, f"val {epoch}", joint
         )
     )
     metrics = score_streams(
         videos,
         ctx.data.label_names,
         ctx.cfg,
-        FusionWeights.from_config(ctx.cfg),
+        weights,
         PostprocessChoice.from_config(ctx.cfg),
         FusionMethod.from_config(ctx.cfg.fusion, fit_temperatures(videos, ctx.cfg)),
     )
     return videos, metrics
+
+
+def joint_runner(ctx: TrainContext, videos: list[VideoProbs]) -> JointRunner:
+    """The validation videos sampled jointly by ``ctx.model`` as it is when called (selection
+    of the weights of ``fusion.sampling = joint``), attached to ``videos``, their separate
+    samples by the same weights."""
+
+    def run(weights: Mapping[str, float], method: FusionMethod) -> list[VideoProbs]:
+        fusion = joint_fusion(ctx.cfg, ctx.model.stream_names, weights, method)
+        fused = predict_probabilities(
+            ctx.model, ctx.data.val, ctx.cfg, ctx.device, False, "val joint", fusion, False
+        )
+        return [
+            replace(v, joint_samples=j.joint_samples, joint_trajectories=j.joint_trajectories)
+            for v, j in zip(videos, fused, strict=True)
+        ]
+
+    return run
 
 
 def validation_row(ctx: TrainContext, epoch: int) -> dict[str, Any]:
@@ -96,17 +121,21 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
         return selection
     best = load_checkpoint(ctx.run.best)
     same = best.epoch == ctx.epoch
+    videos = val_probs(ctx, ctx.epoch)
     last_selection = select(
-        val_probs(ctx, ctx.epoch), ctx.data.label_names, ctx.cfg, ctx.epoch,
+        videos, ctx.data.label_names, ctx.cfg, ctx.epoch,
         f"{ctx.run.last.name} and {ctx.run.best.name}" if same else ctx.run.last.name,
+        joint_runner(ctx, videos),
     )  # fmt: skip
     if same:
         best_selection = last_selection
     else:
-        best_selection = select(
-            val_probs(ctx, best.epoch, best), ctx.data.label_names, ctx.cfg, best.epoch,
-            ctx.run.best.name,
-        )  # fmt: skip
+        with weights_of(ctx, best):
+            videos = val_probs(ctx, best.epoch)
+            best_selection = select(
+                videos, ctx.data.label_names, ctx.cfg, best.epoch, ctx.run.best.name,
+                joint_runner(ctx, videos),
+            )  # fmt: skip
     if is_main_process():
         best.selection = best_selection
         best.metrics = best_selection.metrics
@@ -117,21 +146,24 @@ def finish(ctx: TrainContext) -> Optional[Selection]:
     return best_selection
 
 
-def val_probs(ctx: TrainContext, epoch: int, ckpt: Optional[Checkpoint] = None) -> list[VideoProbs]:
+def val_probs(ctx: TrainContext, epoch: int) -> list[VideoProbs]:
     """Validation probabilities at ``epoch``: cached from training, or predicted again with
-    the weights of ``ckpt`` (same generators, so the same numbers)."""
+    the model's weights as they are (same generators, so the same numbers)."""
     if epoch in ctx.val_cache:
         return ctx.val_cache[epoch]
-    if ckpt is None:
-        videos, _ = validate(ctx, epoch)
-        return videos
+    videos, _ = validate(ctx, epoch)
+    return videos
+
+
+@contextlib.contextmanager
+def weights_of(ctx: TrainContext, ckpt: Checkpoint) -> Iterator[None]:
+    """``ctx.model`` with the weights of ``ckpt`` inside the block, its own again after."""
     current = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
     ctx.model.load_state_dict(ckpt.weights)
     try:
-        videos, _ = validate(ctx, epoch)
+        yield
     finally:
         ctx.model.load_state_dict(current)
-    return videos
 
 
 def write_selection(ctx: TrainContext, best: Selection, last: Selection) -> None:
