@@ -315,13 +315,15 @@ def stream_outputs(
     frames = sample.num_frames
     mask = torch.ones(1, frames, dtype=torch.bool)
     features = {s: sample.features[s][None] for s in STREAMS}
-    generators = view_generators(0, sample, list(model.streams), samples)
-    result = model.sample(features, mask, generators, samples=samples)  # s -> (K, 1, C, T)
-    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS}
+    count = max(samples, 1)
+    generators = view_generators(0, sample, list(model.streams), count)
+    result = model.sample(features, mask, generators, samples=count)  # s -> (K, 1, C, T)
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS if k != "samples" or samples}
     for s in STREAMS:
         out["x0"][s] = result[s].probs[0, 0].numpy()
         out["x0_trajectory"][s] = result[s].trajectory_mean[0, 0].numpy()
-        out["samples"][s] = result[s].probs[:, 0].mean(dim=0).numpy()
+        if samples:
+            out["samples"][s] = result[s].probs[:, 0].mean(dim=0).numpy()
         encoded = model.streams[s].encoder(features[s], mask)
         out["encoder"][s] = torch.softmax(encoded.logits.float(), dim=1)[0].numpy()
     return out
@@ -414,7 +416,7 @@ def load_epoch(folder: Path, epoch: int, split: dict[str, list[str]], cfg: Confi
             out[part] = {
                 kind: [VideoProbs(v, {s: npz[f"{part}/{v}/{kind}/{s}"] for s in STREAMS},
                                   npz[f"{part}/{v}/labels"]) for v in split[part]]
-                for kind in INPUTS
+                for kind in measured_inputs(npz)
             }
             base = [_as_samples(npz, part, v) for v in split[part]]
             out[part]["joint"] = {
@@ -432,6 +434,12 @@ def load_epoch(folder: Path, epoch: int, split: dict[str, list[str]], cfg: Confi
             }
             out[part]["joint_base"] = base
     return out
+
+
+def measured_inputs(npz: Any) -> list[str]:
+    """The inputs a probs file holds (``samples`` only when measured with ``--samples``)."""
+    kinds = {key.split("/")[2] for key in npz.files if key.count("/") == 3}
+    return [k for k in INPUTS if k in kinds]
 
 
 def _as_samples(npz: Any, part: str, video: str) -> VideoProbs:
@@ -469,12 +477,12 @@ def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
     return out
 
 
-def variants(cfg: Config) -> dict[str, Config]:
+def variants(cfg: Config, kinds: list[str]) -> dict[str, Config]:
     """name -> the config of every fusion variant the report compares: late fusion of each
     input with each rule, with and without temperatures (``fusion.sampling = separate``), and
     fusion inside the sampler with each rule (``joint/<rule>``)."""
     out = {}
-    for kind in INPUTS:
+    for kind in kinds:
         for rule in RULES:
             for temperature in TEMPERATURE:
                 fusion = replace(cfg.fusion, rule=rule, temperature=temperature,
@@ -529,14 +537,15 @@ def report_seed(args: argparse.Namespace, seed: int) -> dict[str, object]:
     base = load_model(folder / "snapshots" / f"epoch{epochs[-1]}.pt", torch.device("cpu"))
     cfg, names = base.config, base.label_names
     cfg = replace(cfg, fusion=replace(cfg.fusion, grid_step=args.grid_step))
-    configs = variants(cfg)
+    with np.load(folder / "probs" / f"epoch{epochs[-1]}.npz") as npz:
+        configs = variants(cfg, measured_inputs(npz))
     per_epoch: dict[str, dict[int, Any]] = {}  # variant -> epoch -> choice and test scores
     solo: dict[str, dict[int, Any]] = {}  # stream -> epoch -> its own choice, alone
     diagnostics: dict[int, Any] = {}
     for epoch in epochs:
         data = load_epoch(folder, epoch, split, cfg)
         diagnostics[epoch] = {
-            "confidence_val": {k: confidence(data["val"][k]) for k in INPUTS},
+            "confidence_val": {k: confidence(data["val"][k]) for k in INPUTS if k in data["val"]},
             "headroom_test": headroom(data["test"]["x0_trajectory"]),
         }
         for name, vcfg in configs.items():
@@ -723,7 +732,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grid-step", type=float, default=0.2,
                         help="fusion weight grid (the package's default 0.1 is 3x slower)")
     parser.add_argument("--min-epoch", type=int, default=50, help="earliest snapshot measured")
-    parser.add_argument("--samples", type=int, default=4, help="K DDIM samples per video")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="K DDIM samples per video for the 'samples' input (0: not measured)")
     parser.add_argument("--markdown", action="store_true", help="report: tables, not JSON")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds per call")
     return parser.parse_args(argv)

@@ -261,7 +261,7 @@ class FusionConfig:
     # weights are chosen among joint_grid_step points of the simplex (one sampling run on the
     # validation videos each); separate: the paper's late fusion of each stream's own output
     sampling: FusionSampling = FusionSampling.JOINT
-    joint_grid_step: float = 0.125  # weights summing to 1: 0, 1/8, ..., 1 per stream
+    joint_grid_step: float = 0.25  # weights summing to 1: 0, 1/4, ..., 1 per stream
     # one temperature per stream fitted on validation (frame NLL) before fusing: P_s ** (1 / T_s)
     temperature: bool = False
     temperature_bounds: List[float] = field(default_factory=lambda: [0.05, 20.0])  # [min, max]
