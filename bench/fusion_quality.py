@@ -486,7 +486,7 @@ def variants(cfg: Config, kinds: list[str]) -> dict[str, Config]:
         for rule in RULES:
             for temperature in TEMPERATURE:
                 fusion = replace(cfg.fusion, rule=rule, temperature=temperature,
-                                 sampling=FusionSampling.SEPARATE)
+                                 sampling=FusionSampling.SEPARATE, input=FusionInput.FINAL)
                 out[variant_name(kind, rule, temperature)] = replace(cfg, fusion=fusion)
     for rule in JOINT_RULES:
         fusion = replace(cfg.fusion, rule=rule, temperature=False, sampling=FusionSampling.JOINT,
