@@ -378,6 +378,9 @@ def render(
         f"  background: [{', '.join(_yaml(b) for b in background)}]   # classes left out of "
         "Edit and F1" + ("" if background else " (no class is named background)"),
         "  val_fraction: 0.15   # share of each fold's training videos held out for selection",
+        (f"  val_group: {_yaml(group)}   # validation by whole groups: none also trains"
+         if group else "  val_group: null   # a regex naming each video's person/session "
+         "(e.g. 'P(\\d+)'): validation then takes whole groups, none of which trains"),
         "  standardize: true   # per-channel (x - mean) / std, fitted on the training videos",
         "fusion:",
         "  # late-fusion weights, used until validation chooses them (grid step fusion.grid_step)",
