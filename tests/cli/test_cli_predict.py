@@ -291,7 +291,7 @@ def test_two_ranks_under_torchrun_predict_what_one_process_does(
             )
     with (one / "review.csv").open() as a, (two / "review.csv").open() as b:
         rows_one, rows_two = list(csv.DictReader(a)), list(csv.DictReader(b))
-    assert len(rows_one) == len(rows_two) > 10
+    assert len(rows_one) == len(rows_two) >= 10  # at least a segment per video
     for r1, r2 in zip(rows_one, rows_two, strict=True):
         assert [r1[k] for k in ("video", "label", "start_s", "end_s")] == [
             r2[k] for k in ("video", "label", "start_s", "end_s")]
