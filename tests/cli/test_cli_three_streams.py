@@ -24,7 +24,9 @@ def test_a_third_stream_trains_selects_and_predicts(tmp_path):
     assert best.stream_dims == {"rgb": 6, "flow": 5, "pose": 3}
     weights = best.selection.fusion_weights
     assert list(weights) == ["rgb", "flow", "pose"]
-    assert all(w in (0.0, 0.5, 1.0) for w in weights.values())  # the grid at step 0.5
+    # fusion inside the sampler: a point of the simplex at fusion.joint_grid_step (0.25)
+    assert all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in weights.values())
+    assert sum(weights.values()) == 1.0
     streams = [f"{s}={root / f'features_{s}' / 'v1.npy'}" for s in ("rgb", "flow", "pose")]
     args = ["predict", "--checkpoint", str(out / "checkpoints" / "best.pt"), "--out",
             str(tmp_path / "pred"), "--labels", str(root / "groundTruth"), "--quiet"]
