@@ -39,7 +39,7 @@ for arg in "$@"; do
 done
 case "$WHAT" in
     demo) EXTRAS="" ; MODULES="twostream_das" ;;
-    test) EXTRAS="[dev]" ; MODULES="twostream_das pytest selenium av cv2" ;;
+    test) EXTRAS="[dev]" ; MODULES="twostream_das pytest selenium av cv2 onnxruntime onnxscript" ;;
     extract) EXTRAS="[video]" ; MODULES="twostream_das av cv2" ;;
     docs) EXTRAS="[docs]" ; MODULES="twostream_das mkdocs material mkdocstrings" ;;
 esac

@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ class Env:
     tmp: Path  # a scratch folder
     run: Path  # a finished fold-1 run (read-only; its dataset is not ``root``)
     run_root: Path  # the session's dataset ``run`` was trained on (cases restore what they change)
+    exported: Optional[Path] = None  # the session's exported ONNX folder (read-only)
 
     @property
     def best(self) -> Path:
@@ -56,7 +58,7 @@ class Case:
     @property
     def needs_run(self) -> bool:
         return self.kind in ("checkpoint", "predict inputs", "videos", "fine-tuning") or (
-            self.id in ("run-other-config", "evaluate-test-dim-differs"))
+            self.id in ("run-other-config", "evaluate-test-dim-differs", "export-out-not-empty"))
 
 
 def _nothing(env: Env) -> None:
@@ -242,6 +244,35 @@ def _release_with(**files: object) -> Callable[[Env], None]:
 
 
 T = 31  # frames of a made-up feature file
+
+def _exported(remove: str = "", alter: str = "", rgb_dim: int = 7,
+              format_version: int = 1) -> Callable[[Env], None]:
+    """A copy of the session's exported folder in ``{tmp}/exp``, broken as asked, and one
+    video's features (``{tmp}/rgb.npy``, ``{tmp}/flow.npy``)."""
+    def setup(env: Env) -> None:
+        assert env.exported is not None
+        exp = env.tmp / "exp"
+        shutil.copytree(env.exported, exp)
+        if remove:
+            (exp / remove).unlink()
+        if alter:
+            with open(exp / alter, "ab") as handle:
+                handle.write(b"\0")
+        manifest = json.loads((exp / "model.json").read_text())
+        manifest["format_version"] = format_version
+        (exp / "model.json").write_text(json.dumps(manifest))
+        np.save(env.tmp / "rgb.npy", np.zeros((rgb_dim, 12), np.float32))
+        np.save(env.tmp / "flow.npy", np.zeros((5, 12), np.float32))
+    return setup
+
+
+def _predict_onnx() -> Callable[[Env], list[str]]:
+    return lambda env: [
+        "predict", "--engine", "onnxruntime", "--checkpoint", str(env.tmp / "exp"),
+        "--stream", f"rgb={env.tmp / 'rgb.npy'}", "--stream", f"flow={env.tmp / 'flow.npy'}",
+        "--out", str(env.tmp / "pred"), "--quiet",
+    ]
+
 
 CASES: list[Case] = [
     # ------------------------------------------------------------------ data layout
@@ -667,6 +698,20 @@ CASES: list[Case] = [
          lambda env: [_release(env), (env.tmp / "converted").mkdir(),
                       (env.tmp / "converted" / "notes.txt").write_text("mine")],
          _convert(), ("converted holds files convert did not write",)),
+    # ------------------------------------------------------------------ onnx export
+    Case("export-out-not-empty", "onnx export",
+         lambda env: (env.tmp / "exp").mkdir() or (env.tmp / "exp" / "notes.txt").write_text("x"),
+         lambda env: ["export", str(env.best), "--out", str(env.tmp / "exp"), "--quiet"],
+         ("--out", "exp is not empty; expected a new folder, or pass --overwrite")),
+    Case("onnx-graph-missing", "onnx export", _exported(remove="flow.decoder.onnx"),
+         _predict_onnx(), ("graph flow.decoder.onnx (flow decoder) is missing",)),
+    Case("onnx-graph-altered", "onnx export", _exported(alter="rgb.encoder.onnx"),
+         _predict_onnx(), ("rgb.encoder.onnx has sha256", "the graph was altered or replaced")),
+    Case("onnx-feature-dim-differs", "onnx export", _exported(rgb_dim=6), _predict_onnx(),
+         ("rgb.npy has dimension 6", "expected 7, the dimension the model was exported with")),
+    Case("onnx-version-differs", "onnx export", _exported(format_version=99), _predict_onnx(),
+         ("model.json has format_version 99; this runtime reads version 1",
+          "re-export the checkpoint")),
     # ------------------------------------------------------------------ fine-tuning
     Case("init-from-missing", "fine-tuning", _nothing, _train("train.init_from=/nope/best.pt"),
          ("train.init_from: checkpoint /nope/best.pt does not exist",)),
@@ -696,7 +741,11 @@ def test_bad_input_stops_with_one_line_and_exit_code_2(
     if case.id == "predict-device-cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     run = request.getfixturevalue("trained_run") if case.needs_run else tmp_path / "no_run"
-    env = Env(root=root, tmp=tmp_path / "scratch", run=run, run_root=tiny_root)
+    exported = None
+    if case.kind == "onnx export":  # the session's export (made once, shared)
+        exported = request.getfixturevalue("onnx_export")[1]
+    env = Env(root=root, tmp=tmp_path / "scratch", run=run, run_root=tiny_root,
+              exported=exported)
     try:
         case.setup(env)
         capsys.readouterr()

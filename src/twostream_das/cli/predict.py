@@ -11,6 +11,8 @@ from ..extraction import ExtractionSettings, FlowMethod
 from ..workflows.prediction import predict_files, predict_videos
 from ._common import add_quiet, add_rank_threads, add_sampling, add_weight_args, weight_options
 
+ENGINES = ("torch", "onnxruntime")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -21,7 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fused probabilities (C, T) and a barcode PNG.",
     )
     parser.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="e.g. RUN_DIR/checkpoints/best.pt"
+        "--checkpoint", required=True, metavar="CKPT",
+        help="e.g. RUN_DIR/checkpoints/best.pt; with --engine onnxruntime the folder "
+        "'twostream-das export' wrote",
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="torch",
+        help="torch (default) or onnxruntime: the exported graphs on numpy + onnxruntime "
+        "(docs/DEPLOY.md; the same files; its DDIM draws are numpy's, so its labels can differ "
+        "where the sampler's randomness decides)",
     )
     parser.add_argument(
         "--stream",
@@ -115,6 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "onnxruntime":
+        return _run_onnxruntime(args)
     common = dict(
         fps=args.fps,
         labels_dir=args.labels,
@@ -155,6 +167,43 @@ def run(args: argparse.Namespace) -> int:
         )
     if launched_rank() == 0:  # once per job under torchrun
         print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
+    return 0
+
+
+def _run_onnxruntime(args: argparse.Namespace) -> int:
+    """``predict --engine onnxruntime``: :func:`twostream_das.deploy.runtime.predict_files`."""
+    unsupported = [
+        flag for flag, given in (
+            ("--video", args.video is not None), ("--labels", args.labels is not None),
+            ("--precision", args.precision is not None),
+            ("--device", args.device not in ("auto", "cpu")),
+        ) if given
+    ]  # fmt: skip
+    if unsupported:
+        raise ConfigError(
+            f"{', '.join(unsupported)} cannot be used with --engine onnxruntime (it runs the "
+            "exported float32 graphs on the CPU from feature files); use --engine torch"
+        )
+    try:
+        from ..deploy.runtime import predict_files as predict_exported
+    except ImportError as err:
+        raise ConfigError(
+            f"--engine onnxruntime needs onnxruntime (pip install 'twostream_das[onnx]'): {err}"
+        ) from None
+    paths = _named(args.streams, "--stream", {"rgb": args.rgb, "flow": args.flow})
+    if not paths:
+        raise ConfigError("predict needs features: --stream NAME=PATH for each stream")
+    named = _named(
+        args.orientations, "--orientation",
+        {"rgb": args.rgb_orientation, "flow": args.flow_orientation},
+    )  # fmt: skip
+    orientations = {s: _orientation(s, v).value for s, v in named.items()}
+    summary = predict_exported(
+        args.checkpoint, paths, args.out, fps=args.fps, orientations=orientations,
+        steps=args.steps, samples=args.samples, overwrite=args.overwrite,
+        review_score=args.review_score, threads=args.threads, plots=args.plots,
+    )  # fmt: skip
+    print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
     return 0
 
 

@@ -15,6 +15,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _exporting() -> bool:
+    """Whether ``torch.export`` is tracing (``torch.compiler.is_exporting``, torch >= 2.5)."""
+    check = getattr(getattr(torch, "compiler", None), "is_exporting", None)
+    return bool(check()) if check is not None else False
+
+
 class FrameMask(NamedTuple):
     """A padding mask in the forms the blocks need, built once per forward pass.
 
@@ -37,7 +43,9 @@ def frame_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> FrameM
         raise ValueError(f"padding mask must be (B, T) bool, got {tuple(mask.shape)} {mask.dtype}")
     weight = mask[:, None, :].to(dtype)  # (B, 1, T)
     count = weight.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
-    return FrameMask(mask, weight, count, bool(mask.all()))
+    # An exported graph (ONNX) serves every batch, padded or not: it keeps the masking.
+    full = False if _exporting() else bool(mask.all())
+    return FrameMask(mask, weight, count, full)
 
 
 def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:

@@ -1,0 +1,408 @@
+"""Predict with an exported folder on numpy + onnxruntime alone (no torch import).
+
+    model = OnnxModel.load("exported/")                   # checks hashes and versions
+    result = model.predict_video({"rgb": (D, T), "flow": (D, T)})
+    result.labels, result.probs, result.segments          # (T,), (C, T), [SegmentRecord]
+
+    predict_files("exported/", {"rgb": "feats/rgb", "flow": "feats/flow"}, "out/")
+
+The path is ``predict``'s (:mod:`twostream_das.inference`): every temporal offset view, the
+standardisation, each stream's encoder once, the decoder's context once, then the sampler loop
+with every stream stepping together, K samples per view as rows; the views averaged at the
+subsampled rate and over the samples; fusion, post-processing, segments; the same files as
+``twostream-das predict`` writes. The noise: one numpy generator per (view, stream, sample),
+seeded from the same ``(seed, features digest, offset, stream, k)`` as the PyTorch path's torch
+generators, so a prediction is reproducible, but the numbers are numpy's: the same model gives
+the same probabilities as PyTorch only given the same draws (:class:`.host.RecordedNoise`;
+the parity tests), and labels that agree wherever the sampler's randomness does not decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from ..errors import DataError
+from . import host, outputs
+from .bundle import BundleError, Manifest, read_manifest
+
+logger = logging.getLogger(__name__)
+
+Consensus = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+"""The streams' x0 class probabilities at one step, stream -> (N, C, T), to what each stream's
+update continues from (fusion inside the sampler); None: each stream its own."""
+
+
+class SampleResult(NamedTuple):
+    """float32 (K, B, C, T): the final x0 probabilities and their mean over the steps."""
+
+    probs: np.ndarray
+    trajectory_mean: np.ndarray
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One video's prediction (the arrays ``predict`` writes, and what they come from).
+
+    Attributes:
+        name: the video.
+        labels: (T,) int64 fused, post-processed labels at the full rate.
+        stream_labels: stream -> (T,) int64, each stream's own, post-processed the same way.
+        probs: (C, T) float32 fused probabilities at the full rate, every frame summing to 1
+            (``<video>_probs.npy``).
+        stream_probs: stream -> (C, T_s) what the stream handed to fusion (views and samples
+            averaged, at the subsampled rate).
+        samples: stream -> (K, C, T_s) each sample's fusion input.
+        uncertainty: (T,) float32 mutual information of the K samples, or None (K = 1).
+        segments: the segments of ``labels`` (:class:`.outputs.SegmentRecord`).
+    """
+
+    name: str
+    labels: np.ndarray
+    stream_labels: dict[str, np.ndarray]
+    probs: np.ndarray
+    stream_probs: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    uncertainty: Optional[np.ndarray] = None
+    segments: list[outputs.SegmentRecord] = field(default_factory=list)
+
+
+class OnnxModel:
+    """An exported folder on onnxruntime (build with :meth:`load`)."""
+
+    def __init__(self, manifest: Manifest, sessions: dict[str, dict[str, Any]]) -> None:
+        self.manifest = manifest
+        self.sessions = sessions  # stream -> role -> onnxruntime.InferenceSession
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, threads: Optional[int] = None, verify_hashes: bool = True
+    ) -> OnnxModel:
+        """Read and check ``folder`` (:func:`.bundle.read_manifest`) and open its graphs.
+
+        Args:
+            threads: onnxruntime's intra-op threads (None: its default, every core).
+
+        Raises:
+            BundleError: a missing, altered or other-version folder, or a graph onnxruntime
+                cannot open.
+        """
+        import onnxruntime as ort
+
+        manifest = read_manifest(folder, verify_hashes)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or 0)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        sessions: dict[str, dict[str, Any]] = {}
+        for stream in manifest.streams:
+            sessions[stream.name] = {}
+            for role, path in stream.graphs.items():
+                try:
+                    sessions[stream.name][role] = ort.InferenceSession(
+                        str(path), options, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as err:  # onnxruntime's Fail / InvalidGraph / ...
+                    raise BundleError(
+                        f"{path}: onnxruntime {ort.__version__} cannot open it "
+                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                    ) from None
+        return cls(manifest, sessions)
+
+    # ------------------------------------------------------------------------- properties
+
+    @property
+    def stream_names(self) -> list[str]:
+        return self.manifest.stream_names
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest.classes)
+
+    def sampler(self, steps: Optional[int] = None) -> host.DDIMSampler:
+        """The manifest's sampler with ``steps`` steps (default: the exported number)."""
+        spec = self.manifest.sampler
+        name = spec["name"]
+        if name not in host.SAMPLERS:
+            raise BundleError(f"sampler {name!r} is not implemented by this runtime")
+        sampler = host.SAMPLERS[name](spec["alphas_cumprod"], spec["eta"])
+        sampler.set_timesteps(int(steps or spec["num_inference_steps"]))
+        return sampler
+
+    # ------------------------------------------------------------------------- networks
+
+    def standardized(self, stream: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``(x - mean) / std`` per channel (0 on padding) where the model was trained so
+        (:class:`twostream_das.standardize.FeatureStandardizer`); x (B, D, T) float32."""
+        entry = next(s for s in self.manifest.streams if s.name == stream)
+        if entry.mean is None or entry.std is None:
+            return x
+        mean = np.asarray(entry.mean, np.float32)[None, :, None]
+        std = np.asarray(entry.std, np.float32)[None, :, None]
+        return np.where(mask[:, None, :], (x - mean) / std, np.float32(0.0)).astype(np.float32)
+
+    def encode(self, stream: str, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """The decoder's context of ``stream`` for features x (B, D, T) (standardised) and
+        mask (B, T): per block (B, 3F, T)."""
+        roles = self.sessions[stream]
+        _, cond = roles["encoder"].run(None, {"features": x, "mask": mask})  # (B, Dc, T)
+        return roles["decoder_context"].run(None, {"cond": cond})
+
+    def denoise(
+        self, stream: str, x_in: np.ndarray, t: int, mask: np.ndarray, context: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """x0 logits (N, C, T) of the decoder of ``stream`` at step t."""
+        feeds = {"x": x_in, "t": np.full(x_in.shape[0], t, np.int64), "mask": mask}
+        feeds.update({f"context_{i}": c for i, c in enumerate(context)})
+        return self.sessions[stream]["decoder"].run(None, feeds)[0]
+
+    # ------------------------------------------------------------------------- sampling
+
+    def sample(
+        self,
+        features: Mapping[str, np.ndarray],
+        mask: np.ndarray,
+        noise: Mapping[str, host.NoiseSource],
+        steps: Optional[int] = None,
+        samples: int = 1,
+        consensus: Optional[Consensus] = None,
+    ) -> dict[str, SampleResult]:
+        """K samples per video and stream, the streams stepping together (the PyTorch path's
+        :meth:`twostream_das.two_stream.TwoStreamModel.sample`).
+
+        Args:
+            features: stream -> (B, D_s, T) as read (standardised here), 0 on padding.
+            mask: (B, T) bool, True = real frame.
+            noise: stream -> the draws of its K * B rows (sample-major: row k * B + b), e.g.
+                :class:`.host.RowNoise` or :class:`.host.RecordedNoise`.
+            steps: sampler steps (default: the exported number).
+            samples: K.
+            consensus: fusion inside the sampler (:data:`Consensus`); None = none.
+
+        Returns:
+            stream -> :class:`SampleResult` of (K, B, C, T) float32.
+        """
+        names = self.stream_names
+        if set(features) != set(names) or set(noise) != set(names):
+            raise ValueError(
+                f"need features and noise for the streams {names}; got {sorted(features)} and "
+                f"{sorted(noise)}"
+            )
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        batch, frames = mask.shape
+        rows = samples * batch
+        lengths = [int(n) for n in mask.sum(axis=1)] * samples  # (K * B,)
+        row_mask = np.tile(mask, (samples, 1))  # (K * B, T)
+        context = {}
+        for s in names:
+            x = self.standardized(s, np.asarray(features[s], np.float32), mask)
+            ctx = self.encode(s, np.ascontiguousarray(x), mask)  # per block (B, 3F, T)
+            context[s] = ctx if samples == 1 else [np.tile(c, (samples, 1, 1)) for c in ctx]
+        sampler = self.sampler(steps)
+        scale = float(self.manifest.sampler["signal_scale"])
+        shape = (rows, self.num_classes, frames)
+        x_t = {s: sampler.initial_noise(shape, noise[s], lengths) for s in names}
+        total = {s: np.zeros(shape, np.float32) for s in names}
+        probs: dict[str, np.ndarray] = {}
+        for t in sampler.timesteps:
+            for s in names:  # every stream's x0 estimate at this step
+                logits = self.denoise(s, host.model_input(x_t[s], scale), t, row_mask, context[s])
+                probs[s] = host.softmax(logits, axis=1)  # (N, C, T)
+                total[s] += probs[s]
+            estimates = probs if consensus is None else consensus(probs)
+            for s in names:
+                x0 = host.probs_to_x0(estimates[s], scale)
+                x_t[s] = sampler.step(x0, t, x_t[s], noise[s], lengths)
+        count = len(sampler.timesteps)
+        out_shape = (samples, batch, self.num_classes, frames)
+        return {
+            s: SampleResult(
+                probs[s].astype(np.float32).reshape(out_shape),
+                (total[s] / np.float32(count)).reshape(out_shape),
+            )
+            for s in names
+        }
+
+    # ------------------------------------------------------------------------- one video
+
+    def predict_video(
+        self,
+        features: Mapping[str, np.ndarray],
+        name: str = "video",
+        steps: Optional[int] = None,
+        samples: Optional[int] = None,
+        seed: Optional[int] = None,
+        fps: Optional[float] = None,
+    ) -> VideoResult:
+        """``predict``'s path for one video (module docstring).
+
+        Args:
+            features: stream -> (D_s, T) float32 features (every stream T frames).
+            steps, samples, seed: the sampler's steps, K and the noise seed (default: the
+                exported ``eval.steps`` / ``eval.samples`` / ``eval.seed``).
+            fps: frame rate for the segments' seconds (default: the exported one).
+
+        Raises:
+            DataError: a stream missing or of another dimension, lengths that differ, NaN.
+        """
+        feats = self.check_features(features, name)
+        spec = self.manifest.inference
+        rate = int(spec["sample_rate"])
+        count = int(samples or spec["samples"])
+        seed = int(spec["seed"] if seed is None else seed)
+        frames = next(iter(feats.values())).shape[1]
+        views = []
+        for offset in range(min(rate, frames)):
+            view = {s: np.ascontiguousarray(f[:, offset::rate]) for s, f in feats.items()}
+            gens = host.view_generators(seed, view, offset, self.stream_names, count)
+            mask = np.ones((1, next(iter(view.values())).shape[1]), dtype=bool)
+            out = self.sample(
+                {s: v[None] for s, v in view.items()}, mask,
+                {s: host.RowNoise(g) for s, g in gens.items()}, steps, count,
+            )  # fmt: skip
+            views.append(out)
+        final = {s: host.average_views([v[s].probs[:, 0] for v in views]) for s in feats}
+        paths = {s: host.average_views([v[s].trajectory_mean[:, 0] for v in views]) for s in feats}
+        trajectory = self.manifest.fusion["input"] == "trajectory"
+        per_sample = paths if trajectory else final  # stream -> (K, C, T_s)
+        return self.decide(name, per_sample, frames, fps)
+
+    def decide(
+        self,
+        name: str,
+        per_sample: Mapping[str, np.ndarray],
+        frames: int,
+        fps: Optional[float] = None,
+    ) -> VideoResult:
+        """Fusion, post-processing and segments of one video from each sample's fusion input
+        (stream -> (K, C, T_s)), as :func:`twostream_das.inference.decide_video` and
+        ``predict``'s writer do."""
+        fusion, post = self.manifest.fusion, self.manifest.postprocess
+        rate = int(self.manifest.inference["sample_rate"])
+        probs = {s: p.mean(axis=0) for s, p in per_sample.items()}  # (C, T_s)
+
+        def fused(p: Mapping[str, np.ndarray]) -> np.ndarray:
+            return np.asarray(
+                host.fuse(p, fusion["weights"], fusion["rule"], fusion["temperatures"],
+                          fusion["prob_floor"]),
+                dtype=np.float32,
+            )  # fmt: skip
+
+        def labels(p: np.ndarray) -> np.ndarray:
+            out = host.postprocess(p, post["kind"], int(post["window"]), rate, frames)
+            return np.asarray(out, dtype=np.int64)
+
+        fused_view = fused(probs)  # (C, T_s)
+        fused_labels = labels(fused_view)
+        stream_labels = {s: labels(p) for s, p in probs.items()}
+        full = host.normalize_frames(host.restore_full_rate(fused_view, rate, frames))  # (C, T)
+        uncertainty = None
+        if next(iter(per_sample.values())).shape[0] >= 2:
+            mi = host.mutual_information(host.normalize_frames(fused(per_sample)))
+            uncertainty = host.restore_full_rate(mi, rate, frames)
+        fps = float(self.manifest.data["fps"] if fps is None else fps)
+        segs = outputs.segment_records(fused_labels, full, self.classes, fps, uncertainty)
+        return VideoResult(
+            name, fused_labels, stream_labels, full, probs, dict(per_sample), uncertainty, segs
+        )
+
+    def check_features(
+        self, features: Mapping[str, np.ndarray], name: str = "video"
+    ) -> dict[str, np.ndarray]:
+        """stream -> (D_s, T) float32, checked: the model's streams, their dimensions, one
+        length, finite values.
+
+        Raises:
+            DataError: naming the video, the stream, the value and what was expected.
+        """
+        names = self.stream_names
+        if set(features) != set(names):
+            raise DataError(
+                f"video {name}: features for streams {sorted(features)}; the exported model's "
+                f"streams are {names}"
+            )
+        out, lengths = {}, set()
+        for entry in self.manifest.streams:
+            x = np.asarray(features[entry.name])
+            if x.ndim != 2 or x.shape[0] != entry.dim:
+                raise DataError(
+                    f"video {name}: {entry.name} features have shape {x.shape}; expected "
+                    f"({entry.dim}, T), the dimension the model was exported with"
+                )
+            if x.shape[1] < 1 or not np.isfinite(x).all():
+                raise DataError(
+                    f"video {name}: {entry.name} features have no frames or hold NaN/inf"
+                )
+            out[entry.name] = np.ascontiguousarray(x, dtype=np.float32)
+            lengths.add(x.shape[1])
+        if len(lengths) > 1:
+            raise DataError(f"video {name}: the streams have different lengths {sorted(lengths)}")
+        return out
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def predict_files(
+    folder: str | Path,
+    features: Mapping[str, str | Path],
+    out: str | Path,
+    fps: Optional[float] = None,
+    orientations: Optional[Mapping[str, Optional[str]]] = None,
+    steps: Optional[int] = None,
+    samples: Optional[int] = None,
+    overwrite: bool = False,
+    review_score: Optional[str] = None,
+    threads: Optional[int] = None,
+    plots: bool = False,
+    model: Optional[OnnxModel] = None,
+) -> dict[str, Any]:
+    """``twostream-das predict --engine onnxruntime``: every video of ``features`` (stream ->
+    ``.npy`` file or folder of them) into ``out``, the files ``predict`` writes
+    (:mod:`.outputs`; ``<video>.png`` only with ``plots``, which needs matplotlib).
+
+    Returns the summary written to ``out/summary.json``.
+    """
+    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise DataError(f"--fps {fps!r} is invalid; expected a finite number > 0")
+    if samples is not None and samples < 1:
+        raise DataError(f"--samples {samples} is invalid; expected >= 1")
+    model = model or OnnxModel.load(folder, threads)
+    out = Path(out)
+    outputs.prepare_output(out, overwrite)
+    fps = float(model.manifest.data["fps"] if fps is None else fps)
+    count = int(samples or model.manifest.inference["samples"])
+    steps = int(steps or model.manifest.sampler["num_inference_steps"])
+    try:
+        model.sampler(steps)  # the number of steps, checked before any work
+    except ValueError as err:
+        raise DataError(f"--steps {steps}: {err}") from None
+    written = []
+    for name, paths in outputs.match_streams(features, model.stream_names):
+        feats = outputs.read_video(model.manifest, name, paths, orientations or {})
+        result = model.predict_video(feats, name, steps, count, fps=fps)
+        written.append(outputs.write_video(result, model.classes, out, fps, plots))
+    summary = outputs.summary(str(folder), model.manifest, fps, steps, count, written)
+    outputs.write_summary(out, summary, written, review_score or "max_prob")
+    logger.info("predicted %d video(s) into %s", len(written), out)
+    return summary
+
+
+def available_threads() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

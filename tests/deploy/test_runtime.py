@@ -1,0 +1,203 @@
+"""The ONNX runtime against the PyTorch path: the same probabilities given the same noise
+(within 1e-4), the same labels, padded batches, K samples, the files ``predict`` writes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import twostream_das
+from twostream_das.cli import main
+from twostream_das.deploy import host
+from twostream_das.deploy import runtime as runtime_module
+from twostream_das.deploy.runtime import OnnxModel
+from twostream_das.inference import load_model
+from twostream_das.runtime import make_generator
+
+from ._onnx import torch_draws
+
+pytest.importorskip("onnxruntime")
+TOLERANCE = 1e-4
+
+
+def parity(checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1) -> float:
+    """Sample a padded batch of random videos both ways with the same draws; returns the
+    largest probability difference over real frames (and checks the argmax agrees)."""
+    model = OnnxModel.load(folder)
+    loaded = load_model(checkpoint, torch.device("cpu"))
+    batch, frames = len(lengths), max(lengths)
+    rng = np.random.default_rng(frames)
+    mask = np.arange(frames)[None, :] < np.array(lengths)[:, None]  # (B, T)
+    feats = {
+        s.name: (rng.normal(size=(batch, s.dim, frames)) * mask[:, None]).astype(np.float32)
+        for s in model.manifest.streams
+    }
+    seeds = {s: [100 * i + r for r in range(samples * batch)] for i, s in enumerate(feats)}
+    sampler = model.sampler()
+    draws = 1 + sum(1 for t in sampler.timesteps if sampler._coefficients[t].sigma > 0)
+    shape = (samples * batch, model.num_classes, frames)
+    noise = {
+        s: host.RecordedNoise(torch_draws(seeds[s], shape, lengths * samples, draws))
+        for s in feats
+    }
+    got = model.sample(feats, mask, noise, samples=samples)
+    want = loaded.model.sample(
+        {s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
+        {s: [make_generator(x) for x in seeds[s]] for s in feats}, samples=samples,
+    )  # fmt: skip
+    worst = 0.0
+    for s in feats:
+        for mine, theirs in zip(got[s], want[s], strict=True):  # probs, trajectory_mean
+            theirs = theirs.numpy()
+            for b, n in enumerate(lengths):
+                a, w = mine[:, b, :, :n], theirs[:, b, :, :n]  # (K, C, n)
+                worst = max(worst, float(np.abs(a - w).max()))
+                assert np.array_equal(a.argmax(axis=1), w.argmax(axis=1)), (s, b)
+    return worst
+
+
+def test_a_padded_batch_of_k_samples_matches_pytorch_given_the_same_noise(onnx_export):
+    checkpoint, folder = onnx_export
+    assert parity(checkpoint, folder, [53, 40, 17], samples=2) <= TOLERANCE
+
+
+@pytest.mark.parametrize("frames", [40, 1500])
+def test_one_graph_serves_every_length(onnx_export, frames):
+    checkpoint, folder = onnx_export
+    assert parity(checkpoint, folder, [frames]) <= TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frames", [5000, 20000])
+def test_one_graph_serves_long_videos(onnx_export, frames):
+    checkpoint, folder = onnx_export
+    assert parity(checkpoint, folder, [frames]) <= TOLERANCE
+
+
+def test_the_consensus_hook_sees_every_stream_at_every_step(onnx_export):
+    _, folder = onnx_export
+    model = OnnxModel.load(folder)
+    mask = np.ones((1, 9), dtype=bool)
+    feats = {s.name: np.ones((1, s.dim, 9), np.float32) for s in model.manifest.streams}
+    seen = []
+
+    def consensus(probs):
+        seen.append(sorted(probs))
+        return probs
+
+    def noise():
+        return {s: host.RowNoise([np.random.default_rng(0)]) for s in feats}
+
+    with_hook = model.sample(feats, mask, noise(), consensus=consensus)
+    without = model.sample(feats, mask, noise())
+    assert seen == [["flow", "rgb"]] * len(model.sampler().timesteps)
+    for s in feats:
+        assert np.array_equal(with_hook[s].probs, without[s].probs)
+
+
+class _TorchNormal:
+    """A stand-in for a numpy generator drawing torch's numbers (so both engines sample the
+    same noise)."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = make_generator(seed)
+
+    def standard_normal(self, shape, dtype):
+        return torch.randn(*shape, generator=self.generator).numpy().astype(dtype)
+
+
+def _torch_view_generators(seed, features, offset, streams, samples):
+    digest = host.content_digest(features)
+    return {
+        s: [_TorchNormal(host.derive_seed(seed, "ddim", digest, offset, s, k))
+            for k in range(samples)]
+        for s in streams
+    }  # fmt: skip
+
+
+def _write_videos(root: Path, lengths: dict[str, int]) -> dict[str, Path]:
+    rng = np.random.default_rng(5)
+    folders = {}
+    for stream, dim in (("rgb", 7), ("flow", 5)):
+        folders[stream] = root / stream
+        folders[stream].mkdir(parents=True)
+        for name, frames in lengths.items():
+            x = rng.normal(size=(dim, frames)).cumsum(axis=1) / 4
+            np.save(folders[stream] / f"{name}.npy", x.astype(np.float32))
+    return folders
+
+
+def test_predict_engine_onnxruntime_writes_what_predict_writes(onnx_export, tmp_path, monkeypatch):
+    """Both engines on three videos (sample rate 2, K = 2, median filter), the runtime fed
+    torch's draws through the seeds both derive from the features: the same files, labels and
+    segments; probabilities and uncertainty within 1e-4."""
+    checkpoint, folder = onnx_export
+    feats = _write_videos(tmp_path / "feats", {"a": 31, "b": 40, "c": 57})
+    streams = [x for s, p in feats.items() for x in ("--stream", f"{s}={p}")]
+    common = [*streams, "--no-plots", "--quiet"]
+    assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pt"),
+                 *common]) == 0  # fmt: skip
+    monkeypatch.setattr(runtime_module.host, "view_generators", _torch_view_generators)
+    assert main(["predict", "--engine", "onnxruntime", "--checkpoint", str(folder),
+                 "--out", str(tmp_path / "ort"), *common]) == 0  # fmt: skip
+    pt, ort = tmp_path / "pt", tmp_path / "ort"
+    names = sorted(p.relative_to(pt) for p in pt.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(ort) for p in ort.rglob("*") if p.is_file())
+    for name in names:
+        if name.suffix == ".txt":
+            assert (pt / name).read_text() == (ort / name).read_text(), name
+        elif name.suffix == ".npy":
+            a, b = np.load(pt / name), np.load(ort / name)
+            assert a.shape == b.shape and a.dtype == b.dtype
+            assert np.abs(a - b).max() <= TOLERANCE, name
+        elif name.name.endswith("_segments.json"):
+            a, b = (json.loads((d / name).read_text()) for d in (pt, ort))
+            assert len(a["segments"]) == len(b["segments"])
+            for x, y in zip(a["segments"], b["segments"], strict=True):
+                for key in ("confidence", "uncertainty"):
+                    assert abs(x.pop(key) - y.pop(key)) <= TOLERANCE
+                assert x == y
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (pt, ort))
+    assert b.pop("engine") == "onnxruntime"
+    a.pop("checkpoint"), b.pop("checkpoint")
+    assert a == b
+
+
+BLOCKED = ("torch", "scipy", "omegaconf", "yaml", "matplotlib", "onnx", "onnxscript", "tqdm")
+
+TORCH_FREE = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is not installed here")
+        return None
+
+sys.meta_path.insert(0, Block())
+from twostream_das.deploy.runtime import predict_files
+summary = predict_files({folder!r}, {{"rgb": {rgb!r}, "flow": {flow!r}}}, {out!r}, threads=1)
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set(BLOCKED))
+print("videos", len(summary["videos"]), "blocked modules loaded", loaded)
+"""
+
+
+def test_the_runtime_runs_where_torch_cannot_be_imported(onnx_export, tmp_path):
+    _, folder = onnx_export
+    feats = _write_videos(tmp_path / "feats", {"a": 23, "b": 30})
+    code = TORCH_FREE.format(blocked=BLOCKED, folder=str(folder), rgb=str(feats["rgb"]),
+                             flow=str(feats["flow"]), out=str(tmp_path / "out"))  # fmt: skip
+    src = str(Path(twostream_das.__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "videos 2 blocked modules loaded []" in done.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [v["name"] for v in summary["videos"]] == ["a", "b"]
