@@ -69,6 +69,7 @@ class WrittenVideo:
     files: dict[str, Path]
     num_frames: int
     segments: list[SegmentRecord]
+    fps: float  # the rate of its frames: seconds = frame / fps
 
 
 def segment_records(
@@ -253,6 +254,24 @@ def read_video(
     return feats
 
 
+def video_rate(name: str, paths: Mapping[str, Path], given: Optional[float], trained: float
+               ) -> float:
+    """A video's frame rate: ``given`` (``--fps``); else what ``extract`` recorded beside its
+    features (``<root>/video_info/<video>.json``); else ``trained`` (the model's
+    ``dataset.fps``): :func:`twostream_das.workflows.prediction.video_rates`."""
+    if given is not None:
+        return float(given)
+    for path in paths.values():
+        info_path = Path(path).parent.parent / "video_info" / f"{name}.json"
+        try:
+            info = json.loads(info_path.read_text()) if info_path.is_file() else None
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and isinstance(info.get("fps"), (int, float)) and info["fps"] > 0:
+            return float(info["fps"])
+    return float(trained)
+
+
 # ----------------------------------------------------------------------------- outputs
 
 
@@ -314,7 +333,7 @@ def write_video(
         bars = {s.upper(): lab for s, lab in result.stream_labels.items()}
         bars["fused"] = result.labels
         plot_barcodes(bars, list(classes), files["png"], title=name, fps=fps)
-    return WrittenVideo(name, files, int(result.labels.shape[0]), list(result.segments))
+    return WrittenVideo(name, files, int(result.labels.shape[0]), list(result.segments), fps)
 
 
 def summary(
@@ -345,6 +364,7 @@ def summary(
         "samples": samples,
         "videos": [
             {"name": v.name, "frames": v.num_frames, "segments": len(v.segments),
+             "fps": v.fps, "duration_s": v.num_frames / v.fps if v.fps else None,
              "files": {k: p.name for k, p in v.files.items()}}
             for v in videos
         ],  # fmt: skip

@@ -382,7 +382,7 @@ def predict_files(
     model = model or OnnxModel.load(folder, threads)
     out = Path(out)
     outputs.prepare_output(out, overwrite)
-    fps = float(model.manifest.data["fps"] if fps is None else fps)
+    trained = float(model.manifest.data["fps"])
     count = int(samples or model.manifest.inference["samples"])
     steps = int(steps or model.manifest.sampler["num_inference_steps"])
     try:
@@ -392,9 +392,12 @@ def predict_files(
     written = []
     for name, paths in outputs.match_streams(features, model.stream_names):
         feats = outputs.read_video(model.manifest, name, paths, orientations or {})
-        result = model.predict_video(feats, name, steps, count, fps=fps)
-        written.append(outputs.write_video(result, model.classes, out, fps, plots))
-    summary = outputs.summary(str(folder), model.manifest, fps, steps, count, written)
+        rate = outputs.video_rate(name, paths, fps, trained)
+        result = model.predict_video(feats, name, steps, count, fps=rate)
+        written.append(outputs.write_video(result, model.classes, out, rate, plots))
+    summary = outputs.summary(
+        str(folder), model.manifest, trained if fps is None else fps, steps, count, written
+    )
     outputs.write_summary(out, summary, written, review_score or "max_prob")
     logger.info("predicted %d video(s) into %s", len(written), out)
     return summary
