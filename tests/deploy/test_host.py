@@ -117,3 +117,17 @@ def test_the_files_are_the_package_writers_bytes(tmp_path):
     pkg_io.write_prediction(tmp_path / "a.txt", labels, names)
     assert outputs.prediction_text(labels, names) == (tmp_path / "a.txt").read_text()
     assert outputs.SEGMENT_FIELDS == pkg_io.SEGMENT_FIELDS
+
+
+def test_the_consensus_equals_the_packages_joint_fusion():
+    from twostream_das import fusion
+
+    if not hasattr(fusion, "fuse_normalized"):
+        pytest.skip("the package has no fusion inside the sampler yet")
+    rng = np.random.default_rng(6)
+    probs = {s: host.softmax(rng.normal(size=(2, 5, 11)) * 3, axis=-2) for s in ("rgb", "flow")}
+    for rule in ("sum", "product"):
+        method = FusionMethod(FusionRule(rule), {"rgb": 1.3})
+        want = fusion.fuse_normalized(probs, {"rgb": 0.25, "flow": 0.75}, method)
+        got = host.fuse_normalized(probs, {"rgb": 0.25, "flow": 0.75}, rule, {"rgb": 1.3})
+        assert np.allclose(got, want, atol=1e-12)

@@ -99,6 +99,44 @@ def test_the_consensus_hook_sees_every_stream_at_every_step(onnx_export):
         assert np.array_equal(with_hook[s].probs, without[s].probs)
 
 
+def test_fusion_inside_the_sampler_matches_pytorch_given_the_same_noise(onnx_export):
+    """``fusion.sampling = joint``: every stream continues from the fused x0 estimate."""
+    from twostream_das import fusion
+
+    if not hasattr(fusion, "JointFusion"):
+        pytest.skip("the package has no fusion inside the sampler yet")
+    checkpoint, folder = onnx_export
+    model = OnnxModel.load(folder)
+    loaded = load_model(checkpoint, torch.device("cpu"))
+    lengths, samples = [45, 30], 2
+    batch, frames = len(lengths), max(lengths)
+    rng = np.random.default_rng(7)
+    mask = np.arange(frames)[None, :] < np.array(lengths)[:, None]
+    feats = {s.name: (rng.normal(size=(batch, s.dim, frames)) * mask[:, None]).astype(np.float32)
+             for s in model.manifest.streams}  # fmt: skip
+    seeds = {s: [100 * i + r for r in range(samples * batch)] for i, s in enumerate(feats)}
+    sampler = model.sampler()
+    draws = 1 + sum(1 for t in sampler.timesteps if sampler._coefficients[t].sigma > 0)
+    shape = (samples * batch, model.num_classes, frames)
+    noise = {s: host.RecordedNoise(torch_draws(seeds[s], shape, lengths * samples, draws))
+             for s in feats}  # fmt: skip
+    spec = model.manifest.fusion
+    consensus = model.joint_consensus() or (
+        lambda p: {s: host.fuse_normalized(p, spec["weights"], spec["rule"]).astype(np.float32)
+                   for s in p})  # fmt: skip
+    got = model.sample(feats, mask, noise, samples=samples, consensus=consensus)["rgb"]
+    joint = fusion.JointFusion(("rgb", "flow"), spec["weights"], loaded.fusion_method)
+    want = loaded.model.sample_joint(
+        {s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
+        {s: [make_generator(x) for x in seeds[s]] for s in feats}, joint, samples=samples,
+    )  # fmt: skip
+    for mine, theirs in zip(got, want, strict=True):
+        for b, n in enumerate(lengths):
+            a, w = mine[:, b, :, :n], theirs.numpy()[:, b, :, :n]
+            assert np.abs(a - w).max() <= TOLERANCE
+            assert np.array_equal(a.argmax(axis=1), w.argmax(axis=1))
+
+
 class _TorchNormal:
     """A stand-in for a numpy generator drawing torch's numbers (so both engines sample the
     same noise)."""

@@ -18,7 +18,8 @@ The manifest (JSON, ``format_version`` :data:`FORMAT_VERSION`) holds: ``format``
 ``context_outputs``, ``graphs`` (role -> ``file``, ``sha256``)), ``sampler`` (``name``,
 ``eta``, ``num_inference_steps``, ``num_train_timesteps``, ``schedule``, ``alphas_cumprod``,
 ``timesteps``, ``signal_scale``), ``inference`` (``seed``, ``samples``, ``sample_rate``),
-``fusion`` (``weights``, ``rule``, ``input``, ``temperatures``, ``prob_floor``, ``in_sampler``),
+``fusion`` (``weights``, ``rule``, ``input``, ``temperatures``, ``prob_floor``, ``sampling``:
+``separate`` or ``joint``, fusion inside the sampler, where the config has it),
 ``postprocess`` (``kind``, ``window``), ``data`` (``fps``, ``length_tolerance``),
 ``graph_io`` (each role's input and output names). No torch here.
 """

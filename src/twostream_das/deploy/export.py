@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 VERIFY_TOLERANCE = 1e-4
 """Largest difference of any graph output from the PyTorch model on the probe batch."""
 
+FUSION_SAMPLING = ("separate", "joint")
+"""Where the streams meet (``fusion.sampling``) as the runtime implements it."""
+
 PROBE_FRAMES = (41, 29)
 """The probe batch: two videos of these lengths (odd, the second padded), also the example the
 graphs are traced with (its sizes are not baked in: B and T are dynamic)."""
@@ -111,6 +114,7 @@ def check_exportable(loaded: LoadedModel, cfg: Config) -> None:
         ("the sampler", str(sampler), tuple(SAMPLERS)),
         ("fusion.rule", loaded.fusion_method.rule.value, tuple(r.value for r in FusionRule)),
         ("fusion.input", cfg.fusion.input.value, tuple(i.value for i in FusionInput)),
+        ("fusion.sampling", _sampling(cfg).get("sampling", "separate"), FUSION_SAMPLING),
         ("post-processing", loaded.postprocess.kind.value, POSTPROCESS_KINDS),
     ]
     for what, value, known in checks:
@@ -290,6 +294,13 @@ def _stream_manifest(
     }
 
 
+def _sampling(cfg: Config) -> dict[str, str]:
+    """``{"sampling": "separate" | "joint"}`` (``fusion.sampling``: the streams fused after
+    sampling, or inside the sampler at every step) where the config has the setting."""
+    value = getattr(cfg.fusion, "sampling", None)
+    return {} if value is None else {"sampling": str(getattr(value, "value", value))}
+
+
 def _opset(model: Any) -> int:
     return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
 
@@ -343,7 +354,7 @@ def _manifest(
             "input": cfg.fusion.input.value,
             "temperatures": {s: float(v) for s, v in method.temperatures.items()},
             "prob_floor": float(method.floor),
-            "in_sampler": False,
+            **_sampling(cfg),
         },
         "postprocess": loaded.postprocess.to_dict(),
         "data": {

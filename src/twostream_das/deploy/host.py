@@ -269,6 +269,22 @@ def fuse(
     return _total([float(weights[s]) * p for s, p in tempered.items()])
 
 
+def fuse_normalized(
+    probs: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    rule: str = "sum",
+    temperatures: Optional[Mapping[str, float]] = None,
+    floor: float = 1e-8,
+) -> np.ndarray:
+    """:func:`fuse` rescaled to probabilities (the weighted sum over the weights' sum; the
+    product is normalised already): the consensus of fusion inside the sampler
+    (``twostream_das.fusion.JointFusion``)."""
+    fused = fuse(probs, weights, rule, temperatures, floor)
+    if rule == "product":
+        return fused
+    return fused / float(sum(float(weights[s]) for s in probs))
+
+
 def _total(terms: list[np.ndarray]) -> np.ndarray:
     total = terms[0]
     for term in terms[1:]:

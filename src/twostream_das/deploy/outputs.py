@@ -347,6 +347,7 @@ def summary(
     """``summary.json`` (``predict``'s keys, the exported folder as ``checkpoint``, and
     ``engine``)."""
     fusion = manifest.fusion
+    sampling = {"fusion_sampling": fusion["sampling"]} if "sampling" in fusion else {}
     return {
         "checkpoint": source,
         "engine": "onnxruntime",
@@ -354,6 +355,7 @@ def summary(
         "fusion_weights": dict(fusion["weights"]),
         "fusion_input": fusion["input"],
         "fusion_rule": fusion["rule"],
+        **sampling,
         "temperatures": dict(fusion["temperatures"]),
         "postprocess": dict(manifest.postprocess),
         "fps": fps,

@@ -220,10 +220,11 @@ class OnnxModel:
             for s in names:  # every stream's x0 estimate at this step
                 logits = self.denoise(s, host.model_input(x_t[s], scale), t, row_mask, context[s])
                 probs[s] = host.softmax(logits, axis=1)  # (N, C, T)
-                total[s] += probs[s]
-            estimates = probs if consensus is None else consensus(probs)
+            if consensus is not None:  # what every stream continues from
+                probs = dict(consensus(probs))
             for s in names:
-                x0 = host.probs_to_x0(estimates[s], scale)
+                total[s] += probs[s]
+                x0 = host.probs_to_x0(probs[s], scale)
                 x_t[s] = sampler.step(x0, t, x_t[s], noise[s], lengths)
         count = len(sampler.timesteps)
         out_shape = (samples, batch, self.num_classes, frames)
@@ -234,6 +235,24 @@ class OnnxModel:
             )
             for s in names
         }
+
+    def joint_consensus(self) -> Optional[Consensus]:
+        """The consensus of fusion inside the sampler (manifest ``fusion.sampling = joint``):
+        every stream continues from the streams' fused x0 probabilities (the weights, rule and
+        temperatures of late fusion, rescaled to probabilities); None when the streams sample
+        separately or there is one."""
+        fusion = self.manifest.fusion
+        if fusion.get("sampling", "separate") != "joint" or len(self.stream_names) < 2:
+            return None
+
+        def consensus(probs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            fused = host.fuse_normalized(
+                probs, fusion["weights"], fusion["rule"], fusion["temperatures"],
+                fusion["prob_floor"],
+            ).astype(np.float32)  # fmt: skip
+            return {s: fused for s in probs}
+
+        return consensus
 
     # ------------------------------------------------------------------------- one video
 
@@ -263,21 +282,31 @@ class OnnxModel:
         count = int(samples or spec["samples"])
         seed = int(spec["seed"] if seed is None else seed)
         frames = next(iter(feats.values())).shape[1]
-        views = []
+        joint = self.joint_consensus()
+        views, joint_views = [], []
         for offset in range(min(rate, frames)):
             view = {s: np.ascontiguousarray(f[:, offset::rate]) for s, f in feats.items()}
-            gens = host.view_generators(seed, view, offset, self.stream_names, count)
             mask = np.ones((1, next(iter(view.values())).shape[1]), dtype=bool)
-            out = self.sample(
-                {s: v[None] for s, v in view.items()}, mask,
-                {s: host.RowNoise(g) for s, g in gens.items()}, steps, count,
-            )  # fmt: skip
-            views.append(out)
-        final = {s: host.average_views([v[s].probs[:, 0] for v in views]) for s in feats}
-        paths = {s: host.average_views([v[s].trajectory_mean[:, 0] for v in views]) for s in feats}
+            batch = {s: v[None] for s, v in view.items()}
+
+            def noise(view=view, offset=offset) -> dict[str, host.NoiseSource]:
+                gens = host.view_generators(seed, view, offset, self.stream_names, count)
+                return {s: host.RowNoise(g) for s, g in gens.items()}
+
+            views.append(self.sample(batch, mask, noise(), steps, count))
+            if joint is not None:  # the same seeds, the streams fused at every step
+                out = self.sample(batch, mask, noise(), steps, count, joint)
+                joint_views.append(out[self.stream_names[0]])  # every stream holds it
         trajectory = self.manifest.fusion["input"] == "trajectory"
-        per_sample = paths if trajectory else final  # stream -> (K, C, T_s)
-        return self.decide(name, per_sample, frames, fps)
+
+        def averaged(results: list[SampleResult]) -> np.ndarray:  # (K, C, T_s)
+            return host.average_views(
+                [(r.trajectory_mean if trajectory else r.probs)[:, 0] for r in results]
+            )
+
+        per_sample = {s: averaged([v[s] for v in views]) for s in feats}
+        joint_samples = averaged(joint_views) if joint_views else None
+        return self.decide(name, per_sample, frames, fps, joint_samples)
 
     def decide(
         self,
@@ -285,10 +314,12 @@ class OnnxModel:
         per_sample: Mapping[str, np.ndarray],
         frames: int,
         fps: Optional[float] = None,
+        joint_samples: Optional[np.ndarray] = None,
     ) -> VideoResult:
         """Fusion, post-processing and segments of one video from each sample's fusion input
         (stream -> (K, C, T_s)), as :func:`twostream_das.inference.decide_video` and
-        ``predict``'s writer do."""
+        ``predict``'s writer do; with fusion inside the sampler, ``joint_samples`` (K, C, T_s)
+        are the joint samples' fused probabilities and their mean is the fused prediction."""
         fusion, post = self.manifest.fusion, self.manifest.postprocess
         rate = int(self.manifest.inference["sample_rate"])
         probs = {s: p.mean(axis=0) for s, p in per_sample.items()}  # (C, T_s)
@@ -304,13 +335,18 @@ class OnnxModel:
             out = host.postprocess(p, post["kind"], int(post["window"]), rate, frames)
             return np.asarray(out, dtype=np.int64)
 
-        fused_view = fused(probs)  # (C, T_s)
+        if joint_samples is None:
+            fused_view = fused(probs)  # (C, T_s)
+            fused_k = host.normalize_frames(fused(per_sample))  # (K, C, T_s)
+        else:
+            fused_view = joint_samples.mean(axis=0)
+            fused_k = host.normalize_frames(joint_samples)
         fused_labels = labels(fused_view)
         stream_labels = {s: labels(p) for s, p in probs.items()}
         full = host.normalize_frames(host.restore_full_rate(fused_view, rate, frames))  # (C, T)
         uncertainty = None
-        if next(iter(per_sample.values())).shape[0] >= 2:
-            mi = host.mutual_information(host.normalize_frames(fused(per_sample)))
+        if fused_k.shape[0] >= 2:
+            mi = host.mutual_information(fused_k)
             uncertainty = host.restore_full_rate(mi, rate, frames)
         fps = float(self.manifest.data["fps"] if fps is None else fps)
         segs = outputs.segment_records(fused_labels, full, self.classes, fps, uncertainty)
