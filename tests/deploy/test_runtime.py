@@ -218,10 +218,12 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Block())
-from twostream_das.deploy.runtime import predict_files
-summary = predict_files({folder!r}, {{"rgb": {rgb!r}, "flow": {flow!r}}}, {out!r}, threads=1)
+from twostream_das.deploy.__main__ import main
+code = main([{folder!r}, "--stream", "rgb={rgb}", "--stream", "flow={flow}", "--out", {out!r},
+             "--threads", "1"])
+bad = main([{folder!r} + "_missing", "--stream", "rgb={rgb}", "--out", {out!r}])
 loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set(BLOCKED))
-print("videos", len(summary["videos"]), "blocked modules loaded", loaded)
+print("exit", code, bad, "blocked modules loaded", loaded)
 """
 
 
@@ -236,6 +238,7 @@ def test_the_runtime_runs_where_torch_cannot_be_imported(onnx_export, tmp_path):
         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "videos 2 blocked modules loaded []" in done.stdout
+    assert "exit 0 2 blocked modules loaded []" in done.stdout
+    assert done.stderr.splitlines()[-1].startswith("twostream_das.deploy: error: exported model")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [v["name"] for v in summary["videos"]] == ["a", "b"]
