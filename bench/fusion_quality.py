@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
-from twostream_das.choices import PostprocessChoice, Selection
+from twostream_das.choices import Selection
 from twostream_das.config import Config, FusionInput, FusionRule, FusionSampling, load_config
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
@@ -293,8 +293,8 @@ def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config
     weights = joint_points(cfg)[len(joint_points(cfg)) // 2]
     diffs = []
     for rule in JOINT_RULES:
-        fusion = joint_fusion(replace(cfg, fusion=replace(cfg.fusion, sampling=FusionSampling.JOINT)),
-                              STREAMS, weights, FusionMethod(rule))
+        joint_cfg = replace(cfg, fusion=replace(cfg.fusion, sampling=FusionSampling.JOINT))
+        fusion = joint_fusion(joint_cfg, STREAMS, weights, FusionMethod(rule))
         (ref,) = predict_probabilities(model, [video], cfg, torch.device("cpu"), joint=fusion)
         mine = joint[f"{rule.value}/{weights_key(weights)}/trajectory"]
         diffs.append(float(np.abs(ref.joint_trajectories[0] - mine).max()))
@@ -689,11 +689,13 @@ def markdown(report: dict[str, Any]) -> str:
     for s in STREAMS:
         cells = []
         for e in epochs:
-            m = (report["streams_alone_by_epoch"].get(e) or report["streams_alone_by_epoch"][str(e)])[s]
+            by_epoch = report["streams_alone_by_epoch"]
+            m = (by_epoch.get(e) or by_epoch[str(e)])[s]
             cells.append(" / ".join(f"{m[k]:.1f}" for k in ("acc", "edit", "f1@50")))
         lines.append(f"| {s} alone (acc / Edit / F1@50) | " + " | ".join(cells) + " |")
     for k in headroom_keys():
-        cells = [f"{(report['headroom_test_by_epoch'].get(e) or report['headroom_test_by_epoch'][str(e)])[k]:.1f}%" for e in epochs]
+        room = report["headroom_test_by_epoch"]
+        cells = [f"{(room.get(e) or room[str(e)])[k]:.1f}%" for e in epochs]
         lines.append(f"| frames right {k.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from .config import AttentionOutside, Config, stream_names
-from .fusion import JointFusion
 from .diffusion import SampleResult, concat_results, sample, sample_passes
-from .diffusion.sampling import Consensus, Denoiser
 from .diffusion.ddim import Generators
-from .modules import Backend, FrameMask, current_backend
+from .diffusion.sampling import Consensus, Denoiser
+from .fusion import JointFusion
+from .modules import Backend, current_backend
 from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .standardize import FeatureStandardizer
 from .stream import DiffusionStream
@@ -340,7 +340,9 @@ class _StackedDenoisers:
             decoder = StackedDecoder(
                 [s.decoder for s in self.streams], k * self.batch_size, self.timesteps
             )
-            fmask = self.enc_mask if k == 1 else stacked_frame_mask(self.mask, count * k, self.dtype)
+            fmask = (
+                self.enc_mask if k == 1 else stacked_frame_mask(self.mask, count * k, self.dtype)
+            )
             qkv_in = decoder.prepare(self.cond)  # per block (G * k * B, 3F, T)
             key_masks = KeyMasks(fmask.valid)
             self._passes[k] = lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks)
@@ -359,23 +361,26 @@ class _StreamDenoisers:
         mask: torch.Tensor,
     ) -> None:
         self.streams, self.mask = streams, mask
-        self.conds = [st.encoder(features[s], mask).cond for st, s in zip(streams, names)]
+        self.conds = [
+            st.encoder(features[s], mask).cond for st, s in zip(streams, names, strict=True)
+        ]  # per stream (B, Dc, T)
         self._passes: dict[int, Denoiser] = {}
 
     def for_samples(self, k: int) -> Denoiser:
         if k not in self._passes:
             contexts = [
                 st.decoder.prepare(c.repeat(k, 1, 1), self.mask.repeat(k, 1))
-                for st, c in zip(self.streams, self.conds)
+                for st, c in zip(self.streams, self.conds, strict=True)
             ]
             streams = self.streams
 
             def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
                 parts = x_in.chunk(len(streams))  # per stream (k * B, C, T)
                 step = torch.full((parts[0].shape[0],), t, dtype=torch.long, device=x_in.device)
-                return torch.cat(
-                    [st.decoder.denoise(x, step, ctx) for st, x, ctx in zip(streams, parts, contexts)]
-                )
+                return torch.cat([
+                    st.decoder.denoise(x, step, ctx)
+                    for st, x, ctx in zip(streams, parts, contexts, strict=True)
+                ])  # fmt: skip
 
             self._passes[k] = denoise
         return self._passes[k]

@@ -169,7 +169,8 @@ def test_video_groups_take_the_first_capture_group_or_the_match():
     assert video_groups(names, r"(P\d+)_") == {names[0]: "P03", names[1]: "P03", names[2]: "P12"}
     assert video_groups(["rgb-07-2"], r"rgb-\d+") == {"rgb-07-2": "rgb-07"}
     assert video_groups(["a", "b"], None) == {"a": "a", "b": "b"}
-    with pytest.raises(DataError, match=r"video 'x1' does not match dataset.val_group '\(P\\d\+\)_'"):
+    expected = r"video 'x1' does not match dataset.val_group '\(P\\d\+\)_'"
+    with pytest.raises(DataError, match=expected):
         video_groups(["P01_a", "x1"], r"(P\d+)_")
 
 
