@@ -25,13 +25,23 @@ The embedded object (:func:`report_data`)::
                  "curves": [{"name", "step", "values": [per step frames], "max"}],
                  "columns": ["confidence", "uncertainty"],   # the segment fields present
                  "segments": [{"label", "label_id", "start_frame", "end_frame", "start_s",
-                               "end_s", "confidence", "uncertainty"}]}],
+                               "end_s", "confidence", "uncertainty"}],
+                 "scores": None | {track: {"acc", "edit", "f1@50"}},  # with ground truth
+                 "errors": None | {"predicted": [[start, end, hit]], "missed": [[start, end]],
+                                   "wrong": [[start, end]]}}],  # IoU 0.5, report_analysis
+     "review": [{"rank", "video" (an id), "label", "start_frame", "end_frame", "start_s",
+                 "end_s", "score", "confidence", "uncertainty"}],  # review.csv or computed;
+     "review_total": rows in the queue (the page embeds the first REVIEW_ROWS),
+     "training": [{"run", "epochs", "series": {"loss", "val_score"}, "selected_epoch"}],
      "metrics": None | {"streams", "rows": [{"run", "stream", "values"}], "mean_std",
                         "selection": [{"run", "epoch", "fusion_weights", "postprocess"}],
                         "uncertainty": [{"run", "samples", "ddim_steps", <results.json's
                                          "uncertainty" entries: AUROC, ECE>}],
                         "per_class_f1": [{"class", "f1": {"f1@10", ...} | None}] | None,
-                        "confusion": [[frames]] | None, "num_videos"}}
+                        "confusion": [[frames]] | None, "num_videos",
+                        "per_stream_class": [{"class", "frames", "f1": {track}, "recall":
+                                              {track}}] | None,
+                        "fusion_help": [{"stream", "helped", "hurt", "frames"}] | None}}
 """
 
 from __future__ import annotations
@@ -61,6 +71,15 @@ from .io import (
     segments_json_obj,
 )
 from .metrics import DEFAULT_BACKGROUND, METRIC_KEYS, confusion_matrix, per_class_f1, segment_bounds
+from .report_analysis import (
+    REVIEW_ROWS,
+    error_track,
+    fusion_help,
+    per_stream_class,
+    review_queue,
+    training_curves,
+    video_scores,
+)
 from .runs import RunDir, read_json, run_name
 from .viz import class_colors
 
@@ -86,6 +105,7 @@ class _Videos:
     entries: list[dict[str, Any]] = field(default_factory=list)
     gts: list[np.ndarray] = field(default_factory=list)  # (T,) class ids, videos with labels
     preds: list[np.ndarray] = field(default_factory=list)  # (T,) fused class ids, same videos
+    streams: list[dict[str, np.ndarray]] = field(default_factory=list)  # same videos: (T,) each
 
 
 def write_report(
@@ -161,7 +181,7 @@ def report_data(
         rates = {v.get("name"): v.get("fps") for v in summary.get("videos", [])
                  if isinstance(v, dict) and v.get("fps")}  # each video's own (predict records it)
         found = _read_videos(source, "", classes, summary.get("fps"), gt_dir, streams,
-                             rates=rates)
+                             rates=rates, background=background)
         metrics = _metrics([], found, classes, background) if found.gts else None
         if metrics is not None:  # the scores predict --labels stored, per stream and fused
             scored = summary.get("metrics") or {}
@@ -181,15 +201,19 @@ def report_data(
             streams = list(_stored_weights(_read_optional_json(run.results_json), run.results_json))
             test = _read_optional_json(run.split_json).get("test")  # the videos evaluated
             part = _read_videos(
-                run.predictions, prefix, classes, dataset.get("fps"), gt_dir, streams, test
+                run.predictions, prefix, classes, dataset.get("fps"), gt_dir, streams, test,
+                background=background,
             )
-            for name in ("entries", "gts", "preds"):
+            for name in ("entries", "gts", "preds", "streams"):
                 getattr(found, name).extend(getattr(part, name))
         metrics = _metrics(runs, found, classes, background)
         if kind == "cv":
             metrics["mean_std"] = read_json(source / "summary.json").get("summary")
     _attach_videos(found.entries, files, page_dir)
     colors = class_colors(len(classes))[:, :3]
+    folders = [("", source)] if kind == "predictions" else [(p, r.predictions) for p, r in runs]
+    curves = [training_curves(label, run) for label, run in runs]
+    queue = review_queue(folders, found.entries)
     return {
         "title": f"twostream_das report: {source.resolve().name}",
         "kind": kind,
@@ -201,6 +225,9 @@ def report_data(
         ],
         "videos": found.entries,
         "metrics": metrics,
+        "review": queue[:REVIEW_ROWS],  # the least certain first
+        "review_total": len(queue),
+        "training": [c for c in curves if c is not None],
     }
 
 
@@ -304,6 +331,7 @@ def _read_videos(
     streams: Sequence[str] = (),
     only: Optional[Sequence[str]] = None,
     rates: Optional[Mapping[str, float]] = None,
+    background: Sequence[str] = DEFAULT_BACKGROUND,
 ) -> _Videos:
     """Every ``<video>.txt`` of ``folder`` (of the videos ``only`` names, when given) with what
     lies beside it; the streams' tracks in the order of ``streams``, then any other stream
@@ -311,6 +339,7 @@ def _read_videos(
     from .data.layout import LabelMap, read_labels  # imports torch: only where labels are read
 
     label_map = LabelMap(tuple(classes), "the report's class list")
+    bg_ids = [classes.index(b) for b in background if b in classes]
     fps = float(fps) if fps else None
     found = _Videos()
     paths = sorted(folder.glob("*.txt"))
@@ -331,6 +360,7 @@ def _read_videos(
         fused = read_prediction(path, label_map)
         tracks = []
         gt_path = Path(gt_dir) / f"{name}.txt" if gt_dir else None
+        gt = None
         if gt_path is not None and gt_path.is_file():
             gt = read_labels(gt_path, label_map)
             if gt.size != fused.size:
@@ -338,14 +368,20 @@ def _read_videos(
                     f"{gt_path} has {gt.size} frames but {path} has {fused.size}; expected equal"
                 )
             tracks.append({"name": "ground truth", "runs": runs_of(gt)})
-            found.gts.append(gt)
-            found.preds.append(fused)
+        own: dict[str, np.ndarray] = {}
         for stream in _stream_names(folder, streams):
             stream_file = folder / STREAMS_DIR / stream / f"{name}.txt"
             if stream_file.is_file():
-                labels = read_prediction(stream_file, label_map)
-                tracks.append({"name": stream, "runs": runs_of(labels)})
+                own[stream] = read_prediction(stream_file, label_map)
+                tracks.append({"name": stream, "runs": runs_of(own[stream])})
         tracks.append({"name": "fused", "runs": runs_of(fused)})
+        scores, errors = None, None
+        if gt is not None:
+            found.gts.append(gt)
+            found.preds.append(fused)
+            found.streams.append(own)
+            scores = video_scores(gt, {**own, "fused": fused}, bg_ids)
+            errors = error_track(gt, fused, bg_ids)
         probs = _optional_npy(folder / f"{name}_probs.npy", (len(classes), fused.size))
         curves = []
         if probs is not None:  # the probability of the fused label, frame by frame
@@ -368,6 +404,8 @@ def _read_videos(
                 "curves": curves,
                 "columns": columns,
                 "segments": segments,
+                "scores": scores,  # track -> acc, edit, f1@50 (with ground truth)
+                "errors": errors,  # the fused segments' TP/FP at IoU 0.5, missed, wrong frames
             }
         )
     return found
@@ -454,8 +492,14 @@ def _metrics(
         if isinstance(found_uncertainty, dict):
             sampling = {k: results.get(k) for k in ("samples", "ddim_steps")}
             uncertainty.append({"run": label, **sampling, **found_uncertainty})
-    per_class = confusion = None
+    per_class = confusion = stream_class = helped = None
     if found.gts:
+        bg_ids = [classes.index(b) for b in background if b in classes]
+        common = [s for s in found.streams[0] if all(s in v for v in found.streams)]
+        tracks = {s: [v[s] for v in found.streams] for s in common}
+        stream_class = per_stream_class(found.gts, {**tracks, "fused": found.preds}, classes,
+                                        bg_ids)
+        helped = fusion_help(found.gts, tracks, found.preds)
         ids = [i for i, _ in enumerate(classes)]
         f1 = per_class_f1(
             found.gts, found.preds, ids, [classes.index(b) for b in background if b in classes]
@@ -471,6 +515,8 @@ def _metrics(
         "per_class_f1": per_class,
         "confusion": confusion,
         "num_videos": len(found.gts),
+        "per_stream_class": stream_class,  # class -> each track's F1@50 and frame recall
+        "fusion_help": helped,  # stream -> frames the fusion put right / wrong
     }
 
 

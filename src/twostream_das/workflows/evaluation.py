@@ -1,8 +1,10 @@
 """``evaluate``: score a run's selected checkpoint on its fold's test videos.
 
 This is the only place that reads test labels, and it runs after training and selection are
-done. It writes ``RUN_DIR/results.json``, ``RUN_DIR/predictions/<video>.txt`` (fused) and
-``RUN_DIR/predictions/streams/<stream>/<video>.txt`` (each stream before fusion).
+done. It writes ``RUN_DIR/results.json`` and, into ``RUN_DIR/predictions/``, the files ``predict``
+writes per video (:func:`~.prediction.write_video_outputs` without the barcode): ``<video>.txt``
+(fused), ``streams/<stream>/<video>.txt`` (each stream before fusion), ``_segments.csv/json``,
+``_probs.npy`` and, with ``--samples`` > 1, ``_uncertainty.npy``; ``report`` shows them.
 
 Under ``torchrun`` (:mod:`twostream_das.distributed`, a gloo group) each rank predicts a
 disjoint share of the test videos (balanced by feature-file size) and writes their prediction
@@ -12,6 +14,7 @@ and writes ``results.json`` exactly as one process does (videos in the split's o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -38,11 +41,11 @@ from ..distributed import (
 )
 from ..errors import CheckpointError
 from ..inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
-from ..io import write_label_files
 from ..metrics import METRIC_KEYS
 from ..runs import RunDir, locked, read_json, write_json
 from ..runtime import resolve_device
 from ..uncertainty import ErrorDetection
+from .prediction import write_video_outputs
 from .selection import score_rows
 
 logger = logging.getLogger(__name__)
@@ -140,6 +143,7 @@ def _evaluate(
     weights, post = loaded.fusion_weights, loaded.postprocess
     method = loaded.fusion_method
     detection = ErrorDetection(post)
+    written_as = dataclasses.replace(loaded, config=cfg)  # the sampling the files come from
     index = {name: i for i, name in enumerate(names)}
     done: list[_Scored] = []
     desc = "test" if world == 1 else f"test (rank {rank}/{world})"
@@ -154,11 +158,8 @@ def _evaluate(
                 pred.video.labels, pred.video.sample_rate,
             )
             done.append(_Scored(index[pred.name], labels, parts))
-            if write:  # every rank writes the files of its own videos
-                write_label_files(
-                    run.predictions, pred.name, pred.decision.labels,
-                    pred.decision.stream_labels, loaded.label_names,
-                )  # fmt: skip
+            if write:  # every rank writes the files of its own videos, as predict does
+                write_video_outputs(pred, written_as, run.predictions, cfg.dataset.fps, False)
     scored = gather_in_order(done, key=lambda v: v.index)
     results: Optional[dict[str, Any]] = None
     with agreed():
