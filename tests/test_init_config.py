@@ -80,6 +80,22 @@ def test_the_standard_i3d_folder_becomes_its_two_halves(tiny_root, tmp_path):
     assert cfg.fusion.weights == {"rgb": 0.5, "flow": 0.5}
 
 
+def test_extract_s_per_stream_copies_of_the_standard_folder_are_not_streams(tiny_root, tmp_path):
+    """``extract`` writes features/ (2048, T) and features_i3d_rgb/, features_i3d_flow/ (its
+    halves): the config gets the two halves once, not four streams."""
+    root = tmp_path / "extracted"
+    shutil.copytree(tiny_root, root, ignore=shutil.ignore_patterns("features_*"))
+    for folder, rows in (("features", 2048), ("features_i3d_rgb", 1024),
+                         ("features_i3d_flow", 1024)):
+        (root / folder).mkdir()
+        for path in (tiny_root / "features_rgb").glob("*.npy"):
+            frames = np.load(path).shape[1]
+            np.save(root / folder / path.name, np.zeros((rows, frames), np.float32))
+    cfg = load_config(init_config(root, fps=15))
+    assert {k: v.source for k, v in cfg.dataset.streams.items()} == {
+        "rgb": FeatureSource.I3D_RGB, "flow": FeatureSource.I3D_FLOW}
+
+
 def test_an_orientation_the_files_do_not_show_is_asked_for(tiny_root, tmp_path):
     """Every video 25 frames and RGB files (25, 25): either axis could be the feature axis."""
     root = tmp_path / "square"

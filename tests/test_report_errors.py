@@ -192,3 +192,32 @@ def test_the_report_in_a_browser_sorts_zooms_steps_and_jumps(
     js("window.scrollTo(0, 0)")
     assert chromium.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
+
+
+def test_a_review_row_plays_its_segment_and_stops(chromium, tmp_path):  # noqa: F811
+    """predict's review.csv in a prediction folder with its video: a row plays the segment and
+    the video pauses at the segment's end."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_report import CLASSES, tiny_video, write_labels
+
+    pred, fps, labels = tmp_path / "pred", 10.0, np.repeat([0, 1, 2, 1], [6, 9, 8, 7])
+    write_labels(pred, "clip", labels, {"rgb": labels})
+    write_json(pred / "summary.json", {"fps": fps, "classes": CLASSES, "labels_dir": None})
+    with (pred / "review.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "video", "label", "start_s", "end_s", "score"])
+        writer.writerow([1, "clip", "cut", 0.6, 1.5, 0.9])  # frames 6-14
+    video = tiny_video(tmp_path / "videos" / "clip.webm", len(labels), fps)
+    page = write_report(pred, tmp_path / "report.html", [video])
+    chromium.get(page.resolve().as_uri())
+    js = chromium.execute_script
+    wait = WebDriverWait(chromium, 20)
+    wait.until(lambda d: js("return document.querySelector('video').readyState >= 1"))
+    chromium.find_element(By.CSS_SELECTOR, '#review-table tbody tr[data-rank="1"]').click()
+    wait.until(lambda d: js("return !document.querySelector('video').paused"))
+    wait.until(lambda d: js("return document.querySelector('video').paused"))
+    assert js("return document.querySelector('video').currentTime") == pytest.approx(1.5, abs=0.3)
+    view = chromium.find_element(By.CSS_SELECTOR, 'details.video[data-video="clip"]')
+    assert 13 <= int(view.get_attribute("data-playhead-frame")) <= 17

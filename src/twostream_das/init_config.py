@@ -64,6 +64,9 @@ DEFAULT_OUT = "twostream_das.yaml"
 I3D_SOURCES = {"i3d_rgb": FeatureSource.I3D_RGB, "i3d_flow": FeatureSource.I3D_FLOW}
 """``--streams`` items that name a half of the standard ``features/`` files."""
 
+EXTRACTED_HALVES = ("features_i3d_rgb", "features_i3d_flow")
+"""What ``extract`` writes beside ``features/``: each I3D stream alone (the same numbers)."""
+
 _PLAIN = re.compile(r"[A-Za-z0-9_./-]+")  # written in YAML without quotes
 
 
@@ -195,7 +198,8 @@ def parse_streams(text: str) -> list[tuple[Optional[str], str]]:
 
 def default_streams(root: Path, lengths: Mapping[str, int]) -> list[tuple[Optional[str], str]]:
     """Every feature folder found (``features_rgb``, then ``features_flow``, then the others by
-    name); the standard ``features/`` (2048 rows) as its two halves."""
+    name); the standard ``features/`` (2048 rows) as its two halves, and then not the
+    ``features_i3d_rgb/`` and ``features_i3d_flow/`` that ``extract`` writes beside it."""
     first = {"rgb": 0, "flow": 1}
     folders = sorted(feature_folders(root), key=lambda f: first.get(_stream_name(f), 2))
     if not folders:
@@ -204,9 +208,13 @@ def default_streams(root: Path, lengths: Mapping[str, int]) -> list[tuple[Option
             "features_rgb/<video>.npy) or the standard features/ (2048, T) I3D files"
         )
     out: list[tuple[Optional[str], str]] = []
+    standard = I3D_FOLDER in folders and _standard_i3d(root, lengths)
     for folder in folders:
-        if folder == I3D_FOLDER and _standard_i3d(root, lengths):
+        if folder == I3D_FOLDER and standard:
             out += [(None, "i3d_rgb"), (None, "i3d_flow")]
+        elif standard and folder in EXTRACTED_HALVES:  # extract's copies of features/' halves
+            logger.info("%s/ holds the same features as a half of %s/; not a stream of its own "
+                        "(--streams to choose otherwise)", folder, I3D_FOLDER)
         else:
             out.append((None, folder))
     return out
