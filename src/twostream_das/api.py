@@ -33,7 +33,7 @@ from .errors import ConfigError, DataError
 from .inference import LoadedModel, VideoPrediction, sampling_steps, with_sampling
 from .inference import load_model as _load_model
 from .inference import predict as _predict
-from .io import SegmentRecord, segment_records
+from .io import SegmentRecord, segment_records, write_csv_rows
 from .metrics import score
 from .runtime import resolve_device
 from .workflows.prediction import (
@@ -147,8 +147,6 @@ def write_predictions(predictions: Iterable[Prediction], folder: str | Path, *,
                                 None, plot)
         done.append(written)
         files.append(dict(written.files))
-    from .io import write_csv_rows
-
     write_csv_rows(folder / REVIEW_CSV, REVIEW_FIELDS, review_rows(done))
     return files
 

@@ -257,3 +257,11 @@ def test_a_30_fps_clip_through_a_15_fps_checkpoint_gets_the_video_s_times(
     segments = json.loads((out / "clip30_segments.json").read_text())["segments"]
     assert segments[-1]["end_s"] == pytest.approx(2.0)  # 60 frames / 30 fps, not / 15
     assert "extract them again with --fps 15" in caplog.text
+
+
+def test_videos_of_different_rates_without_fps_get_a_warning(towers, clips, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="twostream_das"):
+        extract_videos([clips["30"], clips["15"]], tmp_path, tiny_extractor(towers),
+                       progress=False)
+    assert "different frame rates (clip30.mp4 30, clip15.mp4 15)" in caplog.text
+    assert "pass --fps RATE" in caplog.text

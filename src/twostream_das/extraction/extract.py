@@ -451,6 +451,8 @@ def extract_videos(
         logger.info("rank %d of %d: %d of %d videos", rank, world, len(mine), len(paths))
     extracted: list[str] = []
     skipped: list[str] = []
+    if extractor.settings.fps is None and rank == 0:
+        _warn_mixed_rates(paths)
     label = "videos" if world == 1 else f"videos (rank {rank}/{world})"
     for video in tqdm(mine, desc=label, unit="video", disable=not progress, dynamic_ncols=True):
         if _extract_one(video, out_dir, extractor, wanted, overwrite, combined, progress):
@@ -523,6 +525,17 @@ def _extract_one(video: Path, out_dir: Path, extractor: FeatureExtractor,
         atomic_save_npy(path, np.concatenate([rgb, flow], axis=0))  # (2048, T), RGB rows first
         return True
     return bool(todo)
+
+
+def _warn_mixed_rates(paths: Sequence[Path]) -> None:
+    """One warning when the videos declare different frame rates and nothing resamples them:
+    their features would be at different speeds."""
+    rates = {p.name: round(probe_video(p).fps, 2) for p in paths}
+    if len(set(rates.values()) - {0.0}) > 1:
+        shown = ", ".join(f"{name} {rate:g}" for name, rate in list(rates.items())[:4])
+        logger.warning("the videos have different frame rates (%s%s) and every decoded frame is "
+                       "kept: their features run at different speeds; pass --fps RATE (the "
+                       "rate the model is trained at)", shown, ", ..." if len(rates) > 4 else "")
 
 
 def _done_frames(video: Path, out_dir: Path, fps: Optional[float]) -> Optional[int]:
