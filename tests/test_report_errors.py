@@ -107,6 +107,7 @@ def test_a_run_report_holds_what_finds_the_errors(evaluated_run, tmp_path):
 def test_the_report_in_a_browser_sorts_zooms_steps_and_jumps(
     chromium, evaluated_run, tmp_path  # noqa: F811
 ):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -147,6 +148,14 @@ def test_the_report_in_a_browser_sorts_zooms_steps_and_jumps(
                                                    clientY: r.top + 5, bubbles: true,
                                                    cancelable: true}));""")
     assert window()[1] - window()[0] == pytest.approx(frames * 0.8)
+    before = window()
+    canvas = view.find_element(By.CSS_SELECTOR, "canvas.timeline")
+    ActionChains(chromium).move_to_element(canvas).click_and_hold().move_by_offset(-150, 0) \
+        .release().perform()  # drag left: later frames come into view
+    assert window()[0] > before[0] and window()[1] - window()[0] == pytest.approx(
+        before[1] - before[0])
+    assert view.get_attribute("data-playhead-frame") == "0"  # a drag is not a click
+    body.send_keys("0")
     body.send_keys(Keys.ARROW_RIGHT)
     body.send_keys(Keys.ARROW_RIGHT)
     assert view.get_attribute("data-playhead-frame") == "2"
