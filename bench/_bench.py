@@ -20,8 +20,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from twostream_das.config import Config, load_config
-from twostream_das.modules import current_backend, native
-from twostream_das.two_stream import TwoStreamModel
+from twostream_das.kernels import current_backend, native
+from twostream_das.model.two_stream import TwoStreamModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,3 +184,12 @@ def import_old(ref: str, into: Path, repo: Path = ROOT) -> ModuleType:
     sys.modules["twostream_das_old"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def old_module(name: str) -> ModuleType:
+    """Module ``name`` of the package :func:`import_old` imported (``model.two_stream``), also
+    from a commit before the folders (where it sat at the root: ``two_stream``)."""
+    try:
+        return importlib.import_module(f"twostream_das_old.{name}")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"twostream_das_old.{name.rpartition('.')[2]}")

@@ -9,7 +9,7 @@ GFLOP/s, the speed-up over the straightforward path measured in the same run, an
 subprocess per preset and T, default variant) the peak resident memory.
 
 Variants (all give the same probabilities to float tolerance), each under
-``twostream_das.modules.use_backend`` (the public switch; nothing is patched):
+``twostream_das.kernels.use_backend`` (the public switch; nothing is patched):
   reference    the reference backend: plain PyTorch ops, the streams one after the other
   shifted      both streams as one stacked pass, window multiply-adds as PyTorch ops
   native       the same with the native window kernels (the default backend)
@@ -35,7 +35,7 @@ from _bench import (
     time_interleaved,
 )
 
-from twostream_das.modules import use_backend
+from twostream_das.kernels import use_backend
 
 VARIANTS = {  # variant -> backend
     "reference": "reference",

@@ -7,7 +7,7 @@ the package's metrics (pooled, background = ``background`` as the presets):
 - ``before``: the path this package had until issue 12: every offset upsampled to the full rate
   (its own nearest frames), averaged there, post-processed at full rate (median window in
   full-rate frames, METHOD.md's purge);
-- ``after``: the package's path now (:func:`twostream_das.postprocess.postprocess` on the
+- ``after``: the package's path now (:func:`twostream_das.prediction.postprocess.postprocess` on the
   offsets' average at the subsampled rate), with the preset's kind and, for GTEA's purge, also
   ``diffact_purge``;
 - ``reference``: DiffAct's own outputs stored in the oracle.
@@ -37,7 +37,7 @@ import torch
 from twostream_das.data.layout import read_mapping
 from twostream_das.data.temporal import average_views
 from twostream_das.metrics import score
-from twostream_das.postprocess import postprocess
+from twostream_das.prediction.postprocess import postprocess
 
 KINDS = {"purge": ["purge", "diffact_purge"], "median": ["median"], "mode": ["mode"],
          "none": ["none"]}  # fmt: skip

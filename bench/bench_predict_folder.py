@@ -42,8 +42,8 @@ from _bench import (
 
 from twostream_das.config import Config
 from twostream_das.data.dataset import Video
-from twostream_das.inference import predict_probabilities
-from twostream_das.two_stream import TwoStreamModel
+from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.prediction.inference import predict_probabilities
 
 CPU = torch.device("cpu")
 

@@ -45,7 +45,7 @@ from bench_predict_folder import make_videos
 from twostream_das.config import Config
 from twostream_das.data.dataset import Video
 from twostream_das.distributed import balance
-from twostream_das.inference import predict_probabilities
+from twostream_das.prediction.inference import predict_probabilities
 from twostream_das.runtime import available_cores
 
 CPU = torch.device("cpu")

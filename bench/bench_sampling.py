@@ -28,7 +28,6 @@ CPU). Per (preset, T) also ``encoder_gflop`` (once per video) and ``decoder_gflo
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from _bench import (
     eval_model_and_video,
     import_old,
     machine,
+    old_module,
     time_interleaved,
     use_threads,
 )
@@ -54,8 +54,8 @@ CPU = torch.device("cpu")
 
 
 def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, features, mask):
-    config = importlib.import_module("twostream_das_old.config")
-    two_stream = importlib.import_module("twostream_das_old.two_stream")
+    config = old_module("config")
+    two_stream = old_module("model.two_stream")
     dims, classes = PRESETS[preset]
     model = two_stream.TwoStreamModel.from_config(
         config.load_config(preset, overrides), dims, classes

@@ -9,7 +9,7 @@ and per (preset, T, variant) the median/min seconds, counted matmul GFLOP (forwa
 achieved GFLOP/s, the speed-up over the first variant run, and the peak resident memory.
 
 Variants, timed interleaved in one process on the same weights and batch; each runs under
-``twostream_das.modules.use_backend`` (the public switch; nothing is patched):
+``twostream_das.kernels.use_backend`` (the public switch; nothing is patched):
   reference   plain PyTorch ops differentiated by autograd (window tensors, ``F.dropout``)
   shifted     hand-written backwards for the attention, the conv and the instance norm, one
               packed projection per block, hashed dropout masks; PyTorch ops
@@ -21,7 +21,6 @@ Variants, timed interleaved in one process on the same weights and batch; each r
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from _bench import (
     import_old,
     machine,
     matmul_gflops,
+    old_module,
     peak_rss_mib,
     time_interleaved,
     use_threads,
@@ -45,7 +45,7 @@ from _bench import (
 from bench_inference import parse_sizes
 
 from twostream_das.data.collate import Batch
-from twostream_das.modules import use_backend
+from twostream_das.kernels import use_backend
 
 FULL_SIZES = [("gtea", 1500), ("breakfast", 1500)]
 QUICK_SIZES = [("gtea", 40)]
@@ -55,8 +55,8 @@ BATCH = 4
 
 def old_model(preset: str, state: dict):
     """The old package's two-stream model for ``preset`` with the weights ``state``."""
-    config = importlib.import_module("twostream_das_old.config")
-    two_stream = importlib.import_module("twostream_das_old.two_stream")
+    config = old_module("config")
+    two_stream = old_module("model.two_stream")
     dims, classes = PRESETS[preset]
     model = two_stream.TwoStreamModel.from_config(config.load_config(preset, []), dims, classes)
     model.load_state_dict(state)

@@ -52,17 +52,17 @@ from twostream_das.config import Config, FusionInput, FusionRule, FusionSampling
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
-from twostream_das.fusion import FusionMethod, JointFusion, simplex_grid
-from twostream_das.inference import (
+from twostream_das.metrics import METRIC_KEYS
+from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.prediction.fusion import FusionMethod, JointFusion, simplex_grid
+from twostream_das.prediction.inference import (
     VideoProbs,
     joint_fusion,
     load_model,
     predict_probabilities,
     view_generators,
 )
-from twostream_das.metrics import METRIC_KEYS
 from twostream_das.runs import RunDir
-from twostream_das.two_stream import TwoStreamModel
 from twostream_das.workflows.selection import score_streams, select, select_postprocess
 from twostream_das.workflows.training.loop import run_epoch
 from twostream_das.workflows.training.state import build_context, save_last, snapshot

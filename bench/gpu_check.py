@@ -47,7 +47,7 @@ from _bench import PRESETS, build_model, machine  # noqa: E402
 
 from twostream_das.config import load_config  # noqa: E402
 from twostream_das.data.collate import Batch  # noqa: E402
-from twostream_das.two_stream import TwoStreamModel  # noqa: E402
+from twostream_das.model.two_stream import TwoStreamModel  # noqa: E402
 
 PRESET = "gtea"
 BATCH = 2

@@ -62,11 +62,7 @@ def notebook_folder(tmp_path, monkeypatch):
     _clip(tmp_path / "videos" / "P05_tea.mp4")
     monkeypatch.chdir(tmp_path)
 
-    from twostream_das.extraction import (
-        ExtractionSettings,
-        FeatureExtractor,
-        FeatureStream,
-    )
+    from twostream_das.extraction import ExtractionSettings, FeatureExtractor, FeatureStream
     from twostream_das.workflows import prediction
 
     monkeypatch.setattr(prediction, "extraction_streams", lambda loaded: {

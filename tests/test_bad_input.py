@@ -27,8 +27,8 @@ import torch
 
 from _diffact import diffact_state_dict, write_tiny_release
 from _tiny import tiny_overrides, write_tiny_dataset
+from twostream_das.atomic import TMP_SUFFIX
 from twostream_das.cli import main
-from twostream_das.io import TMP_SUFFIX
 from twostream_das.runs import RunDir, RunLock
 
 RELIABILITY = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"

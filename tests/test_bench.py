@@ -79,7 +79,7 @@ def test_fusion_quality_streams_see_objects_and_motions():
 
 
 def test_fusion_quality_confidence_at_a_sample_rate():
-    from twostream_das.inference import VideoProbs
+    from twostream_das.prediction.inference import VideoProbs
 
     fq = _fusion_quality()
     first, second = fq.STREAMS

@@ -10,7 +10,7 @@ from twostream_das import distributed
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
 from twostream_das.errors import ConfigError
-from twostream_das.two_stream import TwoStreamModel
+from twostream_das.model.two_stream import TwoStreamModel
 from twostream_das.workflows.training import data as training_data
 from twostream_das.workflows.training import train
 

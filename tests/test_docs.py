@@ -6,7 +6,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from twostream_das.modules.block import block_forward
+from twostream_das.model.block import block_forward
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

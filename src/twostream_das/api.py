@@ -30,11 +30,11 @@ from .config import Config, Orientation, StreamDataConfig, load_config
 from .data.dataset import Video
 from .data.features import align_to_labels, check_features
 from .errors import ConfigError, DataError
-from .inference import LoadedModel, VideoPrediction, sampling_steps, with_sampling
-from .inference import load_model as _load_model
-from .inference import predict as _predict
-from .io import SegmentRecord, segment_records, write_csv_rows
 from .metrics import score
+from .outputs import SegmentRecord, segment_records, write_csv_rows
+from .prediction.inference import LoadedModel, VideoPrediction, sampling_steps, with_sampling
+from .prediction.inference import load_model as _load_model
+from .prediction.inference import predict as _predict
 from .runtime import resolve_device
 from .workflows.prediction import (
     REVIEW_CSV,
@@ -160,7 +160,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> L
             ``torch.device``.
 
     Returns:
-        A :class:`~twostream_das.inference.LoadedModel`: ``.model``, ``.config``,
+        A :class:`~twostream_das.prediction.inference.LoadedModel`: ``.model``, ``.config``,
         ``.label_names``, ``.fusion_weights``, ``.postprocess`` and the stored ``.checkpoint``.
 
     Raises:

@@ -3,7 +3,7 @@
 A checkpoint holds only builtins and tensors, so ``torch.load(weights_only=True)`` reads it and
 no other file is needed to rebuild the model:
 
-- ``weights``: the :class:`~twostream_das.two_stream.TwoStreamModel` state dict
+- ``weights``: the :class:`~twostream_das.model.two_stream.TwoStreamModel` state dict
   (``streams.<name>.`` per stream; with ``dataset.standardize`` also the training videos'
   per-channel statistics ``standardizer.<name>_mean`` / ``_std``);
 - ``optimizer``: the optimizer state dict (resumable ``last.pt`` only, else None);
@@ -25,8 +25,8 @@ no other file is needed to rebuild the model:
   (:func:`twostream_das.config.upgrade_layout_1`); weights and everything else were already
   keyed by stream name.
 
-Files are written atomically (:func:`twostream_das.io.atomic_write`): to a temporary file in the
-same folder, fsynced, then ``os.replace``.
+Files are written atomically (:func:`twostream_das.atomic.atomic_write`): to a temporary file in
+the same folder, fsynced, then ``os.replace``.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import Any, Optional
 
 import torch
 
+from .atomic import atomic_write
 from .choices import Selection
 from .config import Config, from_dict, to_dict, upgrade_layout_1
 from .errors import CheckpointError, ConfigError
-from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ def make_checkpoint(
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` atomically (:func:`twostream_das.io.atomic_write`: a temporary file in the
-    same folder, fsynced, then ``os.replace``)."""
+    """Write ``ckpt`` atomically (:func:`twostream_das.atomic.atomic_write`: a temporary file in
+    the same folder, fsynced, then ``os.replace``)."""
     path = atomic_write(path, lambda handle: torch.save(ckpt.as_dict(), handle))
     logger.debug("saved checkpoint %s (epoch %d)", path, ckpt.epoch)
     return path

@@ -19,13 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .config import (
-    SELECT_METRICS,
-    Config,
-    PostprocessKind,
-    check_fusion_weights,
-    stream_names,
-)
+from .config import SELECT_METRICS, Config, PostprocessKind, check_fusion_weights, stream_names
 from .errors import ConfigError
 
 StreamMetrics = dict[str, dict[str, float]]

@@ -152,7 +152,7 @@ class DatasetConfig:
     # (or the whole match) names the video's group. None = every video is its own group.
     val_group: Optional[str] = None
     # per-channel (x - mean) / std of every stream, fitted on the fold's training videos and
-    # stored in the checkpoint (twostream_das.standardize). Off in the paper presets (the
+    # stored in the checkpoint (twostream_das.model.standardize). Off in the paper presets (the
     # reference feeds the features as they are); init-config turns it on for new datasets.
     standardize: bool = False
 

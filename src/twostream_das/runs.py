@@ -50,12 +50,12 @@ try:  # POSIX; on other platforms the lock is a no-op with a warning
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from . import __version__
+from ._version import __version__
+from .atomic import atomic_write_text
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import Config, to_dict, to_yaml
 from .distributed import broadcast_from_main
 from .errors import CheckpointError
-from .io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Atomic text write (:func:`twostream_das.io.atomic_write_text`)."""
+    """Atomic text write (:func:`twostream_das.atomic.atomic_write_text`)."""
     atomic_write_text(path, text)
 
 

@@ -10,7 +10,7 @@ from _diffact import write_tiny_release
 from _tiny import CLASSES, tiny_overrides, train_args
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.cli import main
-from twostream_das.inference import load_model
+from twostream_das.prediction.inference import load_model
 
 FLOW_OFF = "dataset.streams.flow=null"
 

@@ -7,8 +7,8 @@ from _tiny import CLASSES, TEST_VIDEOS
 from _torchrun import torchrun
 from twostream_das.cli import main
 from twostream_das.data.layout import LabelMap
-from twostream_das.io import read_prediction_dir
 from twostream_das.metrics import score
+from twostream_das.outputs import read_prediction_dir
 
 METRICS = {"acc", "edit", "f1@10", "f1@25", "f1@50"}
 

@@ -234,7 +234,7 @@ def test_video_without_weights_names_the_flag_and_the_variable(tmp_path, monkeyp
     from _model_helpers import small_config
     from twostream_das.checkpoint import make_checkpoint, save_checkpoint
     from twostream_das.extraction import WEIGHTS_ENV
-    from twostream_das.two_stream import TwoStreamModel
+    from twostream_das.model.two_stream import TwoStreamModel
 
     for variable in WEIGHTS_ENV.values():
         monkeypatch.delenv(variable, raising=False)

@@ -11,8 +11,8 @@ import torch
 from twostream_das.checkpoint import make_checkpoint, save_checkpoint
 from twostream_das.config import load_config
 from twostream_das.diffusion import per_video_noise
+from twostream_das.model.two_stream import TwoStreamModel
 from twostream_das.runtime import make_generator
-from twostream_das.two_stream import TwoStreamModel
 
 CLASSES = ["background", "cut", "pour", "stir", "take"]
 SMALL = [  # three blocks each (dilations 1, 2, 4), 3 DDIM steps

@@ -9,7 +9,7 @@ import torch
 
 from twostream_das.deploy import export as export_module
 from twostream_das.deploy.bundle import BundleError, ExportError, read_manifest, sha256_file
-from twostream_das.inference import load_model, sampling_steps
+from twostream_das.prediction.inference import load_model, sampling_steps
 
 pytest.importorskip("onnxruntime")
 

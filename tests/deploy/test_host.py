@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from twostream_das import io as pkg_io
-from twostream_das import postprocess as pkg_post
+from twostream_das import outputs as pkg_io
 from twostream_das.config import FusionRule
 from twostream_das.data.temporal import average_views, restore_full_rate
 from twostream_das.deploy import host, outputs
 from twostream_das.diffusion import DDIMSampler, cosine_schedule, ddim_timesteps
-from twostream_das.fusion import FusionMethod, fuse
-from twostream_das.inference import content_digest
+from twostream_das.prediction import postprocess as pkg_post
+from twostream_das.prediction.fusion import FusionMethod, fuse
+from twostream_das.prediction.inference import content_digest
+from twostream_das.prediction.uncertainty import mutual_information
 from twostream_das.runtime import derive_seed
-from twostream_das.uncertainty import mutual_information
 
 
 def test_timesteps_for_every_number_of_steps():
@@ -120,7 +120,7 @@ def test_the_files_are_the_package_writers_bytes(tmp_path):
 
 
 def test_the_consensus_equals_the_packages_joint_fusion():
-    from twostream_das import fusion
+    from twostream_das.prediction import fusion
 
     if not hasattr(fusion, "fuse_normalized"):
         pytest.skip("the package has no fusion inside the sampler yet")

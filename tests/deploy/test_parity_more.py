@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from _shared import require_shared
-from twostream_das.convert import convert
 from twostream_das.deploy import host
 from twostream_das.deploy.export import export_onnx
 from twostream_das.deploy.runtime import OnnxModel
+from twostream_das.tools.convert import convert
 
 from ._onnx import write_checkpoint
 from .test_runtime import TOLERANCE, parity

@@ -15,7 +15,7 @@ from twostream_das.cli import main
 from twostream_das.deploy import host
 from twostream_das.deploy import runtime as runtime_module
 from twostream_das.deploy.runtime import OnnxModel
-from twostream_das.inference import load_model
+from twostream_das.prediction.inference import load_model
 from twostream_das.runtime import make_generator
 
 from ._onnx import torch_draws
@@ -103,7 +103,7 @@ def test_the_consensus_hook_sees_every_stream_at_every_step(onnx_export):
 
 def test_fusion_inside_the_sampler_matches_pytorch_given_the_same_noise(onnx_export):
     """``fusion.sampling = joint``: every stream continues from the fused x0 estimate."""
-    from twostream_das import fusion
+    from twostream_das.prediction import fusion
 
     if not hasattr(fusion, "JointFusion"):
         pytest.skip("the package has no fusion inside the sampler yet")

@@ -209,7 +209,7 @@ def checkpoint_15fps(tmp_path) -> Path:
     from _model_helpers import small_config
     from _tiny import CLASSES
     from twostream_das.checkpoint import make_checkpoint, save_checkpoint
-    from twostream_das.two_stream import TwoStreamModel
+    from twostream_das.model.two_stream import TwoStreamModel
 
     cfg = small_config("dataset.streams={rgb: {source: i3d_rgb}, flow: {source: i3d_flow}}",
                        "dataset.fps=15")

@@ -3,7 +3,7 @@ import pytest
 
 from twostream_das.choices import PostprocessChoice, Selection
 from twostream_das.config import PostprocessKind, load_config
-from twostream_das.inference import VideoProbs
+from twostream_das.prediction.inference import VideoProbs
 from twostream_das.workflows.selection import (
     postprocess_candidates,
     score_streams,

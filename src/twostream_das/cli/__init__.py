@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..errors import TwoStreamDASError
 
 # Modules of this package that define commands, in the order ``--help`` lists them.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..convert import convert
 from ..errors import CheckpointError
+from ..tools.convert import convert
 from ._common import add_config_args, add_quiet
 
 

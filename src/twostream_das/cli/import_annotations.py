@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotations import import_annotations, parse_columns
+    from ..tools.annotations import import_annotations, parse_columns
 
     columns = parse_columns(args.columns) if args.columns else None
     summary = import_annotations(

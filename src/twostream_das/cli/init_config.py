@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..init_config import init_config, parse_streams  # reads numpy files: only when run
+    from ..tools.init_config import init_config, parse_streams  # reads numpy files: only when run
 
     orientations = {}
     for item in args.orientation:

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.layout import read_bundle, read_mapping  # imports torch: only when run
-    from ..io import read_prediction_dir
+    from ..outputs import read_prediction_dir
 
     label_map = read_mapping(args.mapping)
     background = background_ids(label_map.names, args.background, args.mapping)

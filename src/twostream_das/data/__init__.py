@@ -22,13 +22,7 @@ from .dataset import (
 from .demo import make_demo
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, read_labels, read_mapping, read_split, train_val_split
-from .temporal import (
-    average_views,
-    boundary_target,
-    num_view_frames,
-    restore_full_rate,
-    subsample,
-)
+from .temporal import average_views, boundary_target, num_view_frames, restore_full_rate, subsample
 
 __all__ = [
     "IGNORE_INDEX",

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .. import __version__
+from .._version import __version__
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)

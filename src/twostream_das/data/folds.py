@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
 from .layout import GROUND_TRUTH_DIR, SPLITS_DIR, split_path
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,8 @@
                                       context_0 .. context_{L-1} -> x0_logits (B, C, T)
 
 B and T are dynamic in every graph. The decoder's context is the conditioning's share of every
-block's query/key projection (:meth:`twostream_das.decoder.Decoder.prepare`): it depends on the
+block's query/key projection (:meth:`twostream_das.model.decoder.Decoder.prepare`): it depends on
+the
 video only, so a host computes it once per video and feeds it to the decoder at every step.
 
 The manifest (JSON, ``format_version`` :data:`FORMAT_VERSION`) holds: ``format``,

@@ -28,13 +28,13 @@ import onnx  # the 'onnx' extra (with onnxscript, which the exporter uses)
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..config import Config, FusionInput, FusionRule, Precision
-from ..decoder import Decoder, DecoderContext
-from ..encoder import Encoder
-from ..inference import LoadedModel, load_model, sampling_steps
-from ..modules import frame_mask, use_backend, window_key_mask
-from ..stream import DiffusionStream
+from ..kernels import frame_mask, use_backend, window_key_mask
+from ..model.decoder import Decoder, DecoderContext
+from ..model.encoder import Encoder
+from ..model.stream import DiffusionStream
+from ..prediction.inference import LoadedModel, load_model, sampling_steps
 from .bundle import (
     FORMAT,
     FORMAT_VERSION,

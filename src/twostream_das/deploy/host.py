@@ -3,10 +3,11 @@
 Each function restates one of the package's (named in its docstring) with the same arithmetic,
 and ``tests/deploy/test_host.py`` pins it to that function: the DDIM timesteps and updates
 (:mod:`twostream_das.diffusion.ddim`), the label space (:mod:`~twostream_das.diffusion.gaussian`),
-the noise seeds (:func:`twostream_das.runtime.derive_seed`, :func:`twostream_das.inference.
-content_digest`), late fusion (:mod:`twostream_das.fusion`), post-processing
-(:mod:`twostream_das.postprocess`, :mod:`twostream_das.data.temporal`) and the per-frame
-uncertainty (:mod:`twostream_das.uncertainty`).
+the noise seeds (:func:`twostream_das.runtime.derive_seed`,
+:func:`twostream_das.prediction.inference.
+content_digest`), late fusion (:mod:`twostream_das.prediction.fusion`), post-processing
+(:mod:`twostream_das.prediction.postprocess`, :mod:`twostream_das.data.temporal`) and the per-frame
+uncertainty (:mod:`twostream_das.prediction.uncertainty`).
 
 Shapes as in the package: probabilities and x_t ``(N, C, T)`` or ``(C, T)``; labels ``(T,)``.
 """
@@ -213,7 +214,8 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 
 def content_digest(features: Mapping[str, np.ndarray]) -> str:
-    """:func:`twostream_das.inference.content_digest` of float32 (D, T) views (its dtype name is
+    """:func:`twostream_das.prediction.inference.content_digest` of float32 (D, T) views (its dtype
+    name is
     torch's, so both paths derive the same seeds)."""
     h = hashlib.blake2b(digest_size=16)
     for stream in sorted(features):
@@ -227,7 +229,7 @@ def view_generators(
     seed: int, features: Mapping[str, np.ndarray], offset: int, streams: Sequence[str], samples: int
 ) -> dict[str, list[np.random.Generator]]:
     """stream -> K numpy generators of one offset view, seeded as
-    :func:`twostream_das.inference.view_generators` seeds its torch generators."""
+    :func:`twostream_das.prediction.inference.view_generators` seeds its torch generators."""
     digest = content_digest(features)
     return {
         s: [np.random.default_rng(derive_seed(seed, "ddim", digest, offset, s, k))
@@ -240,7 +242,7 @@ def view_generators(
 
 
 def temper(probs: np.ndarray, temperature: float, floor: float) -> np.ndarray:
-    """:func:`twostream_das.fusion.temper`."""
+    """:func:`twostream_das.prediction.fusion.temper`."""
     if temperature <= 0:
         raise ValueError(f"temperature = {temperature} is invalid; expected > 0")
     if temperature == 1.0:
@@ -255,7 +257,8 @@ def fuse(
     temperatures: Optional[Mapping[str, float]] = None,
     floor: float = 1e-8,
 ) -> np.ndarray:
-    """:func:`twostream_das.fusion.fuse`: ``sum_s w_s P_s``, or for ``product`` the softmax
+    """:func:`twostream_das.prediction.fusion.fuse`: ``sum_s w_s P_s``, or for ``product`` the
+    softmax
     over the classes of ``sum_s w_s log P_s``; each stream tempered first. (..., C, T)."""
     if set(weights) != set(probs):
         raise ValueError(f"fusion weights name {sorted(weights)}; the streams are {sorted(probs)}")
@@ -278,7 +281,7 @@ def fuse_normalized(
 ) -> np.ndarray:
     """:func:`fuse` rescaled to probabilities (the weighted sum over the weights' sum; the
     product is normalised already): the consensus of fusion inside the sampler
-    (``twostream_das.fusion.JointFusion``)."""
+    (``twostream_das.prediction.fusion.JointFusion``)."""
     fused = fuse(probs, weights, rule, temperatures, floor)
     if rule == "product":
         return fused
@@ -293,13 +296,15 @@ def _total(terms: list[np.ndarray]) -> np.ndarray:
 
 
 def normalize_frames(probs: np.ndarray) -> np.ndarray:
-    """:func:`twostream_das.uncertainty.normalize_frames`: every frame sums to 1, float32."""
+    """:func:`twostream_das.prediction.uncertainty.normalize_frames`: every frame sums to 1,
+    float32."""
     total = probs.sum(axis=-2, keepdims=True)
     return (probs / np.where(total > 0, total, 1.0)).astype(np.float32)
 
 
 def mutual_information(samples: np.ndarray) -> np.ndarray:
-    """:func:`twostream_das.uncertainty.mutual_information`: (K, C, T) -> (T,) float32."""
+    """:func:`twostream_das.prediction.uncertainty.mutual_information`: (K, C, T) -> (T,)
+    float32."""
 
     def entropy(p: np.ndarray, axis: int) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
@@ -350,7 +355,8 @@ def segment_bounds(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def purge(labels: np.ndarray, min_len: int) -> np.ndarray:
-    """:func:`twostream_das.postprocess.purge`: segments shorter than ``min_len`` removed,
+    """:func:`twostream_das.prediction.postprocess.purge`: segments shorter than ``min_len``
+    removed,
     shortest first, split between the neighbours."""
     arr = np.asarray(labels)
     seg_labels, starts, ends = segment_bounds(arr)
@@ -401,7 +407,7 @@ def purge(labels: np.ndarray, min_len: int) -> np.ndarray:
 
 
 def diffact_purge(labels: np.ndarray, max_len: int) -> np.ndarray:
-    """:func:`twostream_das.postprocess.diffact_purge`: DiffAct's one-pass purge."""
+    """:func:`twostream_das.prediction.postprocess.diffact_purge`: DiffAct's one-pass purge."""
     arr = np.asarray(labels)
     seg_labels, starts, ends = segment_bounds(arr)
     out = arr.copy()
@@ -431,7 +437,8 @@ MEDIAN_CHUNK = 4096
 
 
 def median_filter(probs: np.ndarray, window: int) -> np.ndarray:
-    """:func:`twostream_das.postprocess.median_filter` (``scipy.ndimage.median_filter`` with
+    """:func:`twostream_das.prediction.postprocess.median_filter` (``scipy.ndimage.median_filter``
+    with
     ``size=(1, N)``, ``reflect`` ends, rank ``N // 2``), then renormalised per frame."""
     arr = np.asarray(probs)
     before, after = window // 2, window - 1 - window // 2
@@ -446,7 +453,8 @@ def median_filter(probs: np.ndarray, window: int) -> np.ndarray:
 
 
 def mode_filter(labels: np.ndarray, window: int) -> np.ndarray:
-    """:func:`twostream_das.postprocess.mode_filter`: the most frequent label in a centred
+    """:func:`twostream_das.prediction.postprocess.mode_filter`: the most frequent label in a
+    centred
     window, ``reflect`` ends, ties to the smallest label."""
     arr = np.asarray(labels)
     if window == 1 or arr.size == 0:
@@ -468,7 +476,8 @@ def postprocess(
     probs: np.ndarray, kind: str, window: int, sample_rate: int = 1,
     num_frames: Optional[int] = None,
 ) -> np.ndarray:  # fmt: skip
-    """:func:`twostream_das.postprocess.postprocess`: (C, T_s) -> (T,) int64 full-rate labels
+    """:func:`twostream_das.prediction.postprocess.postprocess`: (C, T_s) -> (T,) int64 full-rate
+    labels
     (median at the subsampled rate, argmax, full rate restored, then mode or purge)."""
     if kind not in POSTPROCESS_KINDS:
         raise ValueError(f"post-processing {kind!r} is unknown; expected one of "

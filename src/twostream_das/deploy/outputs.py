@@ -1,7 +1,7 @@
 """Reading feature files and writing ``predict``'s files, for the ONNX runtime (numpy only).
 
 The files and their bytes are those of :mod:`twostream_das.workflows.prediction` and
-:mod:`twostream_das.io` (``tests/deploy/test_host.py`` compares them):
+:mod:`twostream_das.outputs` (``tests/deploy/test_host.py`` compares them):
 
     <video>.txt, streams/<stream>/<video>.txt   MS-TCN prediction files
     <video>_segments.csv, <video>_segments.json  segments with seconds and confidence
@@ -50,7 +50,7 @@ I3D_ROWS = {"i3d_rgb": slice(0, 1024), "i3d_flow": slice(1024, 2048)}
 
 @dataclass(frozen=True)
 class SegmentRecord:
-    """:class:`twostream_das.io.SegmentRecord` (``end_frame`` exclusive)."""
+    """:class:`twostream_das.outputs.SegmentRecord` (``end_frame`` exclusive)."""
 
     label: str
     label_id: Optional[int]
@@ -79,7 +79,7 @@ def segment_records(
     fps: float,
     uncertainty: Optional[np.ndarray] = None,
 ) -> list[SegmentRecord]:
-    """:func:`twostream_das.io.segment_records` for class ids ``labels`` (T,)."""
+    """:func:`twostream_das.outputs.segment_records` for class ids ``labels`` (T,)."""
     ids = np.asarray(labels, dtype=np.int64)
     prob = np.asarray(probs, dtype=np.float64)  # (C, T)
     unc = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
@@ -95,7 +95,7 @@ def segment_records(
 
 
 def csv_text(fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """:func:`twostream_das.io.csv_text`."""
+    """:func:`twostream_das.outputs.csv_text`."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
@@ -105,7 +105,7 @@ def csv_text(fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def segments_json_text(records: Sequence[SegmentRecord], fps: float) -> str:
-    """:func:`twostream_das.io.write_segments_json`'s text."""
+    """:func:`twostream_das.outputs.write_segments_json`'s text."""
     obj = {
         "fps": fps,
         "num_frames": records[-1].end_frame if records else 0,
@@ -116,7 +116,7 @@ def segments_json_text(records: Sequence[SegmentRecord], fps: float) -> str:
 
 
 def prediction_text(labels: np.ndarray, names: Sequence[str]) -> str:
-    """An MS-TCN prediction file's text (:func:`twostream_das.io.write_prediction`)."""
+    """An MS-TCN prediction file's text (:func:`twostream_das.outputs.write_prediction`)."""
     return f"{PREDICTION_HEADER}\n{' '.join(names[i] for i in labels.tolist())}\n"
 
 
@@ -328,7 +328,7 @@ def write_video(
     if result.uncertainty is not None:
         _save_npy(files["uncertainty"], result.uncertainty)
     if plots:
-        from ..viz import plot_barcodes  # matplotlib, only when plots are asked for
+        from ..tools.viz import plot_barcodes  # matplotlib, only when plots are asked for
 
         bars = {s.upper(): lab for s, lab in result.stream_labels.items()}
         bars["fused"] = result.labels

@@ -6,7 +6,8 @@
 
     predict_files("exported/", {"rgb": "feats/rgb", "flow": "feats/flow"}, "out/")
 
-The path is ``predict``'s (:mod:`twostream_das.inference`): every temporal offset view, the
+The path is ``predict``'s (:mod:`twostream_das.prediction.inference`): every temporal offset view,
+the
 standardisation, each stream's encoder once, the decoder's context once, then the sampler loop
 with every stream stepping together, K samples per view as rows; the views averaged at the
 subsampled rate and over the samples; fusion, post-processing, segments; the same files as
@@ -145,7 +146,7 @@ class OnnxModel:
 
     def standardized(self, stream: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``(x - mean) / std`` per channel (0 on padding) where the model was trained so
-        (:class:`twostream_das.standardize.FeatureStandardizer`); x (B, D, T) float32."""
+        (:class:`twostream_das.model.standardize.FeatureStandardizer`); x (B, D, T) float32."""
         entry = next(s for s in self.manifest.streams if s.name == stream)
         if entry.mean is None or entry.std is None:
             return x
@@ -180,7 +181,7 @@ class OnnxModel:
         consensus: Optional[Consensus] = None,
     ) -> dict[str, SampleResult]:
         """K samples per video and stream, the streams stepping together (the PyTorch path's
-        :meth:`twostream_das.two_stream.TwoStreamModel.sample`).
+        :meth:`twostream_das.model.two_stream.TwoStreamModel.sample`).
 
         Args:
             features: stream -> (B, D_s, T) as read (standardised here), 0 on padding.
@@ -317,7 +318,7 @@ class OnnxModel:
         joint_samples: Optional[np.ndarray] = None,
     ) -> VideoResult:
         """Fusion, post-processing and segments of one video from each sample's fusion input
-        (stream -> (K, C, T_s)), as :func:`twostream_das.inference.decide_video` and
+        (stream -> (K, C, T_s)), as :func:`twostream_das.prediction.inference.decide_video` and
         ``predict``'s writer do; with fusion inside the sampler, ``joint_samples`` (K, C, T_s)
         are the joint samples' fused probabilities and their mean is the fused prediction."""
         fusion, post = self.manifest.fusion, self.manifest.postprocess

@@ -2,14 +2,7 @@
 
 from .ddim import DDIMSampler, NoiseSource, RecordedNoise, ddim_timesteps, per_video_noise
 from .gaussian import GaussianDiffusion
-from .sampling import (
-    Denoiser,
-    SampleResult,
-    concat_results,
-    make_scheduler,
-    sample,
-    sample_passes,
-)
+from .sampling import Denoiser, SampleResult, concat_results, make_scheduler, sample, sample_passes
 from .schedule import NoiseSchedule, cosine_schedule
 
 __all__ = [

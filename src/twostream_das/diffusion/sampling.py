@@ -44,7 +44,7 @@ class Denoiser(Protocol):
 
 class Consensus(Protocol):
     """``(N, C, T) x0 class probabilities -> (N, C, T)`` probabilities: what every row
-    continues from (e.g. the streams of a video fused, :class:`~twostream_das.fusion.
+    continues from (e.g. the streams of a video fused, :class:`~twostream_das.prediction.fusion.
     JointFusion`)."""
 
     def __call__(self, probs: torch.Tensor) -> torch.Tensor: ...

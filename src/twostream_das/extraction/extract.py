@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_save_npy
 from ..distributed import barrier, local_device, rank_and_world
 from ..errors import ConfigError, DataError
-from ..io import atomic_save_npy
 from ..runtime import resolve_device
 from .flow import FLOW_BOUND, FlowFn, FlowMethod, clip_and_scale, iter_flow, make_flow_fn
 from .i3d import FEATURE_DIM as I3D_DIM

@@ -3,7 +3,7 @@
 ``<out>/manifest.json`` (:func:`write_manifest`) lists what exists once an ``extract`` is done:
 per video its frames and, per stream, the file, its (D, T) shape and its size in bytes.
 
-A feature file is written by :func:`twostream_das.io.atomic_save_npy`: to a hidden temporary
+A feature file is written by :func:`twostream_das.atomic.atomic_save_npy`: to a hidden temporary
 file in the same folder, flushed to disk, then renamed over the target (``os.replace`` is atomic
 on one file system), so a reader or a resumed run never sees half a file. A run killed between
 the two leaves only the hidden temporary file (``.<video>.npy.<random>.tmp``), which no
@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..io import TMP_SUFFIX, atomic_write_text
+from ..atomic import TMP_SUFFIX, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
 VIDEO_INFO_DIR = "video_info"

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import __version__
+from .._version import __version__
 from ..config import load_config
 from ..data.demo import DEMO_PRESET, make_demo
 from ..data.layout import read_split
 from ..errors import CheckpointError
 from ..metrics import METRIC_KEYS
-from ..report import write_report
 from ..runs import RunDir, read_json, write_json
+from ..tools.report import write_report
 from .evaluation import evaluate_run, results_table
 from .prediction import predict_files
 from .training import train

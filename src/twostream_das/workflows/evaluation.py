@@ -40,11 +40,12 @@ from ..distributed import (
     rank_threads,
 )
 from ..errors import CheckpointError
-from ..inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
 from ..metrics import METRIC_KEYS
+from ..outputs import write_label_files
+from ..prediction.inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
+from ..prediction.uncertainty import ErrorDetection
 from ..runs import RunDir, locked, read_json, write_json
 from ..runtime import resolve_device
-from ..uncertainty import ErrorDetection
 from .prediction import write_video_outputs
 from .selection import score_rows
 
@@ -65,7 +66,7 @@ def evaluate_run(
     ``steps`` / ``samples`` override the checkpoint's ``eval.steps`` / ``eval.samples`` (DDIM
     steps; samples per video and stream); the results record both, the prediction time per
     video and ``uncertainty``: how well the uncertainty finds wrong frames and how calibrated
-    the fused probabilities are (:class:`twostream_das.uncertainty.ErrorDetection`).
+    the fused probabilities are (:class:`twostream_das.prediction.uncertainty.ErrorDetection`).
     ``write=False`` returns the results without writing results.json or predictions/.
     ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`). Under
     ``torchrun`` the test videos are sharded over the ranks (module docstring);

@@ -42,14 +42,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..config import (
-    Config,
-    FeatureSource,
-    Orientation,
-    Precision,
-    ReviewScore,
-    StreamDataConfig,
-)
+from ..atomic import atomic_save_npy
+from ..config import Config, FeatureSource, Orientation, Precision, ReviewScore, StreamDataConfig
 from ..data.dataset import Video
 from ..data.features import (
     I3D_DIM,
@@ -75,7 +69,17 @@ from ..distributed import (
 from ..errors import ConfigError, DataError
 from ..extraction import ExtractionSettings, FeatureExtractor, FeatureStream, extract_videos
 from ..extraction.store import read_video_info
-from ..inference import (
+from ..outputs import (
+    STREAMS_DIR,
+    UNCERTAINTY_SUFFIX,
+    SegmentRecord,
+    segment_records,
+    write_csv_rows,
+    write_label_files,
+    write_segments_csv,
+    write_segments_json,
+)
+from ..prediction.inference import (
     LoadedModel,
     VideoPrediction,
     load_model,
@@ -83,21 +87,10 @@ from ..inference import (
     sampling_steps,
     with_sampling,
 )
-from ..io import (
-    STREAMS_DIR,
-    UNCERTAINTY_SUFFIX,
-    SegmentRecord,
-    atomic_save_npy,
-    segment_records,
-    write_csv_rows,
-    write_label_files,
-    write_segments_csv,
-    write_segments_json,
-)
+from ..prediction.uncertainty import frame_uncertainty, normalize_frames
 from ..runs import is_main_process, write_json
 from ..runtime import resolve_device
-from ..uncertainty import frame_uncertainty, normalize_frames
-from ..viz import plot_barcodes
+from ..tools.viz import plot_barcodes
 from .selection import score_rows
 
 logger = logging.getLogger(__name__)
@@ -321,8 +314,8 @@ def predict_files(
     their frames), and writes those videos' files; rank 0 checks ``out`` first, then gathers
     each video's segments and labels and writes ``summary.json`` and ``review.csv`` exactly as
     one process does. A video's DDIM draws are seeded by its features
-    (:func:`~twostream_das.inference.view_generators`), so the predictions do not depend on
-    the rank.
+    (:func:`~twostream_das.prediction.inference.view_generators`), so the predictions do not
+    depend on the rank.
 
     Returns the summary written to ``OUT/summary.json`` (on every rank).
     """

@@ -14,15 +14,15 @@ import numpy as np
 
 from ..choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
 from ..config import Config, FusionSampling, PostprocessKind, stream_names
-from ..fusion import (
+from ..metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
+from ..prediction.fusion import (
     FusionMethod,
     closest_to_equal,
     fit_temperature,
     search_weights,
     simplex_grid,
 )
-from ..inference import VideoProbs, decide_video, video_fused_labels
-from ..metrics import METRIC_KEYS, score  # METRIC_KEYS: reported for every split, in percent
+from ..prediction.inference import VideoProbs, decide_video, video_fused_labels
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def score_rows(
     cfg: Config,
 ) -> dict[str, dict[str, float]]:
     """:func:`score_labels` of each of ``keys`` (e.g. the streams and ``"fused"``) against
-    ``"gt"``, over videos given as :meth:`~twostream_das.inference.VideoPrediction.label_rows`."""
+    ``"gt"``, over videos given as
+    :meth:`~twostream_das.prediction.inference.VideoPrediction.label_rows`."""
     gts = [r["gt"] for r in rows]
     return {k: score_labels(gts, [r[k] for r in rows], label_names, cfg) for k in keys}
 
@@ -199,7 +200,7 @@ def select_joint(
     checkpoint: str,
     runner: JointRunner,
 ) -> Selection:
-    """Fusion inside the sampler: every weight point of :func:`~twostream_das.fusion.
+    """Fusion inside the sampler: every weight point of :func:`~twostream_das.prediction.fusion.
     simplex_grid` (``fusion.joint_grid_step``) sampled jointly on the validation videos
     (``runner``; a point with all the weight on one stream is that stream's own samples,
     ``videos``, unless temperatures apply), each scored with every post-processing candidate

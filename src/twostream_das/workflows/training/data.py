@@ -16,16 +16,10 @@ from ...config import Config
 from ...data.collate import collate
 from ...data.dataset import TrainDataset, Video, class_counts, load_videos, stream_dims
 from ...data.features import check_stream_folders
-from ...data.layout import (
-    check_background,
-    read_mapping,
-    read_split,
-    train_val_split,
-    video_groups,
-)
+from ...data.layout import check_background, read_mapping, read_split, train_val_split, video_groups
 from ...distributed import rank_and_world
 from ...errors import ConfigError, DataError
-from ...losses import class_weights_from_counts
+from ...model.losses import class_weights_from_counts
 from ...runtime import derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
@@ -80,8 +74,8 @@ def load_train_data(cfg: Config, fold: int) -> TrainData:
 
 def class_weights(cfg: Config, videos: Sequence[Video], num_classes: int) -> Optional[torch.Tensor]:
     """METHOD.md section 4's class weights over the training videos' labels
-    (:func:`~twostream_das.losses.class_weights_from_counts`). None when ``loss.class_weighting``
-    is off, and when soft labels are on (``loss.soft_label_sigma``) unless
+    (:func:`~twostream_das.model.losses.class_weights_from_counts`). None when
+    ``loss.class_weighting`` is off, and when soft labels are on (``loss.soft_label_sigma``) unless
     ``loss.soft_label_class_weighting``.
 
     Returns:

@@ -9,15 +9,12 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ...metrics import METRIC_KEYS
 from ...runs import RunDir, is_main_process
-
-if TYPE_CHECKING:
-    from .state import TrainContext
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +57,6 @@ def bar_safe_logging(show_progress: bool) -> contextlib.AbstractContextManager[N
         for h in logging.root.handlers
     )
     return logging_redirect_tqdm() if show_progress and console else contextlib.nullcontext()
-
-
-def log_step(ctx: TrainContext, row: dict[str, Any]) -> None:
-    """One epoch's numbers to metrics.csv (and TensorBoard); debug log line."""
-    ctx.metrics_log.append(row)
-    logger.debug("epoch %s: %s", row.get("epoch"), row)
 
 
 class MetricsLog:

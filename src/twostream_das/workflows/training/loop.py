@@ -13,16 +13,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ...atomic import no_space_left
 from ...checkpoint import load_checkpoint
 from ...config import Config
 from ...data.collate import Batch
 from ...distributed import all_mean, barrier, process_group, rank_and_world
 from ...errors import DiskFullError
-from ...io import no_space_left
 from ...runs import RunDir, RunState, inspect_run, is_main_process, locked
 from ...runtime import amp_dtype, autocast, derive_seed, resolve_device
 from .data import make_loader, sample_generators
-from .log import bar_safe_logging, log_step, run_log
+from .log import bar_safe_logging, run_log
 from .state import TrainContext, TrainResult, build_context, save_last, seeded_global_rng
 from .validation import finish, is_eval_epoch, validation_row
 
@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 EPOCH_BAR_DELAY_S = 10.0
 """An epoch that runs longer than this shows a progress bar of its batches (Breakfast's epochs
 take minutes); shorter ones never do."""
+
+
+def log_step(ctx: TrainContext, row: dict[str, Any]) -> None:
+    """One epoch's numbers to metrics.csv (and TensorBoard); debug log line."""
+    ctx.metrics_log.append(row)
+    logger.debug("epoch %s: %s", row.get("epoch"), row)
 
 
 def train(cfg: Config, fold: int, out: str | Path, quiet: bool = False) -> TrainResult:

@@ -25,10 +25,10 @@ from ...choices import Selection, StreamMetrics
 from ...config import Config, stream_names
 from ...distributed import local_device, rank_and_world
 from ...errors import CheckpointError
-from ...inference import VideoProbs
+from ...model.two_stream import TwoStreamModel
+from ...prediction.inference import VideoProbs
 from ...runs import RunDir, init_run, is_main_process, remove_stale_temporaries
 from ...runtime import derive_seed, resolve_device
-from ...two_stream import TwoStreamModel
 from .data import TrainData, class_weights, load_train_data
 from .log import MetricsLog
 

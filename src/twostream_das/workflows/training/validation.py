@@ -12,9 +12,9 @@ from typing import Any, Optional
 from ...checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ...choices import FusionWeights, PostprocessChoice, Selection, StreamMetrics
 from ...config import stream_names
-from ...fusion import FusionMethod
-from ...inference import VideoProbs, joint_fusion, predict_probabilities
 from ...metrics import METRIC_KEYS
+from ...prediction.fusion import FusionMethod
+from ...prediction.inference import VideoProbs, joint_fusion, predict_probabilities
 from ...runs import is_main_process, write_json
 from ..selection import JointRunner, fit_temperatures, score_streams, select, selection_score
 from .log import VALIDATION_PREFIX

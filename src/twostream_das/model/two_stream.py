@@ -1,0 +1,388 @@
+"""2s-DAS: one :class:`DiffusionStream` per configured stream (``dataset.streams``: RGB and
+FLOW in the presets; one stream is DiffAct), built from one config.
+
+The streams are identical in structure, with their own input dimension and weights; training
+minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
+(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities
+:func:`twostream_das.prediction.fusion.fuse` combines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from ..config import AttentionOutside, Config, stream_names
+from ..diffusion import SampleResult, concat_results, sample, sample_passes
+from ..diffusion.ddim import Generators
+from ..diffusion.sampling import Consensus, Denoiser
+from ..kernels import Backend, current_backend
+from ..prediction.fusion import JointFusion
+from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
+from .standardize import FeatureStandardizer
+from .stream import DiffusionStream
+
+if TYPE_CHECKING:
+    from ..data.collate import Batch
+
+
+logger = logging.getLogger(__name__)
+
+
+class TwoStreamLoss(NamedTuple):
+    """Attributes:
+    total: 0-dim, the sum of the streams' losses (L_rgb + L_flow).
+    terms: ``"<stream>/<term>"`` -> unweighted term, and ``"<stream>/total"`` -> L_stream;
+        detached 0-dim tensors.
+    """
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class TwoStreamModel(nn.Module):
+    """The streams' composition (one or more; the name is the paper's two).
+
+    Args:
+        streams: name -> :class:`DiffusionStream`, in the configured order (the order of
+            tables and plots).
+        standardizer: ``dataset.standardize``: the per-channel ``(x - mean) / std`` of the
+            input, fitted on the training videos (its buffers are in the state dict); None =
+            features as given.
+    """
+
+    def __init__(
+        self,
+        streams: Mapping[str, DiffusionStream],
+        standardizer: Optional[FeatureStandardizer] = None,
+    ) -> None:
+        super().__init__()
+        if not streams:
+            raise ValueError("a model needs at least one stream")
+        self.streams = nn.ModuleDict(dict(streams))
+        self.standardizer = standardizer
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, in_dims: Mapping[str, int], num_classes: int
+    ) -> TwoStreamModel:
+        """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
+        streams of ``dataset.streams``; num_classes: C."""
+        names = stream_names(cfg)
+        if cfg.model.attention_outside is AttentionOutside.DIFFACT:
+            logger.info(
+                "model.attention_outside = diffact: only the reference backend implements it, "
+                "so every block runs the reference ops and the streams are not stacked (slower)"
+            )
+        if set(in_dims) != set(names):
+            raise ValueError(
+                f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
+            )
+        standardizer = FeatureStandardizer(in_dims) if cfg.dataset.standardize else None
+        streams = {s: DiffusionStream.from_config(cfg, in_dims[s], num_classes) for s in names}
+        return cls(streams, standardizer)
+
+    def standardized(
+        self, features: Mapping[str, torch.Tensor], mask: torch.Tensor
+    ) -> Mapping[str, torch.Tensor]:
+        """The streams' input: ``features`` (stream -> (B, D_s, T)) standardised when
+        ``dataset.standardize`` is on (0 at padded frames), else as given."""
+        return features if self.standardizer is None else self.standardizer(features, mask)
+
+    def forward(
+        self,
+        batch: Batch,
+        class_weights: Optional[torch.Tensor],
+        generator: Generators,
+    ) -> TwoStreamLoss:
+        """Same as :meth:`loss`: ``forward`` is what ``DistributedDataParallel`` wraps."""
+        return self.loss(batch, class_weights, generator)
+
+    def loss(
+        self,
+        batch: Batch,
+        class_weights: Optional[torch.Tensor],
+        generator: Generators,
+    ) -> TwoStreamLoss:
+        """``sum_s L_s`` on one batch (all streams see the same samples).
+
+        ``generator``: one, or one per sample (see :meth:`DiffusionStream.loss`); the streams
+        draw from it in their order.
+        """
+        total: Optional[torch.Tensor] = None
+        terms: dict[str, torch.Tensor] = {}
+        features = self.standardized(batch.features, batch.mask)
+        for name in self.stream_names:
+            out = self.streams[name].loss(features[name], batch, class_weights, generator)
+            total = out.total if total is None else total + out.total
+            terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
+            terms[f"{name}/total"] = out.total.detach()
+        assert total is not None
+        return TwoStreamLoss(total, terms)
+
+    @property
+    def stream_names(self) -> list[str]:
+        return list(self.streams)
+
+    def sample(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int] = None,
+        samples: int = 1,
+        samples_per_pass: Optional[int] = None,
+    ) -> dict[str, SampleResult]:
+        """K DDIM samples per video and stream (the encoders run once per video).
+
+        Args:
+            features: stream -> (B, D_s, T) as read (standardised here when
+                ``dataset.standardize`` is on).
+            mask: (B, T) bool.
+            generators: stream -> K * B generators, sample-major (row k * B + b is sample k of
+                video b): one per (video, stream, sample), so no stream or sample draws from
+                another's generator.
+            steps: DDIM steps (default: the config's ``num_inference_steps``).
+            samples: K.
+            samples_per_pass: the decoders run on this many of the K samples at a time (the
+                encoders once for all; ``eval.samples_per_pass``); None = all K in one pass.
+                The same result to float tolerance: each row has its own generator.
+
+        In eval mode with a fast backend (:mod:`twostream_das.kernels.backends`), streams of
+        the same structure run as one stacked pass (:mod:`twostream_das.model.stacked`, built
+        for this call); otherwise one after the other. Same result to float tolerance, the same
+        draws.
+
+        Returns:
+            stream -> :class:`SampleResult` of (K, B, C, T) float32 tensors.
+        """
+        names = self.stream_names
+        if not isinstance(generators, Mapping) or set(generators) != set(names):
+            given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
+            raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
+        features = self.standardized(features, mask)
+        if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
+            return self._sample_together(
+                features, mask, generators, steps, samples, samples_per_pass
+            )
+        return {
+            s: self.streams[s].sample(
+                features[s], mask, generators[s], steps, samples, samples_per_pass
+            )
+            for s in names
+        }
+
+    def predict_proba(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int] = None,
+    ) -> dict[str, torch.Tensor]:
+        """One DDIM sample per video and stream (``generators``: stream -> one per video):
+        stream -> (B, C, T) float32 probabilities of the final x0 estimate (:meth:`sample`)."""
+        out = self.sample(features, mask, generators, steps, 1)
+        return {s: result.probs[0] for s, result in out.items()}
+
+    def sample_joint(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        fusion: JointFusion,
+        steps: Optional[int] = None,
+        samples: int = 1,
+        samples_per_pass: Optional[int] = None,
+    ) -> SampleResult:
+        """K DDIM samples per video with the streams fused inside the sampler
+        (``fusion.sampling = joint``, :class:`~twostream_das.prediction.fusion.JointFusion`): at
+        every step
+        each stream's update continues from the fused x0 estimate. Arguments as :meth:`sample`;
+        ``fusion.streams`` must be the model's streams in order.
+
+        Returns:
+            :class:`SampleResult` of (K, B, C, T) float32: the fused probabilities of the last
+            step and their mean over the steps.
+        """
+        names = self.stream_names
+        if tuple(fusion.streams) != tuple(names):
+            raise ValueError(f"joint fusion over {fusion.streams}; the model's streams are {names}")
+        if not self._same_sampling():
+            raise ValueError(
+                "fusion.sampling = joint needs streams with one label space and one sampler "
+                "(classes, signal scale, noise schedule, steps and eta)"
+            )
+        features = self.standardized(features, mask)
+        stacked = (
+            not self.training and current_backend() is not Backend.REFERENCE and self._stackable()
+        )
+        out = self._sample_together(
+            features, mask, generators, steps, samples, samples_per_pass, fusion, stacked
+        )
+        first = names[0]  # every stream's rows hold the same consensus
+        return out[first]
+
+    def _stackable(self) -> bool:
+        """All streams have the same network shapes (bar the input size), label space and
+        sampling settings."""
+        first = next(iter(self.streams.values()))
+        if len(self.streams) < 2 or first.diffact_outside:  # one stream; attention the stack lacks
+            return False
+        return self._same_networks() and self._same_sampling() and all(
+            s.encoder.cond_blocks == first.encoder.cond_blocks for s in self.streams.values()
+        )
+
+    def _same_sampling(self) -> bool:
+        """All streams have the same classes, signal scale, schedule and sampling settings."""
+        first, *others = self.streams.values()
+        abar = first.diffusion.schedule.alphas_cumprod
+        return all(
+            s.num_classes == first.num_classes
+            and s.diffusion.signal_scale == first.diffusion.signal_scale
+            and torch.equal(s.diffusion.schedule.alphas_cumprod, abar)
+            and s.sampling == first.sampling
+            for s in others
+        )
+
+    def _same_networks(self) -> bool:
+        def shapes(stream: DiffusionStream) -> list[tuple[str, tuple[int, ...]]]:
+            return [
+                (k, tuple(v.shape))
+                for k, v in stream.named_parameters()
+                if not k.startswith("encoder.proj_in.")
+            ]
+
+        first, *others = (shapes(s) for s in self.streams.values())
+        return all(other == first for other in others)
+
+    @torch.inference_mode()
+    def _sample_together(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        generators: Mapping[str, Sequence[torch.Generator]],
+        steps: Optional[int],
+        samples: int,
+        samples_per_pass: Optional[int] = None,
+        consensus: Optional[Consensus] = None,
+        stacked: bool = True,
+    ) -> dict[str, SampleResult]:
+        """All streams' DDIM in one loop over N = G * k * B rows per pass of k samples
+        (stream-major, then sample, then video), the encoders once for all samples: as one
+        stacked pass (``stacked``; weights stacked here, for this call) or stream by stream
+        within each step. With ``consensus`` the rows' x0 estimates are fused at every step."""
+        names = self.stream_names
+        streams = [self.streams[s] for s in names]
+        first, count = streams[0], len(streams)
+        batch_size, _, frames = features[names[0]].shape
+        rows = samples * batch_size  # per stream
+        for name in names:
+            if len(generators[name]) != rows:
+                raise ValueError(
+                    f"need one generator per video and sample: {batch_size} videos x {samples} "
+                    f"samples, {len(generators[name])} given for {name}"
+                )
+        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
+        scheduler = first.scheduler(steps)
+        denoisers = (
+            _StackedDenoisers(streams, features, names, mask, tuple(scheduler.timesteps))
+            if stacked
+            else _StreamDenoisers(streams, features, names, mask)
+        )
+        parts = []
+        for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
+            k = len(chunk)
+            rows_of = slice(chunk.start * batch_size, chunk.stop * batch_size)
+            parts.append(sample(
+                denoisers.for_samples(k),
+                scheduler,
+                first.diffusion,
+                (count * k * batch_size, first.num_classes, frames),
+                [g for s in names for g in generators[s][rows_of]],
+                lengths * (count * k),
+                mask.device,
+                consensus,
+            ).reshape(count, k, batch_size, first.num_classes, frames))  # fmt: skip
+        out = concat_results(parts, dim=1)  # (G, K, B, C, T)
+        return {
+            s: SampleResult(out.probs[i], out.trajectory_mean[i]) for i, s in enumerate(names)
+        }
+
+
+class _StackedDenoisers:
+    """The G streams as one stacked network (:mod:`twostream_das.model.stacked`): the encoders run
+    once here on G * B rows; :meth:`for_samples` gives the denoiser of G * k * B rows."""
+
+    def __init__(
+        self,
+        streams: Sequence[DiffusionStream],
+        features: Mapping[str, torch.Tensor],
+        names: Sequence[str],
+        mask: torch.Tensor,
+        timesteps: tuple[int, ...],
+    ) -> None:
+        self.streams, self.mask, self.timesteps = streams, mask, timesteps
+        self.dtype = features[names[0]].dtype
+        self.batch_size = mask.shape[0]
+        encoder = StackedEncoder([s.encoder for s in streams], self.batch_size)
+        self.enc_mask = stacked_frame_mask(mask, len(streams), self.dtype)  # (G * B, T)
+        self.cond = encoder.conditioning(
+            [features[s] for s in names], self.enc_mask, KeyMasks(self.enc_mask.valid)
+        )  # (G * B, Dc, T), once for all the samples
+        self._passes: dict[int, Denoiser] = {}
+
+    def for_samples(self, k: int) -> Denoiser:
+        """x_in (G * k * B, C, T), t -> x0 logits (at most two sizes: the pass and the rest)."""
+        if k not in self._passes:
+            count = len(self.streams)
+            decoder = StackedDecoder(
+                [s.decoder for s in self.streams], k * self.batch_size, self.timesteps
+            )
+            fmask = (
+                self.enc_mask if k == 1 else stacked_frame_mask(self.mask, count * k, self.dtype)
+            )
+            qkv_in = decoder.prepare(self.cond)  # per block (G * k * B, 3F, T)
+            key_masks = KeyMasks(fmask.valid)
+            self._passes[k] = lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks)
+        return self._passes[k]
+
+
+class _StreamDenoisers:
+    """The G streams' own networks, one after the other within each step: the encoders run
+    once here; :meth:`for_samples` gives the denoiser of G * k * B rows (stream-major)."""
+
+    def __init__(
+        self,
+        streams: Sequence[DiffusionStream],
+        features: Mapping[str, torch.Tensor],
+        names: Sequence[str],
+        mask: torch.Tensor,
+    ) -> None:
+        self.streams, self.mask = streams, mask
+        self.conds = [
+            st.encoder(features[s], mask).cond for st, s in zip(streams, names, strict=True)
+        ]  # per stream (B, Dc, T)
+        self._passes: dict[int, Denoiser] = {}
+
+    def for_samples(self, k: int) -> Denoiser:
+        if k not in self._passes:
+            contexts = [
+                st.decoder.prepare(c.repeat(k, 1, 1), self.mask.repeat(k, 1))
+                for st, c in zip(self.streams, self.conds, strict=True)
+            ]
+            streams = self.streams
+
+            def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
+                parts = x_in.chunk(len(streams))  # per stream (k * B, C, T)
+                step = torch.full((parts[0].shape[0],), t, dtype=torch.long, device=x_in.device)
+                return torch.cat([
+                    st.decoder.denoise(x, step, ctx)
+                    for st, x, ctx in zip(streams, parts, contexts, strict=True)
+                ])  # fmt: skip
+
+            self._passes[k] = denoise
+        return self._passes[k]

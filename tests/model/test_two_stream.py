@@ -1,0 +1,173 @@
+import pytest
+import torch
+
+from _model_helpers import lengths_mask, small_config
+from twostream_das.config import load_config
+from twostream_das.data.collate import Batch
+from twostream_das.kernels import Backend, use_backend
+from twostream_das.model.losses import TERMS
+from twostream_das.model.two_stream import TwoStreamModel
+
+DIMS = {"rgb": 7, "flow": 5}
+STREAMS = tuple(DIMS)
+ONE = "dataset.streams={i3d: {folder: features}}"
+THREE = "dataset.streams={rgb: {folder: a}, flow: {folder: b}, pose: {folder: c}}"
+
+
+def make_model(cfg=None, dims=None) -> TwoStreamModel:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return TwoStreamModel.from_config(cfg or small_config(), dims or DIMS, 4)
+
+
+def test_gtea_parameter_count_matches_the_research_code():
+    """768-d Br-Prompt RGB, 1024-d I3D flow, 11 classes: DiffAct's architecture gives
+    encoder 463,371 (rgb) / 479,755 (flow) + decoder 659,147 per stream = 2,261,420 ("2.26 M")."""
+    model = TwoStreamModel.from_config(load_config("gtea"), {"rgb": 768, "flow": 1024}, 11)
+    assert sum(p.numel() for p in model.parameters()) == 2_261_420
+    decoder = model.streams["rgb"].decoder
+    assert sum(p.numel() for p in decoder.parameters()) == 659_147
+
+
+def test_streams_have_their_own_dims_and_weights():
+    model = make_model()
+    assert list(model.streams) == list(STREAMS)
+    assert model.streams["rgb"].in_dim == 7 and model.streams["flow"].in_dim == 5
+    rgb_head = model.streams["rgb"].decoder.head.weight
+    assert rgb_head.data_ptr() != model.streams["flow"].decoder.head.weight.data_ptr()
+    with pytest.raises(ValueError, match="in_dims"):
+        make_model(dims={"rgb": 7})
+
+
+def test_loss_is_the_sum_of_the_stream_losses():
+    model = make_model().train()
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2, 3], [1, 1, 1, 0, 0, -100, -100]])
+    mask = lengths_mask([7, 5], 7)
+    features = {s: torch.randn(2, d, 7) for s, d in DIMS.items()}
+    batch = Batch(["a", "b"], features, labels, torch.zeros(2, 7), mask, [0, 0])
+    out = model.loss(batch, None, torch.Generator().manual_seed(0))
+    expected = {f"{s}/{t}" for s in STREAMS for t in (*TERMS, "total")}
+    assert set(out.terms) == expected
+    torch.testing.assert_close(out.total.detach(), out.terms["rgb/total"] + out.terms["flow/total"])
+    out.total.backward()
+
+
+def test_predict_proba_returns_every_stream():
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 6) for s, d in DIMS.items()}
+    gens = {s: [torch.Generator().manual_seed(i) for i in range(2)] for s in STREAMS}
+    probs = model.predict_proba(features, lengths_mask([6, 4], 6), gens)
+    assert set(probs) == set(STREAMS)
+    assert all(p.shape == (2, 4, 6) for p in probs.values())
+
+
+def test_generators_are_needed_per_stream():
+    model = make_model().eval()
+    features = {s: torch.randn(1, d, 6) for s, d in DIMS.items()}
+    with pytest.raises(ValueError, match="stream -> generators"):
+        model.predict_proba(features, lengths_mask([6], 6), [torch.Generator()])
+
+
+def _gens(names, count, seed=0):
+    return {s: [torch.Generator().manual_seed(seed + i) for i in range(count)] for s in names}
+
+
+def test_one_stream_model_is_that_stream_alone():
+    cfg = small_config(ONE)
+    model = make_model(cfg, {"i3d": 6}).eval()
+    assert model.stream_names == ["i3d"] and not model._stackable()
+    features = {"i3d": torch.randn(2, 6, 9)}
+    mask = lengths_mask([9, 5], 9)
+    probs = model.predict_proba(features, mask, _gens(["i3d"], 2))
+    alone = model.streams["i3d"].predict_proba(features["i3d"], mask, _gens(["i3d"], 2)["i3d"])
+    assert list(probs) == ["i3d"]
+    torch.testing.assert_close(probs["i3d"], alone, rtol=0, atol=0)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 3], [1, 1, 1, 0, 0, -100, -100, -100, -100]])
+    batch = Batch(["a", "b"], features, labels, torch.zeros(2, 9), mask, [0, 0])
+    out = model.train().loss(batch, None, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.total.detach(), out.terms["i3d/total"])
+
+
+def test_three_streams_stack_like_they_run_one_after_the_other():
+    dims = {"rgb": 7, "flow": 5, "pose": 3}
+    model = make_model(small_config(THREE), dims).eval()
+    assert model.stream_names == ["rgb", "flow", "pose"] and model._stackable()
+    features = {s: torch.randn(2, d, 8) for s, d in dims.items()}
+    mask = lengths_mask([8, 6], 8)
+    stacked = model.predict_proba(features, mask, _gens(dims, 2))
+    with use_backend(Backend.REFERENCE):  # the streams one after the other
+        plain = model.predict_proba(features, mask, _gens(dims, 2))
+    assert list(stacked) == list(dims)
+    for s in dims:
+        torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)
+
+
+def test_samples_in_passes_equal_one_pass():
+    """K = 5 samples in passes of 1, 2 (2 + 2 + 1) or 5: the same rows, stacked or one stream
+    after the other, because each (video, stream, sample) row has its own generator."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    for backend in (None, Backend.REFERENCE):
+        with use_backend(backend) if backend else torch.no_grad():
+            whole = model.sample(features, mask, _gens(DIMS, 10), samples=5)
+            for per_pass in (1, 2):
+                parts = model.sample(features, mask, _gens(DIMS, 10), samples=5,
+                                     samples_per_pass=per_pass)
+                for s in DIMS:
+                    assert parts[s].probs.shape == (5, 2, 4, 8)
+                    torch.testing.assert_close(parts[s].probs, whole[s].probs, rtol=1e-5, atol=1e-6)
+                    torch.testing.assert_close(parts[s].trajectory_mean, whole[s].trajectory_mean,
+                                               rtol=1e-5, atol=1e-6)
+
+
+def _joint(weights, rule="sum"):
+    from twostream_das.config import FusionRule
+    from twostream_das.prediction.fusion import FusionMethod, JointFusion
+
+    return JointFusion(tuple(weights), weights, FusionMethod(FusionRule(rule)))
+
+
+def test_joint_sampling_with_one_stream_weighted_is_that_stream_alone():
+    """Weights (1, 0): the consensus is the RGB stream's own x0 estimate at every step, so the
+    joint sample is RGB's separate sample (same generators), stacked or stream by stream."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    for backend in (None, Backend.REFERENCE):
+        with use_backend(backend) if backend else torch.no_grad():
+            alone = model.sample(features, mask, _gens(DIMS, 2))
+            for rule in ("sum", "product"):
+                joint = model.sample_joint(features, mask, _gens(DIMS, 2),
+                                           _joint({"rgb": 1.0, "flow": 0.0}, rule))
+                torch.testing.assert_close(joint.probs, alone["rgb"].probs, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(joint.trajectory_mean, alone["rgb"].trajectory_mean,
+                                           rtol=1e-5, atol=1e-6)
+
+
+def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not():
+    """Equal weights: the output is a distribution per frame, differs from both streams alone
+    (their updates continued from the consensus), and the stacked pass and the streams one
+    after the other agree, also in passes of one sample."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    fusion = _joint({"rgb": 0.5, "flow": 0.5}, "product")
+    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3)
+    with use_backend(Backend.REFERENCE):
+        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3,
+                                   samples_per_pass=1)
+    assert stacked.probs.shape == (3, 2, 4, 8)
+    torch.testing.assert_close(stacked.probs, plain.probs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stacked.probs.sum(dim=2), torch.ones(3, 2, 8))
+    alone = model.sample(features, mask, _gens(DIMS, 6), samples=3)
+    for s in DIMS:
+        assert (stacked.probs - alone[s].probs).abs().max() > 1e-3
+
+
+def test_joint_sampling_refuses_streams_of_another_order():
+    model = make_model().eval()
+    features = {s: torch.randn(1, d, 5) for s, d in DIMS.items()}
+    with pytest.raises(ValueError, match="model's streams"):
+        model.sample_joint(features, lengths_mask([5], 5), _gens(DIMS, 1),
+                           _joint({"flow": 0.5, "rgb": 0.5}))
