@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from twostream_das.config import Config, load_config
+from twostream_das.diffusion import Sampler, make_sampler
 from twostream_das.kernels import current_backend, native
 from twostream_das.model.two_stream import TwoStreamModel
 
@@ -74,15 +75,16 @@ def build_model(preset: str, overrides: list[str] | None = None) -> tuple[TwoStr
 
 def eval_model_and_video(
     preset: str, frames: int, overrides: list[str] | None = None
-) -> tuple[TwoStreamModel, dict[str, torch.Tensor], torch.Tensor]:
-    """:func:`build_model` in eval mode, and one random video of ``frames`` frames for it:
-    stream -> (1, D_s, T) features (seed 0) and its (1, T) all-true mask."""
-    model, _ = build_model(preset, overrides)
+) -> tuple[TwoStreamModel, Sampler, dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`build_model` in eval mode, its config's sampler, and one random video of
+    ``frames`` frames for it: stream -> (1, D_s, T) features (seed 0) and its (1, T) all-true
+    mask."""
+    model, cfg = build_model(preset, overrides)
     model.eval()
     dims, _ = PRESETS[preset]
     gen = torch.Generator().manual_seed(0)
     features = {s: torch.randn(1, d, frames, generator=gen) for s, d in dims.items()}
-    return model, features, torch.ones(1, frames, dtype=torch.bool)
+    return model, make_sampler(cfg), features, torch.ones(1, frames, dtype=torch.bool)
 
 
 def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict[str, float]:

@@ -47,7 +47,7 @@ BASELINE = "reference"
 FULL_SIZES = [("gtea", 1500), ("gtea", 5000), ("gtea", 20000), ("breakfast", 1500),
               ("breakfast", 5000)]  # fmt: skip
 QUICK_SIZES = [("gtea", 48)]
-QUICK_OVERRIDES = ["model.diffusion.num_inference_steps=2"]
+QUICK_OVERRIDES = ["eval.steps=2"]
 
 
 def parse_sizes(text: str) -> list[tuple[str, int]]:
@@ -62,14 +62,14 @@ def parse_sizes(text: str) -> list[tuple[str, int]]:
 
 
 def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
-    model, features, mask = eval_model_and_video(preset, frames, overrides)
+    model, sampler, features, mask = eval_model_and_video(preset, frames, overrides)
     backend = VARIANTS[variant]
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if variant.endswith("bf16") else None
 
     def call():
         with amp if amp is not None else nullcontext(), use_backend(backend):
             gens = {s: [torch.Generator().manual_seed(1)] for s in features}
-            return model.predict_proba(features, mask, gens)
+            return model.predict_proba(features, mask, gens, sampler)
 
     return call
 

@@ -115,7 +115,7 @@ def measure(
         "videos": len(videos),
         "frames": [v.num_frames for v in videos],
         "batch_size": batch_size,
-        "ddim_steps": cfg.eval.steps or cfg.model.diffusion.num_inference_steps,
+        "ddim_steps": cfg.eval.steps,
         "results": results,
         "speedup": speedup(timings, "batched"),
         "speedup_auto": speedup(timings, "auto"),
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", type=torch.device, default=CPU, help="default cpu")
     args = parser.parse_args(argv)
     threads = use_threads(args)
-    overrides = ["model.diffusion.num_inference_steps=2"] if args.quick else []
+    overrides = ["eval.steps=2"] if args.quick else []
     model, cfg = build_model("gtea", overrides)
     videos = make_videos(4, 30, 60) if args.quick else make_videos(args.videos, *args.frames)
     measured = measure(model, cfg, videos, args.batch_size, args.repeats, args.device)

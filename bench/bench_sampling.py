@@ -67,21 +67,24 @@ def old_call(old: ModuleType, preset: str, overrides: list[str], state: dict, fe
     )
 
 
-def new_call(model, features, mask, samples: int, per_pass: int | None = None, device=CPU):
+def new_call(model, sampler, features, mask, samples: int, per_pass: int | None = None,
+             device=CPU):
     def call():
         gens = {s: [torch.Generator().manual_seed(1 + i) for i in range(samples)] for s in features}
-        out = model.sample(features, mask, gens, samples=samples, samples_per_pass=per_pass)
+        out = model.sample(features, mask, gens, sampler, samples=samples,
+                           samples_per_pass=per_pass)
         sync(device)
         return out
 
     return call
 
 
-def variant_calls(model, features, mask, counts: list[int], device: torch.device):
+def variant_calls(model, sampler, features, mask, counts: list[int], device: torch.device):
     """``k<K>`` (one decoder pass) and ``k<K>/1`` (passes of one) for every K of ``counts``."""
-    calls = {f"k{k}": new_call(model, features, mask, k, None, device) for k in counts}
+    calls = {f"k{k}": new_call(model, sampler, features, mask, k, None, device) for k in counts}
     calls.update(
-        {f"k{k}/1": new_call(model, features, mask, k, 1, device) for k in counts if k > 1}
+        {f"k{k}/1": new_call(model, sampler, features, mask, k, 1, device)
+         for k in counts if k > 1}
     )
     return calls
 
@@ -103,18 +106,18 @@ def measure(
 ) -> list[dict[str, object]]:
     """The rows of one (preset, T): every variant's timing, ``vs_k1``, ``gflop`` and
     ``flop_vs_k1`` (see the module docstring); ``counts`` must hold 1."""
-    overrides = [f"model.diffusion.num_inference_steps={steps}"]
-    model, features, mask = eval_model_and_video(preset, frames, overrides)
+    overrides = [f"eval.steps={steps}"]
+    model, sampler, features, mask = eval_model_and_video(preset, frames, overrides)
     gflop = {  # counted on the CPU (the same ops on every device)
         name: count_gflop(call)
-        for name, call in variant_calls(model, features, mask, counts, CPU).items()
+        for name, call in variant_calls(model, sampler, features, mask, counts, CPU).items()
     }
     calls: dict[str, Callable[[], object]] = {}
     if old is not None:
         calls["old"] = old_call(old, preset, overrides, model.state_dict(), features, mask)
     model.to(device)
     features = {s: f.to(device) for s, f in features.items()}
-    calls.update(variant_calls(model, features, mask.to(device), counts, device))
+    calls.update(variant_calls(model, sampler, features, mask.to(device), counts, device))
     timings = time_interleaved(calls, repeats)
     base = timings["k1"]["median_s"]
     rows = []

@@ -52,6 +52,7 @@ from twostream_das.config import Config, FusionInput, FusionRule, FusionSampling
 from twostream_das.data import demo
 from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
+from twostream_das.diffusion import Sampler, make_sampler
 from twostream_das.metrics import METRIC_KEYS
 from twostream_das.model.two_stream import TwoStreamModel
 from twostream_das.prediction.fusion import FusionMethod, JointFusion, simplex_grid
@@ -269,7 +270,7 @@ def weights_key(weights: dict[str, float]) -> str:
 
 @torch.inference_mode()
 def joint_outputs(
-    model: TwoStreamModel, sample: Sample, cfg: Config
+    model: TwoStreamModel, sampler: Sampler, sample: Sample, cfg: Config
 ) -> dict[str, np.ndarray]:
     """``rule/weights/{final,trajectory}`` -> (C, T) fused probabilities of one joint sample
     (the generators of ``eval.seed = 0``: the same draws as the streams' own samples)."""
@@ -280,7 +281,7 @@ def joint_outputs(
         for weights in joint_points(cfg):
             fusion = JointFusion(STREAMS, weights, FusionMethod(rule))
             generators = view_generators(0, sample, list(STREAMS), 1)
-            result = model.sample_joint(features, mask, generators, fusion)  # (1, 1, C, T)
+            result = model.sample_joint(features, mask, generators, fusion, sampler)  # (1, 1, C, T)
             key = f"{rule.value}/{weights_key(weights)}"
             out[f"{key}/final"] = result.probs[0, 0].numpy()
             out[f"{key}/trajectory"] = result.trajectory_mean[0, 0].numpy()
@@ -303,7 +304,7 @@ def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config
 
 @torch.inference_mode()
 def stream_outputs(
-    model: TwoStreamModel, sample: Sample, samples: int
+    model: TwoStreamModel, sampler: Sampler, sample: Sample, samples: int
 ) -> dict[str, dict[str, np.ndarray]]:
     """input -> stream -> (C, T) probabilities of one video (one view, no padding).
 
@@ -317,7 +318,7 @@ def stream_outputs(
     features = {s: sample.features[s][None] for s in STREAMS}
     count = max(samples, 1)
     generators = view_generators(0, sample, list(model.streams), count)
-    result = model.sample(features, mask, generators, samples=count)  # s -> (K, 1, C, T)
+    result = model.sample(features, mask, generators, sampler, samples=count)  # s -> (K, 1, C, T)
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS if k != "samples" or samples}
     for s in STREAMS:
         out["x0"][s] = result[s].probs[0, 0].numpy()
@@ -357,8 +358,8 @@ def stage_measure(args: argparse.Namespace) -> dict[str, object]:
             videos = load_videos(cfg.dataset, split[part], label_map)
             for video in videos:
                 (sample,) = offset_views(video, 1, cfg.dataset.boundary_sigma)
-                outputs = stream_outputs(loaded.model, sample, args.samples)
-                joint = joint_outputs(loaded.model, sample, cfg)
+                outputs = stream_outputs(loaded.model, make_sampler(cfg), sample, args.samples)
+                joint = joint_outputs(loaded.model, make_sampler(cfg), sample, cfg)
                 if check is None:
                     check = max(check_against_package(loaded.model, video, cfg, outputs["x0"]),
                                 check_joint_against_package(loaded.model, video, cfg, joint))

@@ -47,6 +47,7 @@ from _bench import PRESETS, build_model, machine  # noqa: E402
 
 from twostream_das.config import load_config  # noqa: E402
 from twostream_das.data.collate import Batch  # noqa: E402
+from twostream_das.diffusion import make_sampler  # noqa: E402
 from twostream_das.model.two_stream import TwoStreamModel  # noqa: E402
 
 PRESET = "gtea"
@@ -62,6 +63,7 @@ TOLERANCES = {  # relative to the CPU fp32 value unless said otherwise
     "infer_fp32_argmax_agree": 0.99,  # share of real frames with the same argmax (lower bound)
     "infer_bf16_prob_abs": 5e-2,  # bf16's argmax agreement is reported, not judged: random
 }  # weights give near-uniform probabilities, whose argmax any rounding flips
+SAMPLER = make_sampler(load_config(PRESET, NO_DROPOUT))
 
 
 def build(frames: int) -> tuple[TwoStreamModel, Batch]:
@@ -122,7 +124,7 @@ def probabilities(model: TwoStreamModel, batch: Batch, device: torch.device,
     model.eval()
     with torch.inference_mode(), precision(device, bf16):
         gens = {name: generators() for name in model.stream_names}  # one per (stream, video)
-        probs = model.predict_proba(batch.features, batch.mask, gens)
+        probs = model.predict_proba(batch.features, batch.mask, gens, SAMPLER)
     return {s: p.float().cpu() for s, p in probs.items()}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from twostream_das.config import Config, load_config
+from twostream_das.diffusion import Sampler, make_sampler
 
 SMALL = [
     "model.encoder.num_blocks=3",
@@ -13,13 +14,18 @@ SMALL = [
     "model.decoder.num_blocks=3",
     "model.decoder.width=6",
     "model.decoder.time_emb_dim=16",
-    "model.diffusion.num_inference_steps=4",
+    "eval.steps=4",
     "dataset.streams={rgb: {folder: features_rgb}, flow: {folder: features_flow}}",
 ]
 
 
 def small_config(*extra: str) -> Config:
     return load_config(None, [*SMALL, *extra])
+
+
+def sampler(*extra: str) -> Sampler:
+    """The sampler of ``small_config(*extra)``: DDIM, its 4 steps and eta (or the overrides')."""
+    return make_sampler(small_config(*extra))
 
 
 def lengths_mask(lengths: list[int], frames: int) -> torch.Tensor:

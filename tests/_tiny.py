@@ -22,7 +22,7 @@ TINY_MODEL = [  # a tiny network and a 2-step sampler
     "model.decoder.num_blocks=2",
     "model.decoder.width=8",
     "model.decoder.time_emb_dim=16",
-    "model.diffusion.num_inference_steps=2",
+    "eval.steps=2",
 ]
 TINY = [
     *TINY_MODEL,

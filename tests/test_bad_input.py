@@ -392,7 +392,7 @@ CASES: list[Case] = [
           ("model.encoder.kernel_size", "4", "odd and >= 1"),
           ("model.decoder.num_blocks", "0", ">= 1"),
           ("model.diffusion.signal_scale", "0.0", "a finite number > 0"),
-          ("model.diffusion.num_inference_steps", "0", "in [1, model.diffusion"),
+          ("eval.steps", "0", "in [1, model.diffusion"),
           ("loss.soft_label_sigma", "-1.0", "null or a finite number > 0"),
           ("loss.decoder_ce", "-0.5", "a finite number >= 0"),
           ("dataset.fps", "0.0", "a finite number > 0"),

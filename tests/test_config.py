@@ -58,7 +58,7 @@ def test_paper_settings_per_dataset():
     for cfg in (gtea, salads, breakfast):
         assert MaskStrategy.ZERO not in cfg.model.masks.strategies
         assert cfg.model.diffusion.num_train_timesteps == 1000
-        assert cfg.model.diffusion.num_inference_steps == 25
+        assert cfg.eval.steps == 25 and cfg.eval.sampler == "ddim"
         assert cfg.train.batch_size == 4
 
 

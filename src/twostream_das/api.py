@@ -32,7 +32,7 @@ from .data.features import align_to_labels, check_features
 from .errors import ConfigError, DataError
 from .metrics import score
 from .outputs import SegmentRecord, segment_records, write_csv_rows
-from .prediction.inference import LoadedModel, VideoPrediction, sampling_steps, with_sampling
+from .prediction.inference import LoadedModel, VideoPrediction, with_sampling
 from .prediction.inference import load_model as _load_model
 from .prediction.inference import predict as _predict
 from .runtime import resolve_device
@@ -453,7 +453,7 @@ def _prediction(model: LoadedModel, result: VideoPrediction, cfg: Config,
         fps=fps,
         uncertainty=outputs.uncertainty,
         samples=cfg.eval.samples,
-        steps=sampling_steps(model, cfg),
+        steps=cfg.eval.steps,
     )
 
 

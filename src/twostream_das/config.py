@@ -196,7 +196,6 @@ class MaskConfig:
 @dataclass(frozen=True)
 class DiffusionConfig:
     num_train_timesteps: int = 1000
-    num_inference_steps: int = 25
     eta: float = 1.0  # DDIM stochasticity (0 = deterministic DDIM)
     signal_scale: float = 0.5  # x0 in {-s, +s}
     cosine_s: float = 0.008  # offset of the cosine schedule (Nichol & Dhariwal)
@@ -287,7 +286,10 @@ class EvalConfig:
     # docs/PERFORMANCE.md), EVAL_ACCELERATOR_BATCH elsewhere. Same predictions either way.
     batch_size: Optional[int] = None
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
-    steps: Optional[int] = None  # DDIM steps at inference; None = model.diffusion's
+    # The reverse process at inference: the sampler (a name of diffusion.samplers.SAMPLERS) and
+    # its number of steps (the one key; replaces model.diffusion.num_inference_steps).
+    sampler: str = "ddim"
+    steps: int = 25
     samples: int = 1  # DDIM samples per video and stream, fused as the mean
     # How many of the K samples the decoders run on at once (the encoders run once for all K).
     # null = auto: on a CPU as many as keep a pass within EVAL_CPU_PASS_FRAMES (views x
@@ -332,6 +334,13 @@ LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
 """Keys of older versions -> (their replacement, old value -> new value). Config files,
 overrides and the configs stored in older checkpoints are translated on load
 (:func:`upgrade_legacy_keys`); a file or override that uses one gets a warning."""
+
+MOVED_KEYS: dict[str, str] = {
+    "model.diffusion.num_inference_steps": "eval.steps",
+}
+"""Keys of older versions -> the key that holds the same value now. Where the old config also
+set the new key (not null), that value won, as it does now; a file or override that uses the old
+key gets a warning."""
 
 PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "gtea_i3d", "50salads_i3d", "demo")
 """Shipped configs (``configs/<name>.yaml``). ``*_i3d``: the paper's preset with both streams
@@ -396,7 +405,7 @@ def upgrade_legacy_keys(data: dict[str, Any], where: str, warn: bool = True) -> 
         ConfigError: an old key with a value it never had, or given together with its
         replacement (naming ``where``).
     """
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    out = _move_keys(data, where, warn)
     for old, (new, values) in LEGACY_KEYS.items():
         section, key = old.split(".")
         if not isinstance(out.get(section), dict) or key not in out[section]:
@@ -411,6 +420,37 @@ def upgrade_legacy_keys(data: dict[str, Any], where: str, warn: bool = True) -> 
         if warn:
             logger.warning("%s: %s is replaced by %s; read as %s=%s", where, old, new, new,
                            values[value])
+    return out
+
+
+def _move_keys(data: dict[str, Any], where: str, warn: bool) -> dict[str, Any]:
+    """``data`` (copied two levels deep) with each :data:`MOVED_KEYS` key under its new name."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in MOVED_KEYS.items():
+        *path, key = old.split(".")
+        parent = out
+        for name in path:
+            child = parent.get(name)
+            if not isinstance(child, dict):
+                break
+            parent[name] = child = dict(child)
+            parent = child
+        else:
+            if key not in parent:
+                continue
+            value = parent.pop(key)
+            new_section, new_key = new.split(".")
+            section = out.setdefault(new_section, {})
+            if section.get(new_key) is None:  # an old eval.steps: null meant "the old key's"
+                section[new_key] = value
+            if warn:
+                logger.warning("%s: %s is replaced by %s; read as %s=%s", where, old, new, new,
+                               section[new_key])
+    for new in MOVED_KEYS.values():  # null was "the old key's value"; absent now means default
+        new_section, new_key = new.split(".")
+        section = out.get(new_section)
+        if isinstance(section, dict) and new_key in section and section[new_key] is None:
+            out[new_section] = {k: v for k, v in section.items() if k != new_key}
     return out
 
 
@@ -594,8 +634,6 @@ def validate(cfg: Config) -> None:
                                  and all(math.isfinite(w) and w >= 0 for w in v) and sum(v) > 0),
          "null or one finite weight >= 0 per model.masks.strategies entry, not all 0"),
         ("model.diffusion.num_train_timesteps", lambda v: v >= 1, ">= 1"),
-        ("model.diffusion.num_inference_steps", lambda v: 0 < v <= diff.num_train_timesteps,
-         "in [1, model.diffusion.num_train_timesteps]"),
         ("model.diffusion.eta", lambda v: 0 <= v < float("inf"), ">= 0"),
         ("model.diffusion.signal_scale", _finite_positive, "a finite number > 0"),
         ("model.diffusion.cosine_s", _finite_positive, "a finite number > 0"),
@@ -625,8 +663,9 @@ def validate(cfg: Config) -> None:
          "non-empty, each >= 1"),
         ("eval.batch_size", lambda v: v is None or v >= 1, "null or >= 1"),
         ("eval.seed", lambda v: v >= 0, ">= 0"),
-        ("eval.steps", lambda v: v is None or 0 < v <= diff.num_train_timesteps,
-         "null or in [1, model.diffusion.num_train_timesteps]"),
+        ("eval.sampler", lambda v: bool(v.strip()), "a sampler's name (ddim)"),
+        ("eval.steps", lambda v: 0 < v <= diff.num_train_timesteps,
+         "in [1, model.diffusion.num_train_timesteps]"),
         ("eval.samples", lambda v: v >= 1, ">= 1"),
         ("eval.samples_per_pass", lambda v: v is None or v >= 1, "null or >= 1"),
     ]

@@ -20,7 +20,7 @@ def test_timesteps_for_25_of_1000_are_pinned():
 
 def run(sampler_, x0, generators, lengths=None):
     """The sampling loop with a fake denoiser that always returns the true x0."""
-    x = sampler_.initial_noise(x0.shape, generators, lengths)
+    x = per_video_noise(x0.shape, generators, lengths, torch.device("cpu"))  # x_T
     trajectory = [x]
     for t in sampler_.timesteps:
         x = sampler_.step(x0, t, x, generators, lengths)

@@ -4,7 +4,7 @@ after the other (the reference backend, which never stacks)."""
 import pytest
 import torch
 
-from _model_helpers import lengths_mask, small_config
+from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.kernels import Backend, native, use_backend
 from twostream_das.model.two_stream import TwoStreamModel
 
@@ -43,7 +43,8 @@ def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta, samples
     for backend in (Backend.REFERENCE, *FAST_BACKENDS):
         gens = stream_gens(range(5, 5 + 3 * samples))
         with use_backend(backend):
-            out = model.sample(features, mask, gens, samples=samples)
+            out = model.sample(features, mask, gens, sampler(f"model.diffusion.eta={eta}"),
+                               samples=samples)
         following = [torch.randn(2, generator=x) for s in gens for x in gens[s]]
         runs[backend] = (out, following)
     (ref, ref_next), *others = runs.values()
@@ -67,9 +68,9 @@ def test_each_sample_is_the_one_sample_run_with_its_generator():
     g = torch.Generator().manual_seed(4)
     features = {s: torch.randn(2, d, 19, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
     mask = lengths_mask([19, 12], 19)
-    three = model.sample(features, mask, stream_gens(range(6)), samples=3)
+    three = model.sample(features, mask, stream_gens(range(6)), sampler(), samples=3)
     for k in range(3):
-        one = model.sample(features, mask, stream_gens(range(2 * k, 2 * k + 2)))
+        one = model.sample(features, mask, stream_gens(range(2 * k, 2 * k + 2)), sampler())
         for s in ("rgb", "flow"):
             for b, n in enumerate([19, 12]):
                 torch.testing.assert_close(three[s].probs[k, b, :, :n], one[s].probs[0, b, :, :n],
@@ -78,19 +79,17 @@ def test_each_sample_is_the_one_sample_run_with_its_generator():
 
 
 def test_the_number_of_steps_is_chosen_per_call():
-    model = make_model()  # configured with 4 steps
+    model = make_model()  # holds no number of steps: the sampler brings it
     features = {"rgb": torch.randn(1, 7, 9), "flow": torch.randn(1, 5, 9)}
     mask = lengths_mask([9], 9)
-    default = model.sample(features, mask, stream_gens([1]))
-    four = model.sample(features, mask, stream_gens([1]), steps=4)
-    two = model.sample(features, mask, stream_gens([1]), steps=2)
-    torch.testing.assert_close(default["rgb"].probs, four["rgb"].probs)
+    four = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=4"))
+    two = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"))
     assert not torch.allclose(two["rgb"].probs, four["rgb"].probs, atol=1e-4)
     with use_backend(Backend.REFERENCE):  # the streams one after the other
-        sequential = model.sample(features, mask, stream_gens([1]), steps=2)
+        sequential = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"))
     torch.testing.assert_close(sequential["flow"].probs, two["flow"].probs, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="num_inference_steps"):
-        model.sample(features, mask, stream_gens([1]), steps=0)
+        sampler().set_timesteps(0)
 
 
 def test_streams_of_other_shapes_are_not_stacked():
@@ -109,7 +108,7 @@ def test_the_stacked_weights_are_built_per_call_so_changed_weights_count(backend
 
     def predict(chosen=backend):
         with use_backend(chosen):
-            return model.predict_proba(features, mask, stream_gens((3, 4)))["rgb"]
+            return model.predict_proba(features, mask, stream_gens((3, 4)), sampler())["rgb"]
 
     first = predict()
     torch.testing.assert_close(predict(), first)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import twostream_das as tsd
-from _model_helpers import lengths_mask, small_config
+from _model_helpers import lengths_mask, sampler, small_config
 from _tiny import DIMS, killed_after_checkpoint, tiny_overrides
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
@@ -115,9 +115,9 @@ def test_inference_applies_the_stored_statistics():
         mean, std = model.standardizer.stats(s)
         by_hand[s] = ((feats - mean[None, :, None]) / std[None, :, None]) * mask[:, None, :]
     draws = {s: [make_generator(10 + b) for b in range(2)] for s in DIMS}
-    ours = model.predict_proba(x, mask, draws)
+    ours = model.predict_proba(x, mask, draws, sampler())
     draws = {s: [make_generator(10 + b) for b in range(2)] for s in DIMS}
-    theirs = plain.predict_proba(by_hand, mask, draws)
+    theirs = plain.predict_proba(by_hand, mask, draws, sampler())
     for s in DIMS:
         torch.testing.assert_close(ours[s], theirs[s], atol=1e-5, rtol=1e-5)
 

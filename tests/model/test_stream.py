@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from _model_helpers import lengths_mask, pad_batch, small_config
+from _model_helpers import lengths_mask, pad_batch, sampler, small_config
 from twostream_das.data.collate import Batch
+from twostream_das.diffusion import make_sampler
 from twostream_das.model.losses import TERMS
 from twostream_das.model.stream import DiffusionStream
 
@@ -52,14 +53,16 @@ def test_a_video_alone_equals_the_video_in_a_padded_batch_of_three():
     stream = make_stream().eval()
     g = torch.Generator().manual_seed(3)
     x = torch.randn(7, 13, generator=g)
-    alone = stream.predict_proba(x[None], torch.ones(1, 13, dtype=torch.bool), gens(11))
+    one = torch.ones(1, 13, dtype=torch.bool)
+    alone = stream.predict_proba(x[None], one, gens(11), sampler())
     features = pad_batch(torch.randn(7, 21, generator=g), [x, torch.randn(7, 5, generator=g)], 21)
-    batched = stream.predict_proba(features, lengths_mask([21, 13, 5], 21), gens(4, 11, 5))
+    batched = stream.predict_proba(features, lengths_mask([21, 13, 5], 21), gens(4, 11, 5),
+                                   sampler())
     assert batched.shape == (3, 4, 21)
     torch.testing.assert_close(batched[1, :, :13], alone[0], atol=1e-5, rtol=1e-4)
-    again = stream.predict_proba(x[None], torch.ones(1, 13, dtype=torch.bool), gens(11))
+    again = stream.predict_proba(x[None], one, gens(11), sampler())
     assert torch.equal(again, alone)
-    other = stream.predict_proba(x[None], torch.ones(1, 13, dtype=torch.bool), gens(12))
+    other = stream.predict_proba(x[None], one, gens(12), sampler())
     assert not torch.equal(other, alone)
     torch.testing.assert_close(alone.sum(1), torch.ones(1, 13))
 
@@ -67,7 +70,9 @@ def test_a_video_alone_equals_the_video_in_a_padded_batch_of_three():
 def test_predict_needs_one_generator_per_video():
     stream = make_stream().eval()
     with pytest.raises(ValueError, match="one generator per video"):
-        stream.predict_proba(torch.randn(2, 7, 4), torch.ones(2, 4, dtype=torch.bool), gens(1))
+        stream.predict_proba(
+            torch.randn(2, 7, 4), torch.ones(2, 4, dtype=torch.bool), gens(1), sampler()
+        )
 
 
 def synthetic_video(frames=64, num_classes=4, dim=8, seed=0):
@@ -103,7 +108,7 @@ def train_and_predict_synthetic_video() -> float:
         "model.encoder.width=16", "model.encoder.channel_dropout=0.1",
         "model.encoder.frame_dropout=0.1", "model.encoder.dropout=0.1",
         "model.decoder.width=16", "model.decoder.time_emb_dim=32",
-        "model.diffusion.num_inference_steps=4",
+        "eval.steps=4",
     )
     features, labels = synthetic_video()
     stream = make_stream(cfg, in_dim=8, num_classes=4)
@@ -118,7 +123,9 @@ def train_and_predict_synthetic_video() -> float:
             stream.loss(batch.features["rgb"], batch, None, generator).total.backward()
             optimizer.step()
     stream.eval()
-    probs = stream.predict_proba(features[None], torch.ones(1, 64, dtype=torch.bool), gens(0))
+    probs = stream.predict_proba(
+        features[None], torch.ones(1, 64, dtype=torch.bool), gens(0), make_sampler(cfg)
+    )
     return (probs[0].argmax(0) == labels).float().mean().item()
 
 

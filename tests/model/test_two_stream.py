@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from _model_helpers import lengths_mask, small_config
+from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.config import load_config
 from twostream_das.data.collate import Batch
 from twostream_das.kernels import Backend, use_backend
@@ -56,7 +56,7 @@ def test_predict_proba_returns_every_stream():
     model = make_model().eval()
     features = {s: torch.randn(2, d, 6) for s, d in DIMS.items()}
     gens = {s: [torch.Generator().manual_seed(i) for i in range(2)] for s in STREAMS}
-    probs = model.predict_proba(features, lengths_mask([6, 4], 6), gens)
+    probs = model.predict_proba(features, lengths_mask([6, 4], 6), gens, sampler())
     assert set(probs) == set(STREAMS)
     assert all(p.shape == (2, 4, 6) for p in probs.values())
 
@@ -65,7 +65,7 @@ def test_generators_are_needed_per_stream():
     model = make_model().eval()
     features = {s: torch.randn(1, d, 6) for s, d in DIMS.items()}
     with pytest.raises(ValueError, match="stream -> generators"):
-        model.predict_proba(features, lengths_mask([6], 6), [torch.Generator()])
+        model.predict_proba(features, lengths_mask([6], 6), [torch.Generator()], sampler())
 
 
 def _gens(names, count, seed=0):
@@ -78,8 +78,10 @@ def test_one_stream_model_is_that_stream_alone():
     assert model.stream_names == ["i3d"] and not model._stackable()
     features = {"i3d": torch.randn(2, 6, 9)}
     mask = lengths_mask([9, 5], 9)
-    probs = model.predict_proba(features, mask, _gens(["i3d"], 2))
-    alone = model.streams["i3d"].predict_proba(features["i3d"], mask, _gens(["i3d"], 2)["i3d"])
+    probs = model.predict_proba(features, mask, _gens(["i3d"], 2), sampler())
+    alone = model.streams["i3d"].predict_proba(
+        features["i3d"], mask, _gens(["i3d"], 2)["i3d"], sampler()
+    )
     assert list(probs) == ["i3d"]
     torch.testing.assert_close(probs["i3d"], alone, rtol=0, atol=0)
     labels = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 3], [1, 1, 1, 0, 0, -100, -100, -100, -100]])
@@ -94,9 +96,9 @@ def test_three_streams_stack_like_they_run_one_after_the_other():
     assert model.stream_names == ["rgb", "flow", "pose"] and model._stackable()
     features = {s: torch.randn(2, d, 8) for s, d in dims.items()}
     mask = lengths_mask([8, 6], 8)
-    stacked = model.predict_proba(features, mask, _gens(dims, 2))
+    stacked = model.predict_proba(features, mask, _gens(dims, 2), sampler())
     with use_backend(Backend.REFERENCE):  # the streams one after the other
-        plain = model.predict_proba(features, mask, _gens(dims, 2))
+        plain = model.predict_proba(features, mask, _gens(dims, 2), sampler())
     assert list(stacked) == list(dims)
     for s in dims:
         torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)
@@ -110,9 +112,9 @@ def test_samples_in_passes_equal_one_pass():
     mask = lengths_mask([8, 6], 8)
     for backend in (None, Backend.REFERENCE):
         with use_backend(backend) if backend else torch.no_grad():
-            whole = model.sample(features, mask, _gens(DIMS, 10), samples=5)
+            whole = model.sample(features, mask, _gens(DIMS, 10), sampler(), samples=5)
             for per_pass in (1, 2):
-                parts = model.sample(features, mask, _gens(DIMS, 10), samples=5,
+                parts = model.sample(features, mask, _gens(DIMS, 10), sampler(), samples=5,
                                      samples_per_pass=per_pass)
                 for s in DIMS:
                     assert parts[s].probs.shape == (5, 2, 4, 8)

@@ -15,7 +15,7 @@ from twostream_das.checkpoint import load_checkpoint
 from twostream_das.cli import main
 from twostream_das.config import load_config
 from twostream_das.data.layout import read_mapping
-from twostream_das.diffusion import RecordedNoise, sample
+from twostream_das.diffusion import RecordedNoise, Sampler, make_sampler, sample
 from twostream_das.errors import CheckpointError
 from twostream_das.model.stream import DiffusionStream
 from twostream_das.prediction.inference import load_model
@@ -32,12 +32,16 @@ def _oracle(suffix: str, stream_name: str) -> tuple[dict, dict, dict]:
     return oracle, rec, state
 
 
+def _sampler() -> Sampler:
+    """DiffAct's sampling of the oracle: DDIM, 5 steps of 1000, eta 1."""
+    return make_sampler(load_config(None, ["dataset.streams={a: {folder: a}}", "eval.steps=5"]))
+
+
 def _stream(state: dict, outside: str) -> DiffusionStream:
     shape = diffact_shape(state, "oracle")
     cfg = load_config(None, [
         "dataset.streams={a: {folder: a}}", *shape.overrides(),
-        "model.encoder.cond_blocks=[3,5,7]", "model.diffusion.num_inference_steps=5",
-        f"model.attention_outside={outside}",
+        "model.encoder.cond_blocks=[3,5,7]", f"model.attention_outside={outside}",
     ])  # fmt: skip
     stream = DiffusionStream.from_config(cfg, shape.in_dim, shape.num_classes).eval()
     stream.load_state_dict(diffact_to_stream(state, shape))  # strict: every tensor mapped
@@ -112,7 +116,7 @@ def _ddim_probs(stream: DiffusionStream, rec: dict) -> torch.Tensor:
         def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
             return stream.decoder(x_in, torch.tensor([t]), cond, mask)
 
-        out = sample(denoise, stream.scheduler(), stream.diffusion, rec["ddim_probs"].shape, noise)
+        out = sample(denoise, _sampler(), stream.diffusion, rec["ddim_probs"].shape, noise)
     assert noise.used == len(rec["ddim_draws"])  # every recorded draw, no other
     return out.probs
 
@@ -121,7 +125,7 @@ def _ddim_probs(stream: DiffusionStream, rec: dict) -> torch.Tensor:
 def test_full_ddim_with_diffacts_draws_matches_its_probabilities_to_1e_5(stream_name):
     _, rec, state = _oracle("", stream_name)
     stream = _stream(state, "diffact")
-    assert stream.scheduler().timesteps == [999, 799, 599, 399, 199]  # DiffAct's, README
+    assert _sampler().timesteps == [999, 799, 599, 399, 199]  # DiffAct's, README
     worst = float((_ddim_probs(stream, rec) - rec["ddim_probs"]).abs().max())
     assert worst <= 1e-5, worst
 
@@ -150,7 +154,7 @@ def test_full_ddim_at_trained_scale_matches_diffact_to_float32_rounding(stream_n
 
 
 ORACLE_OVERRIDES = [  # DiffAct's configuration of the oracle (its README) that a file cannot tell
-    "model.encoder.cond_blocks=[3,5,7]", "model.diffusion.num_inference_steps=5",
+    "model.encoder.cond_blocks=[3,5,7]", "eval.steps=5",
     "model.diffusion.signal_scale=0.5", "dataset.background=[]",
 ]  # fmt: skip
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_report import chromium  # noqa: F401  the headless browser fixture
+
 from twostream_das.cli import main
+from twostream_das.runs import RunDir, write_json
 from twostream_das.tools.report import report_data, write_report
 from twostream_das.tools.report_analysis import (
     error_track,
@@ -22,7 +23,6 @@ from twostream_das.tools.report_analysis import (
     training_curves,
     video_scores,
 )
-from twostream_das.runs import RunDir, write_json
 
 GT = np.array([0, 1, 1, 1, 1, 0, 2, 2, 2, 0])
 FUSED = np.array([0, 1, 1, 1, 0, 0, 0, 2, 0, 1])
@@ -212,7 +212,6 @@ def test_a_review_row_plays_its_segment_and_stops(chromium, tmp_path):  # noqa: 
     the video pauses at the segment's end."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-
     from test_report import CLASSES, tiny_video, write_labels
 
     pred, fps, labels = tmp_path / "pred", 10.0, np.repeat([0, 1, 2, 1], [6, 9, 8, 7])

@@ -115,8 +115,8 @@ def add_sampling(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="DDIM steps (default: the checkpoint's eval.steps, else its "
-        "model.diffusion.num_inference_steps); fewer is faster, see docs/PERFORMANCE.md",
+        help="sampling steps (default: the checkpoint's eval.steps); fewer is faster, see "
+        "docs/PERFORMANCE.md",
     )
     parser.add_argument(
         "--samples",

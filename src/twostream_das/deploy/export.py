@@ -30,11 +30,12 @@ from torch import nn
 
 from .._version import __version__
 from ..config import Config, FusionInput, FusionRule, Precision
+from ..diffusion import make_sampler
 from ..kernels import frame_mask, use_backend, window_key_mask
 from ..model.decoder import Decoder, DecoderContext
 from ..model.encoder import Encoder
 from ..model.stream import DiffusionStream
-from ..prediction.inference import LoadedModel, load_model, sampling_steps
+from ..prediction.inference import LoadedModel, load_model
 from .bundle import (
     FORMAT,
     FORMAT_VERSION,
@@ -318,8 +319,7 @@ def _manifest(
 ) -> dict[str, Any]:
     first = loaded.model.streams[loaded.model.stream_names[0]]
     diffusion = cfg.model.diffusion
-    steps = sampling_steps(loaded, cfg)
-    scheduler = first.scheduler(steps)
+    sampler = make_sampler(cfg, first.diffusion.schedule)
     method = loaded.fusion_method
     return {
         "format": FORMAT,
@@ -338,11 +338,11 @@ def _manifest(
         "sampler": {
             "name": "ddim",
             "eta": float(diffusion.eta),
-            "num_inference_steps": int(steps),
+            "num_inference_steps": len(sampler.timesteps),
             "num_train_timesteps": int(diffusion.num_train_timesteps),
             "schedule": {"kind": "cosine", "cosine_s": float(diffusion.cosine_s)},
             "alphas_cumprod": [float(v) for v in first.diffusion.schedule.alphas_cumprod.tolist()],
-            "timesteps": list(scheduler.timesteps),
+            "timesteps": list(sampler.timesteps),
             "signal_scale": float(first.diffusion.signal_scale),
         },
         "inference": {

@@ -1,22 +1,36 @@
-"""Diffusion over label sequences: schedule, forward process, DDIM steps, the sampling loop."""
+"""Diffusion over label sequences: schedule, forward process, the samplers and their
+factory, the sampling loop."""
 
-from .ddim import DDIMSampler, NoiseSource, RecordedNoise, ddim_timesteps, per_video_noise
 from .gaussian import GaussianDiffusion
-from .sampling import Denoiser, SampleResult, concat_results, make_scheduler, sample, sample_passes
+from .samplers import (
+    SAMPLERS,
+    DDIMSampler,
+    Generators,
+    NoiseSource,
+    RecordedNoise,
+    Sampler,
+    ddim_timesteps,
+    make_sampler,
+    per_video_noise,
+)
+from .sampling import Denoiser, SampleResult, concat_results, sample, sample_passes
 from .schedule import NoiseSchedule, cosine_schedule
 
 __all__ = [
+    "SAMPLERS",
     "DDIMSampler",
     "Denoiser",
     "GaussianDiffusion",
+    "Generators",
     "NoiseSchedule",
     "NoiseSource",
     "RecordedNoise",
     "SampleResult",
+    "Sampler",
     "concat_results",
     "cosine_schedule",
     "ddim_timesteps",
-    "make_scheduler",
+    "make_sampler",
     "per_video_noise",
     "sample",
     "sample_passes",

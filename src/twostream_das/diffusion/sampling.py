@@ -1,7 +1,8 @@
-"""The one DDIM sampling loop, outside the networks (improved-diffusion's ``ddim_sample_loop``).
+"""The one sampling loop, outside the networks (improved-diffusion's ``ddim_sample_loop``),
+over any :class:`~twostream_das.diffusion.samplers.Sampler`.
 
-    scheduler = make_scheduler(diffusion.schedule, steps=8, eta=1.0)   # steps chosen per call
-    out = sample(denoiser, scheduler, diffusion, (N, C, T), generators, lengths)
+    sampler = make_sampler(cfg)                  # eval.sampler with eval.steps, per call
+    out = sample(denoiser, sampler, diffusion, (N, C, T), generators, lengths)
     out.probs             # (N, C, T) class probabilities of the final x0 estimate
     out.trajectory_mean   # (N, C, T) the same probabilities averaged over the n steps
 
@@ -13,7 +14,7 @@ and every stochastic step draws from the same generator, so a row's trajectory d
 on the other rows nor on the padded length. The caller gives each (video, offset, stream,
 sample) its own generator (``inference.view_generators``); nothing is forked or skipped.
 
-Per step (the loop of :class:`DDIMSampler`'s docstring): ``p_t = softmax(logits_t)``, the x0
+Per step (the loop of :mod:`.samplers.base`): ``p_t = softmax(logits_t)``, the x0
 estimate ``(2 p_t - 1) s`` feeds the update, and ``p_t`` is added to the trajectory sum.
 ``probs`` is ``softmax(logits)`` of the last step in float32, DiffAct's output (its final x0
 estimate mapped back to [0, 1]).
@@ -31,9 +32,8 @@ from typing import NamedTuple, Optional, Protocol
 
 import torch
 
-from .ddim import DDIMSampler, NoiseSource
 from .gaussian import GaussianDiffusion
-from .schedule import NoiseSchedule
+from .samplers import NoiseSource, Sampler, per_video_noise
 
 
 class Denoiser(Protocol):
@@ -89,22 +89,9 @@ def concat_results(parts: Sequence[SampleResult], dim: int) -> SampleResult:
     )
 
 
-def make_scheduler(schedule: NoiseSchedule, steps: int, eta: float) -> DDIMSampler:
-    """A :class:`DDIMSampler` over ``schedule`` with ``steps`` steps (diffusers'
-    ``set_timesteps``), built at call time: the number of steps is a sampling choice, not part
-    of the model. Microseconds; nothing is cached.
-
-    Raises:
-        ValueError: ``steps`` outside 1 .. N, or ``eta`` < 0.
-    """
-    scheduler = DDIMSampler(schedule, eta)
-    scheduler.set_timesteps(steps)
-    return scheduler
-
-
 def sample(
     denoiser: Denoiser,
-    scheduler: DDIMSampler,
+    sampler: Sampler,
     diffusion: GaussianDiffusion,
     shape: Sequence[int],
     generators: Sequence[torch.Generator] | NoiseSource,
@@ -112,15 +99,16 @@ def sample(
     device: torch.device | str = "cpu",
     consensus: Optional[Consensus] = None,
 ) -> SampleResult:
-    """DDIM from pure noise to x0 class probabilities (see the module docstring).
+    """From pure noise to x0 class probabilities (see the module docstring).
 
     Args:
         denoiser: x_in, t -> x0 logits.
-        scheduler: the steps and updates (:func:`make_scheduler`).
+        sampler: the steps and their updates, timesteps set
+            (:func:`~twostream_das.diffusion.samplers.make_sampler`).
         diffusion: the label space (signal scale, the network's view of x_t).
         shape: (N, C, T).
-        generators: one per row; or one :class:`~twostream_das.diffusion.ddim.NoiseSource`
-            for all rows (e.g. :class:`~twostream_das.diffusion.ddim.RecordedNoise`: draws
+        generators: one per row; or one :class:`~twostream_das.diffusion.samplers.NoiseSource`
+            for all rows (e.g. :class:`~twostream_das.diffusion.samplers.RecordedNoise`: draws
             recorded from another sampler).
         lengths: real frames per row (default T); frames beyond are padding.
         device: where x lives.
@@ -132,19 +120,19 @@ def sample(
     """
     if not isinstance(generators, NoiseSource) and len(generators) != shape[0]:
         raise ValueError(f"need one generator per row: {shape[0]} rows, {len(generators)} given")
-    x = scheduler.initial_noise(shape, generators, lengths, device)  # (N, C, T)
+    x = per_video_noise(shape, generators, lengths, torch.device(device))  # (N, C, T) x_T
     total = torch.zeros(tuple(shape), dtype=torch.float32, device=x.device)  # (N, C, T)
     logits = p = x
-    for t in scheduler.timesteps:
+    for t in sampler.timesteps:
         logits = denoiser(diffusion.model_input(x), t)  # (N, C, T)
         p = torch.softmax(logits, dim=1)  # (N, C, T) x0 class probabilities
         if consensus is not None:
             p = consensus(p)  # (N, C, T) what every row continues from
         total.add_(p)
-        x = scheduler.step(diffusion.probs_to_x0(p), t, x, generators, lengths)
+        x = sampler.step(diffusion.probs_to_x0(p), t, x, generators, lengths)
     if p.dtype == torch.float32:
         probs = p
     else:
         probs = torch.softmax(logits.float(), dim=1)
         probs = probs if consensus is None else consensus(probs)
-    return SampleResult(probs, total.div_(len(scheduler.timesteps)))
+    return SampleResult(probs, total.div_(len(sampler.timesteps)))

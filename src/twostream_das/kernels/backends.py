@@ -108,7 +108,7 @@ def use_backend(backend: Union[Backend, str]) -> Iterator[Backend]:
     Example::
 
         with use_backend("reference"):
-            probs = model.predict_proba(features, mask, generators)
+            probs = model.predict_proba(features, mask, generators, sampler)
     """
     chosen = parse_backend(backend)
     saved = _chosen[0]

@@ -10,10 +10,10 @@ Training (:meth:`DiffusionStream.loss`), per sample b of the batch:
 
 Inference (:meth:`DiffusionStream.sample`): the encoder once, the decoder's per-video context
 once, then the sampling loop (:func:`twostream_das.diffusion.sample`) from pure noise with the
-number of steps chosen by the call (default ``num_inference_steps``), K samples per video as one
-batch; the result is the softmax of the decoder's logits at the last step (DiffAct's output: its
-final x0 estimate mapped back from [-s, s] to [0, 1] is exactly that softmax), and its mean over
-the trajectory.
+sampler the call gives (its steps set: the number of steps is a sampling choice, not part of the
+model), K samples per video as one batch; the result is the softmax of the decoder's logits at
+the last step (DiffAct's output: its final x0 estimate mapped back from [-s, s] to [0, 1] is
+exactly that softmax), and its mean over the trajectory.
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
-from ..config import AttentionOutside, Config, DiffusionConfig, LossConfig, MaskConfig
+from ..config import AttentionOutside, Config, LossConfig, MaskConfig
 from ..diffusion import (
-    DDIMSampler,
     GaussianDiffusion,
+    Generators,
+    Sampler,
     SampleResult,
     concat_results,
-    make_scheduler,
     sample,
     sample_passes,
 )
-from ..diffusion.ddim import Generators
 from .decoder import Decoder, DecoderContext
 from .encoder import Encoder
 from .losses import StreamLoss, stream_loss
@@ -49,8 +48,6 @@ class DiffusionStream(nn.Module):
     encoder, decoder, diffusion: the parts (the decoder's cond_dim = the encoder's).
     masks: condition-mask strategies for training.
     loss_cfg: loss weights.
-    sampling: eta and the default number of DDIM steps for :meth:`sample` (a call may choose
-        another number of steps).
     """
 
     def __init__(
@@ -60,7 +57,6 @@ class DiffusionStream(nn.Module):
         diffusion: GaussianDiffusion,
         masks: MaskConfig,
         loss_cfg: LossConfig,
-        sampling: DiffusionConfig,
     ) -> None:
         super().__init__()
         if decoder.cond_dim != encoder.cond_dim:
@@ -73,7 +69,6 @@ class DiffusionStream(nn.Module):
         self.masks = masks
         self.loss_cfg = loss_cfg
         self.num_classes = decoder.num_classes
-        self.sampling = sampling  # eta and the default number of DDIM steps
 
     @classmethod
     def from_config(cls, cfg: Config, in_dim: int, num_classes: int) -> DiffusionStream:
@@ -83,7 +78,7 @@ class DiffusionStream(nn.Module):
         decoder = Decoder(num_classes, encoder.cond_dim, cfg.model.decoder, diffact)
 
         diffusion = GaussianDiffusion.from_config(cfg.model.diffusion)
-        return cls(encoder, decoder, diffusion, cfg.model.masks, cfg.loss, cfg.model.diffusion)
+        return cls(encoder, decoder, diffusion, cfg.model.masks, cfg.loss)
 
     @property
     def diffact_outside(self) -> bool:
@@ -175,22 +170,13 @@ class DiffusionStream(nn.Module):
             )  # (1, T)
         return torch.cat(steps), torch.stack(noises), torch.cat(keeps)
 
-    def scheduler(self, steps: Optional[int] = None) -> DDIMSampler:
-        """The DDIM steps for one call: ``steps`` (default: the config's
-        ``num_inference_steps``) over this stream's schedule, with its ``eta``."""
-        return make_scheduler(
-            self.diffusion.schedule,
-            self.sampling.num_inference_steps if steps is None else steps,
-            self.sampling.eta,
-        )
-
     @torch.inference_mode()
     def sample(
         self,
         features: torch.Tensor,
         mask: torch.Tensor,
         generators: Sequence[torch.Generator],
-        steps: Optional[int] = None,
+        sampler: Sampler,
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
     ) -> SampleResult:
@@ -205,7 +191,8 @@ class DiffusionStream(nn.Module):
             features: (B, D, T).
             mask: (B, T) bool, True = real frame.
             generators: K * B, sample-major.
-            steps: DDIM steps (default: the config's).
+            sampler: the steps and their updates, timesteps set
+                (:func:`~twostream_das.diffusion.make_sampler`).
             samples: K.
             samples_per_pass: samples per decoder pass (``eval.samples_per_pass``).
 
@@ -221,7 +208,6 @@ class DiffusionStream(nn.Module):
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,)
         cond = self.encoder(features, mask).cond  # (B, Dc, T), once for all the samples
         contexts: dict[int, DecoderContext] = {}  # samples per pass -> its rows' context
-        scheduler = self.scheduler(steps)
         parts = []
         for chunk in sample_passes(samples, samples_per_pass):
             k, rows = len(chunk), len(chunk) * batch_size
@@ -234,7 +220,7 @@ class DiffusionStream(nn.Module):
 
             out = sample(
                 denoise,
-                scheduler,
+                sampler,
                 self.diffusion,
                 (rows, self.num_classes, frames),
                 generators[chunk.start * batch_size : chunk.stop * batch_size],
@@ -249,8 +235,8 @@ class DiffusionStream(nn.Module):
         features: torch.Tensor,
         mask: torch.Tensor,
         generators: Sequence[torch.Generator],
-        steps: Optional[int] = None,
+        sampler: Sampler,
     ) -> torch.Tensor:
-        """One DDIM sample per video (``generators``: one per video): (B, C, T) float32
+        """One sample per video (``generators``: one per video): (B, C, T) float32
         probabilities of the final x0 estimate (see :meth:`sample`)."""
-        return self.sample(features, mask, generators, steps, 1).probs[0]
+        return self.sample(features, mask, generators, sampler, 1).probs[0]

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..config import AttentionOutside, Config, stream_names
-from ..diffusion import SampleResult, concat_results, sample, sample_passes
-from ..diffusion.ddim import Generators
+from ..diffusion import Generators, Sampler, SampleResult, concat_results, sample, sample_passes
 from ..diffusion.sampling import Consensus, Denoiser
 from ..kernels import Backend, current_backend
 from ..prediction.fusion import JointFusion
@@ -133,7 +132,7 @@ class TwoStreamModel(nn.Module):
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
-        steps: Optional[int] = None,
+        sampler: Sampler,
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
     ) -> dict[str, SampleResult]:
@@ -146,7 +145,8 @@ class TwoStreamModel(nn.Module):
             generators: stream -> K * B generators, sample-major (row k * B + b is sample k of
                 video b): one per (video, stream, sample), so no stream or sample draws from
                 another's generator.
-            steps: DDIM steps (default: the config's ``num_inference_steps``).
+            sampler: the steps and their updates, timesteps set
+                (:func:`~twostream_das.diffusion.make_sampler`).
             samples: K.
             samples_per_pass: the decoders run on this many of the K samples at a time (the
                 encoders once for all; ``eval.samples_per_pass``); None = all K in one pass.
@@ -167,11 +167,11 @@ class TwoStreamModel(nn.Module):
         features = self.standardized(features, mask)
         if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
             return self._sample_together(
-                features, mask, generators, steps, samples, samples_per_pass
+                features, mask, generators, sampler, samples, samples_per_pass
             )
         return {
             s: self.streams[s].sample(
-                features[s], mask, generators[s], steps, samples, samples_per_pass
+                features[s], mask, generators[s], sampler, samples, samples_per_pass
             )
             for s in names
         }
@@ -181,11 +181,11 @@ class TwoStreamModel(nn.Module):
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
-        steps: Optional[int] = None,
+        sampler: Sampler,
     ) -> dict[str, torch.Tensor]:
         """One DDIM sample per video and stream (``generators``: stream -> one per video):
         stream -> (B, C, T) float32 probabilities of the final x0 estimate (:meth:`sample`)."""
-        out = self.sample(features, mask, generators, steps, 1)
+        out = self.sample(features, mask, generators, sampler, 1)
         return {s: result.probs[0] for s, result in out.items()}
 
     def sample_joint(
@@ -194,7 +194,7 @@ class TwoStreamModel(nn.Module):
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
         fusion: JointFusion,
-        steps: Optional[int] = None,
+        sampler: Sampler,
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
     ) -> SampleResult:
@@ -211,40 +211,38 @@ class TwoStreamModel(nn.Module):
         names = self.stream_names
         if tuple(fusion.streams) != tuple(names):
             raise ValueError(f"joint fusion over {fusion.streams}; the model's streams are {names}")
-        if not self._same_sampling():
+        if not self._same_label_space():
             raise ValueError(
-                "fusion.sampling = joint needs streams with one label space and one sampler "
-                "(classes, signal scale, noise schedule, steps and eta)"
+                "fusion.sampling = joint needs streams with one label space "
+                "(classes, signal scale and noise schedule)"
             )
         features = self.standardized(features, mask)
         stacked = (
             not self.training and current_backend() is not Backend.REFERENCE and self._stackable()
         )
         out = self._sample_together(
-            features, mask, generators, steps, samples, samples_per_pass, fusion, stacked
+            features, mask, generators, sampler, samples, samples_per_pass, fusion, stacked
         )
         first = names[0]  # every stream's rows hold the same consensus
         return out[first]
 
     def _stackable(self) -> bool:
-        """All streams have the same network shapes (bar the input size), label space and
-        sampling settings."""
+        """All streams have the same network shapes (bar the input size) and label space."""
         first = next(iter(self.streams.values()))
         if len(self.streams) < 2 or first.diffact_outside:  # one stream; attention the stack lacks
             return False
-        return self._same_networks() and self._same_sampling() and all(
+        return self._same_networks() and self._same_label_space() and all(
             s.encoder.cond_blocks == first.encoder.cond_blocks for s in self.streams.values()
         )
 
-    def _same_sampling(self) -> bool:
-        """All streams have the same classes, signal scale, schedule and sampling settings."""
+    def _same_label_space(self) -> bool:
+        """All streams have the same classes, signal scale and noise schedule."""
         first, *others = self.streams.values()
         abar = first.diffusion.schedule.alphas_cumprod
         return all(
             s.num_classes == first.num_classes
             and s.diffusion.signal_scale == first.diffusion.signal_scale
             and torch.equal(s.diffusion.schedule.alphas_cumprod, abar)
-            and s.sampling == first.sampling
             for s in others
         )
 
@@ -265,7 +263,7 @@ class TwoStreamModel(nn.Module):
         features: Mapping[str, torch.Tensor],
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
-        steps: Optional[int],
+        sampler: Sampler,
         samples: int,
         samples_per_pass: Optional[int] = None,
         consensus: Optional[Consensus] = None,
@@ -287,9 +285,8 @@ class TwoStreamModel(nn.Module):
                     f"samples, {len(generators[name])} given for {name}"
                 )
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
-        scheduler = first.scheduler(steps)
         denoisers = (
-            _StackedDenoisers(streams, features, names, mask, tuple(scheduler.timesteps))
+            _StackedDenoisers(streams, features, names, mask, tuple(sampler.timesteps))
             if stacked
             else _StreamDenoisers(streams, features, names, mask)
         )
@@ -299,7 +296,7 @@ class TwoStreamModel(nn.Module):
             rows_of = slice(chunk.start * batch_size, chunk.stop * batch_size)
             parts.append(sample(
                 denoisers.for_samples(k),
-                scheduler,
+                sampler,
                 first.diffusion,
                 (count * k * batch_size, first.num_classes, frames),
                 [g for s in names for g in generators[s][rows_of]],

@@ -5,8 +5,9 @@ test loop does it (METHOD.md section 6):
 
 1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
 2. views are batched (:func:`batch_plan`: ``eval.batch_size``, grouped by length, padded with
-   a mask) and every stream draws ``eval.samples`` DDIM samples per view with ``eval.steps``
-   steps (default: the model's), in passes of :func:`samples_per_pass` samples; each (view,
+   a mask) and every stream draws ``eval.samples`` samples per view with the sampler
+   :func:`~twostream_das.diffusion.make_sampler` builds (``eval.sampler``, ``eval.steps``
+   steps), in passes of :func:`samples_per_pass` samples; each (view,
    stream, sample) has its own generator seeded from ``(eval.seed, digest of the view's
    features, offset, stream, k)``, so a video's prediction does not depend on its file name
    nor on what else is in the batch;
@@ -48,7 +49,7 @@ from ..config import (
 from ..data.collate import Batch, collate
 from ..data.dataset import Sample, Video, offset_views
 from ..data.temporal import average_views, restore_full_rate
-from ..diffusion import SampleResult
+from ..diffusion import SampleResult, make_sampler
 from ..model.standardize import standardize_as_stored
 from ..model.two_stream import TwoStreamModel
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
@@ -293,12 +294,6 @@ def with_sampling(
     out = replace(cfg, eval=replace(cfg.eval, **changes))
     validate(out)
     return out
-
-
-def sampling_steps(loaded: LoadedModel, cfg: Optional[Config] = None) -> int:
-    """The number of DDIM steps inference runs with: ``eval.steps``, else the model's."""
-    cfg = cfg or loaded.config
-    return cfg.eval.steps or cfg.model.diffusion.num_inference_steps
 
 
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
@@ -681,8 +676,8 @@ def _sample_views(
     with autocast(device, inference_dtype(device, cfg.eval.precision)):
         if joint is None:
             return model.sample(
-                batch.features, batch.mask, generators, cfg.eval.steps, count, per_pass
+                batch.features, batch.mask, generators, make_sampler(cfg), count, per_pass
             )
         return {"joint": model.sample_joint(
-            batch.features, batch.mask, generators, joint, cfg.eval.steps, count, per_pass
+            batch.features, batch.mask, generators, joint, make_sampler(cfg), count, per_pass
         )}  # fmt: skip

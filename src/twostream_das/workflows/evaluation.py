@@ -41,8 +41,7 @@ from ..distributed import (
 )
 from ..errors import CheckpointError
 from ..metrics import METRIC_KEYS
-from ..outputs import write_label_files
-from ..prediction.inference import LoadedModel, load_model, predict, sampling_steps, with_sampling
+from ..prediction.inference import LoadedModel, load_model, predict, with_sampling
 from ..prediction.uncertainty import ErrorDetection
 from ..runs import RunDir, locked, read_json, write_json
 from ..runtime import resolve_device
@@ -205,7 +204,7 @@ def _results(
             "checkpoint": which,
             "num_videos": num_videos,
             "average": cfg.eval.average.value,
-            "ddim_steps": sampling_steps(loaded, cfg),
+            "ddim_steps": cfg.eval.steps,
             "samples": cfg.eval.samples,
             "seconds_per_video": round(seconds / max(num_videos, 1), 4),
             "uncertainty": detection.summary(),

@@ -84,7 +84,6 @@ from ..prediction.inference import (
     VideoPrediction,
     load_model,
     predict,
-    sampling_steps,
     with_sampling,
 )
 from ..prediction.uncertainty import frame_uncertainty, normalize_frames
@@ -428,7 +427,7 @@ def _summary(
         "classes": list(loaded.label_names),
         "background": list(cfg.dataset.background),
         "labels_dir": str(labels_path.resolve()) if labels_path is not None else None,
-        "ddim_steps": sampling_steps(loaded, cfg),
+        "ddim_steps": cfg.eval.steps,
         "samples": cfg.eval.samples,
         "videos": [
             {

@@ -23,6 +23,7 @@ from ...checkpoint import (
 )
 from ...choices import Selection, StreamMetrics
 from ...config import Config, stream_names
+from ...diffusion import make_sampler
 from ...distributed import local_device, rank_and_world
 from ...errors import CheckpointError
 from ...model.two_stream import TwoStreamModel
@@ -101,6 +102,7 @@ def build_context(
     cfg: Config, fold: int, run: RunDir, last: Optional[Checkpoint], quiet: bool
 ) -> TrainContext:
     """Load data, build model and optimizer, and restore ``last`` when resuming."""
+    make_sampler(cfg)  # an unknown eval.sampler stops here, not at the first validation
     data = load_train_data(cfg, fold)
     device = local_device(resolve_device(cfg.train.device))
     with seeded_global_rng(derive_seed(cfg.train.seed, "init"), torch.device("cpu")):

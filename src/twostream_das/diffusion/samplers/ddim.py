@@ -1,0 +1,123 @@
+"""DDIM steps (Song et al. 2021) with x0 prediction: a :class:`~.base.Sampler`.
+
+Timesteps (DiffAct's spacing): ``floor(linspace(-1, N - 1, n + 1))`` reversed, paired with their
+successor: for N = 1000, n = 25 the steps are 999, 959, ..., 39 and the last one goes to -1,
+where the update returns the x0 estimate itself (abar_{-1} = 1). One update from t to t' < t:
+
+    eps    = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)
+    sigma  = eta * sqrt((1 - abar_t') / (1 - abar_t) * (1 - abar_t / abar_t'))
+    x_t'   = sqrt(abar_t') x0 + sqrt(1 - abar_t' - sigma^2) eps + sigma z,   z ~ N(0, I)
+
+Randomness: the noise of :mod:`.base` (one generator per row, or a noise source). No noise is
+drawn when sigma = 0 (eta = 0, or the last step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
+
+import torch
+
+from ...config import Config
+from ..schedule import NoiseSchedule
+from .base import Generators, per_video_noise
+
+
+def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The n sampling steps, descending, followed by -1 (DiffAct's ``linspace(-1, N-1, n+1)``).
+
+    Returns:
+        n + 1 ints, e.g. ``[999, 959, ..., 39, -1]`` for (1000, 25).
+    """
+    if not 0 < num_inference_steps <= num_train_timesteps:
+        raise ValueError(
+            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
+            f"{num_train_timesteps}"
+        )
+    grid = torch.linspace(-1, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
+    return [int(v) for v in grid.floor().long().flip(0).tolist()]
+
+
+class StepCoefficients(NamedTuple):
+    """Scalars of one update from t to t_prev (float64 Python floats)."""
+
+    sqrt_abar: float  # sqrt(abar_t)
+    sqrt_one_minus_abar: float  # sqrt(1 - abar_t)
+    sqrt_abar_prev: float  # sqrt(abar_t')
+    direction: float  # sqrt(1 - abar_t' - sigma^2), weight of the predicted noise
+    sigma: float  # weight of fresh noise
+
+
+class DDIMSampler:
+    """DDIM over a :class:`NoiseSchedule` (see the module docstring); a
+    :class:`~.base.Sampler`.
+
+    Args:
+        schedule: the training schedule (float64 abar).
+        eta: stochasticity; 1.0 = DiffAct's default, 0.0 = deterministic DDIM.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, eta: float = 1.0) -> None:
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.schedule = schedule
+        self.eta = float(eta)
+        self.timesteps: list[int] = []
+        self._coefficients: dict[int, StepCoefficients] = {}
+
+    @classmethod
+    def from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DDIMSampler:
+        """DDIM over ``schedule`` with ``model.diffusion.eta``."""
+        return cls(schedule, cfg.model.diffusion.eta)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """Choose the n steps (``self.timesteps``, descending) and precompute their updates."""
+        grid = ddim_timesteps(self.schedule.num_train_timesteps, num_inference_steps)
+        abar = self.schedule.alphas_cumprod.tolist()
+        self.timesteps = grid[:-1]
+        self._coefficients = {
+            t: self._coefficients_for(abar[t], abar[t_prev] if t_prev >= 0 else 1.0)
+            for t, t_prev in zip(grid[:-1], grid[1:], strict=True)
+        }
+
+    def _coefficients_for(self, abar: float, abar_prev: float) -> StepCoefficients:
+        variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
+        sigma = self.eta * math.sqrt(max(variance, 0.0))
+        direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0))
+        return StepCoefficients(
+            math.sqrt(abar), math.sqrt(1 - abar), math.sqrt(abar_prev), direction, sigma
+        )
+
+    def step(
+        self,
+        x0: torch.Tensor,
+        t: int,
+        x_t: torch.Tensor,
+        generator: Optional[Generators] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> torch.Tensor:
+        """One DDIM update from step ``t`` (an element of ``self.timesteps``) to the next.
+
+        Args:
+            x0: (B, C, T) x0 estimate at step t (in label space, [-s, s]).
+            t: the current step.
+            x_t: (B, C, T) current sample.
+            generator: one generator or one per video; needed when eta > 0.
+            lengths: real frames per video (with per-video generators).
+
+        Returns:
+            (B, C, T) the sample at the next step (x0 itself after the last step).
+        """
+        if t not in self._coefficients:
+            raise ValueError(f"step {t} is not one of this sampler's timesteps (set_timesteps?)")
+        c = self._coefficients[t]
+        eps = (x_t - c.sqrt_abar * x0) / c.sqrt_one_minus_abar  # (B, C, T)
+        x_prev = c.sqrt_abar_prev * x0 + c.direction * eps
+        if c.sigma > 0:
+            if generator is None:
+                raise ValueError("a generator is needed for a stochastic DDIM step (eta > 0)")
+            noise = per_video_noise(x_t.shape, generator, lengths, x_t.device, x_t.dtype)
+            x_prev = x_prev + c.sigma * noise
+        return x_prev
