@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
+from _recorded_noise import RecordedNoise
 from twostream_das.diffusion import (
     DDIMSampler,
     GaussianDiffusion,
-    RecordedNoise,
     cosine_schedule,
     sample,
 )

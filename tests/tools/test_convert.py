@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from _diffact import diffact_state_dict
+from _recorded_noise import RecordedNoise
 from _shared import require_shared
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.cli import main
 from twostream_das.config import load_config
 from twostream_das.data.layout import read_mapping
-from twostream_das.diffusion import RecordedNoise, Sampler, make_sampler, sample
+from twostream_das.diffusion import Sampler, make_sampler, sample
 from twostream_das.errors import CheckpointError
 from twostream_das.model.stream import DiffusionStream
 from twostream_das.prediction.inference import load_model

@@ -108,8 +108,7 @@ def sample(
         diffusion: the label space (signal scale, the network's view of x_t).
         shape: (N, C, T).
         generators: one per row; or one :class:`~twostream_das.diffusion.samplers.NoiseSource`
-            for all rows (e.g. :class:`~twostream_das.diffusion.samplers.RecordedNoise`: draws
-            recorded from another sampler).
+            for all rows (e.g. draws recorded from another sampler).
         lengths: real frames per row (default T); frames beyond are padding.
         device: where x lives.
         consensus: applied to every step's x0 probabilities of all rows (fusion inside the

@@ -14,7 +14,7 @@ from typing import Optional
 from ...config import Config
 from ...errors import ConfigError
 from ..schedule import NoiseSchedule, cosine_schedule
-from .base import Generators, NoiseSource, RecordedNoise, Sampler, per_video_noise
+from .base import Generators, NoiseSource, Sampler, per_video_noise
 from .ddim import DDIMSampler, ddim_timesteps
 
 SAMPLERS: dict[str, Callable[[NoiseSchedule, Config], Sampler]] = {
@@ -54,7 +54,6 @@ __all__ = [
     "DDIMSampler",
     "Generators",
     "NoiseSource",
-    "RecordedNoise",
     "Sampler",
     "ddim_timesteps",
     "make_sampler",

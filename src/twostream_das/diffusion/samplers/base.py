@@ -13,9 +13,8 @@ about it::
 Randomness: ``generator`` is one ``torch.Generator`` (noise of the full shape) or one per video;
 with one per video, video b draws exactly ``C x lengths[b]`` values from its own generator, so its
 trajectory does not depend on the other videos of the batch or on the padded length.
-It may also be a :class:`NoiseSource`: anything that hands out the next draw, such as
-:class:`RecordedNoise`, which replays the draws another sampler made (DiffAct's, in the
-parity tests).
+It may also be a :class:`NoiseSource`: anything that hands out the next draw (the parity tests
+replay the draws DiffAct's own sampler made).
 """
 
 from __future__ import annotations
@@ -39,40 +38,6 @@ class NoiseSource(Protocol):
     ) -> torch.Tensor:
         """The next draw, ``shape`` = (B, C, T), on ``device`` as ``dtype``."""
         ...
-
-
-class RecordedNoise:
-    """A :class:`NoiseSource` that replays recorded draws in order (x_T first, then one per
-    stochastic step), each cast to the dtype and device the sampler asks for.
-
-    Args:
-        draws: (B, C, T) tensors.
-
-    Raises (from :meth:`draw`):
-        ValueError: more draws asked for than recorded, or a recorded shape differs.
-    """
-
-    def __init__(self, draws: Sequence[torch.Tensor]) -> None:
-        self.draws = list(draws)
-        self.used = 0
-
-    def draw(
-        self,
-        shape: Sequence[int],
-        lengths: Optional[Sequence[int]],
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        if self.used >= len(self.draws):
-            raise ValueError(f"draw {self.used + 1} asked for; only {len(self.draws)} recorded")
-        out = self.draws[self.used]
-        if tuple(out.shape) != tuple(shape):
-            raise ValueError(
-                f"recorded draw {self.used + 1} has shape {tuple(out.shape)}; the sampler "
-                f"asks for {tuple(shape)}"
-            )
-        self.used += 1
-        return out.to(device=device, dtype=dtype)
 
 
 Generators = Union[torch.Generator, Sequence[torch.Generator], NoiseSource]
