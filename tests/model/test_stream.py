@@ -32,21 +32,22 @@ def test_loss_has_every_term_and_backpropagates():
     stream = make_stream().train()
     labels = torch.tensor([[0, 0, 1, 1, 1, 3, 3, 2, 2], [2, 2, 2, 0, 0, 0, 0, 0, 0]])
     batch = make_batch(torch.randn(2, 7, 9), labels, [9, 6])
-    out = stream.loss(batch.features["rgb"], batch, torch.ones(4), torch.Generator().manual_seed(0))
+    out = stream.loss(batch.features["rgb"], batch, torch.ones(4), gens(0, 1))
     assert set(out.terms) == set(TERMS) and out.total.dim() == 0 and torch.isfinite(out.total)
     out.total.backward()
     assert all(p.grad is not None for p in stream.parameters())
 
 
-def test_loss_draws_from_the_generator():
+def test_loss_draws_from_the_generators():
     stream = make_stream(small_config("model.encoder.dropout=0", "model.decoder.dropout=0",
                                       "model.encoder.channel_dropout=0",
                                       "model.encoder.frame_dropout=0")).train()
     labels = torch.tensor([[0, 0, 1, 1, 1, 3, 3, 2, 2]])
     batch = make_batch(torch.randn(1, 7, 9), labels, [9])
-    a, b, c = (stream.loss(batch.features["rgb"], batch, None, torch.Generator().manual_seed(s))
-               for s in (1, 1, 2))
+    a, b, c = (stream.loss(batch.features["rgb"], batch, None, gens(s)) for s in (1, 1, 2))
     assert torch.equal(a.total, b.total) and not torch.equal(a.total, c.total)
+    with pytest.raises(ValueError, match="one generator per sample: 1 samples, 2 given"):
+        stream.loss(batch.features["rgb"], batch, None, gens(1, 2))
 
 
 def test_a_video_alone_equals_the_video_in_a_padded_batch_of_three():
@@ -114,13 +115,13 @@ def train_and_predict_synthetic_video() -> float:
     stream = make_stream(cfg, in_dim=8, num_classes=4)
     batch = make_batch(features[None].repeat(2, 1, 1), labels[None].repeat(2, 1), [64, 64])
     optimizer = torch.optim.Adam(stream.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
+    generators = gens(0, 1)  # one per sample, advancing over the iterations
     with torch.random.fork_rng():
         torch.manual_seed(0)  # dropout
         stream.train()
         for _ in range(300):
             optimizer.zero_grad()
-            stream.loss(batch.features["rgb"], batch, None, generator).total.backward()
+            stream.loss(batch.features["rgb"], batch, None, generators).total.backward()
             optimizer.step()
     stream.eval()
     probs = stream.predict_proba(

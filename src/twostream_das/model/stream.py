@@ -27,7 +27,6 @@ from torch import nn
 from ..config import AttentionOutside, Config, LossConfig, MaskConfig
 from ..diffusion import (
     GaussianDiffusion,
-    Generators,
     Sampler,
     SampleResult,
     concat_results,
@@ -94,7 +93,7 @@ class DiffusionStream(nn.Module):
         features: torch.Tensor,
         batch: Batch,
         class_weights: Optional[torch.Tensor],
-        generator: Generators,
+        generators: Sequence[torch.Generator],
     ) -> StreamLoss:
         """Training loss on one batch.
 
@@ -102,15 +101,14 @@ class DiffusionStream(nn.Module):
             features: (B, D, T) this stream's features (``batch.features[stream]``).
             batch: labels (B, T), boundary (B, T), mask (B, T) of the same samples.
             class_weights: (C,) or None.
-            generator: one generator, which draws the timesteps (B,), the noise (B, C, T) and
-                the condition masks of the whole batch; or one generator per sample, from
-                which sample b draws its step, its noise (C x its real length) and its mask, so
-                its draws depend neither on its batch mates nor on the padded length (what
-                makes a batch split over DDP ranks equal to the batch in one process).
+            generators: one per sample, from which sample b draws its step, its noise (C x
+                its real length) and its condition mask, so its draws depend neither on its
+                batch mates nor on the padded length (what makes a batch split over DDP ranks
+                equal to the batch in one process).
         """
         labels, boundary, mask = batch.labels, batch.boundary, batch.mask
         encoded = self.encoder(features, mask)  # logits (B, C, T), cond (B, Dc, T)
-        t, noise, keep = self._draw(labels, boundary, mask, generator)  # (B,), (B,C,T), (B,T)
+        t, noise, keep = self._draw(labels, boundary, mask, generators)  # (B,), (B,C,T), (B,T)
         x0 = self.diffusion.labels_to_x0(labels, self.num_classes)  # (B, C, T)
         x_t = self.diffusion.q_sample(x0, t, noise)  # (B, C, T)
         cond = encoded.cond * keep[:, None, :].to(encoded.cond.dtype)  # (B, Dc, T)
@@ -124,32 +122,18 @@ class DiffusionStream(nn.Module):
         labels: torch.Tensor,
         boundary: torch.Tensor,
         mask: torch.Tensor,
-        generator: Generators,
+        generators: Sequence[torch.Generator],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The training draws: timesteps (B,) long, noise (B, C, T), condition mask (B, T)
-        float, all on ``labels.device`` (see :meth:`loss` for the generator forms)."""
+        float, all on ``labels.device``, sample b's from ``generators[b]`` (see :meth:`loss`)."""
         device = labels.device
-        if isinstance(generator, torch.Generator):
-            batch_size, frames = labels.shape
-            t = self.diffusion.sample_timesteps(batch_size, generator).to(device)  # (B,)
-            shape = (batch_size, self.num_classes, frames)
-            noise = torch.randn(shape, generator=generator, device=generator.device)
-            keep = sample_condition_mask(
-                self.masks.strategies,
-                labels,
-                boundary,
-                mask,
-                self.masks,
-                generator,
-                self.num_classes,
-            )  # (B, T)
-            return t, noise.to(device), keep
-        if len(generator) != labels.shape[0]:
+        if isinstance(generators, torch.Generator) or len(generators) != labels.shape[0]:
+            given = 1 if isinstance(generators, torch.Generator) else len(generators)
             raise ValueError(
-                f"need one generator per sample: {labels.shape[0]} samples, {len(generator)} given"
+                f"need one generator per sample: {labels.shape[0]} samples, {given} given"
             )
         steps, noises, keeps = [], [], []
-        for b, gen in enumerate(generator):
+        for b, gen in enumerate(generators):
             length = int(mask[b].sum())
             steps.append(self.diffusion.sample_timesteps(1, gen).to(device))  # (1,)
             noise = torch.zeros(self.num_classes, labels.shape[1], device=device)  # (C, T)

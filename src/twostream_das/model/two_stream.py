@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import AttentionOutside, Config, stream_names
-from ..diffusion import Generators, Sampler, SampleResult, concat_results, sample, sample_passes
+from ..diffusion import Sampler, SampleResult, concat_results, sample, sample_passes
 from ..diffusion.sampling import Consensus, Denoiser
 from ..kernels import Backend, current_backend
 from ..prediction.fusion import JointFusion
@@ -96,27 +96,27 @@ class TwoStreamModel(nn.Module):
         self,
         batch: Batch,
         class_weights: Optional[torch.Tensor],
-        generator: Generators,
+        generators: Sequence[torch.Generator],
     ) -> TwoStreamLoss:
         """Same as :meth:`loss`: ``forward`` is what ``DistributedDataParallel`` wraps."""
-        return self.loss(batch, class_weights, generator)
+        return self.loss(batch, class_weights, generators)
 
     def loss(
         self,
         batch: Batch,
         class_weights: Optional[torch.Tensor],
-        generator: Generators,
+        generators: Sequence[torch.Generator],
     ) -> TwoStreamLoss:
         """``sum_s L_s`` on one batch (all streams see the same samples).
 
-        ``generator``: one, or one per sample (see :meth:`DiffusionStream.loss`); the streams
-        draw from it in their order.
+        ``generators``: one per sample (see :meth:`DiffusionStream.loss`); the streams draw
+        from them in their order.
         """
         total: Optional[torch.Tensor] = None
         terms: dict[str, torch.Tensor] = {}
         features = self.standardized(batch.features, batch.mask)
         for name in self.stream_names:
-            out = self.streams[name].loss(features[name], batch, class_weights, generator)
+            out = self.streams[name].loss(features[name], batch, class_weights, generators)
             total = out.total if total is None else total + out.total
             terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
             terms[f"{name}/total"] = out.total.detach()
