@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from twostream_das.kernels import Backend, current_backend, fast, native, use_backend
+from twostream_das.kernels import Backend, current_backend, native, ops, use_backend
 from twostream_das.kernels.fast import attend, attend_backward
 from twostream_das.kernels.windows import window_key_mask
 
@@ -25,7 +25,7 @@ def test_hand_worked_uniform_attention(use_native):
     q = torch.zeros(1, 1, 3)
     key_mask = window_key_mask(torch.ones(1, 3, dtype=torch.bool), 3, 1)
     with kernels(use_native):
-        weights, out = attend(q, q, v, key_mask, (3, 1, 1.0), torch.ones(1, 1, 3))
+        weights, out = attend(q, q, v, key_mask, (3, 1, 1.0), torch.ones(1, 1, 3), use_native)
     assert out[0, 0].tolist() == pytest.approx([16.0, 21.0, 26.0])  # 1 + (10+20)/2, ...
     assert weights[0, :, 0].tolist() == pytest.approx([0.0, 0.5, 0.5])  # no key before t = 0
 
@@ -48,7 +48,8 @@ def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
     results = {}
     for use_native in (False, True):
         with kernels(use_native):
-            results[use_native] = attend(q, k, v, key_mask, (taps, dilation, 0.4), local.clone())
+            results[use_native] = attend(q, k, v, key_mask, (taps, dilation, 0.4), local.clone(),
+                                         kernels=use_native)
     # float64 to the default (tight) tolerance; float32 to its rounding of scores near 50
     tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
     torch.testing.assert_close(results[True][0], results[False][0], **tol)  # weights
@@ -82,14 +83,17 @@ def test_kernel_names_the_bad_operand():
 
 
 @needs_native
-def test_only_the_native_backend_uses_the_kernels():
-    x = torch.zeros(1, 2, 8)
-    with kernels(True):
-        assert fast.native_applies(3, x, x)
-    for backend in (Backend.SHIFTED, Backend.REFERENCE):
+def test_only_the_native_backend_uses_the_kernels(monkeypatch):
+    calls = []
+    real = native.window_attention_
+    monkeypatch.setattr(native, "window_attention_", lambda *a: calls.append(1) or real(*a))
+    q = torch.randn(1, 2, 8)
+    mask = window_key_mask(torch.ones(1, 8, dtype=torch.bool), 3, 1)
+    for backend, expected in ((Backend.NATIVE, 1), (Backend.SHIFTED, 0), (Backend.REFERENCE, 0)):
+        calls.clear()
         with use_backend(backend):
-            assert native.applies(3, x, x)  # the tensors fit a kernel
-            assert not fast.native_applies(3, x, x)  # but the backend is not native
+            ops.windowed_attention(q, q, q, mask, 3, 1)
+        assert len(calls) == expected, backend
 
 
 @needs_native
@@ -125,7 +129,7 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
             assert not native.available()
         mask = window_key_mask(torch.ones(1, 3, dtype=torch.bool), 3, 1)
         _, out = attend(torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.ones(1, 1, 3), mask,
-                        (3, 1, 1.0))  # fmt: skip
+                        (3, 1, 1.0), kernels=current_backend() is Backend.NATIVE)  # fmt: skip
         assert out[0, 0].tolist() == pytest.approx([1.0, 1.0, 1.0])  # by the PyTorch ops
 
 
@@ -144,7 +148,7 @@ def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
     for use_native in (False, True):
         grads = tuple(torch.zeros_like(t) for t in (q, k, v))
         with kernels(use_native):
-            attend_backward(grad_out, saved, (taps, dilation, 0.7), grads)
+            attend_backward(grad_out, saved, (taps, dilation, 0.7), grads, kernels=use_native)
         results.append(grads)
     for got, want in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got, want)

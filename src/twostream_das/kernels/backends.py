@@ -15,8 +15,13 @@ attention, instance norm); each op has one dispatch point that reads :func:`curr
 The default is the fastest available backend: ``native`` where its kernels build, else
 ``shifted``. Choose another one for a block of code with :func:`use_backend`, or for a process
 with the environment variable ``TWOSTREAM_DAS_BACKEND=reference|shifted|native`` (read once,
-at the first use in a process). The older
-variable ``TWOSTREAM_DAS_NATIVE=0`` still works: it means ``shifted`` (no build is tried).
+at the first use in a process). The choice of :func:`use_backend` is a context variable: other
+threads and asyncio tasks keep their own. The older variable ``TWOSTREAM_DAS_NATIVE`` is not
+read any more; a process that sets it is stopped with the new spelling.
+
+Which implementation of an op runs is :mod:`.registry`'s one dispatch: each backend registers
+its implementation of each op with what it accepts; where the chosen backend's does not accept
+the arguments, the next backend of its fallback chain runs (native, shifted, reference).
 
 A fast backend uses the reference for what it does not implement: DiffAct's attention at the
 sequence ends (``model.attention_outside=diffact``), and gradients through mixed dtypes or under
@@ -31,13 +36,14 @@ import enum
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Optional, Union
 
+from ..errors import ConfigError
 from . import native
 
 ENV_VAR = "TWOSTREAM_DAS_BACKEND"
-NATIVE_ENV_VAR = "TWOSTREAM_DAS_NATIVE"  # older switch: 0 = no native kernels
-_OFF = ("0", "false", "off", "no")
+OLD_ENV_VAR = "TWOSTREAM_DAS_NATIVE"  # no longer read (0 meant shifted)
 
 
 class Backend(str, enum.Enum):
@@ -48,8 +54,8 @@ class Backend(str, enum.Enum):
     NATIVE = "native"
 
 
-_chosen: list[Optional[Backend]] = [None]  # what use_backend set (process-wide, as the
-# autograd engine may run a backward in another thread)
+_chosen: ContextVar[Optional[Backend]] = ContextVar("twostream_das_backend", default=None)
+"""What :func:`use_backend` set in this context (thread, task); None: the process default."""
 
 
 def parse_backend(value: Union[Backend, str]) -> Backend:
@@ -64,17 +70,24 @@ def parse_backend(value: Union[Backend, str]) -> Backend:
 
 
 def backend_from_environment(environ: Mapping[str, str]) -> Optional[Backend]:
-    """The backend the environment asks for: ``TWOSTREAM_DAS_BACKEND``, else ``shifted`` when
-    ``TWOSTREAM_DAS_NATIVE=0``; None when neither is set (the default applies)."""
+    """The backend ``TWOSTREAM_DAS_BACKEND`` asks for; None when it is not set (the default
+    applies).
+
+    Raises:
+        ConfigError: an unknown backend name, or the older ``TWOSTREAM_DAS_NATIVE`` set.
+    """
+    if OLD_ENV_VAR in environ:
+        raise ConfigError(
+            f"{OLD_ENV_VAR} is no longer read; set {ENV_VAR}=shifted for what "
+            f"{OLD_ENV_VAR}=0 did (or {ENV_VAR}=native), and unset {OLD_ENV_VAR}"
+        )
     value = environ.get(ENV_VAR, "").strip()
-    if value:
-        try:
-            return parse_backend(value)
-        except ValueError as error:
-            raise ValueError(f"{ENV_VAR}: {error}") from None
-    if environ.get(NATIVE_ENV_VAR, "1").strip().lower() in _OFF:
-        return Backend.SHIFTED
-    return None
+    if not value:
+        return None
+    try:
+        return parse_backend(value)
+    except ValueError as error:
+        raise ConfigError(f"{ENV_VAR}: {error}") from None
 
 
 _environment: list[Optional[Backend]] = []  # os.environ's choice, read at the first use
@@ -83,7 +96,7 @@ _environment: list[Optional[Backend]] = []  # os.environ's choice, read at the f
 def requested_backend() -> Optional[Backend]:
     """What :func:`use_backend` or the environment (read once per process) asks for; None:
     the default."""
-    chosen = _chosen[0]
+    chosen = _chosen.get()
     if chosen is not None:
         return chosen
     if not _environment:
@@ -93,8 +106,7 @@ def requested_backend() -> Optional[Backend]:
 
 def current_backend() -> Backend:
     """The backend the ops use now: :func:`use_backend`, else ``TWOSTREAM_DAS_BACKEND``, else
-    ``shifted`` when ``TWOSTREAM_DAS_NATIVE=0``, else ``native`` where its kernels are built
-    (the first call tries the build), else ``shifted``."""
+    ``native`` where its kernels are built (the first call tries the build), else ``shifted``."""
     chosen = requested_backend()
     if chosen in (None, Backend.NATIVE):
         return Backend.NATIVE if native.available() else Backend.SHIFTED
@@ -103,7 +115,8 @@ def current_backend() -> Backend:
 
 @contextmanager
 def use_backend(backend: Union[Backend, str]) -> Iterator[Backend]:
-    """Run the enclosed code with ``backend`` (a :class:`Backend` or its name) (process-wide).
+    """Run the enclosed code with ``backend`` (a :class:`Backend` or its name), in this context
+    only (a thread or task started inside does not inherit it).
 
     Example::
 
@@ -111,9 +124,8 @@ def use_backend(backend: Union[Backend, str]) -> Iterator[Backend]:
             probs = model.predict_proba(features, mask, generators, sampler)
     """
     chosen = parse_backend(backend)
-    saved = _chosen[0]
-    _chosen[0] = chosen
+    token = _chosen.set(chosen)
     try:
         yield chosen
     finally:
-        _chosen[0] = saved
+        _chosen.reset(token)

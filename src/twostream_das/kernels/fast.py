@@ -12,9 +12,12 @@ Same math as :mod:`.reference`, written for speed:
 - without autograd, the weights may carry a leading axis of N rows (the stacked streams of
   :mod:`twostream_das.model.stacked`): every matmul is a batched one.
 
-Where the ``native`` backend is selected and a kernel applies (:func:`native_applies`: CPU,
-float32/64, no autograd), the multiply-adds and the dropout pass are one kernel call each;
-otherwise (``shifted``) PyTorch ops do the same work, with the same results to float rounding.
+The ``native`` backend is this code with ``kernels=True``: where a kernel takes the tensors
+(:func:`.native.applies`: CPU, float32/64, no autograd), the multiply-adds and the dropout pass
+are one kernel call each; otherwise (and in ``shifted``, ``kernels=False``) PyTorch ops do the
+same work, with the same results to float rounding. Both backends register their ops at the end
+of this module (:mod:`.registry`); the choice reaches this code as ``kernels``, never read here
+from the switch, and an autograd Function keeps its forward's choice for its backward.
 """
 
 from __future__ import annotations
@@ -25,15 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from . import native
-from .backends import Backend, current_backend
+from .backends import Backend
 from .reference import NORM_EPS, bmm
+from .registry import register
 from .windows import FrameMask, shifts, window_views
-
-
-def native_applies(taps: int, *tensors: torch.Tensor) -> bool:
-    """Whether a native kernel takes these tensors: they fit one (:func:`.native.applies`)
-    and the ``native`` backend is selected (:mod:`.backends`; its kernels built)."""
-    return native.applies(taps, *tensors) and current_backend() is Backend.NATIVE
 
 
 def differentiable(*tensors: torch.Tensor) -> bool:
@@ -113,6 +111,7 @@ def attend(
     key_mask: torch.Tensor,
     geometry: tuple[int, int, float],
     out: torch.Tensor | None = None,
+    kernels: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward of :func:`windowed_attention` as k shifted multiply-adds (no autograd).
 
@@ -123,13 +122,14 @@ def attend(
         q, k: (B, C, T); v: (B, Cv, T); key_mask: (B, k, T) bool.
         geometry: (kernel_size, dilation, scale).
         out: (B, Cv, T) to add the attention to in place (default: zeros).
+        kernels: use the native kernel where it takes the tensors (the ``native`` backend).
 
     Returns:
         weights (B, k, T) (kept for the backward) and out (B, Cv, T).
     """
     kernel_size, dilation, scale = geometry
     out = v.new_zeros(v.shape) if out is None else out
-    if native_applies(kernel_size, q, k, v, out):
+    if kernels and native.applies(kernel_size, q, k, v, out):
         return native.window_attention_(out, q, k, v, key_mask, dilation, scale), out
     batch, _, frames = q.shape
     scores = q.new_zeros(batch, kernel_size, frames)  # (B, k, T); 0 = a zero-padded key
@@ -144,6 +144,7 @@ def attend_backward(
     saved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     geometry: tuple[int, int, float],
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    kernels: bool = False,
 ) -> None:
     """Backward of :func:`attend` as k shifted multiply-adds (no autograd).
 
@@ -153,10 +154,11 @@ def attend_backward(
         geometry: (kernel_size, dilation, scale).
         grads: zero-filled buffers (views allowed) of q's, k's and v's shapes that receive
             the gradients of q, k and v.
+        kernels: use the native kernel where it takes the tensors.
     """
     q, k, v, weights, key_mask = saved
     kernel_size, dilation, scale = geometry
-    if native_applies(kernel_size, grad_out, q, k, v, weights, *grads):
+    if kernels and native.applies(kernel_size, grad_out, q, k, v, weights, *grads):
         native.window_attention_backward_(grads, grad_out, saved, dilation, scale)
         return
     grad_q, grad_k, grad_v = grads
@@ -173,19 +175,19 @@ class _WindowedAttention(torch.autograd.Function):
     """:func:`windowed_attention` under autograd: :func:`attend` / :func:`attend_backward`."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_mask, kernel_size, dilation, scale):  # type: ignore[override]
+    def forward(ctx, q, k, v, key_mask, kernel_size, dilation, scale, kernels):  # type: ignore[override]  # noqa: E501
         geometry = (kernel_size, dilation, scale)
-        weights, out = attend(q, k, v, key_mask, geometry)
+        weights, out = attend(q, k, v, key_mask, geometry, kernels=kernels)
         ctx.save_for_backward(q, k, v, weights, key_mask)
-        ctx.geometry = geometry
+        ctx.geometry, ctx.kernels = geometry, kernels
         return out  # (B, Cv, T)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         saved = ctx.saved_tensors
         grads = tuple(torch.zeros_like(t) for t in saved[:3])
-        attend_backward(grad_out, saved, ctx.geometry, grads)
-        return (*grads, None, None, None, None)
+        attend_backward(grad_out, saved, ctx.geometry, grads, ctx.kernels)
+        return (*grads, None, None, None, None, None)
 
 
 def windowed_attention(
@@ -195,13 +197,14 @@ def windowed_attention(
     key_mask: torch.Tensor,
     kernel_size: int,
     dilation: int,
+    kernels: bool = False,
 ) -> torch.Tensor:
     """:func:`.reference.windowed_attention` (exact outside) as shifted multiply-adds; under
     autograd the hand-written :class:`_WindowedAttention`."""
     scale = q.shape[1] ** -0.5
     if wants_grad(q, k, v):
-        return _WindowedAttention.apply(q, k, v, key_mask, kernel_size, dilation, scale)
-    return attend(q, k, v, key_mask, (kernel_size, dilation, scale))[1]
+        return _WindowedAttention.apply(q, k, v, key_mask, kernel_size, dilation, scale, kernels)
+    return attend(q, k, v, key_mask, (kernel_size, dilation, scale), kernels=kernels)[1]
 
 
 # --- the block's conv + attention -------------------------------------------------
@@ -215,6 +218,7 @@ def conv_attention(
     qkv_in: torch.Tensor,
     key_mask: torch.Tensor,
     geometry: tuple[int, int],
+    kernels: bool = False,
 ) -> torch.Tensor:
     """:func:`.reference.conv_attention`; under autograd :class:`_ConvAttention` from one packed
     projection; without it the weights may be per row: conv_weight (N, F, F * k), conv_bias
@@ -227,14 +231,14 @@ def conv_attention(
         weight = torch.cat([taps.reshape(kernel_size * width, width), qkv_weight])  # ((k+3)F, F)
         z = bmm(weight, h, None)  # (B, (k+3)F, T), biases added in the Function
         return _ConvAttention.apply(
-            z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale
+            z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale, kernels
         )
     columns = window_views(h, kernel_size, dilation).reshape(batch, width * kernel_size, frames)
     local = bmm(conv_weight, columns, conv_bias[..., None])  # (N, F, T)
     qkv = bmm(qkv_weight, h, qkv_in)  # (N, 3F, T)
     q, k, v = qkv.split(width, dim=1)  # (N, F, T) each
     # the attention as k shifted multiply-adds, added onto the conv's output in place
-    attend(q, k, v, key_mask, (kernel_size, dilation, scale), out=local)
+    attend(q, k, v, key_mask, (kernel_size, dilation, scale), out=local, kernels=kernels)
     return local
 
 
@@ -252,22 +256,22 @@ class _ConvAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale):  # type: ignore[override]  # noqa: E501
+    def forward(ctx, z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale, kernels):  # type: ignore[override]  # noqa: E501
         # z (B, (k+3)F, T); conv_bias (F,); qkv_in (3F, 1) or (B, 3F, T); key_mask (B, k, T)
         taps = kernel_size * width
         qkv = z[:, taps:] + qkv_in  # (B, 3F, T)
         q, k, v = qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :]
         geometry = (kernel_size, dilation, scale)
-        weights, out = attend(q, k, v, key_mask, geometry)  # out (B, F, T)
+        weights, out = attend(q, k, v, key_mask, geometry, kernels=kernels)  # out (B, F, T)
         out += conv_bias[:, None]
-        if native_applies(kernel_size, out, z):
+        if kernels and native.applies(kernel_size, out, z):
             native.window_taps_(out, z[:, :taps], kernel_size, dilation)
         else:
             for j, o, lo, hi in shifts(z.shape[2], kernel_size, dilation):
                 out[:, :, lo:hi] += z[:, j * width : (j + 1) * width, lo + o : hi + o]
         ctx.save_for_backward(qkv, weights, key_mask)
         ctx.geometry = (width, *geometry)
-        ctx.qkv_in_shape = qkv_in.shape
+        ctx.qkv_in_shape, ctx.kernels = qkv_in.shape, kernels
         return out  # (B, F, T)
 
     @staticmethod
@@ -283,14 +287,14 @@ class _ConvAttention(torch.autograd.Function):
         grad_qkv = grad_z[:, taps:]  # (B, 3F, T)
         saved = (qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :], weights, key_mask)
         grads = (grad_qkv[:, :width], grad_qkv[:, width : 2 * width], grad_qkv[:, 2 * width :])
-        attend_backward(grad_out, saved, tuple(geometry), grads)
+        attend_backward(grad_out, saved, tuple(geometry), grads, ctx.kernels)
         grad_conv_bias = grad_out.sum(dim=(0, 2)) if ctx.needs_input_grad[1] else None
         grad_qkv_in = None
         if ctx.needs_input_grad[2]:
             grad_qkv_in = grad_qkv
             if ctx.qkv_in_shape != grad_qkv.shape:  # the bias, broadcast over rows and frames
                 grad_qkv_in = grad_qkv.sum(dim=(0, 2)).reshape(ctx.qkv_in_shape)
-        return grad_z, grad_conv_bias, grad_qkv_in, None, None, None, None, None
+        return grad_z, grad_conv_bias, grad_qkv_in, None, None, None, None, None, None
 
 
 def _taps_backward(out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilation: int) -> None:
@@ -368,7 +372,7 @@ class _InstanceNorm(torch.autograd.Function):
 # --- dropout ---------------------------------------------------------------------
 
 
-def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def dropout(x: torch.Tensor, p: float, kernels: bool = False) -> torch.Tensor:
     """Training dropout whose CPU mask costs one draw of the global torch RNG: a 64-bit seed,
     from which every element gets a 16-bit share by a counter-based hash
     (:func:`dropout_shares`). An element is kept when its share is below
@@ -390,7 +394,7 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     if threshold >= 2**15:  # p < 2^-17: every share is kept (and 2^15 is no int16)
         return x * scale
     seed = int(torch.empty((), dtype=torch.int64).random_(-(2**63), None))
-    if x.is_contiguous() and native_applies(1, x.detach()):
+    if x.is_contiguous() and kernels and native.applies(1, x.detach()):
         return _NativeDropout.apply(x, seed, threshold, scale)
     shares = dropout_shares(seed, x.numel()).view(x.shape)
     return x * (shares < threshold).to(x.dtype).mul_(scale)  # 0 or 1 / (1 - p)
@@ -433,3 +437,41 @@ class _NativeDropout(torch.autograd.Function):
         return native.dropout_apply(grad.contiguous(), *ctx.mask), None, None, None
 
 
+# --- the backends' registrations (:mod:`.registry`) -----------------------------------
+
+
+def autograd_ok(*tensors: torch.Tensor) -> bool:
+    """Whether the hand-written code takes these tensors: without autograd, or with one dtype
+    and no autocast (else the reference differentiates them)."""
+    return not wants_grad(*tensors) or differentiable(*tensors)
+
+
+def _register(backend: Backend, kernels: bool) -> None:
+    register(
+        "dropout", backend,
+        lambda x, p: dropout(x, p, kernels),
+        lambda x, p: autograd_ok(x),
+    )  # fmt: skip
+    register(
+        "instance_norm", backend,
+        instance_norm,
+        lambda x, fmask: autograd_ok(x),
+    )  # fmt: skip
+    register(
+        "windowed_attention", backend,
+        lambda q, k, v, key_mask, kernel_size, dilation, outside: windowed_attention(
+            q, k, v, key_mask, kernel_size, dilation, kernels),
+        lambda q, k, v, key_mask, kernel_size, dilation, outside: not outside
+        and autograd_ok(q, k, v),
+    )  # fmt: skip
+    register(
+        "conv_attention", backend,
+        lambda h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside: conv_attention(
+            h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, kernels),
+        lambda h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside: not outside
+        and autograd_ok(h, conv_w, qkv_w, qkv_in),
+    )  # fmt: skip
+
+
+_register(Backend.SHIFTED, kernels=False)
+_register(Backend.NATIVE, kernels=True)  # the same code with the native kernels where they fit

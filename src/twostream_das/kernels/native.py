@@ -14,8 +14,9 @@ machines sharing a home folder each get their own build.
 
 They serve the ``native`` backend (:mod:`.backends`), the default where they build. Where the
 build fails (no compiler), the package warns once and runs the ``shifted`` backend, which gives
-the same results to float rounding. ``TWOSTREAM_DAS_BACKEND=shifted`` (or the older
-``TWOSTREAM_DAS_NATIVE=0``) skips the build.
+the same results to float rounding. ``TWOSTREAM_DAS_BACKEND=shifted`` skips the build. This
+module only builds and loads the kernels and says which tensors they take (:func:`applies`);
+the ``native`` backend that calls them is :mod:`.fast` with ``kernels=True``.
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def applies(taps: int, *tensors: torch.Tensor) -> bool:
     """Whether a kernel may take these tensors: CPU, float32/64 (one dtype), frames
     contiguous, an odd window of at most :data:`MAX_TAPS`, and no autograd (the kernels write
     in place and have no derivative; they serve the no-grad forward, the hand-written backward
-    and inference). Whether the ``native`` backend is selected is the caller's question
-    (:func:`.fast.native_applies`)."""
+    and inference). Whether the ``native`` backend is selected is the dispatch's question
+    (:mod:`.registry`; it reaches :mod:`.fast` as ``kernels=True``)."""
     first = tensors[0]
     return (
         taps % 2 == 1

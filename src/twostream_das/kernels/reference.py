@@ -12,7 +12,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .windows import FrameMask, window_views
+from .backends import Backend
+from .registry import register
+from .windows import FrameMask, window_stack
 
 NORM_EPS = 1e-5
 """Variance epsilon of the instance norm (``nn.InstanceNorm1d``'s default, as in ASFormer)."""
@@ -80,8 +82,8 @@ def windowed_attention(
         finite values that the block zeroes.
     """
     scale = q.shape[1] ** -0.5
-    keys = window_views(k, kernel_size, dilation)  # (B, C, k, T), 0 outside the sequence
-    values = window_views(v, kernel_size, dilation)  # (B, Cv, k, T)
+    keys = window_stack(k, kernel_size, dilation)  # (B, C, k, T), 0 outside the sequence
+    values = window_stack(v, kernel_size, dilation)  # (B, Cv, k, T)
     scores = (q.unsqueeze(2) * keys).sum(dim=1) * scale  # (B, k, T)
     if diffact_outside:
         inside = key_mask.to(q.dtype)  # (B, k, T) 0/1
@@ -125,3 +127,10 @@ def conv_attention(
     qkv = torch.matmul(qkv_weight, h) + qkv_in  # (B, 3F, T)
     q, k, v = qkv.split(width, dim=1)  # (B, F, T) each
     return local + windowed_attention(q, k, v, key_mask, kernel_size, dilation, diffact_outside)
+
+
+# the reference implements every op and accepts every argument (:mod:`.registry`)
+register("dropout", Backend.REFERENCE, dropout)
+register("instance_norm", Backend.REFERENCE, instance_norm)
+register("windowed_attention", Backend.REFERENCE, windowed_attention)
+register("conv_attention", Backend.REFERENCE, conv_attention)

@@ -57,22 +57,30 @@ def window_views(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tens
     Returns:
         (B, C, k, T) with ``out[:, :, j, t] = x[:, :, t + (j - k // 2) * dilation]`` (0 outside).
         Time stays the innermost (contiguous) axis, which keeps the elementwise work vectorised.
-        Without autograd it is a strided view of the zero-padded x (no copy). With autograd it
-        is a stack of k shifted slices (a copy): the backward of a strided (``unfold``) view
+        A strided view of the zero-padded x (no copy): for code without autograd. Under
+        autograd use :func:`window_stack`: the backward of a strided (``unfold``) view
         materialises a gradient of the window's full span, ``(B, C, T, 2 * reach + 1)``, which
         at dilation 512 is hundreds of MB and seconds per block.
     """
     reach = (kernel_size // 2) * dilation  # frames each side
     padded = F.pad(x, (reach, reach))  # (B, C, T + 2 * reach)
     frames = x.shape[2]
-    if torch.is_grad_enabled() and x.requires_grad:
-        shifted = [padded[:, :, j * dilation : j * dilation + frames] for j in range(kernel_size)]
-        return torch.stack(shifted, dim=2)  # (B, C, k, T)
     batch, channels, _ = padded.shape
     sb, sc, st = padded.stride()
     return padded.as_strided(
         (batch, channels, kernel_size, frames), (sb, sc, dilation * st, st)
     )  # (B, C, k, T) view
+
+
+def window_stack(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """:func:`window_views`' values as a stack of k shifted slices of the zero-padded x (a
+    copy, (B, C, k, T)), whose backward is k slices of the gradient: the same values with or
+    without autograd, at linear memory."""
+    reach = (kernel_size // 2) * dilation  # frames each side
+    padded = F.pad(x, (reach, reach))  # (B, C, T + 2 * reach)
+    frames = x.shape[2]
+    shifted = [padded[:, :, j * dilation : j * dilation + frames] for j in range(kernel_size)]
+    return torch.stack(shifted, dim=2)  # (B, C, k, T)
 
 
 def shifts(frames: int, kernel_size: int, dilation: int) -> list[tuple[int, int, int, int]]:
