@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,17 @@ from twostream_das.config import (
     Precision,
     from_dict,
     load_config,
+    preset_path,
     to_dict,
     upgrade_layout_1,
 )
+
+
+def test_every_preset_file_is_a_listed_preset():
+    """docs/ARCHITECTURE.md's recipe: a preset is configs/<name>.yaml plus its name in PRESETS
+    (then --config <name> finds it, and the test below loads and round-trips it)."""
+    folder = Path(preset_path(PRESETS[0])).parent
+    assert sorted(p.stem for p in folder.glob("*.yaml")) == sorted(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)

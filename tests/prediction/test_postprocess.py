@@ -223,3 +223,21 @@ def test_the_test_time_pipeline_reproduces_diffact_exactly():
                 assert mismatch == 0, f"{name} {case['video']} {key}: {mismatch} frames differ"
                 checked += 1
     assert checked == 27
+
+
+def test_every_filter_has_one_home_and_a_new_one_is_one_table_line(monkeypatch):
+    """docs/ARCHITECTURE.md's recipe: a filter is a function of (probabilities (C, T_s) or
+    labels (T,), window) in one of the two tables; postprocess runs whatever the table holds."""
+    from twostream_das.prediction import postprocess as module
+
+    homes = [k for k in PostprocessKind if k in module.PROBABILITY_FILTERS]
+    homes += [k for k in PostprocessKind if k in module.LABEL_FILTERS]
+    assert sorted(homes) == sorted(k for k in PostprocessKind if k is not PostprocessKind.NONE)
+
+    def last_label_everywhere(labels, window):  # a made-up label filter
+        return np.full_like(labels, labels[-1])
+
+    monkeypatch.setitem(module.LABEL_FILTERS, PostprocessKind.MODE, last_label_everywhere)
+    probs = np.array([[0.9, 0.9, 0.1], [0.1, 0.1, 0.9]])  # labels 0, 0, 1
+    assert module.postprocess(probs, "mode", 3).tolist() == [1, 1, 1]
+    assert module.postprocess(probs, "none", 3).tolist() == [0, 0, 1]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -234,6 +235,21 @@ def mode_filter(labels: ArrayLike, window: int) -> np.ndarray:
 # --------------------------------------------------------------------------- entry point
 
 
+PROBABILITY_FILTERS: dict[PostprocessKind, Callable[[np.ndarray, int], np.ndarray]] = {
+    PostprocessKind.MEDIAN: median_filter,
+}
+"""Filters of the class probabilities (C, T_s), at the subsampled rate, before the argmax."""
+
+LABEL_FILTERS: dict[PostprocessKind, Callable[[np.ndarray, int], np.ndarray]] = {
+    PostprocessKind.PURGE: purge,
+    PostprocessKind.DIFFACT_PURGE: diffact_purge,
+    PostprocessKind.MODE: mode_filter,
+}
+"""Filters of the labels (T,), at the full rate, after it is restored. Every
+:class:`~twostream_das.config.PostprocessKind` but ``none`` is in exactly one of the two tables
+(docs/ARCHITECTURE.md, "How to add a post-processing filter")."""
+
+
 def postprocess(
     probs: ArrayLike,
     kind: PostprocessKind | str,
@@ -263,14 +279,10 @@ def postprocess(
             f"probabilities have {arr.shape[1]} frames but the video has {num_frames}; at sample "
             "rate 1 they must agree"
         )
-    if kind is PostprocessKind.MEDIAN:
-        arr = median_filter(arr, window)
+    if kind in PROBABILITY_FILTERS:
+        arr = PROBABILITY_FILTERS[kind](arr, window)  # (C, T_s)
     labels = np.argmax(arr, axis=0).astype(np.int64)  # (T_s,)
     labels = restore_full_rate(labels, sample_rate, num_frames)  # (T,)
-    if kind is PostprocessKind.PURGE:
-        return purge(labels, window)
-    if kind is PostprocessKind.DIFFACT_PURGE:
-        return diffact_purge(labels, window)
-    if kind is PostprocessKind.MODE:
-        return mode_filter(labels, window)
+    if kind in LABEL_FILTERS:
+        return LABEL_FILTERS[kind](labels, window)  # (T,)
     return labels
