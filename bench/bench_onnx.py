@@ -38,16 +38,18 @@ from twostream_das.checkpoint import make_checkpoint, save_checkpoint
 from twostream_das.deploy import host
 from twostream_das.deploy.export import export_onnx
 from twostream_das.deploy.runtime import OnnxModel
-from twostream_das.diffusion import per_video_noise
+from twostream_das.diffusion import Sampler, make_sampler, per_video_noise
 from twostream_das.runtime import make_generator
 
 FULL_SIZES = [("gtea", 1500), ("breakfast", 5000)]
 QUICK_SIZES = [("gtea", 64)]
-QUICK_OVERRIDES = ["model.diffusion.num_inference_steps=2"]
+QUICK_OVERRIDES = ["eval.steps=2"]
 
 
-def exported(preset: str, work: Path, overrides: list[str]) -> tuple[torch.nn.Module, Path]:
-    """The preset's random model and its exported folder (made once per ``work``)."""
+def exported(
+    preset: str, work: Path, overrides: list[str]
+) -> tuple[torch.nn.Module, Sampler, Path]:
+    """The preset's random model, its sampler and its exported folder (made once per ``work``)."""
     model, cfg = build_model(preset, overrides)
     model.eval()
     tag = preset + ("_quick" if overrides else "")
@@ -59,7 +61,7 @@ def exported(preset: str, work: Path, overrides: list[str]) -> tuple[torch.nn.Mo
         started = time.perf_counter()
         export_onnx(path, folder, overwrite=True)
         print(f"exported {preset} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return model, folder
+    return model, make_sampler(cfg), folder
 
 
 def video(preset: str, frames: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -72,7 +74,7 @@ def video(preset: str, frames: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def measure(
     preset: str, frames: int, threads: int, repeats: int, work: Path, overrides: list[str]
 ) -> dict[str, object]:
-    model, folder = exported(preset, work, overrides)
+    model, sampler, folder = exported(preset, work, overrides)
     torch.set_num_threads(threads)
     runtime = OnnxModel.load(folder, threads=threads)
     feats, mask = video(preset, frames)
@@ -82,7 +84,7 @@ def measure(
 
     def run_torch() -> dict[str, object]:
         gens = {s: [make_generator(i)] for i, s in enumerate(names)}
-        return model.sample(tfeats, tmask, gens, None, 1)
+        return model.sample(tfeats, tmask, gens, sampler, 1)
 
     def run_onnx(noise: dict[str, host.NoiseSource] | None = None) -> dict[str, object]:
         noise = noise or {s: host.RowNoise([np.random.default_rng(i)]) for i, s in
@@ -112,7 +114,7 @@ def measure(
 def memory_child(engine: str, frames: int, work: Path, overrides: list[str]) -> None:
     """In a fresh process: peak RSS after loading, and after sampling one long video."""
     torch.set_num_threads(1)
-    model, folder = exported("gtea", work, overrides)
+    model, _, folder = exported("gtea", work, overrides)
     feats, mask = video("gtea", frames)
     if engine == "torch":
         base = peak_rss_mib()

@@ -22,7 +22,7 @@ SMALL = [  # three blocks each (dilations 1, 2, 4), 3 DDIM steps
     "model.decoder.num_blocks=3",
     "model.decoder.width=6",
     "model.decoder.time_emb_dim=16",
-    "model.diffusion.num_inference_steps=3",
+    "eval.steps=3",
 ]
 DIMS = {"rgb": 7, "flow": 5, "pose": 3}
 

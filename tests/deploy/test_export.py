@@ -9,7 +9,8 @@ import torch
 
 from twostream_das.deploy import export as export_module
 from twostream_das.deploy.bundle import BundleError, ExportError, read_manifest, sha256_file
-from twostream_das.prediction.inference import load_model, sampling_steps
+from twostream_das.diffusion import make_sampler
+from twostream_das.prediction.inference import load_model
 
 pytest.importorskip("onnxruntime")
 
@@ -24,7 +25,7 @@ def test_the_manifest_describes_what_the_host_needs(onnx_export):
     assert [s["name"] for s in raw["streams"]] == ["rgb", "flow"]
     assert [s["dim"] for s in raw["streams"]] == [7, 5]
     sampler = raw["sampler"]
-    assert sampler["timesteps"] == stream.scheduler(sampling_steps(loaded)).timesteps
+    assert sampler["timesteps"] == list(make_sampler(loaded.config).timesteps)
     assert np.array_equal(sampler["alphas_cumprod"],
                           stream.diffusion.schedule.alphas_cumprod.numpy())  # exactly
     assert raw["fusion"]["weights"] == {"rgb": 0.6, "flow": 0.4}

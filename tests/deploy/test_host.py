@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from _recorded_noise import RecordedNoise
 from twostream_das import outputs as pkg_io
 from twostream_das.config import FusionRule
 from twostream_das.data.temporal import average_views, restore_full_rate
@@ -45,8 +46,6 @@ def test_schedule_and_updates_equal_the_package_sampler():
 
 
 def host_noise(z):
-    from twostream_das.diffusion import RecordedNoise
-
     return RecordedNoise([torch.from_numpy(z)])
 
 

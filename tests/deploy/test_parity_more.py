@@ -18,7 +18,7 @@ from .test_runtime import TOLERANCE, parity
 pytest.importorskip("onnxruntime")
 ORACLE = "data/diffact_oracle"
 ORACLE_OVERRIDES = [  # as tests/test_convert.py converts them
-    "model.encoder.cond_blocks=[3,5,7]", "model.diffusion.num_inference_steps=5",
+    "model.encoder.cond_blocks=[3,5,7]", "eval.steps=5",
     "model.diffusion.signal_scale=0.5", "dataset.background=[]",
 ]  # fmt: skip
 

@@ -15,6 +15,7 @@ from twostream_das.cli import main
 from twostream_das.deploy import host
 from twostream_das.deploy import runtime as runtime_module
 from twostream_das.deploy.runtime import OnnxModel
+from twostream_das.diffusion import make_sampler
 from twostream_das.prediction.inference import load_model
 from twostream_das.runtime import make_generator
 
@@ -49,7 +50,8 @@ def parity(
     got = model.sample(feats, mask, noise, samples=samples)
     want = loaded.model.sample(
         {s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
-        {s: [make_generator(x) for x in seeds[s]] for s in feats}, samples=samples,
+        {s: [make_generator(x) for x in seeds[s]] for s in feats}, make_sampler(loaded.config),
+        samples=samples,
     )  # fmt: skip
     worst = 0.0
     for s in feats:
@@ -130,7 +132,8 @@ def test_fusion_inside_the_sampler_matches_pytorch_given_the_same_noise(onnx_exp
     joint = fusion.JointFusion(("rgb", "flow"), spec["weights"], loaded.fusion_method)
     want = loaded.model.sample_joint(
         {s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
-        {s: [make_generator(x) for x in seeds[s]] for s in feats}, joint, samples=samples,
+        {s: [make_generator(x) for x in seeds[s]] for s in feats}, joint,
+        make_sampler(loaded.config), samples=samples,
     )  # fmt: skip
     for mine, theirs in zip(got, want, strict=True):
         for b, n in enumerate(lengths):
