@@ -92,8 +92,8 @@ def measure(
         return runtime.sample(feats, mask, noise)
 
     timing = time_interleaved({"torch": run_torch, "onnxruntime": run_onnx}, repeats)
-    sampler = runtime.sampler()
-    draws = 1 + sum(1 for t in sampler.timesteps if sampler._coefficients[t].sigma > 0)
+    on_host = runtime.sampler()
+    draws = 1 + sum(1 for t in on_host.timesteps if on_host._coefficients[t].sigma > 0)
     shape = (1, runtime.num_classes, frames)
     recorded = {}
     for i, s in enumerate(names):
@@ -114,13 +114,13 @@ def measure(
 def memory_child(engine: str, frames: int, work: Path, overrides: list[str]) -> None:
     """In a fresh process: peak RSS after loading, and after sampling one long video."""
     torch.set_num_threads(1)
-    model, _, folder = exported("gtea", work, overrides)
+    model, sampler, folder = exported("gtea", work, overrides)
     feats, mask = video("gtea", frames)
     if engine == "torch":
         base = peak_rss_mib()
         gens = {s: [make_generator(0)] for s in feats}
         model.sample({s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
-                     gens, 2, 1)  # fmt: skip
+                     gens, sampler, 1)  # fmt: skip
     else:
         runtime = OnnxModel.load(folder, threads=1)
         base = peak_rss_mib()

@@ -138,10 +138,10 @@ def test_joint_sampling_with_one_stream_weighted_is_that_stream_alone():
     mask = lengths_mask([8, 6], 8)
     for backend in (None, Backend.REFERENCE):
         with use_backend(backend) if backend else torch.no_grad():
-            alone = model.sample(features, mask, _gens(DIMS, 2))
+            alone = model.sample(features, mask, _gens(DIMS, 2), sampler())
             for rule in ("sum", "product"):
                 joint = model.sample_joint(features, mask, _gens(DIMS, 2),
-                                           _joint({"rgb": 1.0, "flow": 0.0}, rule))
+                                           _joint({"rgb": 1.0, "flow": 0.0}, rule), sampler())
                 torch.testing.assert_close(joint.probs, alone["rgb"].probs, rtol=1e-5, atol=1e-6)
                 torch.testing.assert_close(joint.trajectory_mean, alone["rgb"].trajectory_mean,
                                            rtol=1e-5, atol=1e-6)
@@ -155,14 +155,14 @@ def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not():
     features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
     mask = lengths_mask([8, 6], 8)
     fusion = _joint({"rgb": 0.5, "flow": 0.5}, "product")
-    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3)
+    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, sampler(), samples=3)
     with use_backend(Backend.REFERENCE):
-        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, samples=3,
+        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, sampler(), samples=3,
                                    samples_per_pass=1)
     assert stacked.probs.shape == (3, 2, 4, 8)
     torch.testing.assert_close(stacked.probs, plain.probs, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(stacked.probs.sum(dim=2), torch.ones(3, 2, 8))
-    alone = model.sample(features, mask, _gens(DIMS, 6), samples=3)
+    alone = model.sample(features, mask, _gens(DIMS, 6), sampler(), samples=3)
     for s in DIMS:
         assert (stacked.probs - alone[s].probs).abs().max() > 1e-3
 
@@ -172,4 +172,4 @@ def test_joint_sampling_refuses_streams_of_another_order():
     features = {s: torch.randn(1, d, 5) for s, d in DIMS.items()}
     with pytest.raises(ValueError, match="model's streams"):
         model.sample_joint(features, lengths_mask([5], 5), _gens(DIMS, 1),
-                           _joint({"flow": 0.5, "rgb": 0.5}))
+                           _joint({"flow": 0.5, "rgb": 0.5}), sampler())
