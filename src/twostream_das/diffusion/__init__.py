@@ -5,10 +5,13 @@ from .gaussian import GaussianDiffusion
 from .samplers import (
     SAMPLERS,
     DDIMSampler,
+    DPMSolverPPSampler,
+    DPMStepCoefficients,
     Generators,
     NoiseSource,
     Sampler,
     ddim_timesteps,
+    dpmpp_coefficients,
     make_sampler,
     per_video_noise,
 )
@@ -18,6 +21,8 @@ from .schedule import NoiseSchedule, cosine_schedule
 __all__ = [
     "SAMPLERS",
     "DDIMSampler",
+    "DPMSolverPPSampler",
+    "DPMStepCoefficients",
     "Denoiser",
     "GaussianDiffusion",
     "Generators",
@@ -28,6 +33,7 @@ __all__ = [
     "concat_results",
     "cosine_schedule",
     "ddim_timesteps",
+    "dpmpp_coefficients",
     "make_sampler",
     "per_video_noise",
     "sample",

@@ -16,9 +16,12 @@ from ...errors import ConfigError
 from ..schedule import NoiseSchedule, cosine_schedule
 from .base import Generators, NoiseSource, Sampler, per_video_noise
 from .ddim import DDIMSampler, ddim_timesteps
+from .dpmpp import DPMSolverPPSampler, DPMStepCoefficients, dpmpp_coefficients
 
 SAMPLERS: dict[str, Callable[[NoiseSchedule, Config], Sampler]] = {
     "ddim": DDIMSampler.from_config,
+    "dpmpp_2m": DPMSolverPPSampler.from_config,
+    "dpmpp_2m_sde": DPMSolverPPSampler.sde_from_config,
 }
 """``eval.sampler`` name -> the sampler's ``from_config(schedule, cfg)``."""
 
@@ -52,10 +55,13 @@ def make_sampler(cfg: Config, schedule: Optional[NoiseSchedule] = None) -> Sampl
 __all__ = [
     "SAMPLERS",
     "DDIMSampler",
+    "DPMSolverPPSampler",
+    "DPMStepCoefficients",
     "Generators",
     "NoiseSource",
     "Sampler",
     "ddim_timesteps",
+    "dpmpp_coefficients",
     "make_sampler",
     "per_video_noise",
 ]

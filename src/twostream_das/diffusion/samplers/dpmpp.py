@@ -1,0 +1,219 @@
+"""DPM-Solver++(2M) with x0 prediction (Lu et al. 2022, Algorithm 2), and its SDE variant
+(diffusers' ``sde-dpmsolver++``): two :class:`~.base.Sampler` s in one file, since they share
+their timesteps, their history and all but three of their coefficients.
+
+Notation: alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t)
+(the half log-SNR, increasing towards the data). Timesteps: DDIM's grid
+(:func:`~.ddim.ddim_timesteps`, e.g. 999, 749, 499, 249 and then -1 for 4 of 1000), so that
+both samplers evaluate the network at the same steps and a comparison at n steps compares the
+updates only. One update from s = t_i to t = t_{i+1} with h = lambda_t - lambda_s, the x0
+estimates m_i (this step's) and m_{i-1} (the previous step's) and r = h_{i-1} / h:
+
+    D      = (1 + 1 / (2r)) m_i - 1 / (2r) m_{i-1}     second order (multistep)
+    D      = m_i                                         first order: the first step, the last
+    ODE:  x_t = sigma_t / sigma_s * x_s + alpha_t (1 - e^-h) D
+    SDE:  x_t = sigma_t / sigma_s * e^-h * x_s + alpha_t (1 - e^-2h) D
+                + sigma_t sqrt(1 - e^-2h) z,   z ~ N(0, I)
+
+The last step goes to t = -1 (abar = 1, sigma = 0, h = infinite): it is first order, as
+diffusers' ``lower_order_final`` makes it (the second-order correction has no finite ratio r
+there), and returns the x0 estimate itself, as DDIM's last step does. On this grid every run
+ends so, whatever the number of steps. First order, the ODE update is DDIM's with eta = 0 and
+the SDE update DDIM's with eta = 1 (DiffAct's default): the same mean and noise scale.
+
+:func:`dpmpp_coefficients` gives the four weights of step i as plain Python floats (math
+only), so that a host without torch applies the same arithmetic.
+
+Randomness (SDE): one draw of the noise of :mod:`.base` per step but the last (one generator
+per row: row b draws ``C x lengths[b]`` values from its own generator), so K samples differ and
+a row's trajectory does not depend on its batch mates.
+
+History: a step of second order needs the previous step's x0 estimate. The sampler keeps it
+keyed by the sample it returned (the tensor object, held weakly), so that a step is given the
+estimate of its own run: one sampler serves any number of runs, one after the other or
+interleaved, and a run's history is dropped with its sample.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
+
+import torch
+
+from ...config import Config
+from ..schedule import NoiseSchedule
+from .base import Generators, per_video_noise
+from .ddim import ddim_timesteps
+
+
+class DPMStepCoefficients(NamedTuple):
+    """The weights of one update, float64 Python floats:
+    ``x_prev = x_t * x_t + x0 * m_i + x0_prev * m_{i-1} + noise * z``."""
+
+    x_t: float  # weight of the current sample
+    x0: float  # weight of this step's x0 estimate
+    x0_prev: float  # weight of the previous step's x0 estimate (0 at first order)
+    noise: float  # weight of fresh standard normal noise (0 for the ODE solver, at the last step)
+
+
+def _half_log_snr(abar: float) -> float:
+    """lambda = log(alpha / sigma) = 0.5 log(abar / (1 - abar)); +inf at abar = 1."""
+    return math.inf if abar >= 1.0 else 0.5 * math.log(abar / (1.0 - abar))
+
+
+def dpmpp_coefficients(
+    alphas_cumprod: Sequence[float], grid: Sequence[int], i: int, stochastic: bool = False
+) -> DPMStepCoefficients:
+    """The weights of step i of DPM-Solver++(2M) (see the module docstring), from s = grid[i]
+    to t = grid[i + 1].
+
+    Args:
+        alphas_cumprod: abar_n, n = 0 .. N-1 (the schedule's, as floats).
+        grid: the n steps descending and then -1 (:func:`~.ddim.ddim_timesteps`).
+        i: the step, 0 .. n-1; 0 is first order (no previous estimate).
+        stochastic: the SDE variant's weights (``sde-dpmsolver++``).
+
+    Returns:
+        :class:`DPMStepCoefficients`; ``(0, 1, 0, 0)`` at the last step (x_prev = x0).
+    """
+    if not 0 <= i < len(grid) - 1:
+        raise ValueError(f"step {i} is not one of the {len(grid) - 1} steps of {list(grid)}")
+
+    def abar(n: int) -> float:
+        return 1.0 if n < 0 else float(alphas_cumprod[n])
+
+    s, t = grid[i], grid[i + 1]
+    if abar(t) >= 1.0:  # the last step: sigma_t = 0, h = inf
+        return DPMStepCoefficients(0.0, 1.0, 0.0, 0.0)
+    alpha_t, sigma_t, sigma_s = math.sqrt(abar(t)), math.sqrt(1 - abar(t)), math.sqrt(1 - abar(s))
+    lambda_t, lambda_s = _half_log_snr(abar(t)), _half_log_snr(abar(s))
+    h = lambda_t - lambda_s
+    if stochastic:
+        keep = -math.expm1(-2.0 * h)  # 1 - e^-2h
+        x_t = sigma_t / sigma_s * math.exp(-h)
+        weight, noise = alpha_t * keep, sigma_t * math.sqrt(keep)
+    else:
+        x_t, weight, noise = sigma_t / sigma_s, alpha_t * -math.expm1(-h), 0.0
+    if i == 0:
+        return DPMStepCoefficients(x_t, weight, 0.0, noise)
+    r = (lambda_s - _half_log_snr(abar(grid[i - 1]))) / h  # h_{i-1} / h
+    return DPMStepCoefficients(x_t, weight * (1 + 0.5 / r), -weight * 0.5 / r, noise)
+
+
+class _Pending(NamedTuple):
+    """What the next step of one run needs: its index and this step's x0 estimate."""
+
+    sample: weakref.ref  # the x_prev this step returned (the next step's x_t)
+    index: int
+    x0: torch.Tensor
+
+
+class DPMSolverPPSampler:
+    """DPM-Solver++(2M), ODE or SDE, over a :class:`NoiseSchedule` (see the module docstring);
+    a :class:`~.base.Sampler`.
+
+    Args:
+        schedule: the training schedule (float64 abar).
+        stochastic: the SDE variant (draws noise at every step but the last).
+    """
+
+    def __init__(self, schedule: NoiseSchedule, stochastic: bool = False) -> None:
+        self.schedule = schedule
+        self.stochastic = bool(stochastic)
+        self.timesteps: list[int] = []
+        self._index: dict[int, int] = {}
+        self._coefficients: list[DPMStepCoefficients] = []
+        self._pending: dict[int, _Pending] = {}  # id(x_prev returned) -> its run's history
+
+    @classmethod
+    def from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DPMSolverPPSampler:
+        """``dpmpp_2m``: the deterministic solver (no setting of its own)."""
+        return cls(schedule, stochastic=False)
+
+    @classmethod
+    def sde_from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DPMSolverPPSampler:
+        """``dpmpp_2m_sde``: the stochastic variant (no setting of its own)."""
+        return cls(schedule, stochastic=True)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """Choose the n steps (DDIM's grid, ``self.timesteps`` descending) and their weights;
+        forgets every run's history."""
+        grid = ddim_timesteps(self.schedule.num_train_timesteps, num_inference_steps)
+        abar = self.schedule.alphas_cumprod.tolist()
+        self.timesteps = grid[:-1]
+        self._index = {t: i for i, t in enumerate(self.timesteps)}
+        self._coefficients = [
+            dpmpp_coefficients(abar, grid, i, self.stochastic) for i in range(len(self.timesteps))
+        ]
+        self._pending = {}
+
+    def coefficients(self, t: int) -> DPMStepCoefficients:
+        """The weights of the update from step ``t`` (an element of ``self.timesteps``)."""
+        if t not in self._index:
+            raise ValueError(f"step {t} is not one of this sampler's timesteps (set_timesteps?)")
+        return self._coefficients[self._index[t]]
+
+    def step(
+        self,
+        x0: torch.Tensor,
+        t: int,
+        x_t: torch.Tensor,
+        generator: Optional[Generators] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> torch.Tensor:
+        """One update from step ``t`` to the next.
+
+        Args:
+            x0: (B, C, T) x0 estimate at step t (label space, [-s, s]); kept, not copied, for
+                the next step of this run: do not modify it in place.
+            t: the current step (an element of ``self.timesteps``).
+            x_t: (B, C, T) the current sample: x_T at the first step, afterwards the tensor the
+                previous step of the same run returned.
+            generator: one generator or one per row; needed by the SDE variant.
+            lengths: real frames per row (with one generator per row).
+
+        Returns:
+            (B, C, T) the sample at the next step (x0 itself after the last step).
+
+        Raises:
+            ValueError: ``t`` is not a timestep; a second-order step whose ``x_t`` is not what
+                the previous step of a run returned; the SDE without a generator.
+        """
+        c = self.coefficients(t)
+        index = self._index[t]
+        x_prev = c.x0 * x0  # (B, C, T)
+        if c.x_t:
+            x_prev = x_prev + c.x_t * x_t
+        if c.x0_prev:
+            x_prev = x_prev + c.x0_prev * self._previous_x0(x_t, index)
+        if c.noise:
+            if generator is None:
+                raise ValueError("a generator is needed for a stochastic step (dpmpp_2m_sde)")
+            noise = per_video_noise(x_t.shape, generator, lengths, x_t.device, x_t.dtype)
+            x_prev = x_prev + c.noise * noise
+        if index + 1 < len(self.timesteps):
+            self._remember(x_prev, index, x0)
+        return x_prev
+
+    def _previous_x0(self, x_t: torch.Tensor, index: int) -> torch.Tensor:
+        """The x0 estimate of the step that returned ``x_t`` (step ``index - 1``)."""
+        pending = self._pending.pop(id(x_t), None)
+        if pending is None or pending.sample() is not x_t or pending.index != index - 1:
+            raise ValueError(
+                f"step {self.timesteps[index]} of DPM-Solver++ needs the x0 estimate of step "
+                f"{self.timesteps[index - 1]} of the same run: give it the very sample that "
+                "step returned"
+            )
+        return pending.x0
+
+    def _remember(self, x_prev: torch.Tensor, index: int, x0: torch.Tensor) -> None:
+        key = id(x_prev)
+
+        def forget(ref: weakref.ref, key: int = key) -> None:  # x_prev is gone: so is its run
+            if key in self._pending and self._pending[key].sample is ref:
+                del self._pending[key]
+
+        self._pending[key] = _Pending(weakref.ref(x_prev, forget), index, x0)
