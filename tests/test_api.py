@@ -11,6 +11,7 @@ import pytest
 import twostream_das as tsd
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
+from twostream_das.config import FAST_SAMPLING
 from twostream_das.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +149,27 @@ def test_layouts_seeds_and_many_videos(trained_run, tiny_root):
         tsd.predict(model, feats["v1"], seed="x")
     with pytest.raises(ConfigError, match="layout = 'TD' is invalid; expected \"DxT\" or \"TxD\""):
         tsd.predict(model, feats["v1"], layout="TD")
+
+
+def test_the_sampler_views_and_fast_setting_equal_the_command(trained_run, tiny_root, tmp_path):
+    best = trained_run / "checkpoints" / "best.pt"
+    paths = {s: tiny_root / f"features_{s}" / "v1.npy" for s in ("rgb", "flow")}
+    model = tsd.load_model(best, device="cpu")
+    pred = tsd.predict(model, paths, sampler="dpmpp_2m", steps=3, views="middle")
+    assert (pred.sampler, pred.steps, pred.views) == ("dpmpp_2m", 3, "middle")
+    assert main(["predict", "--checkpoint", str(best), "--rgb", str(paths["rgb"]), "--flow",
+                 str(paths["flow"]), "--out", str(tmp_path / "cli"), "--sampler", "dpmpp_2m",
+                 "--steps", "3", "--views", "middle", "--quiet", "--no-plots"]) == 0
+    np.testing.assert_allclose(pred.probs, np.load(tmp_path / "cli" / "v1_probs.npy"), atol=1e-6)
+    fast = tsd.predict(model, paths, fast=True)
+    assert {"sampler": fast.sampler, "steps": fast.steps, "views": fast.views} == dict(
+        FAST_SAMPLING)
+    assert tsd.predict(model, paths, fast=True, steps=2).steps == 2  # given wins
+    assert not np.array_equal(fast.probs, tsd.predict(model, paths).probs)  # DDIM, 2 steps
+    with pytest.raises(ConfigError, match="eval.sampler = 'dpm' is not a sampler"):
+        tsd.predict(model, paths, sampler="dpm")
+    results = tsd.evaluate(trained_run, sampler="dpmpp_2m_sde", steps=3, write=False)
+    assert (results["sampler"], results["steps"], results["views"]) == ("dpmpp_2m_sde", 3, "all")
 
 
 def test_the_loaded_model_is_short_to_print_and_moves(trained_run):

@@ -84,8 +84,10 @@ class Prediction:
         fps: frames per second of the features, for the segment times (the video's time).
         uncertainty: (T,) float32 per-frame uncertainty of the fused decision (the mutual
             information between label and sample, in nats) with ``samples`` > 1, else None.
-        samples: DDIM samples drawn per stream.
-        steps: DDIM steps per sample.
+        samples: samples drawn per stream.
+        steps: sampler steps per sample.
+        sampler: the sampler (``eval.sampler``: ``ddim``, ``dpmpp_2m``, ...).
+        views: the temporal offset views sampled (``eval.views``: ``all`` or ``middle``).
         duration_s: the video's duration (:func:`predict_video`), else None.
     """
 
@@ -101,6 +103,8 @@ class Prediction:
     samples: int = 1
     steps: Optional[int] = None
     duration_s: Optional[float] = None
+    sampler: str = "ddim"
+    views: str = "all"
 
     @property
     def label_names(self) -> list[str]:
@@ -185,6 +189,9 @@ def predict(
     seed: Optional[int] = None,
     layout: Orientation | str = Orientation.DxT,
     orientations: Optional[Mapping[str, Orientation | str]] = None,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> Prediction:
     """Segment one video with a loaded model.
 
@@ -198,25 +205,32 @@ def predict(
         name: the video's name (default: the first file's stem, else ``video``).
         fps: frames per second of the features, for the segment times (default: the config's
             ``dataset.fps``).
-        steps: DDIM steps (default: the checkpoint's ``eval.steps``, else the model's).
-        samples: DDIM samples per stream, averaged; with 2 or more the result carries the
+        steps: sampler steps (default: the checkpoint's ``eval.steps``).
+        samples: samples per stream, averaged; with 2 or more the result carries the
             per-frame and per-segment uncertainty (default: the checkpoint's ``eval.samples``,
             1 unless set).
         seed: the sampling seed (default: the checkpoint's ``eval.seed``); a video's noise is
             drawn from it and the video's features, so the same call gives the same result.
         layout: axis order of the arrays and tensors, ``"DxT"`` (default) or ``"TxD"``.
         orientations: stream -> ``DxT`` / ``TxD`` for files (default: the config's).
+        sampler: the sampler, a name of ``twostream_das.diffusion.SAMPLERS`` (``ddim``,
+            ``dpmpp_2m``, ``dpmpp_2m_sde``; default: the checkpoint's ``eval.sampler``).
+        views: at ``dataset.sample_rate`` > 1, ``"all"`` offset views averaged or the
+            ``"middle"`` one alone (default: the checkpoint's ``eval.views``).
+        fast: the measured fast setting first (``twostream_das.config.FAST_SAMPLING``,
+            docs/SAMPLERS.md); ``sampler``, ``steps``, ``samples`` and ``views`` given win.
 
     Returns:
         A :class:`Prediction`.
 
     Raises:
-        ConfigError: streams missing or unknown, a bad ``fps``, ``steps``, ``samples`` or
-            ``seed``.
+        ConfigError: streams missing or unknown, a bad ``fps``, ``steps``, ``samples``,
+            ``sampler``, ``views`` or ``seed``.
         DataError: a bad file or array (dimension, NaN, no frames, lengths), as the command says.
     """
     (result,) = predict_many(model, [(name, features)], fps=fps, steps=steps, samples=samples,
-                             seed=seed, layout=layout, orientations=orientations)
+                             seed=seed, layout=layout, orientations=orientations,
+                             sampler=sampler, views=views, fast=fast)
     return result
 
 
@@ -235,6 +249,9 @@ def predict_many(
     layout: Orientation | str = Orientation.DxT,
     orientations: Optional[Mapping[str, Orientation | str]] = None,
     progress: bool = False,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> Iterator[Prediction]:
     """:func:`predict` for many videos, batched as the ``predict`` command batches them (the
     views of several videos per forward pass, grouped by length): faster than one call per
@@ -250,7 +267,8 @@ def predict_many(
     Yields:
         One :class:`Prediction` per video, in order.
     """
-    cfg = _sampling_config(model.config, steps, samples, seed)
+    cfg = _sampling_config(model.config, seed, steps=steps, samples=samples, sampler=sampler,
+                           views=views, fast=fast)
     if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
         raise ConfigError(f"fps = {fps!r} is invalid; expected a finite number > 0")
     rate = cfg.dataset.fps if fps is None else float(fps)
@@ -281,6 +299,9 @@ def predict_video(
     samples: Optional[int] = None,
     seed: Optional[int] = None,
     progress: bool = False,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> Prediction:
     """Segment a video file: its frames resampled to the checkpoint's ``dataset.fps`` by their
     timestamps, the features the checkpoint's streams need extracted in memory (nothing is
@@ -326,7 +347,7 @@ def predict_video(
     extracted = extractor.extract(video, sources, progress=progress)
     features = {stream: extracted.features[source.value] for stream, source in wanted.items()}
     result = predict(model, features, name=Path(video).stem, fps=rate, steps=steps,
-                     samples=samples, seed=seed)
+                     samples=samples, seed=seed, sampler=sampler, views=views, fast=fast)
     timing = extracted.timing
     return dataclasses.replace(result, duration_s=timing.duration_s if timing else None)
 
@@ -375,26 +396,30 @@ def evaluate(
     samples: Optional[int] = None,
     quiet: bool = True,
     write: bool = True,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """Score a run's checkpoint (``best`` or ``last``) on the test videos of its fold (the
     ``evaluate`` command): ``{"rgb": M, "flow": M, "fused": M, ...}`` with each ``M`` holding
-    acc, edit, f1@10, f1@25 and f1@50 in percent. ``write`` also writes ``results.json`` and
-    ``predictions/`` into the run (what ``report`` shows)."""
+    acc, edit, f1@10, f1@25 and f1@50 in percent, and how it sampled (``sampler``, ``steps``,
+    ``samples``, ``views``; overrides as in :func:`predict`). ``write`` also writes
+    ``results.json`` and ``predictions/`` into the run (what ``report`` shows)."""
     from .workflows.evaluation import evaluate_run
 
-    return evaluate_run(run, which, quiet, steps, samples, write)
+    return evaluate_run(run, which, quiet, steps, samples, write, sampler=sampler, views=views,
+                        fast=fast)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _sampling_config(cfg: Config, steps: Optional[int], samples: Optional[int],
-                     seed: Optional[int]) -> Config:
+def _sampling_config(cfg: Config, seed: Optional[int], **sampling: Any) -> Config:
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ConfigError(f"seed = {seed!r} is invalid; expected an integer")
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, seed=int(seed)))
-    return with_sampling(cfg, steps, samples)
+    return with_sampling(cfg, **sampling)
 
 
 def _orientation(value: Orientation | str, what: str) -> Orientation:
@@ -454,6 +479,8 @@ def _prediction(model: LoadedModel, result: VideoPrediction, cfg: Config,
         uncertainty=outputs.uncertainty,
         samples=cfg.eval.samples,
         steps=cfg.eval.steps,
+        sampler=cfg.eval.sampler,
+        views=cfg.eval.views.value,
     )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
@@ -113,6 +114,14 @@ class ReviewScore(str, enum.Enum):
 
     MAX_PROB = "max_prob"  # 1 - the segment's mean fused confidence (any K)
     MUTUAL_INFORMATION = "mutual_information"  # the segment's mean MI (needs eval.samples > 1)
+
+
+class Views(str, enum.Enum):
+    """Which temporal offset views inference samples at ``dataset.sample_rate`` r > 1
+    (``eval.views``); at r = 1 there is one view either way."""
+
+    ALL = "all"  # every offset 0 .. r-1, averaged at the subsampled rate (the paper, DiffAct)
+    MIDDLE = "middle"  # offset r // 2 alone (DiffAct's decoder-noagg): r times fewer passes
 
 
 class Average(str, enum.Enum):
@@ -286,11 +295,14 @@ class EvalConfig:
     # docs/PERFORMANCE.md), EVAL_ACCELERATOR_BATCH elsewhere. Same predictions either way.
     batch_size: Optional[int] = None
     seed: int = 0  # DDIM noise: one generator per (view, stream, sample), derived from this
-    # The reverse process at inference: the sampler (a name of diffusion.samplers.SAMPLERS) and
-    # its number of steps (the one key; replaces model.diffusion.num_inference_steps).
+    # The reverse process at inference: the sampler (a name of diffusion.samplers.SAMPLERS:
+    # ddim, the paper's, with model.diffusion.eta; dpmpp_2m; dpmpp_2m_sde) and its number of
+    # steps (the one key; replaces model.diffusion.num_inference_steps). docs/SAMPLERS.md.
     sampler: str = "ddim"
     steps: int = 25
-    samples: int = 1  # DDIM samples per video and stream, fused as the mean
+    samples: int = 1  # samples per video and stream, fused as the mean
+    # Offset views sampled at dataset.sample_rate > 1: all (averaged, the paper) or middle.
+    views: Views = Views.ALL
     # How many of the K samples the decoders run on at once (the encoders run once for all K).
     # null = auto: on a CPU as many as keep a pass within EVAL_CPU_PASS_FRAMES (views x
     # samples x padded frames; at least one: at GTEA length K = 4 in one pass cost more than
@@ -305,6 +317,13 @@ class EvalConfig:
     # better than the mutual information at K = 1, 4 and 8 (docs/PERFORMANCE.md, README).
     review_score: ReviewScore = ReviewScore.MAX_PROB
 
+
+FAST_SAMPLING: Mapping[str, Any] = MappingProxyType(
+    {"sampler": "dpmpp_2m", "steps": 4, "views": Views.MIDDLE.value}
+)
+"""The eval.* sampling keys ``--fast`` (``fast=True`` in the API) sets: the measured
+recommendation, see docs/SAMPLERS.md. The presets keep the paper's (DDIM, 25 steps, all
+views); an explicit ``--sampler``, ``--steps``, ``--views`` or ``--samples`` wins over this."""
 
 EVAL_ACCELERATOR_BATCH = 4
 """``eval.batch_size: null`` on an accelerator (CUDA): views per inference batch."""
@@ -663,7 +682,8 @@ def validate(cfg: Config) -> None:
          "non-empty, each >= 1"),
         ("eval.batch_size", lambda v: v is None or v >= 1, "null or >= 1"),
         ("eval.seed", lambda v: v >= 0, ">= 0"),
-        ("eval.sampler", lambda v: bool(v.strip()), "a sampler's name (ddim)"),
+        ("eval.sampler", lambda v: bool(v.strip()),
+         "a sampler's name (ddim, dpmpp_2m, dpmpp_2m_sde)"),
         ("eval.steps", lambda v: 0 < v <= diff.num_train_timesteps,
          "in [1, model.diffusion.num_train_timesteps]"),
         ("eval.samples", lambda v: v >= 1, ">= 1"),

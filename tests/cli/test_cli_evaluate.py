@@ -6,6 +6,7 @@ import pytest
 from _tiny import CLASSES, TEST_VIDEOS
 from _torchrun import torchrun
 from twostream_das.cli import main
+from twostream_das.config import FAST_SAMPLING
 from twostream_das.data.layout import LabelMap
 from twostream_das.metrics import score
 from twostream_das.outputs import read_prediction_dir
@@ -52,7 +53,7 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
     assert main(["evaluate", str(trained_run), "--json", "--quiet", "--steps", "3",
                  "--samples", "2"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["ddim_steps"] == 3 and printed["samples"] == 2
+    assert printed["steps"] == 3 and printed["samples"] == 2
     scores = printed["uncertainty"]
     assert set(scores) == {"auroc_mutual_information", "auroc_max_prob",
                            "auroc_single_sample_max_prob", "ece", "ece_single_sample",
@@ -60,7 +61,8 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert main(["evaluate", str(trained_run), "--json", "--quiet"]) == 0
     default = json.loads(capsys.readouterr().out)
-    assert default["ddim_steps"] == 2 and default["samples"] == 1
+    assert default["steps"] == 2 and default["samples"] == 1
+    assert default["sampler"] == "ddim" and default["views"] == "all"
     one = default["uncertainty"]  # K = 1: the single-sample baseline is this very prediction
     assert one["error_rate_single_sample"] == one["error_rate"]
     assert one["ece_single_sample"] == one["ece"]
@@ -70,6 +72,22 @@ def test_evaluate_steps_and_samples_on_any_checkpoint(trained_run, capsys):
     assert scores["error_rate_single_sample"] == pytest.approx(k1["error_rate"])
     assert main(["evaluate", str(trained_run), "--steps", "0"]) == 2
     assert "eval.steps = 0 is invalid" in capsys.readouterr().err
+
+
+def test_evaluate_sampler_views_and_fast_are_options_and_recorded(trained_run, capsys):
+    mine = json.loads(_evaluate_json(trained_run, capsys, "--sampler", "dpmpp_2m_sde",
+                                     "--steps", "3", "--views", "middle"))
+    assert (mine["sampler"], mine["steps"], mine["views"]) == ("dpmpp_2m_sde", 3, "middle")
+    assert all(0.0 <= mine["fused"][k] <= 100.0 for k in METRICS)
+    fast = json.loads(_evaluate_json(trained_run, capsys, "--fast"))
+    assert {k: fast[k] for k in FAST_SAMPLING} == dict(FAST_SAMPLING)
+    given = json.loads(_evaluate_json(trained_run, capsys, "--fast", "--steps", "3"))
+    assert given["steps"] == 3 and given["sampler"] == FAST_SAMPLING["sampler"]  # given wins
+    for flag, value in (("--sampler", "dpm"), ("--views", "first")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["evaluate", str(trained_run), flag, value])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
 
 
 def _evaluate_json(run, capsys, *extra):

@@ -54,10 +54,12 @@ def test_predict_samples_write_uncertainty_and_review(predict, tiny_root, tmp_pa
             shutil.copy(tiny_root / f"features_{stream}" / f"{name}.npy", tmp_path / stream)
     out = tmp_path / "pred"
     code = predict("--rgb", tmp_path / "rgb", "--flow", tmp_path / "flow", "--out", out,
-                   "--fps", 10, "--quiet", "--samples", "3", "--steps", "3")
+                   "--fps", 10, "--quiet", "--samples", "3", "--steps", "3",
+                   "--sampler", "dpmpp_2m_sde")
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["samples"] == 3 and summary["ddim_steps"] == 3
+    assert summary["samples"] == 3 and summary["steps"] == 3
+    assert summary["sampler"] == "dpmpp_2m_sde" and summary["views"] == "all"
     num_frames = len((tiny_root / "groundTruth" / "v3.txt").read_text().split())
     mi = np.load(out / "v3_uncertainty.npy")
     assert mi.shape == (num_frames,) and mi.dtype == np.float32 and mi.min() >= 0

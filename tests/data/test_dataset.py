@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from twostream_das.config import StreamDataConfig
+from twostream_das.config import StreamDataConfig, Views
 from twostream_das.data.dataset import (
     TrainDataset,
     Video,
@@ -13,6 +13,7 @@ from twostream_das.data.dataset import (
     make_sample,
     offset_views,
     stream_dims,
+    view_offsets,
 )
 from twostream_das.data.layout import read_mapping, read_split
 from twostream_das.data.temporal import boundary_target
@@ -159,6 +160,27 @@ def test_offset_views_cover_every_offset():
     assert len(offset_views(_synthetic_video(num_frames=11), 1, 1.0)) == 1
     short = Video("short", {"rgb": np.zeros((1, 2), np.float32)}, np.array([0, 1]))
     assert [v.offset for v in offset_views(short, 4, 1.0)] == [0, 1]
+
+
+@pytest.mark.parametrize(("frames", "rate", "all_", "middle"), [
+    (20, 8, list(range(8)), [4]),  # 50Salads' rate: the middle view holds frames 4 and 12
+    (11, 4, [0, 1, 2, 3], [2]),
+    (10, 3, [0, 1, 2], [1]),
+    (9, 2, [0, 1], [1]),
+    (7, 1, [0], [0]),  # one view at rate 1 either way
+    (3, 8, [0, 1, 2], [2]),  # shorter than the rate: the last frame's offset
+])  # fmt: skip
+def test_view_offsets_all_and_middle_hand_worked(frames, rate, all_, middle):
+    assert view_offsets(frames, rate) == view_offsets(frames, rate, Views.ALL) == all_
+    assert view_offsets(frames, rate, Views.MIDDLE) == middle
+
+
+def test_the_middle_view_is_offset_rate_over_2_at_its_own_length():
+    (view,) = offset_views(_synthetic_video(num_frames=13), 8, 1.0, Views.MIDDLE)
+    assert view.offset == 4 and view.num_frames == 2  # frames 4 and 12 of 13
+    views = offset_views(_synthetic_video(num_frames=13), 8, 1.0)
+    assert [v.num_frames for v in views] == [2] * 5 + [1] * 3  # all: cropped to 1 when averaged
+    assert torch.equal(view.features["rgb"], views[4].features["rgb"])
 
 
 def test_offset_views_of_a_single_segment_video(tiny_root):

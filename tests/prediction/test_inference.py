@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -6,10 +7,11 @@ import torch
 
 from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
 from twostream_das.choices import PostprocessChoice
-from twostream_das.config import PostprocessKind, load_config
+from twostream_das.config import FAST_SAMPLING, PostprocessKind, Views, load_config
 from twostream_das.data.dataset import Sample, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.data.temporal import average_views
+from twostream_das.errors import ConfigError
 from twostream_das.prediction.inference import (
     _predict_views,
     decide,
@@ -17,6 +19,7 @@ from twostream_das.prediction.inference import (
     load_model,
     predict,
     predict_probabilities,
+    with_sampling,
 )
 from twostream_das.workflows.training import train
 
@@ -77,6 +80,56 @@ def test_sample_rate_averages_offsets_at_the_subsampled_rate(setup):
     per_view = _predict_views(loaded.model, views, cfg, CPU)
     expected = average_views([p["samples"]["rgb"] for p in per_view]).mean(axis=0)  # K samples
     np.testing.assert_allclose(out[0].probs["rgb"], expected, atol=1e-4)
+
+
+def test_the_middle_view_alone_is_that_view_brought_to_full_rate(setup):
+    """eval.views = middle at r = 3: only offset 1 is sampled, as under all (same generators);
+    its probabilities keep its own length and are restored with frame j at 1 + 3 j."""
+    loaded, videos = setup
+    cfg = dataclasses.replace(
+        loaded.config, dataset=dataclasses.replace(loaded.config.dataset, sample_rate=3)
+    )
+    middle = with_sampling(cfg, views="middle")
+    assert middle.eval.views is Views.MIDDLE
+    out = list(predict_probabilities(loaded.model, videos, middle, CPU))
+    for pred, video in zip(out, videos, strict=True):
+        full = len(video.labels)
+        assert pred.probs["rgb"].shape[1] == len(range(1, full, 3))  # frames 1, 4, 7, ...
+        restored = pred.full_rate(pred.probs["rgb"])  # (C, T)
+        assert restored.shape == (len(CLASSES), full)
+        for t in (0, 1, 2, 3, 4, 5, full - 1):  # the nearest of frames 1, 4, 7, ...: t // 3
+            j = min(t // 3, pred.probs["rgb"].shape[1] - 1)
+            np.testing.assert_array_equal(restored[:, t], pred.probs["rgb"][:, j])
+        decision = decide_video(pred, {"rgb": 0.5, "flow": 0.5},
+                                PostprocessChoice(PostprocessKind.MEDIAN, 3))
+        assert decision.labels.shape == (full,)
+    views = offset_views(videos[0], 3, cfg.dataset.boundary_sigma)  # the views all samples
+    per_view = _predict_views(loaded.model, views, cfg, CPU)
+    np.testing.assert_allclose(
+        out[0].probs["flow"], per_view[1]["samples"]["flow"].mean(axis=0), atol=1e-5
+    )
+
+
+def test_with_sampling_applies_fast_then_what_is_given_and_checks_each_key(setup):
+    cfg = setup[0].config
+    fast = with_sampling(cfg, fast=True)
+    assert (fast.eval.sampler, fast.eval.steps, fast.eval.views.value) == (
+        FAST_SAMPLING["sampler"], FAST_SAMPLING["steps"], FAST_SAMPLING["views"])
+    assert fast.eval.samples == cfg.eval.samples
+    mine = with_sampling(cfg, 7, 2, sampler="dpmpp_2m_sde", views="all", fast=True)
+    assert (mine.eval.sampler, mine.eval.steps, mine.eval.samples, mine.eval.views) == (
+        "dpmpp_2m_sde", 7, 2, Views.ALL)
+    assert with_sampling(cfg) is cfg
+    for kwargs, message in (
+        ({"sampler": "dpm"}, "eval.sampler = 'dpm' is not a sampler; expected one of ddim, "
+                             "dpmpp_2m, dpmpp_2m_sde"),
+        ({"views": "first"}, "eval.views = 'first' is invalid; expected one of all, middle"),
+        ({"steps": True}, "eval.steps = True is invalid; expected int"),
+        ({"steps": 1001}, "eval.steps = 1001 is invalid"),
+        ({"sampler": 3}, "eval.sampler = 3 is invalid; expected str"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            with_sampling(cfg, **kwargs)
 
 
 def test_decide_fuses_then_postprocesses(setup):

@@ -16,6 +16,7 @@ from twostream_das.tools.report import (
     curve_points,
     render,
     report_data,
+    results_sampling,
     runs_of,
     video_src,
     write_report,
@@ -147,7 +148,7 @@ def run_folder(folder: Path, root: Path, fold: int, weights: dict, fused, stream
     write_json(folder / "results.json", {
         "rgb": scores, "flow": scores, "fused": {**scores, "acc": 50.0 + fold},
         "fusion_weights": weights, "postprocess": {"kind": "purge", "window": 3}, "epoch": 7,
-        "fold": fold, "samples": 4, "ddim_steps": 8,
+        "fold": fold, "samples": 4, "ddim_steps": 8,  # as written before sampler and views
         "uncertainty": {"auroc_mutual_information": 0.75, "ece": 0.5 / fold},
     })
     write_json(folder / "selection.json", {"best": {"epoch": 7, "fusion_weights": weights}})
@@ -178,8 +179,15 @@ def test_run_folder_data_hand_worked(tmp_path):
                                {"kind": "purge", "window": 3},
                                "fusion_weights": {"flow": 0.25, "rgb": 1.0}}]
     assert m["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 2, 0]]
-    assert m["uncertainty"] == [{"run": "fold 1", "samples": 4, "ddim_steps": 8,
-                                 "auroc_mutual_information": 0.75, "ece": 0.5}]
+    assert m["uncertainty"] == [{"run": "fold 1", "samples": 4, "sampler": "ddim", "steps": 8,
+                                 "views": "all", "auroc_mutual_information": 0.75, "ece": 0.5}]
+
+
+def test_results_sampling_reads_the_keys_and_older_files():
+    new = {"samples": 4, "sampler": "dpmpp_2m", "steps": 3, "views": "middle"}
+    assert results_sampling({**new, "acc": 1.0}) == new
+    assert results_sampling({"samples": 1, "ddim_steps": 25}) == {
+        "samples": 1, "sampler": "ddim", "steps": 25, "views": "all"}
 
 
 def test_cv_folder_pools_the_runs(tmp_path):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional
+from typing import Any, Optional
 
+from ..config import FAST_SAMPLING, Views
+from ..diffusion import SAMPLERS
 from ..extraction import WEIGHTS_ENV, FeatureStream
 
 WEIGHT_FLAGS: dict[FeatureStream, str] = {
@@ -108,21 +110,51 @@ def add_rank_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling(parser: argparse.ArgumentParser) -> None:
-    """``--steps N`` and ``--samples K``: how the DDIM sampler runs (``eval.steps``,
-    ``eval.samples``), on any checkpoint."""
+    """``--sampler NAME``, ``--steps N``, ``--samples K``, ``--views all|middle`` and ``--fast``:
+    how inference samples (``eval.sampler``, ``eval.steps``, ``eval.samples``, ``eval.views``;
+    :data:`~twostream_das.config.FAST_SAMPLING`), on any checkpoint. Given with ``--fast``, an
+    explicit option wins over the fast setting's value for it."""
+    fast = ", ".join(f"{k} {v}" for k, v in FAST_SAMPLING.items())
+    parser.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default=None,
+        help="the sampler (default: the checkpoint's eval.sampler, ddim unless set); see "
+        "docs/SAMPLERS.md",
+    )
     parser.add_argument(
         "--steps",
         type=int,
         default=None,
         metavar="N",
         help="sampling steps (default: the checkpoint's eval.steps); fewer is faster, see "
-        "docs/PERFORMANCE.md",
+        "docs/SAMPLERS.md",
     )
     parser.add_argument(
         "--samples",
         type=int,
         default=None,
         metavar="K",
-        help="DDIM samples per video and stream, drawn in one batched pass and fused as their "
+        help="samples per video and stream, drawn in one batched pass and fused as their "
         "mean; K > 1 adds a per-frame uncertainty (default: eval.samples, 1)",
     )
+    parser.add_argument(
+        "--views",
+        choices=tuple(v.value for v in Views),
+        default=None,
+        help="at dataset.sample_rate > 1, sample every temporal offset and average (all) or "
+        "the middle offset alone (middle: sample_rate times fewer passes) (default: the "
+        "checkpoint's eval.views, all unless set)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"the measured fast setting ({fast}; docs/SAMPLERS.md); --sampler, --steps, "
+        "--samples or --views given with it win",
+    )
+
+
+def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What :func:`add_sampling`'s options were given as, by the keyword names the library
+    takes (``sampler``, ``steps``, ``samples``, ``views``, ``fast``)."""
+    return {k: getattr(args, k) for k in ("sampler", "steps", "samples", "views", "fast")}

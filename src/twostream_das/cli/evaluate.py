@@ -8,7 +8,7 @@ import json
 from ..distributed import launched_rank
 from ..workflows.evaluation import evaluate_run, results_table
 from ..workflows.selection import format_weights
-from ._common import add_quiet, add_rank_threads, add_sampling
+from ._common import add_quiet, add_rank_threads, add_sampling, sampling_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate_run(
-        args.run_dir, args.checkpoint, quiet=args.quiet, steps=args.steps, samples=args.samples,
-        threads=args.threads,
+        args.run_dir, args.checkpoint, quiet=args.quiet, threads=args.threads,
+        **sampling_options(args),
     )
     if launched_rank() != 0:  # under torchrun: rank 0 prints the job's results
         return 0

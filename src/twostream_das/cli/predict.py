@@ -9,7 +9,14 @@ from ..distributed import launched_rank
 from ..errors import ConfigError
 from ..extraction import ExtractionSettings, FlowMethod
 from ..workflows.prediction import predict_files, predict_videos
-from ._common import add_quiet, add_rank_threads, add_sampling, add_weight_args, weight_options
+from ._common import (
+    add_quiet,
+    add_rank_threads,
+    add_sampling,
+    add_weight_args,
+    sampling_options,
+    weight_options,
+)
 
 ENGINES = ("torch", "onnxruntime")
 
@@ -133,12 +140,11 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         device=args.device,
         precision=args.precision,
-        steps=args.steps,
-        samples=args.samples,
         overwrite=args.overwrite,
         review_score=args.review_score,
         threads=args.threads,
         plots=args.plots,
+        **sampling_options(args),
     )
     paths = _named(args.streams, "--stream", {"rgb": args.rgb, "flow": args.flow})
     if args.video is not None:
@@ -177,12 +183,15 @@ def _run_onnxruntime(args: argparse.Namespace) -> int:
             ("--video", args.video is not None), ("--labels", args.labels is not None),
             ("--precision", args.precision is not None),
             ("--device", args.device not in ("auto", "cpu")),
+            ("--sampler", args.sampler is not None), ("--views", args.views is not None),
+            ("--fast", args.fast),
         ) if given
     ]  # fmt: skip
     if unsupported:
         raise ConfigError(
             f"{', '.join(unsupported)} cannot be used with --engine onnxruntime (it runs the "
-            "exported float32 graphs on the CPU from feature files); use --engine torch"
+            "exported float32 graphs on the CPU from feature files, with DDIM over every "
+            "view); use --engine torch"
         )
     try:
         from ..deploy.runtime import predict_files as predict_exported

@@ -18,6 +18,7 @@ from .dataset import (
     make_sample,
     offset_views,
     stream_dims,
+    view_offsets,
 )
 from .demo import make_demo
 from .features import align_to_labels, feature_path, load_stream
@@ -50,4 +51,5 @@ __all__ = [
     "stream_dims",
     "subsample",
     "train_val_split",
+    "view_offsets",
 ]

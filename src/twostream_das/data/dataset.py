@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DatasetConfig
+from ..config import DatasetConfig, Views
 from ..errors import DataError
 from .features import align_to_labels, feature_path, load_stream
 from .layout import LabelMap, ground_truth_path, read_labels
@@ -192,12 +192,25 @@ def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: flo
     )
 
 
-def offset_views(video: Video, sample_rate: int, boundary_sigma: float) -> list[Sample]:
-    """Every offset view of ``video`` (one when ``sample_rate == 1``), for evaluation.
+def view_offsets(num_frames: int, sample_rate: int, views: Views = Views.ALL) -> list[int]:
+    """The temporal offsets inference samples for a video of ``num_frames`` frames.
 
-    Offsets past the last frame (a video shorter than the rate) have no frames and are left out.
+    ``all``: every offset ``0 .. r-1`` (offsets past the last frame, in a video shorter than
+    the rate, have no frames and are left out). ``middle``: offset ``r // 2`` alone, the view
+    DiffAct's ``decoder-noagg`` test mode samples (the last frame's offset in a video of at
+    most ``r // 2`` frames). At r = 1 both are ``[0]``. E.g. T = 20, r = 8: all ``[0 .. 7]``,
+    middle ``[4]`` (frames 4 and 12).
     """
-    offsets = range(min(sample_rate, video.num_frames))
+    if views is Views.MIDDLE:
+        return [min(sample_rate // 2, num_frames - 1)]
+    return list(range(min(sample_rate, num_frames)))
+
+
+def offset_views(
+    video: Video, sample_rate: int, boundary_sigma: float, views: Views = Views.ALL
+) -> list[Sample]:
+    """The offset views of ``video`` that inference samples (:func:`view_offsets`)."""
+    offsets = view_offsets(video.num_frames, sample_rate, views)
     return [make_sample(video, sample_rate, o, boundary_sigma) for o in offsets]
 
 

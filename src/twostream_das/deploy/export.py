@@ -111,10 +111,9 @@ def check_exportable(loaded: LoadedModel, cfg: Config) -> None:
     Raises:
         ExportError: naming the setting, its value and what the runtime implements.
     """
-    sampler = getattr(cfg.model.diffusion, "sampler", "ddim")
-    sampler = getattr(sampler, "value", sampler)
     checks = [
-        ("the sampler", str(sampler), tuple(SAMPLERS)),
+        ("the sampler", cfg.eval.sampler, tuple(SAMPLERS)),
+        ("eval.views", cfg.eval.views.value, ("all",)),
         ("fusion.rule", loaded.fusion_method.rule.value, tuple(r.value for r in FusionRule)),
         ("fusion.input", cfg.fusion.input.value, tuple(i.value for i in FusionInput)),
         ("fusion.sampling", _sampling(cfg).get("sampling", "separate"), FUSION_SAMPLING),
@@ -336,7 +335,7 @@ def _manifest(
         "background": list(cfg.dataset.background),
         "streams": list(streams),
         "sampler": {
-            "name": "ddim",
+            "name": cfg.eval.sampler,
             "eta": float(diffusion.eta),
             "num_inference_steps": len(sampler.timesteps),
             "num_train_timesteps": int(diffusion.num_train_timesteps),

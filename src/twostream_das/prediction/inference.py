@@ -3,7 +3,8 @@
 temporal-offset ensemble -> every stream -> late fusion -> post-processing -> labels, as DiffAct's
 test loop does it (METHOD.md section 6):
 
-1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1);
+1. every video is cut into its ``dataset.sample_rate`` offset views (one view when the rate is 1;
+   with ``eval.views: middle`` only the middle offset, ``r // 2``, DiffAct's decoder-noagg);
 2. views are batched (:func:`batch_plan`: ``eval.batch_size``, grouped by length, padded with
    a mask) and every stream draws ``eval.samples`` samples per view with the sampler
    :func:`~twostream_das.diffusion.make_sampler` builds (``eval.sampler``, ``eval.steps``
@@ -41,15 +42,18 @@ from ..choices import FusionWeights, PostprocessChoice, Selection
 from ..config import (
     EVAL_ACCELERATOR_BATCH,
     EVAL_CPU_PASS_FRAMES,
+    FAST_SAMPLING,
     Config,
     FusionInput,
     FusionSampling,
+    Views,
     validate,
 )
 from ..data.collate import Batch, collate
 from ..data.dataset import Sample, Video, offset_views
 from ..data.temporal import average_views, restore_full_rate
 from ..diffusion import SampleResult, make_sampler
+from ..errors import ConfigError
 from ..model.standardize import standardize_as_stored
 from ..model.two_stream import TwoStreamModel
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
@@ -280,20 +284,48 @@ class LoadedModel:
 
 
 def with_sampling(
-    cfg: Config, steps: Optional[int] = None, samples: Optional[int] = None
+    cfg: Config,
+    steps: Optional[int] = None,
+    samples: Optional[int] = None,
+    *,
+    sampler: Optional[str] = None,
+    views: Optional[Views | str] = None,
+    fast: bool = False,
 ) -> Config:
-    """``cfg`` with ``eval.steps`` / ``eval.samples`` replaced where given (the ``--steps`` and
-    ``--samples`` options), checked like any config value.
+    """``cfg`` with ``eval.sampler`` / ``steps`` / ``samples`` / ``views`` replaced where given
+    (the ``--sampler``, ``--steps``, ``--samples`` and ``--views`` options), checked like any
+    config value. ``fast`` first sets :data:`~twostream_das.config.FAST_SAMPLING` (``--fast``);
+    the values given explicitly win over it.
 
     Raises:
-        ConfigError: a value out of range, naming the key.
+        ConfigError: a value of the wrong type, out of range or naming no sampler, naming the
+            key.
     """
-    changes = {k: v for k, v in (("steps", steps), ("samples", samples)) if v is not None}
+    changes: dict[str, object] = dict(FAST_SAMPLING) if fast else {}
+    given = {"sampler": sampler, "steps": steps, "samples": samples, "views": views}
+    changes.update({k: v for k, v in given.items() if v is not None})
     if not changes:
         return cfg
-    out = replace(cfg, eval=replace(cfg.eval, **changes))
+    for key, kind in (("sampler", str), ("steps", int), ("samples", int)):
+        value = changes.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise ConfigError(f"eval.{key} = {value!r} is invalid; expected {kind.__name__}")
+    if "views" in changes:
+        changes["views"] = _views_choice(changes["views"])
+    out = replace(cfg, eval=replace(cfg.eval, **changes))  # type: ignore[arg-type]
     validate(out)
+    make_sampler(out)  # an unknown eval.sampler, or steps it cannot take, stops here
     return out
+
+
+def _views_choice(value: object) -> Views:
+    try:
+        return Views(value)
+    except ValueError:
+        raise ConfigError(
+            f"eval.views = {value!r} is invalid; expected one of "
+            f"{', '.join(v.value for v in Views)}"
+        ) from None
 
 
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
@@ -528,7 +560,9 @@ def _views(
 ) -> Iterator[tuple[int, Sample]]:
     """Offset views of every video, in order; records each video's view count in ``counts``."""
     for index, video in enumerate(videos):
-        views = offset_views(video, cfg.dataset.sample_rate, cfg.dataset.boundary_sigma)
+        views = offset_views(
+            video, cfg.dataset.sample_rate, cfg.dataset.boundary_sigma, cfg.eval.views
+        )
         counts[index] = len(views)
         yield from ((index, sample) for sample in views)
 

@@ -35,7 +35,8 @@ The embedded object (:func:`report_data`)::
      "training": [{"run", "epochs", "series": {"loss", "val_score"}, "selected_epoch"}],
      "metrics": None | {"streams", "rows": [{"run", "stream", "values"}], "mean_std",
                         "selection": [{"run", "epoch", "fusion_weights", "postprocess"}],
-                        "uncertainty": [{"run", "samples", "ddim_steps", <results.json's
+                        "uncertainty": [{"run", "samples", "sampler", "steps", "views",
+                                         <results.json's
                                          "uncertainty" entries: AUROC, ECE>}],
                         "per_class_f1": [{"class", "f1": {"f1@10", ...} | None}] | None,
                         "confusion": [[frames]] | None, "num_videos",
@@ -466,6 +467,18 @@ def _segments(
 # --------------------------------------------------------------------------- metrics
 
 
+def results_sampling(results: Mapping[str, Any]) -> dict[str, Any]:
+    """How a results.json was sampled: ``{"samples", "sampler", "steps", "views"}``; an older
+    file, written before the sampler and views were recorded, was DDIM over all views and
+    named its steps ``ddim_steps``."""
+    return {
+        "samples": results.get("samples"),
+        "sampler": results.get("sampler", "ddim"),
+        "steps": results.get("steps", results.get("ddim_steps")),
+        "views": results.get("views", "all"),
+    }
+
+
 def _metrics(
     runs: Sequence[tuple[str, RunDir]],
     found: _Videos,
@@ -496,7 +509,7 @@ def _metrics(
         )
         found_uncertainty = results.get("uncertainty")  # evaluate's AUROC and ECE, when stored
         if isinstance(found_uncertainty, dict):
-            sampling = {k: results.get(k) for k in ("samples", "ddim_steps")}
+            sampling = results_sampling(results)
             uncertainty.append({"run": label, **sampling, **found_uncertainty})
     per_class = confusion = stream_class = helped = None
     if found.gts:

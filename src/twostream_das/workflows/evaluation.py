@@ -59,13 +59,21 @@ def evaluate_run(
     samples: Optional[int] = None,
     write: bool = True,
     threads: Optional[int] = None,
+    *,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """Score ``checkpoints/<which>.pt`` of a run on the test videos of its fold.
 
-    ``steps`` / ``samples`` override the checkpoint's ``eval.steps`` / ``eval.samples`` (DDIM
-    steps; samples per video and stream); the results record both, the prediction time per
-    video and ``uncertainty``: how well the uncertainty finds wrong frames and how calibrated
-    the fused probabilities are (:class:`twostream_das.prediction.uncertainty.ErrorDetection`).
+    ``sampler`` / ``steps`` / ``samples`` / ``views`` override the checkpoint's ``eval.sampler``
+    / ``eval.steps`` / ``eval.samples`` / ``eval.views`` (the sampler, its steps, samples per
+    video and stream, the offset views); ``fast`` sets
+    :data:`~twostream_das.config.FAST_SAMPLING` first, the values given win over it
+    (:func:`~twostream_das.prediction.inference.with_sampling`). The results record them, the
+    prediction time per video and ``uncertainty``: how well the uncertainty finds wrong frames
+    and how calibrated the fused probabilities are
+    (:class:`twostream_das.prediction.uncertainty.ErrorDetection`).
     ``write=False`` returns the results without writing results.json or predictions/.
     ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`). Under
     ``torchrun`` the test videos are sharded over the ranks (module docstring);
@@ -89,7 +97,9 @@ def evaluate_run(
             f"{path} does not exist; train the run first (twostream-das train ... --out {run.root})"
         )
     with process_group(torch.device("cpu"), backend="gloo"), locked(run, "evaluate"):
-        return _evaluate(run, path, which, quiet, steps, samples, write)
+        sampling = {"steps": steps, "samples": samples, "sampler": sampler, "views": views,
+                    "fast": fast}
+        return _evaluate(run, path, which, quiet, sampling, write)
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,7 @@ def _evaluate(
     path: Path,
     which: str,
     quiet: bool,
-    steps: Optional[int],
-    samples: Optional[int],
+    sampling: dict[str, Any],
     write: bool = True,
 ) -> dict[str, Any]:
     rank, world = rank_and_world()
@@ -115,7 +124,7 @@ def _evaluate(
         fold = int(read_json(run.run_json)["fold"])
         device = local_device(resolve_device("auto"))
         loaded = load_model(path, device)
-        cfg = with_sampling(loaded.config, steps, samples)
+        cfg = with_sampling(loaded.config, **sampling)
         root = Path(cfg.dataset.root)
         label_map = read_mapping(root / "mapping.txt")
         check_background(label_map, cfg.dataset.background)
@@ -204,7 +213,9 @@ def _results(
             "checkpoint": which,
             "num_videos": num_videos,
             "average": cfg.eval.average.value,
-            "ddim_steps": cfg.eval.steps,
+            "sampler": cfg.eval.sampler,
+            "steps": cfg.eval.steps,
+            "views": cfg.eval.views.value,
             "samples": cfg.eval.samples,
             "seconds_per_video": round(seconds / max(num_videos, 1), 4),
             "uncertainty": detection.summary(),

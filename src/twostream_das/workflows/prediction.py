@@ -295,15 +295,21 @@ def predict_files(
     review_score: Optional[ReviewScore | str] = None,
     threads: Optional[int] = None,
     plots: bool = True,
+    *,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """Predict every video of ``features`` (stream -> ``.npy`` file or folder, one per stream of
     the checkpoint) and write the files listed in the module docstring.
 
     ``orientations``: stream -> axis order of its files (None: the checkpoint's config).
-    ``precision`` (``fp32`` or ``bf16``), ``steps`` and ``samples`` override the checkpoint's
-    ``eval.precision``,
-    ``eval.steps`` and ``eval.samples`` (None keeps them). ``overwrite``: replace a prediction
-    already in ``out`` (:func:`prepare_output`; without it such a folder is refused).
+    ``precision`` (``fp32`` or ``bf16``), ``sampler``, ``steps``, ``samples`` and ``views``
+    override the checkpoint's ``eval.precision``, ``eval.sampler``, ``eval.steps``,
+    ``eval.samples`` and ``eval.views`` (None keeps them); ``fast`` sets
+    :data:`~twostream_das.config.FAST_SAMPLING` first, the values given win over it.
+    ``overwrite``: replace a prediction already in ``out`` (:func:`prepare_output`; without it
+    such a folder is refused).
     ``review_score`` overrides ``eval.review_score`` (how ``review.csv`` ranks segments).
     ``threads``: torch CPU threads (:func:`~twostream_das.distributed.rank_threads`).
     ``plots=False`` writes no ``<video>.png`` (:func:`write_video_outputs`).
@@ -322,7 +328,9 @@ def predict_files(
     with process_group(torch.device("cpu"), backend="gloo"):
         return _predict_files(
             checkpoint, features, Path(out), fps, labels_dir, orientations or {}, quiet,
-            device, precision, steps, samples, overwrite, review_score, plots,
+            device, precision, {"steps": steps, "samples": samples, "sampler": sampler,
+                                "views": views, "fast": fast},
+            overwrite, review_score, plots,
         )  # fmt: skip
 
 
@@ -345,8 +353,7 @@ def _predict_files(
     quiet: bool,
     device_name: str,
     precision: Optional[Precision | str],
-    steps: Optional[int],
-    samples: Optional[int],
+    sampling: dict[str, Any],
     overwrite: bool,
     review_score: Optional[ReviewScore | str],
     plots: bool,
@@ -361,7 +368,7 @@ def _predict_files(
         check_stream_paths(loaded, features, "predict")
         known = dict.fromkeys(loaded.model.stream_names)
         check_stream_paths(loaded, {**known, **orientations}, "predict orientations")
-        cfg = with_sampling(loaded.config, steps, samples)
+        cfg = with_sampling(loaded.config, **sampling)
         if precision is not None:
             cfg = replace(cfg, eval=replace(cfg.eval, precision=Precision(precision)))
         if review_score is not None:
@@ -427,7 +434,9 @@ def _summary(
         "classes": list(loaded.label_names),
         "background": list(cfg.dataset.background),
         "labels_dir": str(labels_path.resolve()) if labels_path is not None else None,
-        "ddim_steps": cfg.eval.steps,
+        "sampler": cfg.eval.sampler,
+        "steps": cfg.eval.steps,
+        "views": cfg.eval.views.value,
         "samples": cfg.eval.samples,
         "videos": [
             {
