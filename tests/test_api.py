@@ -162,8 +162,8 @@ def test_the_sampler_views_and_fast_setting_equal_the_command(trained_run, tiny_
                  "--steps", "3", "--views", "middle", "--quiet", "--no-plots"]) == 0
     np.testing.assert_allclose(pred.probs, np.load(tmp_path / "cli" / "v1_probs.npy"), atol=1e-6)
     fast = tsd.predict(model, paths, fast=True)
-    assert {"sampler": fast.sampler, "steps": fast.steps, "views": fast.views} == dict(
-        FAST_SAMPLING)
+    assert (fast.sampler, fast.steps, fast.views) == (
+        FAST_SAMPLING["sampler"], FAST_SAMPLING["steps"], FAST_SAMPLING["views"])
     assert tsd.predict(model, paths, fast=True, steps=2).steps == 2  # given wins
     assert not np.array_equal(fast.probs, tsd.predict(model, paths).probs)  # DDIM, 2 steps
     with pytest.raises(ConfigError, match="eval.sampler = 'dpm' is not a sampler"):

@@ -116,6 +116,13 @@ class ReviewScore(str, enum.Enum):
     MUTUAL_INFORMATION = "mutual_information"  # the segment's mean MI (needs eval.samples > 1)
 
 
+class TimestepSpacing(str, enum.Enum):
+    """Where a sampler's n steps lie on the N training steps (``eval.timestep_spacing``)."""
+
+    LINEAR = "linear"  # DiffAct's floor(linspace(-1, N - 1, n + 1)): 999, 499 for n = 2
+    QUADRATIC = "quadratic"  # (k / n)^2 (N - 1), more steps at low noise: 999, 250 for n = 2
+
+
 class Views(str, enum.Enum):
     """Which temporal offset views inference samples at ``dataset.sample_rate`` r > 1
     (``eval.views``); at r = 1 there is one view either way."""
@@ -300,6 +307,8 @@ class EvalConfig:
     # steps (the one key; replaces model.diffusion.num_inference_steps). docs/SAMPLERS.md.
     sampler: str = "ddim"
     steps: int = 25
+    # Where the steps lie on the schedule, for every sampler (linear: DiffAct's grid).
+    timestep_spacing: TimestepSpacing = TimestepSpacing.LINEAR
     samples: int = 1  # samples per video and stream, fused as the mean
     # Offset views sampled at dataset.sample_rate > 1: all (averaged, the paper) or middle.
     views: Views = Views.ALL

@@ -78,6 +78,7 @@ def test_evaluate_sampler_views_and_fast_are_options_and_recorded(trained_run, c
     mine = json.loads(_evaluate_json(trained_run, capsys, "--sampler", "dpmpp_2m_sde",
                                      "--steps", "3", "--views", "middle"))
     assert (mine["sampler"], mine["steps"], mine["views"]) == ("dpmpp_2m_sde", 3, "middle")
+    assert mine["timestep_spacing"] == "linear"
     assert all(0.0 <= mine["fused"][k] <= 100.0 for k in METRICS)
     fast = json.loads(_evaluate_json(trained_run, capsys, "--fast"))
     assert {k: fast[k] for k in FAST_SAMPLING} == dict(FAST_SAMPLING)

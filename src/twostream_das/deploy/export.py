@@ -114,6 +114,7 @@ def check_exportable(loaded: LoadedModel, cfg: Config) -> None:
     checks = [
         ("the sampler", cfg.eval.sampler, tuple(SAMPLERS)),
         ("eval.views", cfg.eval.views.value, ("all",)),
+        ("eval.timestep_spacing", cfg.eval.timestep_spacing.value, ("linear",)),
         ("fusion.rule", loaded.fusion_method.rule.value, tuple(r.value for r in FusionRule)),
         ("fusion.input", cfg.fusion.input.value, tuple(i.value for i in FusionInput)),
         ("fusion.sampling", _sampling(cfg).get("sampling", "separate"), FUSION_SAMPLING),

@@ -14,6 +14,8 @@ from .samplers import (
     dpmpp_coefficients,
     make_sampler,
     per_video_noise,
+    quadratic_timesteps,
+    timestep_grid,
 )
 from .sampling import Denoiser, SampleResult, concat_results, sample, sample_passes
 from .schedule import NoiseSchedule, cosine_schedule
@@ -36,6 +38,8 @@ __all__ = [
     "dpmpp_coefficients",
     "make_sampler",
     "per_video_noise",
+    "quadratic_timesteps",
     "sample",
     "sample_passes",
+    "timestep_grid",
 ]

@@ -26,6 +26,7 @@ Memory grows linearly with the video length: nothing here builds a (T, T) tensor
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -310,21 +311,23 @@ def with_sampling(
         value = changes.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
             raise ConfigError(f"eval.{key} = {value!r} is invalid; expected {kind.__name__}")
-    if "views" in changes:
-        changes["views"] = _views_choice(changes["views"])
+    for key, value in changes.items():  # views, and any other choice FAST_SAMPLING sets
+        current = getattr(cfg.eval, key)
+        if isinstance(current, enum.Enum):
+            changes[key] = _choice(type(current), key, value)
     out = replace(cfg, eval=replace(cfg.eval, **changes))  # type: ignore[arg-type]
     validate(out)
     make_sampler(out)  # an unknown eval.sampler, or steps it cannot take, stops here
     return out
 
 
-def _views_choice(value: object) -> Views:
+def _choice(kind: type[enum.Enum], key: str, value: object) -> enum.Enum:
     try:
-        return Views(value)
+        return kind(value)
     except ValueError:
         raise ConfigError(
-            f"eval.views = {value!r} is invalid; expected one of "
-            f"{', '.join(v.value for v in Views)}"
+            f"eval.{key} = {value!r} is invalid; expected one of "
+            f"{', '.join(str(v.value) for v in kind)}"
         ) from None
 
 

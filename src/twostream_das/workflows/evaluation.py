@@ -216,6 +216,7 @@ def _results(
             "sampler": cfg.eval.sampler,
             "steps": cfg.eval.steps,
             "views": cfg.eval.views.value,
+            "timestep_spacing": cfg.eval.timestep_spacing.value,
             "samples": cfg.eval.samples,
             "seconds_per_video": round(seconds / max(num_videos, 1), 4),
             "uncertainty": detection.summary(),

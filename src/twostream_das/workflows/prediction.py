@@ -437,6 +437,7 @@ def _summary(
         "sampler": cfg.eval.sampler,
         "steps": cfg.eval.steps,
         "views": cfg.eval.views.value,
+        "timestep_spacing": cfg.eval.timestep_spacing.value,
         "samples": cfg.eval.samples,
         "videos": [
             {

@@ -17,6 +17,7 @@ from ..schedule import NoiseSchedule, cosine_schedule
 from .base import Generators, NoiseSource, Sampler, per_video_noise
 from .ddim import DDIMSampler, ddim_timesteps
 from .dpmpp import DPMSolverPPSampler, DPMStepCoefficients, dpmpp_coefficients
+from .timesteps import quadratic_timesteps, timestep_grid
 
 SAMPLERS: dict[str, Callable[[NoiseSchedule, Config], Sampler]] = {
     "ddim": DDIMSampler.from_config,
@@ -64,4 +65,6 @@ __all__ = [
     "dpmpp_coefficients",
     "make_sampler",
     "per_video_noise",
+    "quadratic_timesteps",
+    "timestep_grid",
 ]

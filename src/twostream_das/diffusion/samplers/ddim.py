@@ -1,8 +1,9 @@
 """DDIM steps (Song et al. 2021) with x0 prediction: a :class:`~.base.Sampler`.
 
-Timesteps (DiffAct's spacing): ``floor(linspace(-1, N - 1, n + 1))`` reversed, paired with their
-successor: for N = 1000, n = 25 the steps are 999, 959, ..., 39 and the last one goes to -1,
-where the update returns the x0 estimate itself (abar_{-1} = 1). One update from t to t' < t:
+Timesteps (DiffAct's spacing, ``eval.timestep_spacing: linear``; :mod:`.timesteps`):
+``floor(linspace(-1, N - 1, n + 1))`` reversed, paired with their successor: for N = 1000,
+n = 25 the steps are 999, 959, ..., 39 and the last one goes to -1, where the update returns
+the x0 estimate itself (abar_{-1} = 1). One update from t to t' < t:
 
     eps    = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)
     sigma  = eta * sqrt((1 - abar_t') / (1 - abar_t) * (1 - abar_t / abar_t'))
@@ -20,24 +21,12 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ...config import Config
+from ...config import Config, TimestepSpacing
 from ..schedule import NoiseSchedule
 from .base import Generators, per_video_noise
+from .timesteps import ddim_timesteps, timestep_grid
 
-
-def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
-    """The n sampling steps, descending, followed by -1 (DiffAct's ``linspace(-1, N-1, n+1)``).
-
-    Returns:
-        n + 1 ints, e.g. ``[999, 959, ..., 39, -1]`` for (1000, 25).
-    """
-    if not 0 < num_inference_steps <= num_train_timesteps:
-        raise ValueError(
-            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
-            f"{num_train_timesteps}"
-        )
-    grid = torch.linspace(-1, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
-    return [int(v) for v in grid.floor().long().flip(0).tolist()]
+__all__ = ["DDIMSampler", "StepCoefficients", "ddim_timesteps"]
 
 
 class StepCoefficients(NamedTuple):
@@ -57,24 +46,31 @@ class DDIMSampler:
     Args:
         schedule: the training schedule (float64 abar).
         eta: stochasticity; 1.0 = DiffAct's default, 0.0 = deterministic DDIM.
+        spacing: where the steps lie (:mod:`.timesteps`; linear = DiffAct's grid).
     """
 
-    def __init__(self, schedule: NoiseSchedule, eta: float = 1.0) -> None:
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        eta: float = 1.0,
+        spacing: TimestepSpacing = TimestepSpacing.LINEAR,
+    ) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         self.schedule = schedule
         self.eta = float(eta)
+        self.spacing = TimestepSpacing(spacing)
         self.timesteps: list[int] = []
         self._coefficients: dict[int, StepCoefficients] = {}
 
     @classmethod
     def from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DDIMSampler:
-        """DDIM over ``schedule`` with ``model.diffusion.eta``."""
-        return cls(schedule, cfg.model.diffusion.eta)
+        """DDIM over ``schedule`` with ``model.diffusion.eta`` and ``eval.timestep_spacing``."""
+        return cls(schedule, cfg.model.diffusion.eta, cfg.eval.timestep_spacing)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         """Choose the n steps (``self.timesteps``, descending) and precompute their updates."""
-        grid = ddim_timesteps(self.schedule.num_train_timesteps, num_inference_steps)
+        grid = timestep_grid(self.schedule.num_train_timesteps, num_inference_steps, self.spacing)
         abar = self.schedule.alphas_cumprod.tolist()
         self.timesteps = grid[:-1]
         self._coefficients = {

@@ -4,10 +4,10 @@ their timesteps, their history and all but three of their coefficients.
 
 Notation: alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t)
 (the half log-SNR, increasing towards the data). Timesteps: DDIM's grid
-(:func:`~.ddim.ddim_timesteps`, e.g. 999, 749, 499, 249 and then -1 for 4 of 1000), so that
-both samplers evaluate the network at the same steps and a comparison at n steps compares the
-updates only. One update from s = t_i to t = t_{i+1} with h = lambda_t - lambda_s, the x0
-estimates m_i (this step's) and m_{i-1} (the previous step's) and r = h_{i-1} / h:
+(:mod:`.timesteps`, ``eval.timestep_spacing``; linear: 999, 749, 499, 249 and then -1 for 4 of
+1000), so that both samplers evaluate the network at the same steps and a comparison at n steps
+compares the updates only. One update from s = t_i to t = t_{i+1} with h = lambda_t - lambda_s,
+the x0 estimates m_i (this step's) and m_{i-1} (the previous step's) and r = h_{i-1} / h:
 
     D      = (1 + 1 / (2r)) m_i - 1 / (2r) m_{i-1}     second order (multistep)
     D      = m_i                                         first order: the first step, the last
@@ -43,10 +43,10 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ...config import Config
+from ...config import Config, TimestepSpacing
 from ..schedule import NoiseSchedule
 from .base import Generators, per_video_noise
-from .ddim import ddim_timesteps
+from .timesteps import timestep_grid
 
 
 class DPMStepCoefficients(NamedTuple):
@@ -72,7 +72,7 @@ def dpmpp_coefficients(
 
     Args:
         alphas_cumprod: abar_n, n = 0 .. N-1 (the schedule's, as floats).
-        grid: the n steps descending and then -1 (:func:`~.ddim.ddim_timesteps`).
+        grid: the n steps descending and then -1 (:func:`~.timesteps.timestep_grid`).
         i: the step, 0 .. n-1; 0 is first order (no previous estimate).
         stochastic: the SDE variant's weights (``sde-dpmsolver++``).
 
@@ -118,11 +118,18 @@ class DPMSolverPPSampler:
     Args:
         schedule: the training schedule (float64 abar).
         stochastic: the SDE variant (draws noise at every step but the last).
+        spacing: where the steps lie (:mod:`.timesteps`; linear = DiffAct's grid).
     """
 
-    def __init__(self, schedule: NoiseSchedule, stochastic: bool = False) -> None:
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        stochastic: bool = False,
+        spacing: TimestepSpacing = TimestepSpacing.LINEAR,
+    ) -> None:
         self.schedule = schedule
         self.stochastic = bool(stochastic)
+        self.spacing = TimestepSpacing(spacing)
         self.timesteps: list[int] = []
         self._index: dict[int, int] = {}
         self._coefficients: list[DPMStepCoefficients] = []
@@ -130,18 +137,18 @@ class DPMSolverPPSampler:
 
     @classmethod
     def from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DPMSolverPPSampler:
-        """``dpmpp_2m``: the deterministic solver (no setting of its own)."""
-        return cls(schedule, stochastic=False)
+        """``dpmpp_2m``: the deterministic solver on ``eval.timestep_spacing``."""
+        return cls(schedule, stochastic=False, spacing=cfg.eval.timestep_spacing)
 
     @classmethod
     def sde_from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DPMSolverPPSampler:
-        """``dpmpp_2m_sde``: the stochastic variant (no setting of its own)."""
-        return cls(schedule, stochastic=True)
+        """``dpmpp_2m_sde``: the stochastic variant on ``eval.timestep_spacing``."""
+        return cls(schedule, stochastic=True, spacing=cfg.eval.timestep_spacing)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
-        """Choose the n steps (DDIM's grid, ``self.timesteps`` descending) and their weights;
-        forgets every run's history."""
-        grid = ddim_timesteps(self.schedule.num_train_timesteps, num_inference_steps)
+        """Choose the n steps (``self.timesteps`` descending, on DDIM's grid) and their
+        weights; forgets every run's history."""
+        grid = timestep_grid(self.schedule.num_train_timesteps, num_inference_steps, self.spacing)
         abar = self.schedule.alphas_cumprod.tolist()
         self.timesteps = grid[:-1]
         self._index = {t: i for i, t in enumerate(self.timesteps)}

@@ -1,0 +1,64 @@
+"""Where the sampling steps lie on the training schedule (``eval.timestep_spacing``).
+
+Every sampler evaluates the network at n timesteps, descending, and its last update goes to -1
+(abar = 1), where it returns the x0 estimate. With few steps the place of the last network call
+matters most: the output is the decoder's x0 estimate from that step's x_t.
+
+- ``linear`` (DiffAct's, the default): ``floor(linspace(-1, N - 1, n + 1))``, e.g. 999, 499 for
+  2 of 1000 and 999, 749, 499, 249 for 4 (:func:`ddim_timesteps`).
+- ``quadratic`` (DPM-Solver's "time-quadratic" skip): ``t_k = floor((k / n)^2 (N - 1) + 1/2)``
+  for k = n .. 1, more steps at low noise: 999, 250 for 2 of 1000 and 999, 562, 250, 62 for 4.
+  Where two steps would round to the same t (n above about sqrt(N)), each is moved up to one
+  above the next lower, so the steps stay distinct.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...config import TimestepSpacing
+
+
+def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The n sampling steps, descending, followed by -1 (DiffAct's ``linspace(-1, N-1, n+1)``).
+
+    Returns:
+        n + 1 ints, e.g. ``[999, 959, ..., 39, -1]`` for (1000, 25).
+    """
+    if not 0 < num_inference_steps <= num_train_timesteps:
+        raise ValueError(
+            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
+            f"{num_train_timesteps}"
+        )
+    grid = torch.linspace(-1, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
+    return [int(v) for v in grid.floor().long().flip(0).tolist()]
+
+
+def quadratic_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The ``quadratic`` steps (module docstring), descending, followed by -1.
+
+    Returns:
+        n + 1 ints, e.g. ``[999, 250, -1]`` for (1000, 2).
+    """
+    n, top = num_inference_steps, num_train_timesteps - 1
+    if not 0 < n <= num_train_timesteps:
+        raise ValueError(
+            f"num_inference_steps = {n} is invalid; expected 1 .. {num_train_timesteps}"
+        )
+    ascending = [-1]
+    for k in range(1, n + 1):
+        ascending.append(max(math.floor((k / n) ** 2 * top + 0.5), ascending[-1] + 1))
+    return ascending[::-1]
+
+
+def timestep_grid(
+    num_train_timesteps: int,
+    num_inference_steps: int,
+    spacing: TimestepSpacing = TimestepSpacing.LINEAR,
+) -> list[int]:
+    """The n steps of ``spacing``, descending, followed by -1 (the grid every sampler uses)."""
+    if spacing is TimestepSpacing.QUADRATIC:
+        return quadratic_timesteps(num_train_timesteps, num_inference_steps)
+    return ddim_timesteps(num_train_timesteps, num_inference_steps)
