@@ -1,6 +1,7 @@
 """``twostream-das export``: the folder, its manifest and the refusals."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -64,5 +65,21 @@ def test_export_refuses_a_sampler_the_runtime_lacks_naming_it(onnx_export, tmp_p
     checkpoint, _ = onnx_export
     monkeypatch.setattr(export_module, "SAMPLERS", {"dpm": None})
     with pytest.raises(ExportError, match="the sampler is 'ddim'.*implements dpm"):
+        export_module.export_onnx(checkpoint, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("eval.sampler=dpmpp_2m", "the sampler is 'dpmpp_2m', which the ONNX runtime does not "
+                              "implement (it implements ddim)"),
+    ("eval.views=middle", "eval.views is 'middle', which the ONNX runtime does not implement "
+                          "(it implements all)"),
+    ("eval.timestep_spacing=quadratic", "eval.timestep_spacing is 'quadratic'"),
+])  # fmt: skip
+def test_export_refuses_sampling_the_runtime_cannot_run(setting, message, tmp_path):
+    from deploy._onnx import write_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path / "model.pt", ("rgb", "flow"), setting)
+    with pytest.raises(ExportError, match=re.escape(message)):
         export_module.export_onnx(checkpoint, tmp_path / "out")
     assert not (tmp_path / "out").exists()

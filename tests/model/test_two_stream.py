@@ -104,17 +104,20 @@ def test_three_streams_stack_like_they_run_one_after_the_other():
         torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)
 
 
-def test_samples_in_passes_equal_one_pass():
+@pytest.mark.parametrize("name", ["ddim", "dpmpp_2m", "dpmpp_2m_sde"])
+def test_samples_in_passes_equal_one_pass(name):
     """K = 5 samples in passes of 1, 2 (2 + 2 + 1) or 5: the same rows, stacked or one stream
-    after the other, because each (video, stream, sample) row has its own generator."""
+    after the other, because each (video, stream, sample) row has its own generator; one
+    sampler object serves every pass (a multistep sampler keeps each run's history apart)."""
     model = make_model().eval()
     features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
     mask = lengths_mask([8, 6], 8)
+    shared = sampler(f"eval.sampler={name}")
     for backend in (None, Backend.REFERENCE):
         with use_backend(backend) if backend else torch.no_grad():
-            whole = model.sample(features, mask, _gens(DIMS, 10), sampler(), samples=5)
+            whole = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5)
             for per_pass in (1, 2):
-                parts = model.sample(features, mask, _gens(DIMS, 10), sampler(), samples=5,
+                parts = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5,
                                      samples_per_pass=per_pass)
                 for s in DIMS:
                     assert parts[s].probs.shape == (5, 2, 4, 8)
@@ -147,7 +150,8 @@ def test_joint_sampling_with_one_stream_weighted_is_that_stream_alone():
                                            rtol=1e-5, atol=1e-6)
 
 
-def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not():
+@pytest.mark.parametrize("name", ["ddim", "dpmpp_2m_sde"])
+def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not(name):
     """Equal weights: the output is a distribution per frame, differs from both streams alone
     (their updates continued from the consensus), and the stacked pass and the streams one
     after the other agree, also in passes of one sample."""
@@ -155,14 +159,15 @@ def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not():
     features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
     mask = lengths_mask([8, 6], 8)
     fusion = _joint({"rgb": 0.5, "flow": 0.5}, "product")
-    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, sampler(), samples=3)
+    chosen = sampler(f"eval.sampler={name}")
+    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3)
     with use_backend(Backend.REFERENCE):
-        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, sampler(), samples=3,
+        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3,
                                    samples_per_pass=1)
     assert stacked.probs.shape == (3, 2, 4, 8)
     torch.testing.assert_close(stacked.probs, plain.probs, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(stacked.probs.sum(dim=2), torch.ones(3, 2, 8))
-    alone = model.sample(features, mask, _gens(DIMS, 6), sampler(), samples=3)
+    alone = model.sample(features, mask, _gens(DIMS, 6), chosen, samples=3)
     for s in DIMS:
         assert (stacked.probs - alone[s].probs).abs().max() > 1e-3
 
