@@ -362,7 +362,10 @@ def summary(
         "classes": manifest.classes,
         "background": list(manifest.raw["background"]),
         "labels_dir": None,
-        "ddim_steps": steps,
+        "sampler": manifest.sampler["name"],  # predict's sampling keys: what export allows
+        "steps": steps,
+        "views": "all",
+        "timestep_spacing": "linear",
         "samples": samples,
         "videos": [
             {"name": v.name, "frames": v.num_frames, "segments": len(v.segments),
