@@ -1,12 +1,12 @@
-"""The test-time path at a sample rate against DiffAct's, on its pipeline oracle (issue 12).
+"""The test-time path at a sample rate against DiffAct's, on its pipeline oracle.
 
 Reads ``../shared/data/diffact_oracle/pipeline.pt`` (DiffAct's offset probabilities for three
 split-1 test videos per dataset, and its outputs) and the real labels beside it, and scores with
 the package's metrics (pooled, background = ``background`` as the presets):
 
-- ``before``: the path this package had until issue 12: every offset upsampled to the full rate
-  (its own nearest frames), averaged there, post-processed at full rate (median window in
-  full-rate frames, METHOD.md's purge);
+- ``before``: the path this package had before it matched DiffAct's: every offset upsampled to
+  the full rate (its own nearest frames), averaged there, post-processed at full rate (median
+  window in full-rate frames, METHOD.md's purge);
 - ``after``: the package's path now (:func:`twostream_das.prediction.postprocess.postprocess` on the
   offsets' average at the subsampled rate), with the preset's kind and, for GTEA's purge, also
   ``diffact_purge``;
@@ -100,7 +100,9 @@ def blip_rows(data: dict, gts: dict[str, np.ndarray], fps: float) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[2] / "shared"
-    parser.add_argument("--shared", type=Path, default=default, help="the shared folder")
+    parser.add_argument("--shared", type=Path, default=default,
+                        help="the folder holding data/diffact_oracle and the datasets' labels "
+                        "(default: shared/ beside the repository)")
     args = parser.parse_args()
     oracle = torch.load(args.shared / "data/diffact_oracle/pipeline.pt", weights_only=True)
     rows = []

@@ -17,8 +17,9 @@ fold. Everything is chosen on the validation videos carved out of the fold's tra
 the epoch, the per-stream temperatures, the fusion weights and the post-processing; test videos
 are only scored.
 
-Stages (each resumable; on the shared 2-core machine run each through ``/work/bin/heavy`` in
-calls of at most ~10 minutes)::
+Stages (each resumable: ``--budget`` seconds per call, then run the same command again; on a
+shared machine, pin each call to one core with one thread, e.g. ``taskset -c 0`` with
+``OMP_NUM_THREADS=1``)::
 
     python3 bench/fusion_quality.py train   --work /tmp/fq --seed 0 --budget 540
     python3 bench/fusion_quality.py measure --work /tmp/fq --seed 0 --budget 540
@@ -398,7 +399,7 @@ def _epoch_of(path: Path) -> int:
 
 RULES = tuple(FusionRule)
 TEMPERATURE = (False, True)
-MAIN_METRICS = ("acc", "f1@50")  # the goal of issue 16: fused >= better stream + 5 on these
+MAIN_METRICS = ("acc", "f1@50")  # the fusion goal: fused >= better stream + 5 on these
 
 
 def variant_name(kind: str, rule: FusionRule, temperature: bool) -> str:
@@ -465,7 +466,7 @@ def headroom(videos: list[VideoProbs]) -> dict[str, float]:
 
 def confidence(videos: list[VideoProbs]) -> dict[str, dict[str, float]]:
     """Per stream: mean top probability on right and on wrong frames, and the share of wrong
-    frames whose top probability is above 0.9 (the over-confidence issue 16 measured)."""
+    frames whose top probability is above 0.9 (the over-confidence of late fusion's inputs)."""
     out = {}
     for s in STREAMS:  # at a sample rate > 1, restored to every frame as the labels are
         top = np.concatenate([v.full_rate(v.probs[s].max(axis=0)) for v in videos])
@@ -609,7 +610,7 @@ def summarize(rows: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[s
 
 
 def goal(gain: dict[str, float]) -> bool:
-    """Issue 22's goal: >= 5 points on acc and F1@50, ahead on all five metrics."""
+    """The fusion goal: >= 5 points on acc and F1@50, ahead on all five metrics."""
     return all(gain[k] >= 5 for k in MAIN_METRICS) and all(gain[k] > 0 for k in METRIC_KEYS)
 
 

@@ -14,7 +14,7 @@ masks. Compared with the same model on the CPU in fp32:
 - inference probabilities (max abs difference, and for fp32 the share of frames with the same
   argmax), fp32 and bf16 autocast. TF32 is off, so fp32 is fp32 on both devices.
 
-Then issue 17's two throughput measurements on the device (reported, not judged):
+Then the two sampling throughput measurements on the device (reported, not judged):
 ``sampling`` (``bench_sampling.measure``: K = 4 samples in one pass and in passes of one against
 one sample, GTEA preset, ``--sampling-frames`` frames) and ``predict_folder``
 (``bench_predict_folder.measure``: 4 views per batch and the default against one video at a
@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sampling-frames", type=int, default=1500,
-                        help="issue 17's K = 4 against K = 1 at this T (GTEA preset)")
+                        help="time K = 4 samples against K = 1 at this T (GTEA preset)")
     parser.add_argument("--folder-videos", type=int, default=20,
-                        help="issue 17's folder throughput over this many videos")
+                        help="time folder throughput over this many videos")
     parser.add_argument("--folder-frames", type=bench_predict_folder.frame_range,
                         default=(800, 2000), metavar="LOW:HIGH")
     args = parser.parse_args(argv)

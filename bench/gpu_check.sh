@@ -5,7 +5,7 @@
 # inference (GTEA preset networks, 2 videos of 1000 frames), each compared with the CPU result
 # to the tolerances in bench/gpu_check.py, with timings; then, reported but not judged, K = 4
 # DDIM samples against one and folder batching against one video at a time on the device
-# (issue 17's throughput goals); one JSON object on stdout (also when a
+# (the sampling throughput goals: K = 4 at most 2.5x one sample, batching 1.5x the videos/s); one JSON object on stdout (also when a
 # comparison fails or a step raises), exit 0 when all pass, 1 when one fails, 124 on timeout.
 # Without a CUDA device it prints {"status": "skipped", ...} and exits 0.
 # ARGS go to bench/gpu_check.py (--frames N, --repeats N, --device cuda:N, --sampling-frames N,

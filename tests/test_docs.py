@@ -52,3 +52,15 @@ def test_nothing_refers_to_the_unshipped_spec():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"(?<!TORCH_)\bSPEC\b", text), path
         assert "../shared" not in text, path
+
+
+INTERNAL = re.compile(r"\b[Ii]ssues? \d+\b|/work/")  # a tracker's numbers, a team machine's paths
+READ_BY_USERS = [*SHIPPED_TEXT, ROOT / "CHANGELOG.md", *sorted((ROOT / "bench").glob("*.*")),
+                 *sorted((ROOT / "scripts").glob("*.*"))]  # fmt: skip
+
+
+def test_nothing_names_an_internal_issue_or_path():
+    """Readers know neither the team's issue tracker nor its machines: say what is meant."""
+    for path in READ_BY_USERS:
+        match = INTERNAL.search(path.read_text(encoding="utf-8"))
+        assert match is None, f"{path}: {match.group(0)!r}"

@@ -36,7 +36,7 @@ RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
 ALLOWED_UPWARD = {
     # LoadedModel.predict is twostream_das.predict bound to the model (the Python API's
-    # convenience, issue 28): a call-time import inside that one method. The one exception;
+    # convenience): a call-time import inside that one method. The one exception;
     # moving the method to the API layer would end it.
     ("twostream_das.prediction.inference", "twostream_das.api"),
     # fusion inside the sampler (fusion.sampling = joint) has the model fuse the streams at
@@ -49,7 +49,7 @@ ALLOWED_CIRCLES = {
     # prediction/inference.py and prediction/uncertainty.py import each other (the joint
     # sampler's uncertainty inputs); one of them should hand the other its types
     ("twostream_das.prediction.uncertainty", "twostream_das.prediction.inference"),
-    # deploy/runtime.py and deploy/outputs.py import each other (landed with the ONNX runtime)
+    # deploy/runtime.py and deploy/outputs.py import each other (added with the ONNX runtime)
     ("twostream_das.deploy.outputs", "twostream_das.deploy.runtime"),
 }
 

@@ -20,7 +20,7 @@ def test_derived_seeds_are_stable_and_distinct():
 
 
 def test_base_seeds_change_the_low_32_bits():
-    """The CPU generator (mt19937) keeps only the low 32 bits of a seed (issue 14)."""
+    """The CPU generator (mt19937) keeps only the low 32 bits of a seed."""
     low = {derive_seed(s, "init") & 0xFFFFFFFF for s in range(64)}
     assert len(low) == 64
 

@@ -27,7 +27,7 @@ def derive_seed(seed: int, *parts: object) -> int:
 
     The BLAKE2b hash of ``"seed|part1|part2|..."``, cut to 62 bits. Every bit depends on every
     input: the CPU generator (mt19937) keeps only the low 32 bits of a seed, so a layout that
-    put the base seed in the high bits gave every seed the same draws on CPU (issue 14). The
+    put the base seed in the high bits gave every seed the same draws on CPU. The
     same inputs give the same seed on every machine and Python version (unlike ``hash``).
     """
     text = "|".join(str(p) for p in (int(seed), *parts))
@@ -79,7 +79,7 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     """Training's autocast dtype (``train.amp``), or None for full precision.
 
     bf16 on CUDA devices that support it when ``enabled`` (no loss scaling needed); CPU training
-    runs in fp32 (CPU bf16 autocast was no faster at GTEA sizes on this project's machine).
+    runs in fp32 (CPU bf16 autocast was no faster at GTEA sizes in docs/PERFORMANCE.md's runs).
     """
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
@@ -92,7 +92,7 @@ def inference_dtype(device: torch.device, precision: Precision | str) -> torch.d
 
     ``bf16`` autocasts on CPU and on CUDA devices with bf16; a CUDA device without it falls back
     to fp32 with a warning. On CPU bf16 was about 1.7x faster at Breakfast sizes and no faster at
-    GTEA sizes on this project's machine (docs/PERFORMANCE.md); it changes the probabilities at
+    GTEA sizes in the runs of docs/PERFORMANCE.md; it changes the probabilities at
     bf16 precision.
     """
     if Precision(precision) is Precision.FP32:

@@ -88,7 +88,7 @@ def test_any_affine_scale_gives_the_same_first_loss():
 
 
 def test_raw_coordinates_get_a_sane_first_loss():
-    """The issue's case: raw skeleton coordinates of -800..2100 (a first loss of 452 there)."""
+    """Raw skeleton coordinates of -800..2100 (a first loss of 452 unstandardised)."""
     raw = _videos(lambda x: (x - x.min()) / (x.max() - x.min()) * 2900 - 800)
     assert min(v.features["rgb"].min() for v in raw) == pytest.approx(-800, abs=1e-3)
     assert max(v.features["rgb"].max() for v in raw) == pytest.approx(2100, abs=1e-3)

@@ -153,7 +153,7 @@ def test_predict_uses_the_selected_weights(setup):
 
 
 def test_a_renamed_video_gets_the_same_prediction(setup):
-    """The DDIM noise is seeded by the features, not the file name (issue 14)."""
+    """The DDIM noise is seeded by the features, not the file name."""
     loaded, videos = setup
     renamed = [dataclasses.replace(videos[0], name="another_name")]
     a = next(predict_probabilities(loaded.model, videos[:1], loaded.config, CPU))

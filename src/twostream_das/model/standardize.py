@@ -1,7 +1,7 @@
 """Per-channel feature standardisation, fitted on the fold's training videos.
 
 Features of users' own data can have any scale: raw skeleton coordinates of -800..2100 trained
-with a first loss of 452 (issue 14). With ``dataset.standardize`` on, channel ``d`` of every
+with a first loss of 452. With ``dataset.standardize`` on, channel ``d`` of every
 stream is mapped to ``(x_d - mean_d) / std_d``, with the mean and the (population) standard
 deviation of that channel over every frame of the fold's *training* videos, never validation or
 test videos. The statistics are buffers of the model (``standardizer.<stream>_mean`` /

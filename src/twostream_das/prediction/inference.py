@@ -347,7 +347,7 @@ def content_digest(features: Mapping[str, torch.Tensor]) -> str:
     """A hex digest of a view's features, stream by stream (names, shapes, dtypes and bytes).
 
     The DDIM noise of a view is seeded by this, not by the video's file name: the same features
-    give the same prediction whatever the file is called (issue 14). About 10 ms per GTEA video.
+    give the same prediction whatever the file is called. About 10 ms per GTEA video.
     """
     h = hashlib.blake2b(digest_size=16)
     for stream in sorted(features):

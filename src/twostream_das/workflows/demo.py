@@ -42,7 +42,7 @@ DEFAULT_DEMO_DIR = Path("twostream_das_demo")
 DEMO_FOLD = 1
 DEMO_DATA_SEED = 0
 MARKER = "demo.json"
-UNCERTAINTY_SAMPLES = (1, 4, 8)  # K of results.json's uncertainty_by_samples (issue 17)
+UNCERTAINTY_SAMPLES = (1, 4, 8)  # K of results.json's uncertainty_by_samples
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def _same_weights(a, b):
 
 
 def test_train_seeds_give_different_weights(reference_run, tiny_root, tmp_path):
-    """Each base seed changes the initial weights and every draw after them (issue 14)."""
+    """Each base seed changes the initial weights and every draw after them."""
     result, run = reference_run
     cfg = load_config("demo", tiny_overrides(tiny_root, "train.seed=1"))
     other = train(cfg, 1, tmp_path / "seed1", quiet=True)
