@@ -13,6 +13,7 @@ from twostream_das.checkpoint import (
 from twostream_das.choices import PostprocessChoice, Selection
 from twostream_das.config import PostprocessKind, load_config
 from twostream_das.errors import CheckpointError
+from twostream_das.tools.upgrade import upgrade_file
 
 SELECTION = Selection(3, {"rgb": 0.3, "flow": 0.7}, PostprocessChoice(PostprocessKind.PURGE, 5),
                       "mean", 70.25)
@@ -90,27 +91,14 @@ def test_errors_name_the_file(tmp_path):
     data = _checkpoint()[1].as_dict()
     data["version"] = 0
     torch.save(data, old)
-    with pytest.raises(CheckpointError, match="version 0; this twostream_das reads versions 1, 2"):
+    with pytest.raises(CheckpointError, match="version 0; this twostream_das reads version 2, "
+                       "and `twostream-das upgrade` takes version 1"):
         load_checkpoint(old)
-
-
-def test_version_1_checkpoints_load_as_named_streams(tmp_path):
-    """Before named streams (version 1) the config had dataset.rgb / dataset.flow and
-    fusion.rgb_weight / fusion.flow_weight; such a file loads as streams rgb and flow."""
-    data = _checkpoint()[1].as_dict()
-    config = data["config"]
-    config["dataset"].update(config["dataset"].pop("streams"))  # rgb: {...}, flow: {...}
-    weights = {"rgb_weight": 0.25, "flow_weight": 0.75}
-    config["fusion"] = {**{k: v for k, v in config["fusion"].items() if k != "weights"}, **weights}
     data["version"] = 1
-    path = tmp_path / "v1.pt"
-    torch.save(data, path)
-    back = load_checkpoint(path)
-    assert back.version == CHECKPOINT_VERSION
-    cfg = back.to_config()
-    assert list(cfg.dataset.streams) == ["rgb", "flow"]
-    assert cfg.dataset.streams["flow"].folder == "features_flow"
-    assert cfg.fusion.weights == {"rgb": 0.25, "flow": 0.75}
+    torch.save(data, old)
+    with pytest.raises(CheckpointError, match="version 1, the format of an older twostream_das; "
+                       f"run `twostream-das upgrade {old}`"):
+        load_checkpoint(old)
 
 
 def test_pickled_objects_are_refused(tmp_path):
@@ -149,7 +137,8 @@ def test_checkpoint_dataclass_is_plain():
 
 def test_stored_selections_of_versions_1_and_2_load_typed(tmp_path):
     """Selections were stored as the same plain dict since version 1; ``temperatures`` came
-    later (absent: none). Both versions load into a checked Selection."""
+    later (absent: none). Both versions load into a checked Selection (version 1 once
+    ``twostream-das upgrade`` has written it in today's format)."""
     for version in (1, 2):
         data = _checkpoint()[1].as_dict()
         if version == 1:
@@ -160,7 +149,7 @@ def test_stored_selections_of_versions_1_and_2_load_typed(tmp_path):
         data["version"] = version
         path = tmp_path / f"v{version}.pt"
         torch.save(data, path)
-        back = load_checkpoint(path)
+        back = load_checkpoint(path if version == 2 else upgrade_file(path).target)
         assert back.selection == SELECTION and back.selection.temperatures == {}
         assert list(back.selection.fusion_weights) == ["rgb", "flow"]
 

@@ -10,12 +10,10 @@ from twostream_das.config import (
     ConfigError,
     FeatureSource,
     MaskStrategy,
-    Precision,
     from_dict,
     load_config,
     preset_path,
     to_dict,
-    upgrade_layout_1,
 )
 
 
@@ -94,8 +92,11 @@ def test_overrides_are_typed():
         ("dataset.streams.Pose={folder: x}", "dataset.streams name 'Pose' is invalid"),
         ("dataset.streams.pose={source: folder}", "dataset.streams.pose.folder = '' is invalid"),
         ("dataset.streams.pose=null", r"dataset.streams has no 'pose'; it has \['rgb', 'flow'\]"),
-        ("dataset.rgb.dim=3", "dataset.rgb, the config layout of twostream_das before named"),
-        ("fusion.rgb_weight=1", "fusion.rgb_weight, the config layout"),
+        ("dataset.rgb.dim=3",
+         "uses dataset.rgb, a key of an older twostream_das; today it is dataset.streams.rgb"),
+        ("fusion.rgb_weight=1", "uses fusion.rgb_weight, .* today it is fusion.weights.rgb"),
+        ("eval.cpu_bf16=false", "uses eval.cpu_bf16, .* today it is eval.precision"),
+        ("model.diffusion.num_inference_steps=6", "today it is eval.steps"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -146,19 +147,21 @@ def test_streams_are_a_named_list_in_the_configured_order():
     assert list(from_dict(to_dict(three)).dataset.streams) == ["pose", "rgb", "flow"]
 
 
-def test_old_layout_files_are_refused_and_stored_configs_upgraded(tmp_path):
+def test_files_and_stored_configs_of_older_versions_are_refused_naming_the_upgrade(tmp_path):
+    """The loaders read today's keys only; an older file is refused in one line that names
+    ``twostream-das upgrade FILE`` (tests/tools/test_upgrade.py upgrades such files)."""
     old = tmp_path / "old.yaml"
-    old.write_text("dataset:\n  rgb: {folder: a}\n  flow: {folder: b}\n")
-    with pytest.raises(ConfigError, match=r"old.yaml uses dataset.rgb, dataset.flow.*layout 1"):
+    old.write_text("dataset:\n  rgb: {folder: a}\n  flow: {folder: b}\neval: {cpu_bf16: true}\n")
+    with pytest.raises(ConfigError) as err:
         load_config(old)
-    stored = to_dict(load_config("gtea"))
-    stored["dataset"] = {k: v for k, v in stored["dataset"].items() if k != "streams"}
-    stored["dataset"].update(rgb={"folder": "a", "source": "folder"}, flow={"source": "i3d_flow"})
-    stored["fusion"] = {"rgb_weight": 0.3, "flow_weight": 0.7, "grid_step": 0.1}
-    cfg = from_dict(upgrade_layout_1(stored))
-    assert list(cfg.dataset.streams) == ["rgb", "flow"]
-    assert cfg.dataset.streams["rgb"].folder == "a"
-    assert cfg.fusion.weights == {"rgb": 0.3, "flow": 0.7}
+    assert str(err.value) == (
+        f"config file {old} uses dataset.rgb, dataset.flow, eval.cpu_bf16, a key of an older "
+        f"twostream_das; run `twostream-das upgrade {old}` to write it in today's format"
+    )
+    stored = to_dict(load_config("demo"))
+    stored["model"]["diffusion"]["num_inference_steps"] = 7
+    with pytest.raises(ConfigError, match="stored config uses model.diffusion.num_inference_steps"):
+        from_dict(stored)
 
 
 @pytest.mark.parametrize(
@@ -192,27 +195,3 @@ def test_out_of_range_values_name_the_key_the_value_and_the_range(override, expe
     message = str(err.value)
     assert message.startswith(f"{key} = ") and f"expected {expected}" in message
     assert f"{key} = {value}" in message.replace(", ", ",")  # the value as given
-
-
-def test_older_eval_cpu_bf16_is_read_as_eval_precision(tmp_path, caplog):
-    """eval.cpu_bf16 (before eval.precision) in a file, an override or a stored config."""
-    old = tmp_path / "old.yaml"
-    old.write_text(
-        "name: old\ndataset: {streams: {rgb: {source: i3d_rgb}}}\n"
-        "eval: {cpu_bf16: true, batch_size: 2}\n"
-    )
-    with caplog.at_level("WARNING"):
-        cfg = load_config(old)
-    assert cfg.eval.precision is Precision.BF16 and cfg.eval.batch_size == 2
-    assert "eval.cpu_bf16 is replaced by eval.precision" in caplog.text
-    assert load_config("demo", ["eval.cpu_bf16=false"]).eval.precision is Precision.FP32
-    stored = to_dict(load_config("demo"))
-    del stored["eval"]["precision"]
-    stored["eval"]["cpu_bf16"] = True  # a checkpoint written before eval.precision existed
-    assert from_dict(stored).eval.precision is Precision.BF16
-    both = tmp_path / "both.yaml"
-    both.write_text("eval: {cpu_bf16: true, precision: fp32}\n")
-    with pytest.raises(ConfigError, match="eval.cpu_bf16 .* and eval.precision are both set"):
-        load_config(both)
-    with pytest.raises(ConfigError, match="eval.cpu_bf16 = 3 is invalid"):
-        load_config("demo", ["eval.cpu_bf16=3"])

@@ -113,11 +113,16 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
     return atomic_write_bytes(path, text.encode(encoding))
 
 
+def atomic_create(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """:func:`atomic_write` to a *new* file: ``FileExistsError`` (and ``path`` untouched) when it
+    exists, also when another process creates it meanwhile (a hard link, not a rename, puts the
+    file in place)."""
+    return atomic_write(path, write, _link_new)
+
+
 def atomic_create_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """:func:`atomic_write_text` to a *new* file: ``FileExistsError`` (and ``path`` untouched)
-    when it exists, also when another process creates it meanwhile (a hard link, not a
-    rename, puts the file in place)."""
-    return atomic_write(path, lambda handle: handle.write(text.encode(encoding)), _link_new)
+    """:func:`atomic_create` of ``text``, newlines as given."""
+    return atomic_create(path, lambda handle: handle.write(text.encode(encoding)))
 
 
 def _link_new(tmp: str, path: Path) -> None:

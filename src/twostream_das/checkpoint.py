@@ -20,10 +20,11 @@ no other file is needed to rebuild the model:
   video names of the train/validation carve-out);
 - ``rng``: random-number state. Training derives every generator from ``(seed, epoch)`` (see
   :mod:`twostream_das.workflows.training`), so this only records the seed that makes resume exact;
-- ``version``: :data:`CHECKPOINT_VERSION`. Version 1 files (fixed RGB/FLOW config sections,
-  before named streams) load: their config is mapped to named streams ``rgb`` and ``flow``
-  (:func:`twostream_das.config.upgrade_layout_1`); weights and everything else were already
-  keyed by stream name.
+- ``version``: :data:`CHECKPOINT_VERSION`. Only today's version is read: a file of an older
+  version (1: fixed RGB/FLOW config sections, before named streams), or one whose config uses a
+  key of an older version (:data:`twostream_das.config.OLDER_KEYS`), is refused in one line
+  naming ``twostream-das upgrade FILE``, which writes it in today's format
+  (:mod:`twostream_das.tools.upgrade`).
 
 Files are written atomically (:func:`twostream_das.atomic.atomic_write`): to a temporary file in
 the same folder, fsynced, then ``os.replace``.
@@ -41,16 +42,18 @@ import torch
 
 from .atomic import atomic_write
 from .choices import Selection
-from .config import Config, from_dict, to_dict, upgrade_layout_1
+from .config import UPGRADE_COMMAND, Config, from_dict, older_keys, to_dict
 from .errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 2
-"""Bumped whenever the stored layout changes incompatibly (2: named streams in the config)."""
+"""Bumped whenever the stored layout changes incompatibly (2: named streams in the config).
+The only version :func:`load_checkpoint` reads; ``twostream-das upgrade`` writes older ones in
+it."""
 
-READABLE_VERSIONS = (1, 2)
-"""Versions :func:`load_checkpoint` reads (older ones are upgraded on load)."""
+OLDER_VERSIONS = (1,)
+"""Versions that older twostream_das wrote; ``twostream-das upgrade`` reads them."""
 
 _REQUIRED_KEYS = ("weights", "config", "label_names", "stream_dims", "epoch", "version")
 
@@ -173,7 +176,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``torch.load(weights_only=True)``.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, of another version, or lacks a key.
+        CheckpointError: the file is missing, unreadable, of another version (an older one
+            names the upgrade command), or lacks a key.
     """
     path = Path(path)
     raw = torch_load_safely(path, "checkpoint", map_location)
@@ -184,15 +188,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {path} lacks {', '.join(missing)}; is it a twostream_das checkpoint?"
         )
-    if raw["version"] not in READABLE_VERSIONS:
-        raise CheckpointError(
-            f"checkpoint {path} has version {raw['version']}; this twostream_das reads "
-            f"versions {', '.join(map(str, READABLE_VERSIONS))}"
-        )
-    if raw["version"] == 1 and isinstance(raw["config"], dict):
-        raw = {**raw, "config": upgrade_layout_1(raw["config"]), "version": CHECKPOINT_VERSION}
-        logger.info("checkpoint %s: version 1 (RGB/FLOW config sections) read as named streams",
-                    path)
+    _refuse_older_format(raw, path)
     known = {k: raw[k] for k in Checkpoint.__dataclass_fields__ if k in raw}
     for key in ("metrics", "progress", "rng"):
         if known.get(key) is None:
@@ -203,6 +199,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         except ConfigError as err:
             raise CheckpointError(f"checkpoint {path} has an invalid selection: {err}") from None
     return Checkpoint(**known)
+
+
+def _refuse_older_format(raw: dict[str, Any], path: Path) -> None:
+    """Stop in one line on a checkpoint of another version or with a config of an older one."""
+    version = raw["version"]
+    if version in OLDER_VERSIONS:
+        raise CheckpointError(
+            f"checkpoint {path} has version {version}, the format of an older twostream_das; "
+            f"run `{UPGRADE_COMMAND} {path}` to write it in today's format ({CHECKPOINT_VERSION})"
+        )
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has version {version!r}; this twostream_das reads version "
+            f"{CHECKPOINT_VERSION}, and `{UPGRADE_COMMAND}` takes version "
+            f"{', '.join(map(str, OLDER_VERSIONS))}"
+        )
+    old = older_keys(raw["config"])
+    if old:
+        raise CheckpointError(
+            f"checkpoint {path} has a config with {', '.join(old)}, keys of an older "
+            f"twostream_das; run `{UPGRADE_COMMAND} {path}` to write it in today's format"
+        )
 
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: str,

@@ -29,11 +29,6 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-CONFIG_LAYOUT = 2
-"""Layout of the stored config: 2 has ``dataset.streams`` and ``fusion.weights`` (named
-streams); 1 (checkpoint version 1) had the fixed ``dataset.rgb`` / ``dataset.flow`` sections
-and ``fusion.rgb_weight`` / ``fusion.flow_weight``. :func:`upgrade_layout_1` maps 1 to 2."""
-
 STREAM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 """Characters a stream name may use (it becomes file names, CLI flags and JSON keys)."""
 
@@ -320,7 +315,7 @@ class EvalConfig:
     samples_per_pass: Optional[int] = None
     # Inference precision (validation, evaluate, predict), on every device; not train.amp.
     # bf16 changes the probabilities at bf16 precision; faster at Breakfast sizes on CPUs with
-    # bf16. Replaces eval.cpu_bf16 (LEGACY_KEYS).
+    # bf16. Replaces eval.cpu_bf16 (OLDER_KEYS).
     precision: Precision = Precision.FP32
     # review.csv's ranking. max_prob by default: on the demo's videos it found wrong frames
     # better than the mutual information at K = 1, 4 and 8 (docs/PERFORMANCE.md, README).
@@ -356,19 +351,20 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
-    "eval.cpu_bf16": ("eval.precision", {True: Precision.BF16.value, False: Precision.FP32.value}),
-}
-"""Keys of older versions -> (their replacement, old value -> new value). Config files,
-overrides and the configs stored in older checkpoints are translated on load
-(:func:`upgrade_legacy_keys`); a file or override that uses one gets a warning."""
-
-MOVED_KEYS: dict[str, str] = {
+OLDER_KEYS: dict[str, str] = {
+    "dataset.rgb": "dataset.streams.rgb",  # layout 1: the fixed rgb/flow sections
+    "dataset.flow": "dataset.streams.flow",
+    "fusion.rgb_weight": "fusion.weights.rgb",
+    "fusion.flow_weight": "fusion.weights.flow",
+    "eval.cpu_bf16": "eval.precision",
     "model.diffusion.num_inference_steps": "eval.steps",
 }
-"""Keys of older versions -> the key that holds the same value now. Where the old config also
-set the new key (not null), that value won, as it does now; a file or override that uses the old
-key gets a warning."""
+"""Keys of older versions of this package -> the key that holds their value now. Config files,
+overrides and stored configs that use one are refused in one line naming the upgrade
+(``twostream-das upgrade FILE``, :mod:`twostream_das.tools.upgrade`, which translates them)."""
+
+UPGRADE_COMMAND = "twostream-das upgrade"
+"""The command that writes a file of an older version in today's format."""
 
 PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "gtea_i3d", "50salads_i3d", "demo")
 """Shipped configs (``configs/<name>.yaml``). ``*_i3d``: the paper's preset with both streams
@@ -395,8 +391,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
 
     Raises:
         ConfigError: naming the file or override and the offending key or value; a file in
-            the old layout (``dataset.rgb`` / ``dataset.flow``) is refused with the new
-            spelling.
+            a key of an older version (:data:`OLDER_KEYS`) is refused, naming the upgrade.
     """
     merged = OmegaConf.structured(Config)
     if source is not None:
@@ -407,9 +402,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             loaded = OmegaConf.to_container(OmegaConf.load(path))
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
             raise ConfigError(f"invalid config file {path}: {_first_line(err)}") from None
-        if isinstance(loaded, dict):
-            loaded = upgrade_legacy_keys(loaded, str(path))
-        _refuse_layout_1(loaded, f"config file {path}")  # before merging
+        refuse_older_keys(loaded, f"config file {path}", path)  # before merging
         try:
             merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
         except (OmegaConfBaseException, ValueError, TypeError, yaml.YAMLError, OSError) as err:
@@ -426,60 +419,42 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     return _to_object(merged)
 
 
-def upgrade_legacy_keys(data: dict[str, Any], where: str, warn: bool = True) -> dict[str, Any]:
-    """``data`` (a nested plain dict) with every :data:`LEGACY_KEYS` key replaced by its new key.
+def older_keys(data: Any) -> list[str]:
+    """The :data:`OLDER_KEYS` that ``data`` (a nested plain dict) sets, in the table's order."""
+    found = []
+    for old in OLDER_KEYS:
+        node = data
+        for name in old.split("."):
+            if not isinstance(node, dict) or name not in node:
+                break
+            node = node[name]
+        else:
+            found.append(old)
+    return found
+
+
+def refuse_older_keys(data: Any, where: str, path: str | Path | None = None) -> None:
+    """Stop in one line when ``data`` uses a key of an older version.
+
+    Args:
+        where: what holds ``data``, for the message (``config file x.yaml``).
+        path: the file to name in the upgrade command; None (an override): name the new keys.
 
     Raises:
-        ConfigError: an old key with a value it never had, or given together with its
-        replacement (naming ``where``).
+        ConfigError: naming ``where``, the older keys and the upgrade command (or, for an
+        override, the keys that replace them).
     """
-    out = _move_keys(data, where, warn)
-    for old, (new, values) in LEGACY_KEYS.items():
-        section, key = old.split(".")
-        if not isinstance(out.get(section), dict) or key not in out[section]:
-            continue
-        value = out[section].pop(key)
-        new_section, new_key = new.split(".")
-        if value not in values or isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise ConfigError(f"{where}: {old} = {value!r} is invalid; expected true or false")
-        if new_key in out.setdefault(new_section, {}):
-            raise ConfigError(f"{where}: {old} (an older key) and {new} are both set; keep {new}")
-        out[new_section][new_key] = values[value]
-        if warn:
-            logger.warning("%s: %s is replaced by %s; read as %s=%s", where, old, new, new,
-                           values[value])
-    return out
-
-
-def _move_keys(data: dict[str, Any], where: str, warn: bool) -> dict[str, Any]:
-    """``data`` (copied two levels deep) with each :data:`MOVED_KEYS` key under its new name."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for old, new in MOVED_KEYS.items():
-        *path, key = old.split(".")
-        parent = out
-        for name in path:
-            child = parent.get(name)
-            if not isinstance(child, dict):
-                break
-            parent[name] = child = dict(child)
-            parent = child
-        else:
-            if key not in parent:
-                continue
-            value = parent.pop(key)
-            new_section, new_key = new.split(".")
-            section = out.setdefault(new_section, {})
-            if section.get(new_key) is None:  # an old eval.steps: null meant "the old key's"
-                section[new_key] = value
-            if warn:
-                logger.warning("%s: %s is replaced by %s; read as %s=%s", where, old, new, new,
-                               section[new_key])
-    for new in MOVED_KEYS.values():  # null was "the old key's value"; absent now means default
-        new_section, new_key = new.split(".")
-        section = out.get(new_section)
-        if isinstance(section, dict) and new_key in section and section[new_key] is None:
-            out[new_section] = {k: v for k, v in section.items() if k != new_key}
-    return out
+    old = older_keys(data)
+    if not old:
+        return
+    if path is None:
+        new = ", ".join(OLDER_KEYS[k] for k in old)
+        raise ConfigError(f"{where} uses {', '.join(old)}, a key of an older twostream_das; "
+                          f"today it is {new}")
+    raise ConfigError(
+        f"{where} uses {', '.join(old)}, a key of an older twostream_das; run "
+        f"`{UPGRADE_COMMAND} {path}` to write it in today's format"
+    )
 
 
 _REPLACED_WHOLE = ("dataset.streams", "fusion.weights")
@@ -489,10 +464,8 @@ _REPLACED_WHOLE = ("dataset.streams", "fusion.weights")
 def _apply_override(merged: Any, item: str) -> Any:
     key, value = item.split("=", 1)
     key = key.strip()
-    data = upgrade_legacy_keys(
-        OmegaConf.to_container(OmegaConf.from_dotlist([item])), f"override {item!r}"  # type: ignore[arg-type]
-    )
-    _refuse_layout_1(data, f"invalid override {item!r}:")
+    data = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+    refuse_older_keys(data, f"override {item!r}")
     layer = OmegaConf.create(data)
     parent, _, name = key.rpartition(".")
     if parent in _REPLACED_WHOLE and value.strip().lower() in ("null", "~", ""):
@@ -512,41 +485,11 @@ def _apply_override(merged: Any, item: str) -> Any:
     return OmegaConf.merge(merged, layer)
 
 
-def _refuse_layout_1(data: Any, where: str) -> None:
-    """Stop with the new spelling when a config names the old fixed rgb/flow sections."""
-    if not isinstance(data, dict):
-        return
-    dataset, fusion = data.get("dataset") or {}, data.get("fusion") or {}
-    old = [f"dataset.{k}" for k in ("rgb", "flow") if isinstance(dataset, dict) and k in dataset]
-    old += [f"fusion.{k}" for k in ("rgb_weight", "flow_weight")
-            if isinstance(fusion, dict) and k in fusion]
-    if old:
-        raise ConfigError(
-            f"{where} uses {', '.join(old)}, the config layout of twostream_das before named "
-            f"streams (layout 1); write dataset.streams: {{rgb: {{...}}, flow: {{...}}}} and "
-            f"fusion.weights: {{rgb: W, flow: W}} instead (see the presets)"
-        )
-
-
-def upgrade_layout_1(data: dict[str, Any]) -> dict[str, Any]:
-    """A stored config of layout 1 (``dataset.rgb`` / ``dataset.flow``, ``fusion.rgb_weight``
-    / ``fusion.flow_weight``) in layout 2: the same two streams, named ``rgb`` and ``flow``."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    dataset, fusion = dict(out.get("dataset", {})), dict(out.get("fusion", {}))
-    if "rgb" in dataset or "flow" in dataset:
-        dataset["streams"] = {k: dataset.pop(k) for k in ("rgb", "flow") if k in dataset}
-    if "rgb_weight" in fusion or "flow_weight" in fusion:
-        fusion["weights"] = {
-            k: fusion.pop(f"{k}_weight") for k in ("rgb", "flow") if f"{k}_weight" in fusion
-        }
-    out["dataset"], out["fusion"] = dataset, fusion
-    return out
-
-
 def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors.
-    Keys of older versions (:data:`LEGACY_KEYS`) are translated."""
-    data = upgrade_legacy_keys(data, "stored config", warn=False)
+    """Inverse of :func:`to_dict` (used when loading checkpoints); unknown keys are errors, and
+    keys of older versions (:data:`OLDER_KEYS`) are refused (the checkpoint loader names the
+    upgrade command first)."""
+    refuse_older_keys(data, "stored config")
     try:
         return _to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
     except (OmegaConfBaseException, ValueError) as err:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
-from twostream_das.config import from_dict, load_config, to_dict
+from twostream_das.config import load_config, to_dict
 from twostream_das.diffusion import (
     SAMPLERS,
     DDIMSampler,
@@ -83,20 +81,10 @@ def test_ddim_follows_the_contract_with_a_fake_denoiser():
     assert torch.equal(x, x0)
 
 
-def test_the_number_of_steps_has_one_key_and_old_configs_are_read_into_it(caplog):
-    stored = to_dict(CFG)
-    stored["eval"].pop("steps")
-    stored["eval"].pop("sampler")
-    stored["model"]["diffusion"]["num_inference_steps"] = 7
-    assert from_dict(stored).eval.steps == 7  # an older checkpoint's config
-    stored["eval"]["steps"] = 3  # eval.steps won over the model's number then, and does now
-    assert from_dict(stored).eval.steps == 3
-    stored["eval"]["steps"] = None  # null meant "the model's"
-    assert from_dict(stored).eval.steps == 7
-    with caplog.at_level(logging.WARNING):
-        cfg = load_config(
-            None, ["dataset.streams={a: {folder: a}}", "model.diffusion.num_inference_steps=6"]
-        )
-    assert cfg.eval.steps == 6
-    assert "model.diffusion.num_inference_steps is replaced by eval.steps" in caplog.text
-    assert "num_inference_steps" not in str(to_dict(cfg))
+def test_the_number_of_steps_has_one_key():
+    """eval.steps; the older model.diffusion.num_inference_steps is refused (tools/upgrade.py
+    translates it, tests/tools/test_upgrade.py)."""
+    assert "num_inference_steps" not in str(to_dict(CFG))
+    with pytest.raises(ConfigError, match="today it is eval.steps"):
+        load_config(None, ["dataset.streams={a: {folder: a}}",
+                           "model.diffusion.num_inference_steps=6"])

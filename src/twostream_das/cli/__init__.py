@@ -26,7 +26,7 @@ from ..errors import TwoStreamDASError
 # Modules of this package that define commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "train", "evaluate", "predict", "cv", "demo", "make_demo", "score", "extract", "init_config",
-    "report", "convert", "import_annotations", "export",
+    "report", "convert", "upgrade", "import_annotations", "export",
 )
 
 

@@ -12,13 +12,13 @@ Padded frames stay 0. A channel whose training std is below :data:`MIN_STD` (con
 centred (std 1).
 
 The paper presets leave it off: the reference code feeds the features as they are (parity).
-``init-config`` turns it on for new datasets. A checkpoint without the buffers (written before
-this option existed) loads with it off (:func:`standardize_as_stored`).
+``init-config`` turns it on for new datasets. A checkpoint's config says whether its weights
+hold the statistics; ``twostream-das upgrade`` sets it so in a file whose config says otherwise
+(:func:`has_stored_statistics`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-
-from ..config import Config
 
 if TYPE_CHECKING:
     from ..data.dataset import Video
@@ -104,23 +102,3 @@ class FeatureStandardizer(nn.Module):
 def has_stored_statistics(weights: Mapping[str, torch.Tensor]) -> bool:
     """Whether a model state dict holds standardisation statistics."""
     return any(key.startswith(STATE_PREFIX) for key in weights)
-
-
-def standardize_as_stored(cfg: Config, weights: Mapping[str, torch.Tensor], where: str) -> Config:
-    """``cfg`` with ``dataset.standardize`` as the stored ``weights`` say: on exactly when they
-    hold the statistics (a checkpoint written before the option existed has none: off).
-
-    A config that says otherwise (an edited file) is corrected with a warning naming ``where``:
-    the weights were trained on what the statistics say.
-    """
-    stored = has_stored_statistics(weights)
-    if stored == cfg.dataset.standardize:
-        return cfg
-    logger.warning(
-        "%s: its config has dataset.standardize=%s but its weights %s standardisation "
-        "statistics; applying %s", where, str(cfg.dataset.standardize).lower(),
-        "hold" if stored else "lack", "them" if stored else "none",
-    )
-    return dataclasses.replace(
-        cfg, dataset=dataclasses.replace(cfg.dataset, standardize=stored)
-    )

@@ -55,7 +55,6 @@ from ..data.dataset import Sample, Video, offset_views
 from ..data.temporal import average_views, restore_full_rate
 from ..diffusion import SampleResult, make_sampler
 from ..errors import ConfigError
-from ..model.standardize import standardize_as_stored
 from ..model.two_stream import TwoStreamModel
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
 from .fusion import FusionMethod, JointFusion, fuse
@@ -334,7 +333,7 @@ def _choice(kind: type[enum.Enum], key: str, value: object) -> enum.Enum:
 def load_model(path: str | Path, device: torch.device) -> LoadedModel:
     """Rebuild the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
     ckpt = load_checkpoint(path)
-    cfg = standardize_as_stored(ckpt.to_config(), ckpt.weights, f"checkpoint {path}")
+    cfg = ckpt.to_config()
     model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
     load_weights(model, ckpt.weights, f"checkpoint {path}",
                  "expected the tensors of the network its stored config describes (was the "
