@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -195,3 +197,105 @@ def old_module(name: str) -> ModuleType:
         return importlib.import_module(f"twostream_das_old.{name}")
     except ModuleNotFoundError:
         return importlib.import_module(f"twostream_das_old.{name.rpartition('.')[2]}")
+
+
+AGAINST_ROUNDS = 5
+"""``--rounds``' default: runs of each tree, alternating (this, REV), then (REV, this), ..."""
+
+
+def add_against_args(parser: argparse.ArgumentParser) -> None:
+    """``--against REV``, ``--rounds N`` and ``--repo``: time this tree against git revision REV
+    (:func:`run_against`)."""
+    parser.add_argument(
+        "--against", metavar="REV",
+        help="time this tree against git revision REV, each in subprocesses run alternately "
+        "with the same other options (one JSON object with the ratios)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=AGAINST_ROUNDS,
+                        help=f"runs of each tree with --against (default {AGAINST_ROUNDS})")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
+
+
+def without_against(argv: Sequence[str]) -> list[str]:
+    """``argv`` less ``--against REV``, ``--rounds N`` and ``--repo PATH`` (either spelling)."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        name = item.split("=", 1)[0]
+        if name in ("--against", "--rounds", "--repo"):
+            skip = "=" not in item
+            continue
+        out.append(item)
+    return out
+
+
+def run_tree(tree: Path, script: str, argv: Sequence[str], env: Mapping[str, str]) -> dict:
+    """``tree/bench/<script> argv`` in a fresh process with ``tree``'s package first on the
+    path (``PYTHONPATH=tree/src:tree/bench``); its stdout's JSON report."""
+    environ = {**os.environ, **env, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree / 'bench'}"}
+    done = subprocess.run([sys.executable, str(tree / "bench" / script), *argv], cwd=tree,
+                          env=environ, capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def row_key(row: Mapping[str, object]) -> str:
+    """A result row's name: ``preset:T:variant``."""
+    return f"{row['preset']}:{row['frames']}:{row['variant']}"
+
+
+def run_against(script: str, argv: Sequence[str], rev: str, rounds: int, repo: Path = ROOT
+                ) -> dict[str, object]:  # fmt: skip
+    """This tree's ``bench/<script>`` against revision ``rev``'s own, interleaved.
+
+    ``rev`` is checked out with ``git worktree add`` into a temporary folder (removed after).
+    Each round runs both trees' script once in a subprocess with the same ``argv``, in an
+    order that alternates from round to round, so load from other jobs hits both alike. A
+    tree's time for a row is the median of its rounds' medians; ``ratio`` is this tree's over
+    ``rev``'s (below 1: this tree is faster), with the ratio of each round beside it. The other
+    tree builds its native kernels into a cache folder of its own.
+    """
+    cache = os.environ.get("TORCH_EXTENSIONS_DIR", str(Path(tempfile.gettempdir()) / "tx"))
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet",
+                        str(other), rev], check=True)  # fmt: skip
+        try:
+            commit = subprocess.run(["git", "-C", str(other), "rev-parse", "HEAD"], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+            trees = {"this": (ROOT, {}),
+                     "against": (other, {"TORCH_EXTENSIONS_DIR": f"{cache}-{commit[:12]}"})}
+            reports: dict[str, list[dict]] = {name: [] for name in trees}
+            for r in range(rounds):
+                for name in list(trees)[:: 1 if r % 2 == 0 else -1]:
+                    tree, env = trees[name]
+                    reports[name].append(run_tree(tree, script, argv, env))
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(other)],
+                           check=False)  # fmt: skip
+    return {"benchmark": reports["this"][0].get("benchmark"), "against": rev,
+            "against_commit": commit, "argv": list(argv), "rounds": rounds,
+            "machine": reports["this"][0].get("machine"),
+            "results": compare_rounds(reports["this"], reports["against"])}  # fmt: skip
+
+
+def compare_rounds(this: Sequence[dict], against: Sequence[dict]) -> list[dict[str, object]]:
+    """Per result row: both trees' median over rounds of their median seconds, the ratio
+    this / against, and each round's ratio."""
+    rows = []
+    for row in this[0]["results"]:
+        key = row_key(row)
+        mine = [next(r["median_s"] for r in rep["results"] if row_key(r) == key) for rep in this]
+        theirs = [next(r["median_s"] for r in rep["results"] if row_key(r) == key)
+                  for rep in against]  # fmt: skip
+        rows.append({
+            "preset": row["preset"], "frames": row["frames"], "variant": row["variant"],
+            "this_median_s": round(statistics.median(mine), 5),
+            "against_median_s": round(statistics.median(theirs), 5),
+            "ratio": round(statistics.median(mine) / statistics.median(theirs), 4),
+            "round_ratios": [round(a / b, 4) for a, b in zip(mine, theirs, strict=True)],
+        })  # fmt: skip
+    return rows

@@ -2,6 +2,7 @@
 
     python bench/bench_inference.py [--quick] [--threads 2] [--repeats 3] [--no-memory]
                                     [--sizes gtea:1500,breakfast:5000] [--variants a,b]
+                                    [--against REV [--rounds 5]]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, the counted matmul GFLOP, the achieved
@@ -14,6 +15,10 @@ Variants (all give the same probabilities to float tolerance), each under
   shifted      both streams as one stacked pass, window multiply-adds as PyTorch ops
   native       the same with the native window kernels (the default backend)
   native_bf16  the native variant under CPU bf16 autocast (an option; not the default)
+
+With ``--against REV`` it prints instead this tree's times against git revision REV's, each
+tree's own script run in subprocesses alternately with the other options
+(``_bench.run_against``): per row both medians and their ratio.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from contextlib import nullcontext
 import torch
 from _bench import (
     PRESETS,
+    add_against_args,
     count_gflop,
     eval_model_and_video,
     machine,
     matmul_gflops,
     peak_rss_mib,
+    run_against,
     time_interleaved,
+    without_against,
 )
 
 from twostream_das.kernels import use_backend
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="also measure GTEA inference memory at this T (0 = skip)",
     )
+    add_against_args(parser)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
@@ -121,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         child(args)
+        return 0
+    if args.against:
+        argv = without_against(sys.argv[1:] if argv is None else argv)
+        report = run_against("bench_inference.py", argv, args.against, args.rounds, args.repo)
+        print(json.dumps(report, indent=1))
         return 0
     if args.threads is None:
         args.threads = 1 if args.quick else 2

@@ -2,7 +2,8 @@
 
     python bench/bench_train_step.py [--quick] [--threads 2] [--repeats 3]
                                       [--sizes gtea:1500,breakfast:1500]
-                                      [--variants reference,shifted,native] [--against REF]
+                                      [--variants reference,shifted,native]
+                                      [--against REV [--rounds 5]]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, counted matmul GFLOP (forward+backward),
@@ -14,8 +15,10 @@ Variants, timed interleaved in one process on the same weights and batch; each r
   shifted     hand-written backwards for the attention, the conv and the instance norm, one
               packed projection per block, hashed dropout masks; PyTorch ops
   native      ``shifted`` with the native window and dropout kernels (the default backend)
-  old         (with ``--against REF``) the package at git commit REF, imported under another
-              name (``_bench.import_old``), on the same weights, its default path
+
+With ``--against REV`` it prints instead this tree's times against git revision REV's, each
+tree's own script run in subprocesses alternately with the other options
+(``_bench.run_against``): per row both medians and their ratio.
 """
 
 from __future__ import annotations
@@ -23,24 +26,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from _bench import (
     PRESETS,
-    ROOT,
+    add_against_args,
     add_threads_arg,
     build_model,
     count_gflop,
-    import_old,
     machine,
     matmul_gflops,
-    old_module,
     peak_rss_mib,
+    run_against,
     time_interleaved,
     use_threads,
+    without_against,
 )
 from bench_inference import parse_sizes
 
@@ -53,20 +54,8 @@ BACKENDS = ["reference", "shifted", "native"]
 BATCH = 4
 
 
-def old_model(preset: str, state: dict):
-    """The old package's two-stream model for ``preset`` with the weights ``state``."""
-    config = old_module("config")
-    two_stream = old_module("model.two_stream")
-    dims, classes = PRESETS[preset]
-    model = two_stream.TwoStreamModel.from_config(config.load_config(preset, []), dims, classes)
-    model.load_state_dict(state)
-    return model
-
-
-def under(backend: str | None, step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` run under ``use_backend(backend)`` (None: as it is, the old package)."""
-    if backend is None:
-        return step
+def under(backend: str, step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` run under ``use_backend(backend)``."""
 
     def run() -> None:
         with use_backend(backend):
@@ -106,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=parse_sizes, default=None, help="preset:T,...")
     parser.add_argument("--variants", default=",".join(BACKENDS), help="backends, comma-separated")
-    parser.add_argument("--against", metavar="REF", help="also time the code at git commit REF")
-    parser.add_argument("--repo", type=Path, default=ROOT, help="git repository of --against")
+    add_against_args(parser)
     args = parser.parse_args(argv)
+    if args.against:
+        argv = without_against(sys.argv[1:] if argv is None else argv)
+        report = run_against("bench_train_step.py", argv, args.against, args.rounds, args.repo)
+        print(json.dumps(report, indent=1))
+        return 0
     threads = use_threads(args)
     repeats = 1 if args.quick else args.repeats
     variants = [v for v in args.variants.split(",") if v]
@@ -119,33 +112,26 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "train_step",
         "machine": machine(threads),
         "batch": BATCH,
-        "against": args.against,
         "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 3), 1),
         "results": [],
     }
     results: list[dict[str, object]] = report["results"]  # type: ignore[assignment]
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.against:
-            import_old(args.against, Path(tmp), args.repo)
-        for preset, frames in sizes:
-            steps: dict[str, Callable[[], None]] = {}
-            for variant in variants:  # each its own model and optimiser, the same weights
-                steps[variant] = under(variant, make_step(preset, frames))
-            if args.against:
-                state = build_model(preset)[0].state_dict()
-                steps["old"] = make_step(preset, frames, old_model(preset, state))
-            gflops = {name: count_gflop(step) for name, step in steps.items()}
-            timings = time_interleaved(steps, repeats)
-            base_time = timings[next(iter(steps))]["median_s"]
-            for variant, timing in timings.items():
-                row = {"preset": preset, "frames": frames, "variant": variant, **timing,
-                       "gflop": round(gflops[variant], 3),
-                       "gflops": round(gflops[variant] / timing["median_s"], 2),
-                       "speedup_vs_baseline": round(base_time / timing["median_s"], 3),
-                       "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
-                results.append(row)
-                print(json.dumps(row), file=sys.stderr)
+    for preset, frames in sizes:
+        steps: dict[str, Callable[[], None]] = {}
+        for variant in variants:  # each its own model and optimiser, the same weights
+            steps[variant] = under(variant, make_step(preset, frames))
+        gflops = {name: count_gflop(step) for name, step in steps.items()}
+        timings = time_interleaved(steps, repeats)
+        base_time = timings[next(iter(steps))]["median_s"]
+        for variant, timing in timings.items():
+            row = {"preset": preset, "frames": frames, "variant": variant, **timing,
+                   "gflop": round(gflops[variant], 3),
+                   "gflops": round(gflops[variant] / timing["median_s"], 2),
+                   "speedup_vs_baseline": round(base_time / timing["median_s"], 3),
+                   "peak_rss_mib": round(peak_rss_mib(), 1)}  # fmt: skip
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
     print(json.dumps(report, indent=1))
     return 0
 

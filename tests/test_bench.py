@@ -56,6 +56,34 @@ def test_inference_bench_sizes_option():
             parse_sizes(bad)
 
 
+def _bench_module():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _bench
+    finally:
+        sys.path.remove(str(BENCH))
+    return _bench
+
+
+def test_against_compares_each_row_over_rounds_and_passes_the_other_options():
+    """``--against REV``: the options both trees run with, and the ratio of the medians of
+    the rounds' medians (hand-worked)."""
+    bench = _bench_module()
+    argv = ["--sizes", "gtea:1500", "--against", "34a0988", "--rounds=3", "--repo", "/r", "-q"]
+    assert bench.without_against(argv) == ["--sizes", "gtea:1500", "-q"]
+
+    def report(*seconds):
+        return {"results": [{"preset": "gtea", "frames": 1500, "variant": v, "median_s": t}
+                            for v, t in zip(("native", "shifted"), seconds, strict=True)]}
+
+    this = [report(1.0, 4.0), report(1.2, 4.0), report(0.9, 5.0)]
+    against = [report(1.0, 2.0), report(1.1, 2.0), report(1.0, 2.5)]
+    rows = bench.compare_rounds(this, against)
+    assert [(r["variant"], r["this_median_s"], r["against_median_s"], r["ratio"]) for r in rows] \
+        == [("native", 1.0, 1.0, 1.0), ("shifted", 4.0, 2.0, 2.0)]
+    assert rows[0]["round_ratios"] == [1.0, round(1.2 / 1.1, 4), 0.9]
+
+
 def _fusion_quality():
     sys.path.insert(0, str(BENCH))
     try:
