@@ -44,6 +44,7 @@ from _bench import (
 )
 
 from twostream_das.kernels import use_backend
+from twostream_das.prediction.stacked import choose_strategy
 
 VARIANTS = {  # variant -> backend
     "reference": "reference",
@@ -77,7 +78,7 @@ def make_call(preset: str, frames: int, variant: str, overrides: list[str]):
     def call():
         with amp if amp is not None else nullcontext(), use_backend(backend):
             gens = {s: [torch.Generator().manual_seed(1)] for s in features}
-            return model.predict_proba(features, mask, gens, sampler)
+            return model.predict_proba(features, mask, gens, sampler, choose_strategy(model))
 
     return call
 

@@ -39,6 +39,7 @@ from twostream_das.deploy import host
 from twostream_das.deploy.export import export_onnx
 from twostream_das.deploy.runtime import OnnxModel
 from twostream_das.diffusion import Sampler, make_sampler, per_video_noise
+from twostream_das.prediction.stacked import choose_strategy
 from twostream_das.runtime import make_generator
 
 FULL_SIZES = [("gtea", 1500), ("breakfast", 5000)]
@@ -84,7 +85,7 @@ def measure(
 
     def run_torch() -> dict[str, object]:
         gens = {s: [make_generator(i)] for i, s in enumerate(names)}
-        return model.sample(tfeats, tmask, gens, sampler, 1)
+        return model.sample(tfeats, tmask, gens, sampler, 1, strategy=choose_strategy(model))
 
     def run_onnx(noise: dict[str, host.NoiseSource] | None = None) -> dict[str, object]:
         noise = noise or {s: host.RowNoise([np.random.default_rng(i)]) for i, s in

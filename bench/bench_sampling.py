@@ -50,6 +50,8 @@ from _bench import (
 )
 from bench_inference import parse_sizes
 
+from twostream_das.prediction.stacked import choose_strategy
+
 CPU = torch.device("cpu")
 
 
@@ -72,7 +74,7 @@ def new_call(model, sampler, features, mask, samples: int, per_pass: int | None 
     def call():
         gens = {s: [torch.Generator().manual_seed(1 + i) for i in range(samples)] for s in features}
         out = model.sample(features, mask, gens, sampler, samples=samples,
-                           samples_per_pass=per_pass)
+                           samples_per_pass=per_pass, strategy=choose_strategy(model))
         sync(device)
         return out
 

@@ -64,6 +64,7 @@ from twostream_das.prediction.inference import (
     predict_probabilities,
     view_generators,
 )
+from twostream_das.prediction.stacked import choose_strategy
 from twostream_das.runs import RunDir
 from twostream_das.workflows.selection import score_streams, select, select_postprocess
 from twostream_das.workflows.training.loop import run_epoch
@@ -282,7 +283,8 @@ def joint_outputs(
         for weights in joint_points(cfg):
             fusion = JointFusion(STREAMS, weights, FusionMethod(rule))
             generators = view_generators(0, sample, list(STREAMS), 1)
-            result = model.sample_joint(features, mask, generators, fusion, sampler)  # (1, 1, C, T)
+            result = model.sample_joint(features, mask, generators, fusion, sampler,
+                                        strategy=choose_strategy(model))  # (1, 1, C, T)
             key = f"{rule.value}/{weights_key(weights)}"
             out[f"{key}/final"] = result.probs[0, 0].numpy()
             out[f"{key}/trajectory"] = result.trajectory_mean[0, 0].numpy()
@@ -319,7 +321,8 @@ def stream_outputs(
     features = {s: sample.features[s][None] for s in STREAMS}
     count = max(samples, 1)
     generators = view_generators(0, sample, list(model.streams), count)
-    result = model.sample(features, mask, generators, sampler, samples=count)  # s -> (K, 1, C, T)
+    result = model.sample(features, mask, generators, sampler, samples=count,
+                          strategy=choose_strategy(model))  # s -> (K, 1, C, T)
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS if k != "samples" or samples}
     for s in STREAMS:
         out["x0"][s] = result[s].probs[0, 0].numpy()

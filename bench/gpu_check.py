@@ -49,6 +49,7 @@ from twostream_das.config import load_config  # noqa: E402
 from twostream_das.data.collate import Batch  # noqa: E402
 from twostream_das.diffusion import make_sampler  # noqa: E402
 from twostream_das.model.two_stream import TwoStreamModel  # noqa: E402
+from twostream_das.prediction.stacked import choose_strategy  # noqa: E402
 
 PRESET = "gtea"
 BATCH = 2
@@ -124,7 +125,8 @@ def probabilities(model: TwoStreamModel, batch: Batch, device: torch.device,
     model.eval()
     with torch.inference_mode(), precision(device, bf16):
         gens = {name: generators() for name in model.stream_names}  # one per (stream, video)
-        probs = model.predict_proba(batch.features, batch.mask, gens, SAMPLER)
+        probs = model.predict_proba(batch.features, batch.mask, gens, SAMPLER,
+                                    choose_strategy(model))
     return {s: p.float().cpu() for s, p in probs.items()}
 
 

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from _model_helpers import lengths_mask, pad_batch, small_config
 from twostream_das.config import EncoderConfig
+from twostream_das.kernels import frame_mask, window_key_mask
 from twostream_das.model.encoder import Encoder
 
 
@@ -14,13 +15,18 @@ def make_encoder(**changes) -> Encoder:
 
 
 def test_shapes_and_conditioning_is_the_chosen_blocks():
+    """The encoder's network (run_blocks over the blocks' weights) is its blocks' own forward,
+    one after the other; the conditioning is blocks 1 and 2's outputs."""
     encoder = make_encoder().eval()
-    outputs = []
-    hooks = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in encoder.blocks]
     x = torch.randn(2, 7, 13)
-    out = encoder(x, torch.ones(2, 13, dtype=torch.bool))
-    for hook in hooks:
-        hook.remove()
+    mask = torch.ones(2, 13, dtype=torch.bool)
+    out = encoder(x, mask)
+    fmask = frame_mask(mask, x.dtype)
+    h, outputs = encoder.proj_in(x), []
+    for block in encoder.blocks:
+        h = block(h, fmask, window_key_mask(fmask.valid, block.kernel_size, block.dilation))
+        outputs.append(h)
+    torch.testing.assert_close(out.logits, encoder.head(h), rtol=0, atol=0)
     assert out.logits.shape == (2, 4, 13)
     assert encoder.cond_dim == 16 and out.cond.shape == (2, 16, 13)  # blocks 1 and 2, width 8
     torch.testing.assert_close(out.cond, torch.cat([outputs[1], outputs[2]], dim=1))

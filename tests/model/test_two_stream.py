@@ -4,9 +4,9 @@ import torch
 from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.config import load_config
 from twostream_das.data.collate import Batch
-from twostream_das.kernels import Backend, use_backend
 from twostream_das.model.losses import TERMS
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.two_stream import StreamByStream, TwoStreamModel
+from twostream_das.prediction.stacked import StackedStreams
 
 DIMS = {"rgb": 7, "flow": 5}
 STREAMS = tuple(DIMS)
@@ -75,7 +75,7 @@ def _gens(names, count, seed=0):
 def test_one_stream_model_is_that_stream_alone():
     cfg = small_config(ONE)
     model = make_model(cfg, {"i3d": 6}).eval()
-    assert model.stream_names == ["i3d"] and not model._stackable()
+    assert model.stream_names == ["i3d"] and not model.stackable()
     features = {"i3d": torch.randn(2, 6, 9)}
     mask = lengths_mask([9, 5], 9)
     probs = model.predict_proba(features, mask, _gens(["i3d"], 2), sampler())
@@ -93,12 +93,11 @@ def test_one_stream_model_is_that_stream_alone():
 def test_three_streams_stack_like_they_run_one_after_the_other():
     dims = {"rgb": 7, "flow": 5, "pose": 3}
     model = make_model(small_config(THREE), dims).eval()
-    assert model.stream_names == ["rgb", "flow", "pose"] and model._stackable()
+    assert model.stream_names == ["rgb", "flow", "pose"] and model.stackable()
     features = {s: torch.randn(2, d, 8) for s, d in dims.items()}
     mask = lengths_mask([8, 6], 8)
-    stacked = model.predict_proba(features, mask, _gens(dims, 2), sampler())
-    with use_backend(Backend.REFERENCE):  # the streams one after the other
-        plain = model.predict_proba(features, mask, _gens(dims, 2), sampler())
+    stacked = model.predict_proba(features, mask, _gens(dims, 2), sampler(), StackedStreams)
+    plain = model.predict_proba(features, mask, _gens(dims, 2), sampler())  # one by one
     assert list(stacked) == list(dims)
     for s in dims:
         torch.testing.assert_close(stacked[s], plain[s], rtol=1e-4, atol=1e-5)
@@ -113,17 +112,17 @@ def test_samples_in_passes_equal_one_pass(name):
     features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
     mask = lengths_mask([8, 6], 8)
     shared = sampler(f"eval.sampler={name}")
-    for backend in (None, Backend.REFERENCE):
-        with use_backend(backend) if backend else torch.no_grad():
-            whole = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5)
-            for per_pass in (1, 2):
-                parts = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5,
-                                     samples_per_pass=per_pass)
-                for s in DIMS:
-                    assert parts[s].probs.shape == (5, 2, 4, 8)
-                    torch.testing.assert_close(parts[s].probs, whole[s].probs, rtol=1e-5, atol=1e-6)
-                    torch.testing.assert_close(parts[s].trajectory_mean, whole[s].trajectory_mean,
-                                               rtol=1e-5, atol=1e-6)
+    for strategy in (StackedStreams, StreamByStream, None):
+        whole = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5,
+                             strategy=strategy)
+        for per_pass in (1, 2):
+            parts = model.sample(features, mask, _gens(DIMS, 10), shared, samples=5,
+                                 samples_per_pass=per_pass, strategy=strategy)
+            for s in DIMS:
+                assert parts[s].probs.shape == (5, 2, 4, 8)
+                torch.testing.assert_close(parts[s].probs, whole[s].probs, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(parts[s].trajectory_mean, whole[s].trajectory_mean,
+                                           rtol=1e-5, atol=1e-6)
 
 
 def _joint(weights, rule="sum"):
@@ -139,15 +138,15 @@ def test_joint_sampling_with_one_stream_weighted_is_that_stream_alone():
     model = make_model().eval()
     features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
     mask = lengths_mask([8, 6], 8)
-    for backend in (None, Backend.REFERENCE):
-        with use_backend(backend) if backend else torch.no_grad():
-            alone = model.sample(features, mask, _gens(DIMS, 2), sampler())
-            for rule in ("sum", "product"):
-                joint = model.sample_joint(features, mask, _gens(DIMS, 2),
-                                           _joint({"rgb": 1.0, "flow": 0.0}, rule), sampler())
-                torch.testing.assert_close(joint.probs, alone["rgb"].probs, rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(joint.trajectory_mean, alone["rgb"].trajectory_mean,
-                                           rtol=1e-5, atol=1e-6)
+    for strategy in (StackedStreams, StreamByStream):
+        alone = model.sample(features, mask, _gens(DIMS, 2), sampler(), strategy=strategy)
+        for rule in ("sum", "product"):
+            joint = model.sample_joint(features, mask, _gens(DIMS, 2),
+                                       _joint({"rgb": 1.0, "flow": 0.0}, rule), sampler(),
+                                       strategy=strategy)
+            torch.testing.assert_close(joint.probs, alone["rgb"].probs, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(joint.trajectory_mean, alone["rgb"].trajectory_mean,
+                                       rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["ddim", "dpmpp_2m_sde"])
@@ -160,10 +159,10 @@ def test_joint_sampling_fuses_every_step_and_runs_alike_stacked_or_not(name):
     mask = lengths_mask([8, 6], 8)
     fusion = _joint({"rgb": 0.5, "flow": 0.5}, "product")
     chosen = sampler(f"eval.sampler={name}")
-    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3)
-    with use_backend(Backend.REFERENCE):
-        plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3,
-                                   samples_per_pass=1)
+    stacked = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3,
+                                 strategy=StackedStreams)
+    plain = model.sample_joint(features, mask, _gens(DIMS, 6), fusion, chosen, samples=3,
+                               samples_per_pass=1)  # the streams one after the other
     assert stacked.probs.shape == (3, 2, 4, 8)
     torch.testing.assert_close(stacked.probs, plain.probs, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(stacked.probs.sum(dim=2), torch.ones(3, 2, 8))

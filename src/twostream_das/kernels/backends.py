@@ -8,7 +8,8 @@ attention, instance norm); each op has one dispatch point that reads :func:`curr
   the spec: every fast backend is tested against it (``tests/kernels/test_ops.py``).
 - ``shifted``: the same math as k shifted multiply-adds with hand-written backwards (no window
   tensor), one packed projection per block in training, hashed dropout masks, and the streams
-  of a two-stream model stacked into one pass at inference; PyTorch ops only.
+  of a two-stream model stacked into one pass at inference (prediction's choice,
+  :mod:`twostream_das.prediction.stacked`); PyTorch ops only.
 - ``native``: ``shifted`` with the window multiply-adds and the dropout pass in the small C++
   kernels of :mod:`.native` (CPU, float32/64), compiled on first use.
 

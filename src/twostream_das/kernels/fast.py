@@ -10,7 +10,7 @@ Same math as :mod:`.reference`, written for speed:
   projection ``z = [W_0; ...; W_{k-1}; W_q; W_k; W_v] h``;
 - dropout masks hashed from one seed per call (:func:`dropout`);
 - without autograd, the weights may carry a leading axis of N rows (the stacked streams of
-  :mod:`twostream_das.model.stacked`): every matmul is a batched one.
+  :mod:`twostream_das.prediction.stacked`): every matmul is a batched one.
 
 The ``native`` backend is this code with ``kernels=True``: where a kernel takes the tensors
 (:func:`.native.applies`: CPU, float32/64, no autograd), the multiply-adds and the dropout pass

@@ -14,8 +14,10 @@ but the bias), so a caller whose conditioning is fixed (the DDIM loop) computes 
 video instead of once per step.
 
 The math is :func:`block_forward`, a function of the block's weights (:class:`BlockWeights`):
-a module holds one stream's weights; :mod:`twostream_das.model.stacked` passes the same blocks of
-several streams stacked along the rows. Each op is one call of :mod:`.ops`, whose backend
+a module holds one stream's weights; the stacked streams of prediction
+(:mod:`twostream_das.prediction.stacked`) pass the same blocks of several streams stacked along
+the rows. :func:`run_blocks` runs a stack of blocks, the encoder's and the decoder's network,
+for both. Each op is one call of :mod:`.ops`, whose backend
 (reference PyTorch, shifted, native) is chosen by :mod:`.backends`.
 
 Padding: the state is kept at exactly 0 on padded frames, so the zero-padded convolution of a
@@ -26,13 +28,14 @@ independent of the videos it is batched with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from ..kernels import ops
-from ..kernels.windows import FrameMask
+from ..kernels.windows import FrameMask, window_key_mask
 
 
 class BlockWeights(NamedTuple):
@@ -185,23 +188,12 @@ class ConvAttentionBlock(nn.Module):
         )  # fmt: skip
 
     def project_cond(self, cond: torch.Tensor) -> torch.Tensor:
-        """The qkv projection's input term for cross-attention.
-
-        Args:
-            cond: (B, Dc, T) conditioning features (0 on padded frames).
-
-        Returns:
-            (B, 3F, T): ``[W_q,c cond ; W_k,c cond ; 0] + b_qkv`` (after this block's dropout
-            on cond).
-        """
+        """The qkv projection's input term for cross-attention: :func:`cond_share` of this
+        block's weights, after this block's dropout on ``cond`` (B, Dc, T) -> (B, 3F, T)."""
         if self.cond_qk is None:
             raise RuntimeError("project_cond called on a self-attention block")
         cond = ops.dropout(cond, self.dropout, self.training)
-        bias = self.qkv.bias
-        width = self.width
-        qk = ops.linear(cond, self.cond_qk.matrix, bias[: 2 * width])  # (B, 2F, T)
-        value = bias[2 * width :, None].expand(cond.shape[0], width, cond.shape[2])  # (B, F, T)
-        return torch.cat([qk, value.to(qk.dtype)], dim=1)  # (B, 3F, T)
+        return cond_share(cond, self.cond_qk.matrix, self.qkv.bias, self.width)
 
     def forward(
         self,
@@ -225,3 +217,72 @@ class ConvAttentionBlock(nn.Module):
         return block_forward(
             self.weights(), self.geometry, x, fmask, key_mask, qkv_in, self.dropout, self.training
         )
+
+
+def cond_share(
+    cond: torch.Tensor, cond_qk_weight: torch.Tensor, qkv_bias: torch.Tensor, width: int
+) -> torch.Tensor:
+    """A cross-attention block's qkv input term ``[W_q,c cond ; W_k,c cond ; 0] + b_qkv``.
+
+    Args:
+        cond: (B, Dc, T) conditioning features (0 on padded frames).
+        cond_qk_weight: (2F, Dc) the conditioning's share of q and k, or (B, 2F, Dc) per row.
+        qkv_bias: (3F,) or (B, 3F) per row.
+        width: F.
+
+    Returns:
+        (B, 3F, T), the ``qkv_in`` of :func:`block_forward`.
+    """
+    qk = ops.linear(cond, cond_qk_weight, qkv_bias[..., : 2 * width])  # (B, 2F, T)
+    value = qkv_bias[..., 2 * width :, None].expand(cond.shape[0], width, cond.shape[2])
+    return torch.cat([qk, value.to(qk.dtype)], dim=1)  # (B, 3F, T)
+
+
+class KeyMasks:
+    """The window key masks (:func:`~twostream_das.kernels.window_key_mask`, (B, k, T) bool) of
+    one batch per (kernel, dilation), each built on first use (blocks of the encoder and the
+    decoder share them); made per call, never kept."""
+
+    def __init__(self, valid: torch.Tensor) -> None:
+        self.valid = valid  # (B, T) bool, True = real frame
+        self._cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __call__(self, kernel_size: int, dilation: int) -> torch.Tensor:
+        key = (kernel_size, dilation)
+        if key not in self._cache:
+            self._cache[key] = window_key_mask(self.valid, kernel_size, dilation)
+        return self._cache[key]
+
+
+def run_blocks(
+    blocks: Sequence[tuple[BlockWeights, BlockGeometry]],
+    h: torch.Tensor,
+    fmask: FrameMask,
+    key_masks: Sequence[torch.Tensor],
+    qkv_in: Optional[Sequence[torch.Tensor]] = None,
+    dropout: float = 0.0,
+    training: bool = False,
+    keep: Sequence[int] = (),
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A stack of blocks (:func:`block_forward` each), the network of the encoder (self-attention)
+    and of the decoder (cross-attention), over one stream's weights or per-row weights.
+
+    Args:
+        blocks: per block its weights and geometry.
+        h: (B, F, T) input state, 0 on padded frames.
+        fmask: the batch's :class:`FrameMask`.
+        key_masks: per block (B, k, T) bool, ``window_key_mask(fmask.valid, k, dilation)``.
+        qkv_in: per block (B, 3F, T) from :func:`cond_share` (cross-attention); None: each
+            block's qkv bias (self-attention).
+        keep: indices of the blocks whose outputs to return as well (the conditioning).
+
+    Returns:
+        (B, F, T) the last block's output, and the outputs of the ``keep`` blocks in order.
+    """
+    kept = []
+    for index, ((w, geometry), key_mask) in enumerate(zip(blocks, key_masks, strict=True)):
+        extra = w.qkv_bias[..., None] if qkv_in is None else qkv_in[index]  # (..., 3F, 1)
+        h = block_forward(w, geometry, h, fmask, key_mask, extra, dropout, training)
+        if index in keep:
+            kept.append(h)
+    return h, kept

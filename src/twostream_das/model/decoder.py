@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import DecoderConfig
 from ..kernels import FrameMask, frame_mask, window_key_mask
-from .block import ConvAttentionBlock, PointwiseConv
+from .block import BlockGeometry, BlockWeights, ConvAttentionBlock, PointwiseConv, run_blocks
 from .embeddings import TimestepEmbedding
 
 
@@ -58,6 +58,7 @@ class Decoder(nn.Module):
             raise ValueError(f"decoder cond_dim must be >= 1, got {cond_dim}")
         self.num_classes = num_classes
         self.cond_dim = cond_dim
+        self.dropout = cfg.dropout  # in every block
         self.proj_in = PointwiseConv(num_classes, cfg.width)
         self.time_embedding = TimestepEmbedding(cfg.time_emb_dim, cfg.width)
         self.blocks = nn.ModuleList(
@@ -98,9 +99,13 @@ class Decoder(nn.Module):
         h = h + bias[:, :, None].to(h.dtype)
         if not ctx.fmask.full:
             h = h * ctx.fmask.weight.to(h.dtype)
-        for block, key_mask, qkv_in in zip(self.blocks, ctx.key_masks, ctx.qkv_in, strict=True):
-            h = block(h, ctx.fmask, key_mask, qkv_in)  # (B, F, T)
+        h, _ = run_blocks(self.block_weights(), h, ctx.fmask, ctx.key_masks, ctx.qkv_in,
+                          self.dropout, self.training)  # fmt: skip  # (B, F, T)
         return self.head(h)
+
+    def block_weights(self) -> list[tuple[BlockWeights, BlockGeometry]]:
+        """Per block its weights (views) and geometry, as :func:`run_blocks` takes them."""
+        return [(block.weights(), block.geometry) for block in self.blocks]
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import EncoderConfig
 from ..kernels import frame_mask, window_key_mask
-from .block import ConvAttentionBlock, PointwiseConv
+from .block import BlockGeometry, BlockWeights, ConvAttentionBlock, PointwiseConv, run_blocks
 
 
 class EncoderOutput(NamedTuple):
@@ -57,6 +57,7 @@ class Encoder(nn.Module):
         self.cond_dim = cfg.width * len(self.cond_blocks)
         self.channel_dropout = cfg.channel_dropout  # rate over whole feature channels
         self.frame_dropout = cfg.frame_dropout  # rate over whole frames
+        self.dropout = cfg.dropout  # in every block
         self.proj_in = PointwiseConv(in_dim, cfg.width)
         self.blocks = nn.ModuleList(
             ConvAttentionBlock(
@@ -111,12 +112,14 @@ class Encoder(nn.Module):
             raise ValueError(f"encoder expects {self.in_dim}-d features, got {x.shape[1]}-d")
         fmask = frame_mask(mask, x.dtype)
         h = self._project_input(x) * fmask.weight  # (B, F, T), 0 on padding
-        features = []
-        for index, block in enumerate(self.blocks):
-            key_mask = window_key_mask(fmask.valid, block.kernel_size, block.dilation)  # (B, k, T)
-            h = block(h, fmask, key_mask)  # (B, F, T)
-            if index in self.cond_blocks:
-                features.append(h)
-        cond = torch.cat(features, dim=1)  # (B, F * n_cond, T)
-        return EncoderOutput(self.head(h), cond)
+        key_masks = [window_key_mask(fmask.valid, b.kernel_size, b.dilation) for b in self.blocks]
+        h, kept = run_blocks(
+            self.block_weights(), h, fmask, key_masks, None, self.dropout, self.training,
+            self.cond_blocks,
+        )  # fmt: skip  # (B, F, T), the cond blocks' outputs
+        return EncoderOutput(self.head(h), torch.cat(kept, dim=1))  # cond (B, F * n_cond, T)
+
+    def block_weights(self) -> list[tuple[BlockWeights, BlockGeometry]]:
+        """Per block its weights (views) and geometry, as :func:`run_blocks` takes them."""
+        return [(block.weights(), block.geometry) for block in self.blocks]
 

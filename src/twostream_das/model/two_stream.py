@@ -10,8 +10,8 @@ minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol
 
 import torch
 from torch import nn
@@ -19,9 +19,7 @@ from torch import nn
 from ..config import AttentionOutside, Config, stream_names
 from ..diffusion import Sampler, SampleResult, concat_results, sample, sample_passes
 from ..diffusion.sampling import Consensus, Denoiser
-from ..kernels import Backend, current_backend
 from ..prediction.fusion import JointFusion
-from .stacked import KeyMasks, StackedDecoder, StackedEncoder, stacked_frame_mask
 from .standardize import FeatureStandardizer
 from .stream import DiffusionStream
 
@@ -41,6 +39,25 @@ class TwoStreamLoss(NamedTuple):
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
+
+
+class StreamDenoisers(Protocol):
+    """The G streams' networks inside one sampling loop, their encoders already run."""
+
+    def for_samples(self, k: int) -> Denoiser:
+        """The denoiser of a pass of k samples: x_in (G * k * B, C, T) (stream-major, then
+        sample, then video), t -> (G * k * B, C, T) x0 logits."""
+        ...
+
+
+StreamStrategy = Callable[
+    [Sequence[DiffusionStream], Sequence[torch.Tensor], torch.Tensor, Sequence[int]],
+    StreamDenoisers,
+]
+"""How the streams' networks run in one sampling loop: (streams, their features (B, D_s, T) in
+the streams' order, mask (B, T), the sampler's timesteps) -> :class:`StreamDenoisers`. The model
+has one, :class:`StreamByStream`; prediction chooses (it has the stacked streams,
+:func:`twostream_das.prediction.stacked.choose_strategy`)."""
 
 
 class TwoStreamModel(nn.Module):
@@ -135,6 +152,7 @@ class TwoStreamModel(nn.Module):
         sampler: Sampler,
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
+        strategy: Optional[StreamStrategy] = None,
     ) -> dict[str, SampleResult]:
         """K DDIM samples per video and stream (the encoders run once per video).
 
@@ -151,11 +169,10 @@ class TwoStreamModel(nn.Module):
             samples_per_pass: the decoders run on this many of the K samples at a time (the
                 encoders once for all; ``eval.samples_per_pass``); None = all K in one pass.
                 The same result to float tolerance: each row has its own generator.
-
-        In eval mode with a fast backend (:mod:`twostream_das.kernels.backends`), streams of
-        the same structure run as one stacked pass (:mod:`twostream_das.model.stacked`, built
-        for this call); otherwise one after the other. Same result to float tolerance, the same
-        draws.
+            strategy: how the streams' networks run, all in one sampling loop (prediction's
+                stacked streams, :mod:`twostream_das.prediction.stacked`); None: each stream
+                its own loop (:meth:`DiffusionStream.sample`). Same result to float tolerance,
+                the same draws.
 
         Returns:
             stream -> :class:`SampleResult` of (K, B, C, T) float32 tensors.
@@ -165,9 +182,9 @@ class TwoStreamModel(nn.Module):
             given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
         features = self.standardized(features, mask)
-        if not self.training and current_backend() is not Backend.REFERENCE and self._stackable():
+        if strategy is not None:
             return self._sample_together(
-                features, mask, generators, sampler, samples, samples_per_pass
+                features, mask, generators, sampler, samples, samples_per_pass, strategy
             )
         return {
             s: self.streams[s].sample(
@@ -182,10 +199,11 @@ class TwoStreamModel(nn.Module):
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
         sampler: Sampler,
+        strategy: Optional[StreamStrategy] = None,
     ) -> dict[str, torch.Tensor]:
         """One DDIM sample per video and stream (``generators``: stream -> one per video):
         stream -> (B, C, T) float32 probabilities of the final x0 estimate (:meth:`sample`)."""
-        out = self.sample(features, mask, generators, sampler, 1)
+        out = self.sample(features, mask, generators, sampler, 1, strategy=strategy)
         return {s: result.probs[0] for s, result in out.items()}
 
     def sample_joint(
@@ -197,12 +215,14 @@ class TwoStreamModel(nn.Module):
         sampler: Sampler,
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
+        strategy: Optional[StreamStrategy] = None,
     ) -> SampleResult:
         """K DDIM samples per video with the streams fused inside the sampler
         (``fusion.sampling = joint``, :class:`~twostream_das.prediction.fusion.JointFusion`): at
         every step
-        each stream's update continues from the fused x0 estimate. Arguments as :meth:`sample`;
-        ``fusion.streams`` must be the model's streams in order.
+        each stream's update continues from the fused x0 estimate. Arguments as :meth:`sample`
+        (``strategy`` None: :class:`StreamByStream`); ``fusion.streams`` must be the model's
+        streams in order.
 
         Returns:
             :class:`SampleResult` of (K, B, C, T) float32: the fused probabilities of the last
@@ -217,17 +237,17 @@ class TwoStreamModel(nn.Module):
                 "(classes, signal scale and noise schedule)"
             )
         features = self.standardized(features, mask)
-        stacked = (
-            not self.training and current_backend() is not Backend.REFERENCE and self._stackable()
-        )
         out = self._sample_together(
-            features, mask, generators, sampler, samples, samples_per_pass, fusion, stacked
-        )
+            features, mask, generators, sampler, samples, samples_per_pass,
+            strategy or StreamByStream, fusion,
+        )  # fmt: skip
         first = names[0]  # every stream's rows hold the same consensus
         return out[first]
 
-    def _stackable(self) -> bool:
-        """All streams have the same network shapes (bar the input size) and label space."""
+    def stackable(self) -> bool:
+        """Whether the streams can run as one stacked network: two or more, the same network
+        shapes (bar the input size), label space and conditioning blocks, and no DiffAct
+        attention (which only the reference implements)."""
         first = next(iter(self.streams.values()))
         if len(self.streams) < 2 or first.diffact_outside:  # one stream; attention the stack lacks
             return False
@@ -265,14 +285,14 @@ class TwoStreamModel(nn.Module):
         generators: Mapping[str, Sequence[torch.Generator]],
         sampler: Sampler,
         samples: int,
-        samples_per_pass: Optional[int] = None,
+        samples_per_pass: Optional[int],
+        strategy: StreamStrategy,
         consensus: Optional[Consensus] = None,
-        stacked: bool = True,
     ) -> dict[str, SampleResult]:
         """All streams' DDIM in one loop over N = G * k * B rows per pass of k samples
-        (stream-major, then sample, then video), the encoders once for all samples: as one
-        stacked pass (``stacked``; weights stacked here, for this call) or stream by stream
-        within each step. With ``consensus`` the rows' x0 estimates are fused at every step."""
+        (stream-major, then sample, then video), the encoders once for all samples, the
+        networks run as ``strategy`` says. With ``consensus`` the rows' x0 estimates are fused
+        at every step."""
         names = self.stream_names
         streams = [self.streams[s] for s in names]
         first, count = streams[0], len(streams)
@@ -285,11 +305,7 @@ class TwoStreamModel(nn.Module):
                     f"samples, {len(generators[name])} given for {name}"
                 )
         lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
-        denoisers = (
-            _StackedDenoisers(streams, features, names, mask, tuple(sampler.timesteps))
-            if stacked
-            else _StreamDenoisers(streams, features, names, mask)
-        )
+        denoisers = strategy(streams, [features[s] for s in names], mask, sampler.timesteps)
         parts = []
         for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
             k = len(chunk)
@@ -310,58 +326,21 @@ class TwoStreamModel(nn.Module):
         }
 
 
-class _StackedDenoisers:
-    """The G streams as one stacked network (:mod:`twostream_das.model.stacked`): the encoders run
-    once here on G * B rows; :meth:`for_samples` gives the denoiser of G * k * B rows."""
+class StreamByStream:
+    """The G streams' own networks, one after the other within each step (a
+    :data:`StreamStrategy`): the encoders run once here; :meth:`for_samples` gives the denoiser
+    of G * k * B rows (stream-major). Arguments as :data:`StreamStrategy`."""
 
     def __init__(
         self,
         streams: Sequence[DiffusionStream],
-        features: Mapping[str, torch.Tensor],
-        names: Sequence[str],
+        features: Sequence[torch.Tensor],
         mask: torch.Tensor,
-        timesteps: tuple[int, ...],
-    ) -> None:
-        self.streams, self.mask, self.timesteps = streams, mask, timesteps
-        self.dtype = features[names[0]].dtype
-        self.batch_size = mask.shape[0]
-        encoder = StackedEncoder([s.encoder for s in streams], self.batch_size)
-        self.enc_mask = stacked_frame_mask(mask, len(streams), self.dtype)  # (G * B, T)
-        self.cond = encoder.conditioning(
-            [features[s] for s in names], self.enc_mask, KeyMasks(self.enc_mask.valid)
-        )  # (G * B, Dc, T), once for all the samples
-        self._passes: dict[int, Denoiser] = {}
-
-    def for_samples(self, k: int) -> Denoiser:
-        """x_in (G * k * B, C, T), t -> x0 logits (at most two sizes: the pass and the rest)."""
-        if k not in self._passes:
-            count = len(self.streams)
-            decoder = StackedDecoder(
-                [s.decoder for s in self.streams], k * self.batch_size, self.timesteps
-            )
-            fmask = (
-                self.enc_mask if k == 1 else stacked_frame_mask(self.mask, count * k, self.dtype)
-            )
-            qkv_in = decoder.prepare(self.cond)  # per block (G * k * B, 3F, T)
-            key_masks = KeyMasks(fmask.valid)
-            self._passes[k] = lambda x_in, t: decoder.denoise(x_in, t, qkv_in, fmask, key_masks)
-        return self._passes[k]
-
-
-class _StreamDenoisers:
-    """The G streams' own networks, one after the other within each step: the encoders run
-    once here; :meth:`for_samples` gives the denoiser of G * k * B rows (stream-major)."""
-
-    def __init__(
-        self,
-        streams: Sequence[DiffusionStream],
-        features: Mapping[str, torch.Tensor],
-        names: Sequence[str],
-        mask: torch.Tensor,
+        timesteps: Sequence[int] = (),
     ) -> None:
         self.streams, self.mask = streams, mask
         self.conds = [
-            st.encoder(features[s], mask).cond for st, s in zip(streams, names, strict=True)
+            st.encoder(x, mask).cond for st, x in zip(streams, features, strict=True)
         ]  # per stream (B, Dc, T)
         self._passes: dict[int, Denoiser] = {}
 

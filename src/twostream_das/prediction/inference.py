@@ -59,6 +59,7 @@ from ..model.two_stream import TwoStreamModel
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
 from .fusion import FusionMethod, JointFusion, fuse
 from .postprocess import postprocess
+from .stacked import choose_strategy
 from .uncertainty import fused_samples, normalize_frames
 
 logger = logging.getLogger(__name__)
@@ -709,11 +710,14 @@ def _sample_views(
     }
     rows = len(views) * (len(streams) if joint is not None else 1)
     per_pass = samples_per_pass(cfg, device, rows, batch.mask.shape[1])
+    strategy = choose_strategy(model)  # the streams stacked where they can be
     with autocast(device, inference_dtype(device, cfg.eval.precision)):
         if joint is None:
             return model.sample(
-                batch.features, batch.mask, generators, make_sampler(cfg), count, per_pass
-            )
+                batch.features, batch.mask, generators, make_sampler(cfg), count, per_pass,
+                strategy,
+            )  # fmt: skip
         return {"joint": model.sample_joint(
-            batch.features, batch.mask, generators, joint, make_sampler(cfg), count, per_pass
+            batch.features, batch.mask, generators, joint, make_sampler(cfg), count, per_pass,
+            strategy,
         )}  # fmt: skip

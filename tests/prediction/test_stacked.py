@@ -1,5 +1,5 @@
-"""The stacked two-stream inference path (fast backends) equals running the streams one
-after the other (the reference backend, which never stacks)."""
+"""The stacked streams (prediction's strategy, chosen under a fast backend) equal running the
+streams one after the other."""
 
 import pytest
 import torch
@@ -7,6 +7,7 @@ import torch
 from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.kernels import Backend, native, use_backend
 from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.prediction.stacked import StackedStreams, choose_strategy
 
 FAST_BACKENDS = [Backend.SHIFTED] + ([Backend.NATIVE] if native.available() else [])
 FAST = [
@@ -44,6 +45,7 @@ def test_stacked_streams_equal_sequential_streams_and_draw_the_same(eta, samples
         gens = stream_gens(range(5, 5 + 3 * samples))
         with use_backend(backend):
             out = model.sample(features, mask, gens, sampler(f"model.diffusion.eta={eta}"),
+                               strategy=choose_strategy(model),
                                samples=samples)
         following = [torch.randn(2, generator=x) for s in gens for x in gens[s]]
         runs[backend] = (out, following)
@@ -68,9 +70,11 @@ def test_each_sample_is_the_one_sample_run_with_its_generator():
     g = torch.Generator().manual_seed(4)
     features = {s: torch.randn(2, d, 19, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
     mask = lengths_mask([19, 12], 19)
-    three = model.sample(features, mask, stream_gens(range(6)), sampler(), samples=3)
+    three = model.sample(features, mask, stream_gens(range(6)), sampler(), samples=3,
+                         strategy=StackedStreams)
     for k in range(3):
-        one = model.sample(features, mask, stream_gens(range(2 * k, 2 * k + 2)), sampler())
+        one = model.sample(features, mask, stream_gens(range(2 * k, 2 * k + 2)), sampler(),
+                           strategy=StackedStreams)
         for s in ("rgb", "flow"):
             for b, n in enumerate([19, 12]):
                 torch.testing.assert_close(three[s].probs[k, b, :, :n], one[s].probs[0, b, :, :n],
@@ -82,21 +86,35 @@ def test_the_number_of_steps_is_chosen_per_call():
     model = make_model()  # holds no number of steps: the sampler brings it
     features = {"rgb": torch.randn(1, 7, 9), "flow": torch.randn(1, 5, 9)}
     mask = lengths_mask([9], 9)
-    four = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=4"))
-    two = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"))
+    four = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=4"),
+                        strategy=StackedStreams)
+    two = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"),
+                       strategy=StackedStreams)
     assert not torch.allclose(two["rgb"].probs, four["rgb"].probs, atol=1e-4)
-    with use_backend(Backend.REFERENCE):  # the streams one after the other
-        sequential = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"))
+    sequential = model.sample(features, mask, stream_gens([1]), sampler("eval.steps=2"))
     torch.testing.assert_close(sequential["flow"].probs, two["flow"].probs, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="num_inference_steps"):
         sampler().set_timesteps(0)
 
 
+def test_prediction_stacks_in_eval_mode_under_a_fast_backend_only():
+    model = make_model()
+    for backend in FAST_BACKENDS:
+        with use_backend(backend):
+            assert choose_strategy(model) is StackedStreams
+            assert choose_strategy(model.train()) is None  # training runs the modules
+            model.eval()
+    with use_backend(Backend.REFERENCE):  # the spec: the streams one after the other
+        assert choose_strategy(model) is None
+
+
 def test_streams_of_other_shapes_are_not_stacked():
     model = make_model()
-    assert model._stackable()
+    assert model.stackable()
     model.streams["flow"].decoder.blocks[0].conv.bias.data = torch.zeros(7)  # shapes differ
-    assert not model._stackable()
+    assert not model.stackable()
+    with use_backend(Backend.SHIFTED):
+        assert choose_strategy(model) is None
 
 
 @pytest.mark.parametrize("backend", FAST)
@@ -108,7 +126,8 @@ def test_the_stacked_weights_are_built_per_call_so_changed_weights_count(backend
 
     def predict(chosen=backend):
         with use_backend(chosen):
-            return model.predict_proba(features, mask, stream_gens((3, 4)), sampler())["rgb"]
+            return model.predict_proba(features, mask, stream_gens((3, 4)), sampler(),
+                                       choose_strategy(model))["rgb"]
 
     first = predict()
     torch.testing.assert_close(predict(), first)
