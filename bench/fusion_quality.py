@@ -51,7 +51,7 @@ from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.choices import Selection
 from twostream_das.config import Config, FusionInput, FusionRule, FusionSampling, load_config
 from twostream_das.data import demo
-from twostream_das.data.dataset import Sample, Video, load_videos, offset_views
+from twostream_das.data.dataset import Video, View, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.diffusion import Sampler, make_sampler
 from twostream_das.metrics import METRIC_KEYS
@@ -272,17 +272,17 @@ def weights_key(weights: dict[str, float]) -> str:
 
 @torch.inference_mode()
 def joint_outputs(
-    model: TwoStreamModel, sampler: Sampler, sample: Sample, cfg: Config
+    model: TwoStreamModel, sampler: Sampler, view: View, cfg: Config
 ) -> dict[str, np.ndarray]:
     """``rule/weights/{final,trajectory}`` -> (C, T) fused probabilities of one joint sample
     (the generators of ``eval.seed = 0``: the same draws as the streams' own samples)."""
-    mask = torch.ones(1, sample.num_frames, dtype=torch.bool)
-    features = {s: sample.features[s][None] for s in STREAMS}
+    mask = torch.ones(1, view.num_frames, dtype=torch.bool)
+    features = {s: view.features[s][None] for s in STREAMS}
     out = {}
     for rule in JOINT_RULES:
         for weights in joint_points(cfg):
             fusion = JointFusion(STREAMS, weights, FusionMethod(rule))
-            generators = view_generators(0, sample, list(STREAMS), 1)
+            generators = view_generators(0, view, list(STREAMS), 1)
             result = model.sample_joint(features, mask, generators, fusion, sampler,
                                         strategy=choose_strategy(model))  # (1, 1, C, T)
             key = f"{rule.value}/{weights_key(weights)}"
@@ -307,7 +307,7 @@ def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config
 
 @torch.inference_mode()
 def stream_outputs(
-    model: TwoStreamModel, sampler: Sampler, sample: Sample, samples: int
+    model: TwoStreamModel, sampler: Sampler, view: View, samples: int
 ) -> dict[str, dict[str, np.ndarray]]:
     """input -> stream -> (C, T) probabilities of one video (one view, no padding).
 
@@ -316,11 +316,11 @@ def stream_outputs(
     sample 0 is exactly what ``predict_probabilities`` returns with ``eval.seed = 0`` (checked
     by :func:`check_against_package`).
     """
-    frames = sample.num_frames
+    frames = view.num_frames
     mask = torch.ones(1, frames, dtype=torch.bool)
-    features = {s: sample.features[s][None] for s in STREAMS}
+    features = {s: view.features[s][None] for s in STREAMS}
     count = max(samples, 1)
-    generators = view_generators(0, sample, list(model.streams), count)
+    generators = view_generators(0, view, list(model.streams), count)
     result = model.sample(features, mask, generators, sampler, samples=count,
                           strategy=choose_strategy(model))  # s -> (K, 1, C, T)
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS if k != "samples" or samples}
@@ -361,9 +361,9 @@ def stage_measure(args: argparse.Namespace) -> dict[str, object]:
         for part in ("val", "test"):
             videos = load_videos(cfg.dataset, split[part], label_map)
             for video in videos:
-                (sample,) = offset_views(video, 1, cfg.dataset.boundary_sigma)
-                outputs = stream_outputs(loaded.model, make_sampler(cfg), sample, args.samples)
-                joint = joint_outputs(loaded.model, make_sampler(cfg), sample, cfg)
+                (view,) = offset_views(video, 1, cfg.dataset.boundary_sigma)
+                outputs = stream_outputs(loaded.model, make_sampler(cfg), view, args.samples)
+                joint = joint_outputs(loaded.model, make_sampler(cfg), view, cfg)
                 if check is None:
                     check = max(check_against_package(loaded.model, video, cfg, outputs["x0"]),
                                 check_joint_against_package(loaded.model, video, cfg, joint))

@@ -10,7 +10,7 @@ from twostream_das.data.dataset import (
     Video,
     class_counts,
     load_videos,
-    make_sample,
+    make_view,
     offset_views,
     stream_dims,
     view_offsets,
@@ -126,30 +126,30 @@ def test_stream_dims_and_class_counts_errors():
         class_counts([a], 2)
 
 
-# ----------------------------------------------------------------------------- samples
+# ------------------------------------------------------------------------------- views
 
 
-def test_make_sample_subsamples_everything_with_the_same_offset():
+def test_make_view_subsamples_everything_with_the_same_offset():
     video = _synthetic_video(num_frames=11)
-    sample = make_sample(video, sample_rate=3, offset=2, boundary_sigma=3.0)
-    assert sample.offset == 2 and sample.num_frames == 3
-    assert sample.features["rgb"].tolist() == [[2, 5, 8], [13, 16, 19]]
-    assert sample.features["flow"][0].tolist() == [-2, -5, -8]
-    assert sample.labels.dtype == torch.long and sample.labels.tolist() == [0, 2, 1]
+    view = make_view(video, sample_rate=3, offset=2, boundary_sigma=3.0)
+    assert view.offset == 2 and view.num_frames == 3
+    assert view.features["rgb"].tolist() == [[2, 5, 8], [13, 16, 19]]
+    assert view.features["flow"][0].tolist() == [-2, -5, -8]
+    assert view.labels.dtype == torch.long and view.labels.tolist() == [0, 2, 1]
     # sigma is in full-rate frames: the target is smoothed on the full-rate labels, then
     # subsampled at offset 2 and divided by its maximum
     full = boundary_target(video.labels, 3.0)
     expected = full[2::3] / full[2::3].max()
-    np.testing.assert_allclose(sample.boundary.numpy(), expected, rtol=1e-6)
-    assert sample.boundary.dtype == torch.float32
+    np.testing.assert_allclose(view.boundary.numpy(), expected, rtol=1e-6)
+    assert view.boundary.dtype == torch.float32
 
 
-def test_make_sample_copies_and_unlabelled_videos_get_zero_boundary():
+def test_make_view_copies_and_unlabelled_videos_get_zero_boundary():
     video = _synthetic_video()
     unlabelled = Video("u", video.features, None)
-    sample = make_sample(unlabelled, 1, 0, 1.0)
-    assert sample.labels is None and sample.boundary.tolist() == [0.0] * 11
-    sample.features["rgb"][0, 0] = 99.0
+    view = make_view(unlabelled, 1, 0, 1.0)
+    assert view.labels is None and view.boundary.tolist() == [0.0] * 11
+    view.features["rgb"][0, 0] = 99.0
     assert video.features["rgb"][0, 0] == 0.0
 
 
@@ -222,12 +222,12 @@ def test_train_dataset_items_are_consistent_views():
     dataset = TrainDataset([video], 3, 2.0, seed=0)
     for epoch in range(6):
         dataset.set_epoch(epoch)
-        sample = dataset[0]
-        o = sample.offset
+        view = dataset[0]
+        o = view.offset
         for stream in ("rgb", "flow"):
-            view = video.features[stream][:, o::3]
-            np.testing.assert_array_equal(sample.features[stream].numpy(), view)
-        assert sample.labels.tolist() == video.labels[o::3].tolist()
+            expected = video.features[stream][:, o::3]
+            np.testing.assert_array_equal(view.features[stream].numpy(), expected)
+        assert view.labels.tolist() == video.labels[o::3].tolist()
 
 
 def test_train_dataset_rate_one_and_bad_input():

@@ -15,7 +15,7 @@ from twostream_das.checkpoint import load_checkpoint, save_checkpoint
 from twostream_das.cli import main
 from twostream_das.config import PRESETS, load_config
 from twostream_das.data.collate import collate
-from twostream_das.data.dataset import Video, make_sample
+from twostream_das.data.dataset import Video, make_view
 from twostream_das.errors import CheckpointError
 from twostream_das.model.standardize import FeatureStandardizer
 from twostream_das.model.two_stream import TwoStreamModel
@@ -74,7 +74,7 @@ def _first_loss(videos: list[Video], standardize: bool) -> float:
         model = TwoStreamModel.from_config(cfg, DIMS, 4)
     if standardize:
         model.standardizer.fit(videos)
-    batch = collate([make_sample(v, 1, 0, 1.0) for v in videos])
+    batch = collate([make_view(v, 1, 0, 1.0) for v in videos])
     with torch.random.fork_rng():
         torch.manual_seed(1)  # dropout
         out = model.loss(batch, None, [make_generator(i) for i in range(len(videos))])

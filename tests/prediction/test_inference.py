@@ -8,7 +8,7 @@ import torch
 from _tiny import CLASSES, TEST_VIDEOS, tiny_overrides
 from twostream_das.choices import PostprocessChoice
 from twostream_das.config import FAST_SAMPLING, PostprocessKind, Views, load_config
-from twostream_das.data.dataset import Sample, load_videos, offset_views
+from twostream_das.data.dataset import View, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.data.temporal import average_views
 from twostream_das.errors import ConfigError
@@ -238,9 +238,9 @@ def test_batch_plan_fills_a_cpu_batch_by_frames_and_is_four_views_elsewhere_unle
     assert batch_plan(three, torch.device("cpu")) == BatchPlan(3, None)
 
 
-def _view(frames: int) -> Sample:
+def _view(frames: int) -> View:
     features = {"rgb": torch.zeros(2, frames)}
-    return Sample(f"v{frames}", features, None, torch.zeros(frames), 0)
+    return View(f"v{frames}", features, None, torch.zeros(frames), 0)
 
 
 @pytest.mark.parametrize(

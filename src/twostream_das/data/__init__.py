@@ -3,19 +3,19 @@
 - :mod:`.layout`: ``mapping.txt``, ``splits/*.bundle``, ``groundTruth/*.txt``, validation carve-out
 - :mod:`.features`: per-stream feature files (I3D halves or folders, orientation, checks, alignment)
 - :mod:`.temporal`: sample-rate views, upsampling back, soft boundary targets
-- :mod:`.dataset`: :class:`Video`, :class:`Sample`, :class:`TrainDataset`, offset views
+- :mod:`.dataset`: :class:`Video`, :class:`View`, :class:`TrainDataset`, offset views
 - :mod:`.collate`: :class:`Batch` (padding + mask)
 - :mod:`.demo`: the synthetic two-stream demo dataset
 """
 
 from .collate import IGNORE_INDEX, Batch, collate
 from .dataset import (
-    Sample,
     TrainDataset,
     Video,
+    View,
     class_counts,
     load_videos,
-    make_sample,
+    make_view,
     offset_views,
     stream_dims,
     view_offsets,
@@ -29,7 +29,7 @@ __all__ = [
     "IGNORE_INDEX",
     "Batch",
     "LabelMap",
-    "Sample",
+    "View",
     "TrainDataset",
     "Video",
     "align_to_labels",
@@ -41,7 +41,7 @@ __all__ = [
     "load_stream",
     "load_videos",
     "make_demo",
-    "make_sample",
+    "make_view",
     "num_view_frames",
     "offset_views",
     "read_labels",

@@ -1,4 +1,4 @@
-"""Batching: samples of different lengths padded to the longest, plus a padding mask."""
+"""Batching: offset views of different lengths padded to the longest, plus a padding mask."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .dataset import Sample
+from .dataset import View
 
 IGNORE_INDEX = -100  # label of padded (and unlabelled) frames; cross-entropy skips it
 
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """A padded batch of ``B`` samples, ``T`` = the longest sample.
+    """A padded batch of ``B`` views, ``T`` = the longest view.
 
     Attributes:
         names: (B,) video names.
         features: stream -> (B, D_s, T) float32, zero at padding.
-        labels: (B, T) int64, ``IGNORE_INDEX`` (-100) at padding and for unlabelled samples.
+        labels: (B, T) int64, ``IGNORE_INDEX`` (-100) at padding and for unlabelled views.
         boundary: (B, T) float32 soft boundary target, 0 at padding.
         mask: (B, T) bool, True = real frame.
-        offsets: (B,) offset of each sample's view.
+        offsets: (B,) the offset of each view.
     """
 
     names: list[str]
@@ -54,46 +54,46 @@ class Batch:
 
     @property
     def lengths(self) -> torch.Tensor:
-        """(B,) int64 real frames per sample."""
+        """(B,) int64 real frames per view."""
         return self.mask.sum(dim=1)
 
 
-def collate(samples: Sequence[Sample]) -> Batch:
-    """Pad ``samples`` to the longest and stack them.
+def collate(views: Sequence[View]) -> Batch:
+    """Pad ``views`` to the longest and stack them.
 
     Padding: features 0, labels -100, boundary 0, mask False.
 
     Raises:
-        ValueError: no samples, or samples with different streams or stream dimensions.
+        ValueError: no views, or views with different streams or stream dimensions.
     """
-    if not samples:
-        raise ValueError("collate needs at least one sample")
-    streams = list(samples[0].features)
-    size, longest = len(samples), max(s.num_frames for s in samples)
+    if not views:
+        raise ValueError("collate needs at least one view")
+    streams = list(views[0].features)
+    size, longest = len(views), max(s.num_frames for s in views)
     features = {
-        s: samples[0].features[s].new_zeros(size, samples[0].features[s].shape[0], longest)
+        s: views[0].features[s].new_zeros(size, views[0].features[s].shape[0], longest)
         for s in streams
     }  # s -> (B, D_s, T)
     labels = torch.full((size, longest), IGNORE_INDEX, dtype=torch.long)  # (B, T)
     boundary = torch.zeros(size, longest, dtype=torch.float32)  # (B, T)
     mask = torch.zeros(size, longest, dtype=torch.bool)  # (B, T)
-    for b, sample in enumerate(samples):
-        length = sample.num_frames
-        if list(sample.features) != streams:
+    for b, view in enumerate(views):
+        length = view.num_frames
+        if list(view.features) != streams:
             raise ValueError(
-                f"sample {sample.name!r} has streams {list(sample.features)}, expected {streams}"
+                f"view {view.name!r} has streams {list(view.features)}, expected {streams}"
             )
         for s in streams:
-            feats = sample.features[s]  # (D_s, T_b)
+            feats = view.features[s]  # (D_s, T_b)
             if feats.shape != (features[s].shape[1], length):
                 raise ValueError(
-                    f"sample {sample.name!r} stream {s} has shape {tuple(feats.shape)}, expected "
+                    f"view {view.name!r} stream {s} has shape {tuple(feats.shape)}, expected "
                     f"({features[s].shape[1]}, {length})"
                 )
             features[s][b, :, :length] = feats
-        if sample.labels is not None:
-            labels[b, :length] = sample.labels
-        boundary[b, :length] = sample.boundary
+        if view.labels is not None:
+            labels[b, :length] = view.labels
+        boundary[b, :length] = view.boundary
         mask[b, :length] = True
-    names = [s.name for s in samples]
-    return Batch(names, features, labels, boundary, mask, [s.offset for s in samples])
+    names = [s.name for s in views]
+    return Batch(names, features, labels, boundary, mask, [s.offset for s in views])

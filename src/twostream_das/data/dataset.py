@@ -1,7 +1,7 @@
 """Videos in memory and the samples the model sees.
 
 A :class:`Video` holds every configured stream at full frame rate, already aligned to the labels. A
-:class:`Sample` is one offset view of a video (``dataset.sample_rate``), as tensors, with its soft
+:class:`View` is one offset view of a video (``dataset.sample_rate``), as tensors, with its soft
 boundary target. ``dataset.boundary_sigma`` is given in full-rate frames: the target is smoothed
 on the full-rate labels, then subsampled per offset and divided by its maximum (DiffAct).
 """
@@ -49,7 +49,7 @@ class Video:
 
 
 @dataclass(frozen=True, eq=False)
-class Sample:
+class View:
     """One offset view of a video, ready for :func:`~twostream_das.data.collate.collate`.
 
     Attributes:
@@ -171,7 +171,7 @@ def class_counts(videos: Sequence[Video], num_classes: int) -> np.ndarray:
     return counts
 
 
-def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: float) -> Sample:
+def make_view(video: Video, sample_rate: int, offset: int, boundary_sigma: float) -> View:
     """Offset view ``offset`` of ``video`` as tensors (copies; the video is not shared).
 
     ``boundary_sigma`` is in full-rate frames: the target is smoothed at the full rate, then
@@ -183,11 +183,11 @@ def make_sample(video: Video, sample_rate: int, offset: int, boundary_sigma: flo
     }  # s -> (D_s, T_s), copies
     length = num_view_frames(video.num_frames, sample_rate, offset)
     if video.labels is None:
-        return Sample(video.name, features, None, torch.zeros(length), offset)
+        return View(video.name, features, None, torch.zeros(length), offset)
     labels = np.array(subsample(video.labels, sample_rate, offset), np.int64)  # (T_s,) copy
     full = boundary_target(video.labels, boundary_sigma)  # (T,) at the full rate
     boundary = view_boundary_target(full, sample_rate, offset)  # (T_s,) float32
-    return Sample(
+    return View(
         video.name, features, torch.from_numpy(labels), torch.from_numpy(boundary), offset
     )
 
@@ -208,10 +208,10 @@ def view_offsets(num_frames: int, sample_rate: int, views: Views = Views.ALL) ->
 
 def offset_views(
     video: Video, sample_rate: int, boundary_sigma: float, views: Views = Views.ALL
-) -> list[Sample]:
+) -> list[View]:
     """The offset views of ``video`` that inference samples (:func:`view_offsets`)."""
     offsets = view_offsets(video.num_frames, sample_rate, views)
-    return [make_sample(video, sample_rate, o, boundary_sigma) for o in offsets]
+    return [make_view(video, sample_rate, o, boundary_sigma) for o in offsets]
 
 
 class TrainDataset(Dataset):
@@ -262,6 +262,6 @@ class TrainDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return int(rng.integers(choices))
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> View:
         video = self.videos[index]
-        return make_sample(video, self.sample_rate, self.offset(index), self.boundary_sigma)
+        return make_view(video, self.sample_rate, self.offset(index), self.boundary_sigma)

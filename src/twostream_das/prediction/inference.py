@@ -51,7 +51,7 @@ from ..config import (
     validate,
 )
 from ..data.collate import Batch, collate
-from ..data.dataset import Sample, Video, offset_views
+from ..data.dataset import Video, View, offset_views
 from ..data.temporal import average_views, restore_full_rate
 from ..diffusion import SampleResult, make_sampler
 from ..errors import ConfigError
@@ -358,7 +358,7 @@ def content_digest(features: Mapping[str, torch.Tensor]) -> str:
 
 
 def view_generators(
-    seed: int, sample: Sample, streams: Sequence[str], samples: int
+    seed: int, view: View, streams: Sequence[str], samples: int
 ) -> dict[str, list[torch.Generator]]:
     """The DDIM noise generators of one offset view of one video: stream -> K generators, one
     per (view, stream, sample), each seeded from ``(seed, digest of the view's features, offset,
@@ -368,9 +368,9 @@ def view_generators(
     CPU generators on every device: the model draws on ``generator.device`` and moves the noise,
     so a video gets the same noise on CPU and GPU.
     """
-    digest = content_digest(sample.features)
+    digest = content_digest(view.features)
     return {
-        s: [make_generator(derive_seed(seed, "ddim", digest, sample.offset, s, k))
+        s: [make_generator(derive_seed(seed, "ddim", digest, view.offset, s, k))
             for k in range(samples)]
         for s in streams
     }  # fmt: skip
@@ -560,14 +560,14 @@ def joint_fusion(
 
 def _views(
     videos: Sequence[Video], cfg: Config, counts: dict[int, int]
-) -> Iterator[tuple[int, Sample]]:
+) -> Iterator[tuple[int, View]]:
     """Offset views of every video, in order; records each video's view count in ``counts``."""
     for index, video in enumerate(videos):
         views = offset_views(
             video, cfg.dataset.sample_rate, cfg.dataset.boundary_sigma, cfg.eval.views
         )
         counts[index] = len(views)
-        yield from ((index, sample) for sample in views)
+        yield from ((index, view) for view in views)
 
 
 def _average_views(
@@ -613,12 +613,12 @@ def samples_per_pass(
 
 
 def _length_batches(
-    items: Iterable[tuple[int, Sample]], plan: BatchPlan
-) -> Iterator[list[tuple[int, Sample]]]:
+    items: Iterable[tuple[int, View]], plan: BatchPlan
+) -> Iterator[list[tuple[int, View]]]:
     """Batches as ``plan`` says, grouped by length: the views of about ``GROUP_BATCHES``
     batches at a time (in video order), sorted longest first, so a batch pads little; memory
     stays bounded and videos are still yielded in order, a window at a time."""
-    window: list[tuple[int, Sample]] = []
+    window: list[tuple[int, View]] = []
     frames = 0
     for item in items:
         window.append(item)
@@ -631,12 +631,12 @@ def _length_batches(
 
 
 def _sorted_batches(
-    items: list[tuple[int, Sample]], plan: BatchPlan
-) -> Iterator[list[tuple[int, Sample]]]:
+    items: list[tuple[int, View]], plan: BatchPlan
+) -> Iterator[list[tuple[int, View]]]:
     """``items`` longest first, cut into batches of at most ``plan.views`` views and (when set)
     ``plan.frames`` padded frames; ties stay in video order."""
     ordered = sorted(items, key=lambda item: -item[1].num_frames)  # stable
-    batch: list[tuple[int, Sample]] = []
+    batch: list[tuple[int, View]] = []
     for item in ordered:
         if batch:
             padded = (len(batch) + 1) * batch[0][1].num_frames  # with item, longest first
@@ -651,7 +651,7 @@ def _sorted_batches(
 @torch.inference_mode()
 def _predict_views(
     model: TwoStreamModel,
-    samples: list[Sample],
+    views: list[View],
     cfg: Config,
     device: torch.device,
     joint: Optional[JointFusion] = None,
@@ -666,36 +666,36 @@ def _predict_views(
     (each (view, stream, sample) drawing from a generator seeded as in the separate run).
     Without ``separate`` the per-stream dicts are empty.
     """
-    batch = collate(samples).to(device)
+    batch = collate(views).to(device)
     streams = model.stream_names
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final: dict[str, np.ndarray] = {}  # stream or "joint" -> (K, B, C, T)
     path: dict[str, np.ndarray] = {}
     if separate:
-        out = _sample_views(model, batch, samples, cfg, device)
+        out = _sample_views(model, batch, views, cfg, device)
         final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}
         path = {s: r.trajectory_mean.float().cpu().numpy() for s, r in out.items()}
     if joint is not None:
-        fused = _sample_views(model, batch, samples, cfg, device, joint)["joint"]
+        fused = _sample_views(model, batch, views, cfg, device, joint)["joint"]
         final["joint"] = fused.probs.float().cpu().numpy()
         path["joint"] = fused.trajectory_mean.float().cpu().numpy()
-    views = []
+    results = []
     for b, n in enumerate(lengths):
-        view = {
+        result = {
             "samples": {s: final[s][:, b, :, : int(n)] for s in streams if separate},
             "sample_trajectories": {s: path[s][:, b, :, : int(n)] for s in streams if separate},
         }
         if joint is not None:
-            view["joint"] = {"samples": final["joint"][:, b, :, : int(n)],
+            result["joint"] = {"samples": final["joint"][:, b, :, : int(n)],
                              "trajectories": path["joint"][:, b, :, : int(n)]}
-        views.append(view)
-    return views
+        results.append(result)
+    return results
 
 
 def _sample_views(
     model: TwoStreamModel,
     batch: Batch,
-    views: list[Sample],
+    views: list[View],
     cfg: Config,
     device: torch.device,
     joint: Optional[JointFusion] = None,
