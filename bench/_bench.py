@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from twostream_das.config import Config, load_config
 from twostream_das.diffusion import Sampler, make_sampler
 from twostream_das.kernels import current_backend, native
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,18 +66,18 @@ def machine(threads: int) -> dict[str, object]:
     }
 
 
-def build_model(preset: str, overrides: list[str] | None = None) -> tuple[TwoStreamModel, Config]:
+def build_model(preset: str, overrides: list[str] | None = None) -> tuple[MultiStreamModel, Config]:
     cfg = load_config(preset, overrides or [])
     dims, classes = PRESETS[preset]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = TwoStreamModel.from_config(cfg, dims, classes)
+        model = MultiStreamModel.from_config(cfg, dims, classes)
     return model, cfg
 
 
 def eval_model_and_video(
     preset: str, frames: int, overrides: list[str] | None = None
-) -> tuple[TwoStreamModel, Sampler, dict[str, torch.Tensor], torch.Tensor]:
+) -> tuple[MultiStreamModel, Sampler, dict[str, torch.Tensor], torch.Tensor]:
     """:func:`build_model` in eval mode, its config's sampler, and one random video of
     ``frames`` frames for it: stream -> (1, D_s, T) features (seed 0) and its (1, T) all-true
     mask."""

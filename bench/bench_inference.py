@@ -1,4 +1,4 @@
-"""Two-stream inference (``TwoStreamModel.predict_proba``, 25 DDIM steps) at the paper's sizes.
+"""Two-stream inference (``MultiStreamModel.predict_proba``, 25 DDIM steps) at the paper's sizes.
 
     python bench/bench_inference.py [--quick] [--threads 2] [--repeats 3] [--no-memory]
                                     [--sizes gtea:1500,breakfast:5000] [--variants a,b]

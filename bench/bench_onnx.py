@@ -5,7 +5,7 @@
 
 Prints one JSON object:
 - per (preset, T, threads): the median/min seconds of one video's sampling (every stream's
-  encoder once, 25 DDIM steps of the decoders), PyTorch (``TwoStreamModel.sample``, default
+  encoder once, 25 DDIM steps of the decoders), PyTorch (``MultiStreamModel.sample``, default
   backend) and onnxruntime (``OnnxModel.sample``) interleaved in one run, their ratio, and the
   largest probability difference given the same noise (the runtime replays PyTorch's draws);
 - ``memory``: peak resident memory of a fresh process sampling one video of

@@ -42,7 +42,7 @@ from _bench import (
 
 from twostream_das.config import Config
 from twostream_das.data.dataset import Video
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.prediction.inference import predict_probabilities
 
 CPU = torch.device("cpu")
@@ -79,7 +79,7 @@ def speedup(timings: dict[str, dict[str, float]], variant: str) -> float:
 
 
 def measure(
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     cfg: Config,
     videos: list[Video],
     batch_size: int,

@@ -6,7 +6,7 @@
 Variants, timed interleaved in one process (``_bench.time_interleaved``), all on the same
 weights and features, one video:
 
-  k<K>    ``TwoStreamModel.sample`` with K samples per video and stream, streams stacked,
+  k<K>    ``MultiStreamModel.sample`` with K samples per video and stream, streams stacked,
           all K samples in one decoder pass
   k<K>/1  the same K samples one per decoder pass (``eval.samples_per_pass=1``, the CPU
           default), the encoders once; the same probabilities

@@ -55,7 +55,7 @@ from twostream_das.data.dataset import Video, View, load_videos, offset_views
 from twostream_das.data.layout import read_mapping
 from twostream_das.diffusion import Sampler, make_sampler
 from twostream_das.metrics import METRIC_KEYS
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.prediction.fusion import FusionMethod, JointFusion, simplex_grid
 from twostream_das.prediction.inference import (
     VideoProbs,
@@ -272,7 +272,7 @@ def weights_key(weights: dict[str, float]) -> str:
 
 @torch.inference_mode()
 def joint_outputs(
-    model: TwoStreamModel, sampler: Sampler, view: View, cfg: Config
+    model: MultiStreamModel, sampler: Sampler, view: View, cfg: Config
 ) -> dict[str, np.ndarray]:
     """``rule/weights/{final,trajectory}`` -> (C, T) fused probabilities of one joint sample
     (the generators of ``eval.seed = 0``: the same draws as the streams' own samples)."""
@@ -291,7 +291,7 @@ def joint_outputs(
     return out
 
 
-def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config,
+def check_joint_against_package(model: MultiStreamModel, video: Video, cfg: Config,
                                 joint: dict[str, np.ndarray]) -> float:
     """Largest difference between :func:`joint_outputs` and the package's joint prediction."""
     weights = joint_points(cfg)[len(joint_points(cfg)) // 2]
@@ -307,11 +307,11 @@ def check_joint_against_package(model: TwoStreamModel, video: Video, cfg: Config
 
 @torch.inference_mode()
 def stream_outputs(
-    model: TwoStreamModel, sampler: Sampler, view: View, samples: int
+    model: MultiStreamModel, sampler: Sampler, view: View, samples: int
 ) -> dict[str, dict[str, np.ndarray]]:
     """input -> stream -> (C, T) probabilities of one video (one view, no padding).
 
-    The package's sampler (``TwoStreamModel.sample``, K samples in one pass, the generators of
+    The package's sampler (``MultiStreamModel.sample``, K samples in one pass, the generators of
     ``eval.seed = 0``) returns the last step's x0 probabilities and their trajectory mean;
     sample 0 is exactly what ``predict_probabilities`` returns with ``eval.seed = 0`` (checked
     by :func:`check_against_package`).
@@ -334,7 +334,7 @@ def stream_outputs(
     return out
 
 
-def check_against_package(model: TwoStreamModel, video: Video, cfg: Config,
+def check_against_package(model: MultiStreamModel, video: Video, cfg: Config,
                           x0: dict[str, np.ndarray]) -> float:
     """Largest difference between :func:`stream_outputs`' x0 and the package's prediction."""
     (ref,) = predict_probabilities(model, [video], cfg, torch.device("cpu"))

@@ -48,7 +48,7 @@ from _bench import PRESETS, build_model, machine  # noqa: E402
 from twostream_das.config import load_config  # noqa: E402
 from twostream_das.data.collate import Batch  # noqa: E402
 from twostream_das.diffusion import make_sampler  # noqa: E402
-from twostream_das.model.two_stream import TwoStreamModel  # noqa: E402
+from twostream_das.model.multi_stream import MultiStreamModel  # noqa: E402
 from twostream_das.prediction.stacked import choose_strategy  # noqa: E402
 
 PRESET = "gtea"
@@ -67,12 +67,12 @@ TOLERANCES = {  # relative to the CPU fp32 value unless said otherwise
 SAMPLER = make_sampler(load_config(PRESET, NO_DROPOUT))
 
 
-def build(frames: int) -> tuple[TwoStreamModel, Batch]:
+def build(frames: int) -> tuple[MultiStreamModel, Batch]:
     cfg = load_config(PRESET, NO_DROPOUT)
     dims, classes = PRESETS[PRESET]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = TwoStreamModel.from_config(cfg, dims, classes)
+        model = MultiStreamModel.from_config(cfg, dims, classes)
     gen = torch.Generator().manual_seed(0)
     features = {s: torch.randn(BATCH, d, frames, generator=gen) for s, d in dims.items()}
     # piecewise-constant labels: 10 segments per video
@@ -108,7 +108,7 @@ def precision(device: torch.device, bf16: bool) -> Iterator[None]:
         yield
 
 
-def loss_and_grad(model: TwoStreamModel, batch: Batch, device: torch.device,
+def loss_and_grad(model: MultiStreamModel, batch: Batch, device: torch.device,
                   bf16: bool) -> tuple[float, torch.Tensor]:
     model.train()
     model.zero_grad(set_to_none=True)
@@ -120,7 +120,7 @@ def loss_and_grad(model: TwoStreamModel, batch: Batch, device: torch.device,
     return float(loss.detach().float().cpu()), grad
 
 
-def probabilities(model: TwoStreamModel, batch: Batch, device: torch.device,
+def probabilities(model: MultiStreamModel, batch: Batch, device: torch.device,
                   bf16: bool) -> dict[str, torch.Tensor]:
     model.eval()
     with torch.inference_mode(), precision(device, bf16):

@@ -10,7 +10,7 @@ from twostream_das import distributed
 from twostream_das.checkpoint import load_checkpoint
 from twostream_das.config import load_config
 from twostream_das.errors import ConfigError
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.workflows.training import data as training_data
 from twostream_das.workflows.training import train
 
@@ -57,7 +57,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
         )
     outputs = []
     for ckpt in (one, two):  # ...and the models compute the same function, skipped biases too
-        model = TwoStreamModel.from_config(ckpt.to_config(), ckpt.stream_dims, 4)
+        model = MultiStreamModel.from_config(ckpt.to_config(), ckpt.stream_dims, 4)
         model.load_state_dict(ckpt.weights)
         features = torch.randn(
             1, ckpt.stream_dims["rgb"], 17, generator=torch.Generator().manual_seed(0)

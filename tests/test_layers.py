@@ -40,9 +40,9 @@ ALLOWED_UPWARD = {
     # moving the method to the API layer would end it.
     ("twostream_das.prediction.inference", "twostream_das.api"),
     # fusion inside the sampler (fusion.sampling = joint) has the model fuse the streams at
-    # every step: model/two_stream.py imports prediction/fusion.py; the fusion math belongs
+    # every step: model/multi_stream.py imports prediction/fusion.py; the fusion math belongs
     # below the model (a leaf both import) to end this one
-    ("twostream_das.model.two_stream", "twostream_das.prediction.fusion"),
+    ("twostream_das.model.multi_stream", "twostream_das.prediction.fusion"),
 }
 
 ALLOWED_CIRCLES = {

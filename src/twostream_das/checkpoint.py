@@ -3,7 +3,7 @@
 A checkpoint holds only builtins and tensors, so ``torch.load(weights_only=True)`` reads it and
 no other file is needed to rebuild the model:
 
-- ``weights``: the :class:`~twostream_das.model.two_stream.TwoStreamModel` state dict
+- ``weights``: the :class:`~twostream_das.model.multi_stream.MultiStreamModel` state dict
   (``streams.<name>.`` per stream; with ``dataset.standardize`` also the training videos'
   per-channel statistics ``standardizer.<name>_mean`` / ``_std``);
 - ``optimizer``: the optimizer state dict (resumable ``last.pt`` only, else None);

@@ -236,13 +236,13 @@ def test_video_without_weights_names_the_flag_and_the_variable(tmp_path, monkeyp
     from _model_helpers import small_config
     from twostream_das.checkpoint import make_checkpoint, save_checkpoint
     from twostream_das.extraction import WEIGHTS_ENV
-    from twostream_das.model.two_stream import TwoStreamModel
+    from twostream_das.model.multi_stream import MultiStreamModel
 
     for variable in WEIGHTS_ENV.values():
         monkeypatch.delenv(variable, raising=False)
     cfg = small_config("dataset.streams={rgb: {source: i3d_rgb}, flow: {source: i3d_flow}}")
     dims = {"rgb": 1024, "flow": 1024}
-    model = TwoStreamModel.from_config(cfg, dims, len(CLASSES))
+    model = MultiStreamModel.from_config(cfg, dims, len(CLASSES))
     checkpoint = save_checkpoint(tmp_path / "i3d.pt",
                                  make_checkpoint(model, cfg, list(CLASSES), dims, epoch=1))
     code = main(["predict", "--checkpoint", str(checkpoint), "--video", str(tmp_path / "a.mp4"),

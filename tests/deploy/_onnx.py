@@ -11,7 +11,7 @@ import torch
 from twostream_das.checkpoint import make_checkpoint, save_checkpoint
 from twostream_das.config import load_config
 from twostream_das.diffusion import per_video_noise
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.runtime import make_generator
 
 CLASSES = ["background", "cut", "pour", "stir", "take"]
@@ -37,7 +37,7 @@ def write_checkpoint(
     cfg = load_config(None, [*SMALL, f"dataset.streams={{{spec}}}", *extra])
     dims = {s: DIMS[s] for s in streams}
     torch.manual_seed(seed)
-    model = TwoStreamModel.from_config(cfg, dims, len(CLASSES))
+    model = MultiStreamModel.from_config(cfg, dims, len(CLASSES))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)

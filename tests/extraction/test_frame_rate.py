@@ -209,14 +209,14 @@ def checkpoint_15fps(tmp_path) -> Path:
     from _model_helpers import small_config
     from _tiny import CLASSES
     from twostream_das.checkpoint import make_checkpoint, save_checkpoint
-    from twostream_das.model.two_stream import TwoStreamModel
+    from twostream_das.model.multi_stream import MultiStreamModel
 
     cfg = small_config("dataset.streams={rgb: {source: i3d_rgb}, flow: {source: i3d_flow}}",
                        "dataset.fps=15")
     dims = {"rgb": 1024, "flow": 1024}
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = TwoStreamModel.from_config(cfg, dims, len(CLASSES))
+        model = MultiStreamModel.from_config(cfg, dims, len(CLASSES))
     return save_checkpoint(tmp_path / "ckpt15.pt",
                            make_checkpoint(model, cfg, list(CLASSES), dims, epoch=1))
 

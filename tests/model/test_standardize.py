@@ -17,8 +17,8 @@ from twostream_das.config import PRESETS, load_config
 from twostream_das.data.collate import collate
 from twostream_das.data.dataset import Video, make_view
 from twostream_das.errors import CheckpointError
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.model.standardize import FeatureStandardizer
-from twostream_das.model.two_stream import TwoStreamModel
 from twostream_das.runtime import make_generator
 from twostream_das.workflows.training import train
 
@@ -49,7 +49,7 @@ def test_a_constant_channel_of_a_large_value_is_not_divided_by_rounding_noise():
 def test_the_presets_keep_the_reference_input():
     for preset in PRESETS:
         assert load_config(preset).dataset.standardize is False
-    model = TwoStreamModel.from_config(load_config("demo"), DIMS, 4)
+    model = MultiStreamModel.from_config(load_config("demo"), DIMS, 4)
     assert model.standardizer is None
     assert not any(k.startswith("standardizer.") for k in model.state_dict())
 
@@ -71,7 +71,7 @@ def _first_loss(videos: list[Video], standardize: bool) -> float:
     cfg = small_config(f"dataset.standardize={str(standardize).lower()}")
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = TwoStreamModel.from_config(cfg, DIMS, 4)
+        model = MultiStreamModel.from_config(cfg, DIMS, 4)
     if standardize:
         model.standardizer.fit(videos)
     batch = collate([make_view(v, 1, 0, 1.0) for v in videos])
@@ -103,9 +103,9 @@ def test_inference_applies_the_stored_statistics():
     by hand (so evaluate, predict and the API, which all sample through the model, agree)."""
     cfg = small_config("dataset.standardize=true")
     videos = _videos(lambda x: 40 * x + 7)
-    model = TwoStreamModel.from_config(cfg, DIMS, 4).eval()
+    model = MultiStreamModel.from_config(cfg, DIMS, 4).eval()
     model.standardizer.fit(videos)
-    plain = TwoStreamModel.from_config(small_config(), DIMS, 4).eval()
+    plain = MultiStreamModel.from_config(small_config(), DIMS, 4).eval()
     plain.load_state_dict(
         {k: v for k, v in model.state_dict().items() if not k.startswith("standardizer.")}
     )

@@ -6,7 +6,7 @@ import torch
 
 from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.kernels import Backend, native, use_backend
-from twostream_das.model.two_stream import TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel
 from twostream_das.prediction.stacked import StackedStreams, choose_strategy
 
 FAST_BACKENDS = [Backend.SHIFTED] + ([Backend.NATIVE] if native.available() else [])
@@ -22,7 +22,7 @@ FAST = [
 def make_model(*extra):
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return TwoStreamModel.from_config(small_config(*extra), {"rgb": 7, "flow": 5}, 4).eval()
+        return MultiStreamModel.from_config(small_config(*extra), {"rgb": 7, "flow": 5}, 4).eval()
 
 
 def stream_gens(seeds, streams=("rgb", "flow")):

@@ -181,7 +181,7 @@ class OnnxModel:
         consensus: Optional[Consensus] = None,
     ) -> dict[str, SampleResult]:
         """K samples per video and stream, the streams stepping together (the PyTorch path's
-        :meth:`twostream_das.model.two_stream.TwoStreamModel.sample`).
+        :meth:`twostream_das.model.multi_stream.MultiStreamModel.sample`).
 
         Args:
             features: stream -> (B, D_s, T) as read (standardised here), 0 on padding.

@@ -7,7 +7,7 @@
     decoder.py      (x_t, t, masked cond) -> x0 logits (B, C, T)
     losses.py       masked CE, smoothing, boundary BCE -> a named breakdown
     stream.py       one modality: encoder + masking + decoder + diffusion; loss(), sample()
-    two_stream.py   one stream per ``dataset.streams`` entry; L = sum_s L_s; sampling with the
+    multi_stream.py   one stream per ``dataset.streams`` entry; L = sum_s L_s; sampling with the
                     strategy the caller gives (prediction stacks the streams)
     standardize.py  per-channel feature standardisation
 

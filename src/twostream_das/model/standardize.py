@@ -7,7 +7,7 @@ deviation of that channel over every frame of the fold's *training* videos, neve
 test videos. The statistics are buffers of the model (``standardizer.<stream>_mean`` /
 ``standardizer.<stream>_std``, float32 ``(D_s,)``), so every checkpoint carries them as plain
 tensors and training, validation, ``evaluate``, ``predict`` and the Python API apply the same map:
-the model applies it to its own input (:class:`~twostream_das.model.two_stream.TwoStreamModel`).
+the model applies it to its own input (:class:`~twostream_das.model.multi_stream.MultiStreamModel`).
 Padded frames stay 0. A channel whose training std is below :data:`MIN_STD` (constant) is only
 centred (std 1).
 

@@ -55,7 +55,7 @@ from ..data.dataset import Video, View, offset_views
 from ..data.temporal import average_views, restore_full_rate
 from ..diffusion import SampleResult, make_sampler
 from ..errors import ConfigError
-from ..model.two_stream import TwoStreamModel
+from ..model.multi_stream import MultiStreamModel
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
 from .fusion import FusionMethod, JointFusion, fuse
 from .postprocess import postprocess
@@ -217,7 +217,7 @@ class LoadedModel:
     ``predict_*`` functions take it too); ``loaded.to("cuda")`` moves the model in place.
     """
 
-    model: TwoStreamModel
+    model: MultiStreamModel
     config: Config
     checkpoint: Checkpoint
 
@@ -335,7 +335,7 @@ def load_model(path: str | Path, device: torch.device) -> LoadedModel:
     """Rebuild the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
     ckpt = load_checkpoint(path)
     cfg = ckpt.to_config()
-    model = TwoStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
+    model = MultiStreamModel.from_config(cfg, dict(ckpt.stream_dims), len(ckpt.label_names))
     load_weights(model, ckpt.weights, f"checkpoint {path}",
                  "expected the tensors of the network its stored config describes (was the "
                  "config inside the file edited?)")  # fmt: skip
@@ -377,7 +377,7 @@ def view_generators(
 
 
 def predict_probabilities(
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     videos: Sequence[Video],
     cfg: Config,
     device: torch.device,
@@ -523,7 +523,7 @@ def video_fused_labels(
 
 
 def predict(
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     videos: Sequence[Video],
     cfg: Config,
     weights: Mapping[str, float],
@@ -650,7 +650,7 @@ def _sorted_batches(
 
 @torch.inference_mode()
 def _predict_views(
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     views: list[View],
     cfg: Config,
     device: torch.device,
@@ -693,7 +693,7 @@ def _predict_views(
 
 
 def _sample_views(
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     batch: Batch,
     views: list[View],
     cfg: Config,

@@ -19,7 +19,7 @@ Nothing is kept between calls, so changed weights count.
 
 Prediction chooses it (:func:`choose_strategy`): in eval mode, with a fast backend, for streams
 of one structure; the model runs whatever strategy it is given
-(:meth:`~twostream_das.model.two_stream.TwoStreamModel.sample`). Results equal the
+(:meth:`~twostream_das.model.multi_stream.MultiStreamModel.sample`). Results equal the
 stream-by-stream run to float tolerance (tests/prediction/test_stacked.py).
 """
 
@@ -36,8 +36,8 @@ from ..kernels.ops import linear
 from ..model.block import BlockGeometry, BlockWeights, KeyMasks, cond_share, run_blocks
 from ..model.decoder import Decoder
 from ..model.encoder import Encoder
+from ..model.multi_stream import MultiStreamModel, StreamStrategy
 from ..model.stream import DiffusionStream
-from ..model.two_stream import StreamStrategy, TwoStreamModel
 
 
 def _rows(tensors: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
@@ -160,7 +160,7 @@ def stacked_frame_mask(mask: torch.Tensor, streams: int, dtype: torch.dtype) -> 
 
 class StackedStreams:
     """The G streams as one stacked network (a
-    :data:`~twostream_das.model.two_stream.StreamStrategy`): the encoders run once here on
+    :data:`~twostream_das.model.multi_stream.StreamStrategy`): the encoders run once here on
     G * B rows; :meth:`for_samples` gives the denoiser of G * k * B rows (stream-major, then
     sample, then video).
 
@@ -205,7 +205,7 @@ class StackedStreams:
         return self._passes[k]
 
 
-def choose_strategy(model: TwoStreamModel) -> Optional[StreamStrategy]:
+def choose_strategy(model: MultiStreamModel) -> Optional[StreamStrategy]:
     """How prediction runs ``model``'s streams: :class:`StackedStreams` in eval mode with a fast
     backend (:func:`~twostream_das.kernels.current_backend`) for streams of one structure (the
     reference backend is the spec and runs them one after the other); None otherwise (the

@@ -69,7 +69,7 @@ from ..config import (
 from ..data.layout import check_background, read_mapping
 from ..diffusion import cosine_schedule
 from ..errors import CheckpointError
-from ..model.two_stream import TwoStreamModel
+from ..model.multi_stream import MultiStreamModel
 from ..runs import LOCK_FILE, RunDir, locked, read_json, write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -443,7 +443,7 @@ def converted_checkpoint(
             "convert does not have; expected false (fine-tune with train to fit them)"
         )
     dims = {ref.name: ref.shape.in_dim for ref in streams}
-    model = TwoStreamModel.from_config(cfg, dims, len(label_names))
+    model = MultiStreamModel.from_config(cfg, dims, len(label_names))
     weights = {
         f"streams.{ref.name}.{key}": value
         for ref in streams

@@ -9,6 +9,6 @@
 - :mod:`.cv`: ``cv``, every fold (and seed) of a dataset, resumable, with a summary;
 - :mod:`.demo`: ``demo``, the whole pipeline on generated data in about a minute.
 
-Nothing below this package imports it: the model (``two_stream``), the prediction path
+Nothing below this package imports it: the model (``multi_stream``), the prediction path
 (``inference``), post-processing and metrics do not know about runs or folders.
 """

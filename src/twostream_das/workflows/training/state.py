@@ -26,7 +26,7 @@ from ...config import Config, stream_names
 from ...diffusion import make_sampler
 from ...distributed import local_device, rank_and_world
 from ...errors import CheckpointError
-from ...model.two_stream import TwoStreamModel
+from ...model.multi_stream import MultiStreamModel
 from ...prediction.inference import VideoProbs
 from ...runs import RunDir, init_run, is_main_process, remove_stale_temporaries
 from ...runtime import derive_seed, resolve_device
@@ -74,7 +74,7 @@ class TrainContext:
     cfg: Config
     run: RunDir
     data: TrainData
-    model: TwoStreamModel
+    model: MultiStreamModel
     optimizer: torch.optim.Optimizer
     device: torch.device
     class_weights: Optional[torch.Tensor]
@@ -106,7 +106,7 @@ def build_context(
     data = load_train_data(cfg, fold)
     device = local_device(resolve_device(cfg.train.device))
     with seeded_global_rng(derive_seed(cfg.train.seed, "init"), torch.device("cpu")):
-        model = TwoStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
+        model = MultiStreamModel.from_config(cfg, data.stream_dims, len(data.label_names))
     if model.standardizer is not None:  # the training videos only (restore reloads the same)
         model.standardizer.fit(data.train)
     if last is None and cfg.train.init_from:  # fine-tuning: weights only
@@ -142,7 +142,7 @@ def build_context(
     return ctx
 
 
-def wrap_ddp(model: TwoStreamModel, device: torch.device) -> torch.nn.Module:
+def wrap_ddp(model: MultiStreamModel, device: torch.device) -> torch.nn.Module:
     """The model in ``DistributedDataParallel`` when a process group is up, else itself."""
     if rank_and_world()[1] == 1:
         return model
@@ -152,7 +152,7 @@ def wrap_ddp(model: TwoStreamModel, device: torch.device) -> torch.nn.Module:
 
 def restore(
     last: Checkpoint,
-    model: TwoStreamModel,
+    model: MultiStreamModel,
     optimizer: torch.optim.Optimizer,
     data: TrainData,
     run: RunDir,

@@ -5,7 +5,7 @@ from _model_helpers import lengths_mask, sampler, small_config
 from twostream_das.config import load_config
 from twostream_das.data.collate import Batch
 from twostream_das.model.losses import TERMS
-from twostream_das.model.two_stream import StreamByStream, TwoStreamModel
+from twostream_das.model.multi_stream import MultiStreamModel, StreamByStream
 from twostream_das.prediction.stacked import StackedStreams
 
 DIMS = {"rgb": 7, "flow": 5}
@@ -14,16 +14,16 @@ ONE = "dataset.streams={i3d: {folder: features}}"
 THREE = "dataset.streams={rgb: {folder: a}, flow: {folder: b}, pose: {folder: c}}"
 
 
-def make_model(cfg=None, dims=None) -> TwoStreamModel:
+def make_model(cfg=None, dims=None) -> MultiStreamModel:
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return TwoStreamModel.from_config(cfg or small_config(), dims or DIMS, 4)
+        return MultiStreamModel.from_config(cfg or small_config(), dims or DIMS, 4)
 
 
 def test_gtea_parameter_count_matches_the_research_code():
     """768-d Br-Prompt RGB, 1024-d I3D flow, 11 classes: DiffAct's architecture gives
     encoder 463,371 (rgb) / 479,755 (flow) + decoder 659,147 per stream = 2,261,420 ("2.26 M")."""
-    model = TwoStreamModel.from_config(load_config("gtea"), {"rgb": 768, "flow": 1024}, 11)
+    model = MultiStreamModel.from_config(load_config("gtea"), {"rgb": 768, "flow": 1024}, 11)
     assert sum(p.numel() for p in model.parameters()) == 2_261_420
     decoder = model.streams["rgb"].decoder
     assert sum(p.numel() for p in decoder.parameters()) == 659_147

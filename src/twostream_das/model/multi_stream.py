@@ -3,7 +3,7 @@ FLOW in the presets; one stream is DiffAct), built from one config.
 
 The streams are identical in structure, with their own input dimension and weights; training
 minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
-(:meth:`TwoStreamModel.sample`) returns each stream's DDIM samples, whose probabilities
+(:meth:`MultiStreamModel.sample`) returns each stream's DDIM samples, whose probabilities
 :func:`twostream_das.prediction.fusion.fuse` combines.
 """
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class TwoStreamLoss(NamedTuple):
+class MultiStreamLoss(NamedTuple):
     """Attributes:
     total: 0-dim, the sum of the streams' losses (L_rgb + L_flow).
     terms: ``"<stream>/<term>"`` -> unweighted term, and ``"<stream>/total"`` -> L_stream;
@@ -60,8 +60,8 @@ has one, :class:`StreamByStream`; prediction chooses (it has the stacked streams
 :func:`twostream_das.prediction.stacked.choose_strategy`)."""
 
 
-class TwoStreamModel(nn.Module):
-    """The streams' composition (one or more; the name is the paper's two).
+class MultiStreamModel(nn.Module):
+    """The streams' composition: one or more (the paper's 2s-DAS has two, RGB and FLOW).
 
     Args:
         streams: name -> :class:`DiffusionStream`, in the configured order (the order of
@@ -85,7 +85,7 @@ class TwoStreamModel(nn.Module):
     @classmethod
     def from_config(
         cls, cfg: Config, in_dims: Mapping[str, int], num_classes: int
-    ) -> TwoStreamModel:
+    ) -> MultiStreamModel:
         """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
         streams of ``dataset.streams``; num_classes: C."""
         names = stream_names(cfg)
@@ -114,7 +114,7 @@ class TwoStreamModel(nn.Module):
         batch: Batch,
         class_weights: Optional[torch.Tensor],
         generators: Sequence[torch.Generator],
-    ) -> TwoStreamLoss:
+    ) -> MultiStreamLoss:
         """Same as :meth:`loss`: ``forward`` is what ``DistributedDataParallel`` wraps."""
         return self.loss(batch, class_weights, generators)
 
@@ -123,7 +123,7 @@ class TwoStreamModel(nn.Module):
         batch: Batch,
         class_weights: Optional[torch.Tensor],
         generators: Sequence[torch.Generator],
-    ) -> TwoStreamLoss:
+    ) -> MultiStreamLoss:
         """``sum_s L_s`` on one batch (all streams see the same samples).
 
         ``generators``: one per sample (see :meth:`DiffusionStream.loss`); the streams draw
@@ -138,7 +138,7 @@ class TwoStreamModel(nn.Module):
             terms.update({f"{name}/{key}": value for key, value in out.terms.items()})
             terms[f"{name}/total"] = out.total.detach()
         assert total is not None
-        return TwoStreamLoss(total, terms)
+        return MultiStreamLoss(total, terms)
 
     @property
     def stream_names(self) -> list[str]:
