@@ -1,3 +1,4 @@
+import enum
 import os
 import subprocess
 import sys
@@ -7,7 +8,15 @@ import pytest
 import torch
 
 from twostream_das.errors import ConfigError
-from twostream_das.kernels import Backend, current_backend, native, reference, use_backend
+from twostream_das.kernels import (
+    Backend,
+    backends,
+    current_backend,
+    native,
+    reference,
+    registry,
+    use_backend,
+)
 from twostream_das.kernels.backends import backend_from_environment, parse_backend
 from twostream_das.kernels.registry import OPS, implementation, registered
 from twostream_das.kernels.windows import window_key_mask, window_stack, window_views
@@ -99,3 +108,87 @@ def test_a_process_reads_the_environment_variable():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True, timeout=120)  # fmt: skip
     assert done.stdout.strip() == "reference"
+
+
+class _Extra(str, enum.Enum):
+    """A backend member the recipe would add to ``Backend`` (an enum cannot grow at run time,
+    so the test's member lives in an enum of its own)."""
+
+    EINSUM = "einsum"
+
+
+def _einsum_attention(q, k, v, key_mask, kernel_size, dilation, outside):
+    """Windowed attention as two einsums over the reference's window stacks."""
+    keys = window_stack(k, kernel_size, dilation)  # (B, C, k, T)
+    values = window_stack(v, kernel_size, dilation)  # (B, Cv, k, T)
+    scores = torch.einsum("bct,bckt->bkt", q, keys) * q.shape[1] ** -0.5
+    scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+    return torch.einsum("bkt,bckt->bct", torch.softmax(scores, dim=1), values)
+
+
+def _einsum_conv_attention(h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside):
+    """The dilated conv as one matmul over the taps, plus :func:`_einsum_attention`."""
+    kernel_size, dilation = geometry
+    taps = window_stack(h, kernel_size, dilation).flatten(1, 2)  # (B, F * k, T), (c_in, tap)
+    local = reference.linear(taps, conv_w, conv_b)  # (B, F, T)
+    q, k, v = (reference.linear(h, qkv_w, None) + qkv_in).chunk(3, dim=1)
+    return local + _einsum_attention(q, k, v, key_mask, kernel_size, dilation, outside)
+
+
+def test_a_new_backend_is_a_module_of_registered_ops(monkeypatch):
+    """docs/ARCHITECTURE.md's recipe: a backend member with its fallback, its ops registered
+    with what they accept (here: not DiffAct's attention at the sequence ends); the model then
+    runs them where they accept, the next backend of the chain elsewhere, and gives the
+    reference's outputs and gradients."""
+    monkeypatch.setattr(registry, "_TABLE", dict(registry._TABLE))  # forgotten after the test
+    monkeypatch.setitem(registry.FALLBACK, _Extra.EINSUM, Backend.REFERENCE)  # step 1
+    calls = []
+
+    def counted(run):
+        return lambda *args: calls.append(run.__name__) or run(*args)
+
+    exact = lambda *args: not args[-1]  # noqa: E731  # declines diffact_outside
+    registry.register("windowed_attention", _Extra.EINSUM, counted(_einsum_attention), exact)
+    registry.register("conv_attention", _Extra.EINSUM, counted(_einsum_conv_attention), exact)
+
+    model = _small_model()
+    features = {s: torch.randn(2, d, 11, generator=torch.Generator().manual_seed(i))
+                for i, (s, d) in enumerate({"rgb": 7, "flow": 5}.items())}  # fmt: skip
+    mask = torch.arange(11)[None, :] < torch.tensor([[11], [8]])
+
+    def run(backend):
+        model.zero_grad()
+        token = backends._chosen.set(backend)  # what use_backend sets, for the test's member
+        try:
+            cond = model.streams["rgb"].encoder(features["rgb"], mask).cond
+            cond.square().sum().backward()
+        finally:
+            backends._chosen.reset(token)
+        grads = [p.grad.clone() for p in model.streams["rgb"].encoder.blocks.parameters()]
+        return cond.detach(), grads
+
+    want, want_grads = run(Backend.REFERENCE)
+    assert not calls
+    got, got_grads = run(_Extra.EINSUM)
+    assert calls.count("_einsum_conv_attention") == 3  # every encoder block ran the new op
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+    calls.clear()
+    x = torch.randn(1, 4, 9)
+    key_mask = window_key_mask(torch.ones(1, 9, dtype=torch.bool), 3, 1)
+    token = backends._chosen.set(_Extra.EINSUM)
+    try:
+        diffact = implementation("windowed_attention", x, x, x, key_mask, 3, 1, True)
+    finally:
+        backends._chosen.reset(token)
+    assert diffact is reference.windowed_attention  # declined: the chain's next backend
+
+
+def _small_model():
+    from _model_helpers import small_config
+    from twostream_das.model.multi_stream import MultiStreamModel
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return MultiStreamModel.from_config(small_config(), {"rgb": 7, "flow": 5}, 4).eval()
