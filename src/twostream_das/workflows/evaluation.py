@@ -229,8 +229,26 @@ def format_row(metrics: dict[str, float]) -> str:
     return " ".join(f"{k} {metrics[k]:.1f}" for k in METRIC_KEYS)
 
 
+def sampling_line(results: dict[str, Any]) -> str:
+    """How the scores were sampled, in words: ``sampling: ddim, 25 steps (linear grid), 1
+    sample per video and stream, views all``. Results files of older versions lack some keys
+    (``ddim_steps`` named the steps); what is missing is left out."""
+    steps = results.get("steps", results.get("ddim_steps"))
+    parts = [str(results.get("sampler", "ddim"))]
+    if steps is not None:
+        spacing = results.get("timestep_spacing")
+        parts.append(f"{steps} steps" + (f" ({spacing} grid)" if spacing else ""))
+    if "samples" in results:
+        count = int(results["samples"])
+        parts.append(f"{count} sample{'s' if count != 1 else ''} per video and stream")
+    if "views" in results:
+        parts.append(f"views {results['views']}")
+    return "sampling: " + ", ".join(parts)
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """A Markdown table: one row per stream alone (``RGB only``), then the fusion."""
+    """A Markdown table: one row per stream alone (``RGB only``), then the fusion; under it
+    the sampling the scores come from (:func:`sampling_line`)."""
     header = "| stream | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|" + "---:|" * len(METRIC_KEYS)
     names = {s: f"{s.upper()} only" for s in results["fusion_weights"]}
@@ -240,4 +258,4 @@ def results_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | " + " | ".join(f"{results[key][k]:.1f}" for k in METRIC_KEYS) + " |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", sampling_line(results)])
