@@ -113,9 +113,10 @@ def test_the_middle_view_alone_is_that_view_brought_to_full_rate(setup):
 def test_with_sampling_applies_fast_then_what_is_given_and_checks_each_key(setup):
     cfg = setup[0].config
     fast = with_sampling(cfg, fast=True)
-    assert (fast.eval.sampler, fast.eval.steps, fast.eval.views.value) == (
-        FAST_SAMPLING["sampler"], FAST_SAMPLING["steps"], FAST_SAMPLING["views"])
-    assert fast.eval.samples == cfg.eval.samples
+    assert (fast.eval.sampler, fast.eval.steps, fast.eval.samples, fast.eval.views.value) == (
+        FAST_SAMPLING["sampler"], FAST_SAMPLING["steps"], FAST_SAMPLING["samples"],
+        FAST_SAMPLING["views"])
+    assert (fast.eval.sampler, fast.eval.steps, fast.eval.samples) == ("ddim", 2, 4)
     mine = with_sampling(cfg, 7, 2, sampler="dpmpp_2m_sde", views="all", fast=True)
     assert (mine.eval.sampler, mine.eval.steps, mine.eval.samples, mine.eval.views) == (
         "dpmpp_2m_sde", 7, 2, Views.ALL)
