@@ -50,7 +50,7 @@ import fusion_quality as fq  # noqa: E402  (the bench whose checkpoints these ar
 from twostream_das.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from twostream_das.diffusion import SAMPLERS  # noqa: E402
 from twostream_das.metrics import METRIC_KEYS  # noqa: E402
-from twostream_das.model.two_stream import TwoStreamModel  # noqa: E402
+from twostream_das.model.multi_stream import MultiStreamModel  # noqa: E402
 from twostream_das.runs import RunDir  # noqa: E402
 from twostream_das.workflows.evaluation import evaluate_run  # noqa: E402
 from twostream_das.workflows.training.state import build_context, snapshot  # noqa: E402
@@ -310,7 +310,7 @@ def work_per_video(args: argparse.Namespace, seed: int) -> dict[str, float]:
     folder = table_dir(args, seed)
     best = load_checkpoint(folder / "run" / "checkpoints" / "best.pt")
     cfg = best.to_config()
-    model = TwoStreamModel.from_config(cfg, dict(best.stream_dims), len(best.label_names))
+    model = MultiStreamModel.from_config(cfg, dict(best.stream_dims), len(best.label_names))
     model.load_state_dict(best.weights)
     model.eval()
     test = fq._bundle(Path(cfg.dataset.root), "test")
