@@ -17,7 +17,14 @@ from .samplers import (
     quadratic_timesteps,
     timestep_grid,
 )
-from .sampling import Denoiser, SampleResult, concat_results, sample, sample_passes
+from .sampling import (
+    Denoiser,
+    SampleResult,
+    concat_results,
+    sample,
+    sample_in_passes,
+    sample_passes,
+)
 from .schedule import NoiseSchedule, cosine_schedule
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "per_video_noise",
     "quadratic_timesteps",
     "sample",
+    "sample_in_passes",
     "sample_passes",
     "timestep_grid",
 ]

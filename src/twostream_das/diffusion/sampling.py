@@ -27,7 +27,7 @@ with its own x_t and noise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Optional, Protocol
 
 import torch
@@ -135,3 +135,48 @@ def sample(
         probs = torch.softmax(logits.float(), dim=1)
         probs = probs if consensus is None else consensus(probs)
     return SampleResult(probs, total.div_(len(sampler.timesteps)))
+
+
+def sample_in_passes(
+    denoiser_for: Callable[[int], Denoiser],
+    sampler: Sampler,
+    diffusion: GaussianDiffusion,
+    shape: Sequence[int],
+    generators: Sequence[Sequence[torch.Generator]],
+    samples: int,
+    samples_per_pass: Optional[int] = None,
+    lengths: Optional[Sequence[int]] = None,
+    device: torch.device | str = "cpu",
+    consensus: Optional[Consensus] = None,
+) -> SampleResult:
+    """K samples of G groups (streams) of B videos, in passes of ``samples_per_pass`` samples
+    (:func:`sample_passes`): one :func:`sample` loop per pass over its G * k * B rows (group-major,
+    then sample, then video), the one wrapper of the loop that every model uses.
+
+    Args:
+        denoiser_for: k -> the denoiser of a pass of k samples (G * k * B rows).
+        shape: (G, B, C, T).
+        generators: per group K * B generators, sample-major (row k * B + b: sample k of
+            video b).
+        lengths: real frames per video (B,); default T.
+
+    Returns:
+        :class:`SampleResult` of (G, K, B, C, T) tensors.
+    """
+    groups, batch, classes, frames = shape
+    lengths = [frames] * batch if lengths is None else list(lengths)
+    parts = []
+    for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
+        k = len(chunk)
+        rows_of = slice(chunk.start * batch, chunk.stop * batch)
+        parts.append(sample(
+            denoiser_for(k),
+            sampler,
+            diffusion,
+            (groups * k * batch, classes, frames),
+            [g for group in generators for g in group[rows_of]],
+            lengths * (groups * k),
+            device,
+            consensus,
+        ).reshape(groups, k, batch, classes, frames))  # fmt: skip
+    return concat_results(parts, dim=1)  # (G, K, B, C, T)

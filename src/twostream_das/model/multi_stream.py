@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import AttentionOutside, Config, stream_names
-from ..diffusion import Sampler, SampleResult, concat_results, sample, sample_passes
+from ..diffusion import Sampler, SampleResult, sample_in_passes
 from ..diffusion.sampling import Consensus, Denoiser
 from ..prediction.fusion import JointFusion
 from .standardize import FeatureStandardizer
@@ -304,23 +304,12 @@ class MultiStreamModel(nn.Module):
                     f"need one generator per video and sample: {batch_size} videos x {samples} "
                     f"samples, {len(generators[name])} given for {name}"
                 )
-        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,) real frames
         denoisers = strategy(streams, [features[s] for s in names], mask, sampler.timesteps)
-        parts = []
-        for chunk in sample_passes(samples, samples_per_pass):  # the samples of one pass
-            k = len(chunk)
-            rows_of = slice(chunk.start * batch_size, chunk.stop * batch_size)
-            parts.append(sample(
-                denoisers.for_samples(k),
-                sampler,
-                first.diffusion,
-                (count * k * batch_size, first.num_classes, frames),
-                [g for s in names for g in generators[s][rows_of]],
-                lengths * (count * k),
-                mask.device,
-                consensus,
-            ).reshape(count, k, batch_size, first.num_classes, frames))  # fmt: skip
-        out = concat_results(parts, dim=1)  # (G, K, B, C, T)
+        out = sample_in_passes(
+            denoisers.for_samples, sampler, first.diffusion,
+            (count, batch_size, first.num_classes, frames), [generators[s] for s in names],
+            samples, samples_per_pass, mask.sum(dim=1).tolist(), mask.device, consensus,
+        )  # fmt: skip  # (G, K, B, C, T)
         return {
             s: SampleResult(out.probs[i], out.trajectory_mean[i]) for i, s in enumerate(names)
         }

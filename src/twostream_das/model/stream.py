@@ -25,14 +25,7 @@ import torch
 from torch import nn
 
 from ..config import AttentionOutside, Config, LossConfig, MaskConfig
-from ..diffusion import (
-    GaussianDiffusion,
-    Sampler,
-    SampleResult,
-    concat_results,
-    sample,
-    sample_passes,
-)
+from ..diffusion import Denoiser, GaussianDiffusion, Sampler, SampleResult, sample_in_passes
 from .decoder import Decoder, DecoderContext
 from .encoder import Encoder
 from .losses import StreamLoss, stream_loss
@@ -189,30 +182,25 @@ class DiffusionStream(nn.Module):
                 f"need one generator per video and sample: {batch_size} videos x {samples} "
                 f"samples, {len(generators)} given"
             )
-        lengths = [int(n) for n in mask.sum(dim=1).tolist()]  # (B,)
         cond = self.encoder(features, mask).cond  # (B, Dc, T), once for all the samples
+
         contexts: dict[int, DecoderContext] = {}  # samples per pass -> its rows' context
-        parts = []
-        for chunk in sample_passes(samples, samples_per_pass):
-            k, rows = len(chunk), len(chunk) * batch_size
-            if k not in contexts:  # at most two sizes: the pass and the remainder
+
+        def denoiser_for(k: int) -> Denoiser:  # at most two sizes: the pass and the remainder
+            if k not in contexts:
                 contexts[k] = self.decoder.prepare(cond.repeat(k, 1, 1), mask.repeat(k, 1))
 
-            def denoise(x_in: torch.Tensor, t: int, rows: int = rows, k: int = k) -> torch.Tensor:
-                step = torch.full((rows,), t, dtype=torch.long, device=features.device)
+            def denoise(x_in: torch.Tensor, t: int) -> torch.Tensor:
+                step = torch.full((k * batch_size,), t, dtype=torch.long, device=x_in.device)
                 return self.decoder.denoise(x_in, step, contexts[k])
 
-            out = sample(
-                denoise,
-                sampler,
-                self.diffusion,
-                (rows, self.num_classes, frames),
-                generators[chunk.start * batch_size : chunk.stop * batch_size],
-                lengths * k,
-                features.device,
-            )
-            parts.append(out.reshape(k, batch_size, self.num_classes, frames))
-        return concat_results(parts, dim=0)
+            return denoise
+
+        out = sample_in_passes(
+            denoiser_for, sampler, self.diffusion, (1, batch_size, self.num_classes, frames),
+            [generators], samples, samples_per_pass, mask.sum(dim=1).tolist(), features.device,
+        )  # fmt: skip  # (1, K, B, C, T)
+        return SampleResult(out.probs[0], out.trajectory_mean[0])
 
     def predict_proba(
         self,
