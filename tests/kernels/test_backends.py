@@ -82,7 +82,7 @@ def test_one_dispatch_per_op_falls_back_along_the_chain():
         assert implementation("windowed_attention", *mixed) is reference.windowed_attention
 
 
-def test_the_reference_windows_are_the_same_with_and_without_autograd():
+def test_window_stacks_are_the_views_with_and_without_autograd():
     x = torch.arange(14.0).reshape(1, 2, 7)
     view = window_views(x, 3, 2)  # the strided view, for code without autograd
     torch.testing.assert_close(window_stack(x, 3, 2), view, rtol=0, atol=0)

@@ -63,6 +63,50 @@ def test_windowed_attention_gradients_equal_dense_band_attention(kernel_size, di
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
 
 
+def diffact_window_attention(q, k, v, valid, kernel_size, dilation):
+    """Reference: DiffAct's attention written frame by frame. Every window position gets a
+    score; a position without a key (outside the sequence, or a padded frame) has key and
+    value 0 and every score gets log(exists + 1e-6); the softmax runs over the whole window;
+    its weights are then multiplied by the 0/1 mask."""
+    batch, channels, frames = q.shape
+    out = torch.zeros(batch, v.shape[1], frames, dtype=q.dtype)
+    for b in range(batch):
+        for t in range(frames):
+            scores, values, exists = [], [], []
+            for j in range(-(kernel_size // 2), kernel_size // 2 + 1):
+                s = t + j * dilation
+                there = 0 <= s < frames and bool(valid[b, s])
+                key = k[b, :, s] if there else torch.zeros(channels, dtype=q.dtype)
+                score = (q[b, :, t] * key).sum() / channels**0.5 * float(there)
+                scores.append(score + torch.log(torch.tensor(float(there), dtype=q.dtype) + 1e-6))
+                values.append(v[b, :, s] if there else torch.zeros(v.shape[1], dtype=q.dtype))
+                exists.append(float(there))
+            weights = torch.softmax(torch.stack(scores), 0) * torch.tensor(exists, dtype=q.dtype)
+            out[b, :, t] = (weights[None, :] * torch.stack(values, 1)).sum(1)
+    return out
+
+
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 2), (7, 3), (5, 16)])
+def test_diffact_outside_equals_diffacts_attention_written_frame_by_frame(kernel_size, dilation):
+    gen = torch.Generator().manual_seed(kernel_size + dilation)
+    q, k = (torch.randn(2, 4, 19, generator=gen, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(2, 3, 19, generator=gen, dtype=torch.float64)
+    valid = lengths_mask([19, 11], 19)
+    key_mask = window_key_mask(valid, kernel_size, dilation)
+    out = reference.windowed_attention(q, k, v, key_mask, kernel_size, dilation, True)
+    want = diffact_window_attention(q, k, v, valid, kernel_size, dilation)
+    real = valid[:, None, :].expand_as(out)
+    torch.testing.assert_close(out[real], want[real], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "rows"),
+    [(5, 1, 8), (5, 32, 8), (5, 64, 4), (5, 512, 4), (7, 1, 8), (7, 512, 6), (1, 4, 8)],
+)
+def test_a_block_holds_at_least_the_window_and_spans_few_frames(kernel_size, dilation, rows):
+    assert reference.rows_per_block(kernel_size, dilation) == rows
+
+
 def test_diffact_outside_keeps_a_share_of_the_softmax_for_missing_keys():
     # T = 1, k = 3: one real key (itself) and two positions outside; DiffAct's masked scores
     # are 0 + log(1e-6), so the real key's weight is 1 / (1 + 2e-6) and the output is below v

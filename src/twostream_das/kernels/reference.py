@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .backends import Backend
 from .registry import register
-from .windows import FrameMask, window_stack
+from .windows import FrameMask
 
 NORM_EPS = 1e-5
 """Variance epsilon of the instance norm (``nn.InstanceNorm1d``'s default, as in ASFormer)."""
@@ -69,8 +69,18 @@ def windowed_attention(
 ) -> torch.Tensor:
     """Single-head scaled dot-product attention of every frame over its window.
 
+    Frame ``t`` attends to the ``k`` keys ``t + j * d``, ``j`` in ``[-(k // 2), k // 2]``
+    (:mod:`.windows`). Computed in blocks (:func:`block_layout`): the frames ``t = m d + r``
+    sharing a residue ``r`` form one sequence whose windows are ``k`` consecutive rows ``m``;
+    ``w`` rows of it (:func:`rows_per_block`) attend to the ``w + k - 1`` rows around them
+    with two matmuls, and positions outside each row's own window are masked out. The same
+    scores and weights as taking every window apart, as two matmuls over small blocks
+    instead of ``k`` copies of the keys and values: what an exported graph runs fast.
+
     Args:
-        q, k: (B, C, T); v: (B, Cv, T); key_mask: (B, k, T) bool (True = the key exists).
+        q, k: (B, C, T); v: (B, Cv, T); key_mask: (B, k, T) bool from
+            :func:`~.windows.window_key_mask` (True = the key exists; its centre row, the
+            frames' own, is the padding mask this reads).
         diffact_outside: DiffAct's handling of window positions without a key
             (``model.attention_outside = diffact``): there the key and value are 0, every score
             gets ``log(mask + 1e-6)``, the softmax runs over the whole window and its weights
@@ -81,18 +91,68 @@ def windowed_attention(
         (B, Cv, T). Rows whose keys are all masked (padded queries far from real frames) give
         finite values that the block zeroes.
     """
-    scale = q.shape[1] ** -0.5
-    keys = window_stack(k, kernel_size, dilation)  # (B, C, k, T), 0 outside the sequence
-    values = window_stack(v, kernel_size, dilation)  # (B, Cv, k, T)
-    scores = (q.unsqueeze(2) * keys).sum(dim=1) * scale  # (B, k, T)
+    batch, channels, frames = q.shape
+    half = kernel_size // 2
+    rows = rows_per_block(kernel_size, dilation)
+    blocks = (frames + rows * dilation - 1) // (rows * dilation)  # n, rounded up (>= 0 only:
+    # an exported graph's integer division truncates)
+    queries = block_layout(q * channels**-0.5, dilation, rows, blocks, 0)  # (B, n, d, w, C)
+    keys = key_blocks(k, dilation, rows, blocks, half)  # (B, n, d, w + 2h, C)
+    values = key_blocks(v, dilation, rows, blocks, half)  # (B, n, d, w + 2h, Cv)
+    valid = key_mask[:, half : half + 1].to(q.dtype)  # (B, 1, T), the frames' padding mask
+    exists = key_blocks(valid, dilation, rows, blocks, half).transpose(3, 4)  # (B, n, d, 1, W)
+    span = torch.arange(rows + 2 * half, device=q.device)  # key positions of a block
+    offset = span - torch.arange(rows, device=q.device)[:, None]  # (w, w + 2h)
+    window = (offset >= 0) & (offset <= 2 * half)  # row i's k keys
+    scores = torch.matmul(queries, keys.transpose(3, 4))  # (B, n, d, w, w + 2h)
+    lowest = torch.finfo(scores.dtype).min
     if diffact_outside:
-        inside = key_mask.to(q.dtype)  # (B, k, T) 0/1
+        inside = exists * window.to(q.dtype)  # (B, n, d, w, W) 0/1
         scores = scores * inside + torch.log(inside + DIFFACT_MASK_EPS)
-        weights = torch.softmax(scores, dim=1) * inside  # (B, k, T)
-        return (weights.unsqueeze(1) * values * inside.unsqueeze(1)).sum(dim=2)  # (B, Cv, T)
-    scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=1).to(values.dtype)  # (B, k, T), over the window
-    return (weights.unsqueeze(1) * values).sum(dim=2)  # (B, Cv, T)
+        scores = scores.masked_fill(~window, lowest)  # outside the window: no share
+        weights = torch.softmax(scores, dim=-1) * inside
+    else:
+        scores = scores.masked_fill(~(window & (exists > 0)), lowest)
+        weights = torch.softmax(scores, dim=-1)  # (B, n, d, w, w + 2h), over the window
+    out = torch.matmul(weights, values)  # (B, n, d, w, Cv)
+    out = out.transpose(2, 3).reshape(batch, -1, v.shape[1])  # (B, n w d, Cv), time-major
+    return out.transpose(1, 2)[:, :, :frames]  # (B, Cv, T)
+
+
+BLOCK_SPAN = 256
+"""Frames a block of :func:`windowed_attention` spans at most (``w d``) beyond its minimum of
+``k - 1`` rows: the padding to whole blocks stays below it."""
+
+BLOCK_ROWS = 8
+"""Rows a block of :func:`windowed_attention` holds at most (the queries of one matmul)."""
+
+
+def rows_per_block(kernel_size: int, dilation: int) -> int:
+    """``w``, the rows (frames ``d`` apart) of one block: at least ``k - 1`` (a block's keys
+    reach into the next block only), else :data:`BLOCK_ROWS` or fewer where the block would
+    span more than :data:`BLOCK_SPAN` frames."""
+    return max(kernel_size - 1, 1, min(BLOCK_ROWS, BLOCK_SPAN // dilation))
+
+
+def block_layout(x: torch.Tensor, dilation: int, rows: int, blocks: int, lead: int) -> torch.Tensor:
+    """x (B, X, T) as ``blocks`` blocks of ``rows`` rows, time-major: (B, n, d, w, X) with
+    frame ``t = m d + r`` of row ``m = b w + i - lead`` at ``[:, b, r, i]``, 0 outside
+    ``[0, T)``. Two transposes that each move one axis (cheap in any runtime)."""
+    batch, width, frames = x.shape
+    total = blocks * rows * dilation
+    padded = F.pad(x, (lead * dilation, total - frames - lead * dilation))  # (B, X, n w d)
+    major = padded.transpose(1, 2).reshape(batch, blocks, rows, dilation, width)  # (B, n, w, d, X)
+    return major.transpose(2, 3)  # (B, n, d, w, X)
+
+
+def key_blocks(x: torch.Tensor, dilation: int, rows: int, blocks: int, half: int) -> torch.Tensor:
+    """The keys (or values) around every block of queries: x (B, X, T) -> (B, n, d, w + 2h, X),
+    entry ``p`` of block ``b`` being row ``b w - h + p`` (0 outside the sequence): the block's
+    own ``w`` rows shifted by ``h``, then the next block's first ``2h``."""
+    grid = block_layout(x, dilation, rows, blocks + 1, half)  # (B, n + 1, d, w, X)
+    if half == 0:
+        return grid[:, :blocks]
+    return torch.cat([grid[:, :blocks], grid[:, 1:, :, : 2 * half]], dim=3)
 
 
 def conv_attention(
