@@ -45,6 +45,7 @@ from twostream_das.runtime import make_generator
 FULL_SIZES = [("gtea", 1500), ("breakfast", 5000)]
 QUICK_SIZES = [("gtea", 64)]
 QUICK_OVERRIDES = ["eval.steps=2"]
+MEMORY_STEPS = 2  # the memory children's sampling steps: the peak is reached at the first
 
 
 def exported(
@@ -117,6 +118,7 @@ def memory_child(engine: str, frames: int, work: Path, overrides: list[str]) -> 
     torch.set_num_threads(1)
     model, sampler, folder = exported("gtea", work, overrides)
     feats, mask = video("gtea", frames)
+    sampler.set_timesteps(MEMORY_STEPS)
     if engine == "torch":
         base = peak_rss_mib()
         gens = {s: [make_generator(0)] for s in feats}
@@ -126,7 +128,7 @@ def memory_child(engine: str, frames: int, work: Path, overrides: list[str]) -> 
         runtime = OnnxModel.load(folder, threads=1)
         base = peak_rss_mib()
         runtime.sample(feats, mask, {s: host.RowNoise([np.random.default_rng(0)]) for s in feats},
-                       steps=2)  # fmt: skip
+                       steps=MEMORY_STEPS)  # fmt: skip
     print(json.dumps({"baseline_mib": round(base, 1), "peak_mib": round(peak_rss_mib(), 1)}))
 
 
@@ -137,7 +139,7 @@ def memory(frames: int, work: Path, quick: bool) -> dict[str, object]:
                 str(frames), "--work", str(work)] + (["--quick"] if quick else [])  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
         out[engine] = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"preset": "gtea", "frames": frames, "ddim_steps": 2, **out}
+    return {"preset": "gtea", "frames": frames, "ddim_steps": MEMORY_STEPS, **out}
 
 
 def installed_mib(*roots: str) -> dict[str, object]:
