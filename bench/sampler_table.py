@@ -379,9 +379,17 @@ def goals(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"reference_auroc": auroc_of(ref), "matches_ddim25_within_0.5": out}
 
 
+def uncertainty_of(e: dict[str, Any], kind: str) -> Optional[tuple[float, float]]:
+    """A row's ``auroc`` (max probability) or ``ece`` (mean, std): of the K samples' mean for
+    K > 1, of sample 0 for K = 1; None where the summary lacks it."""
+    names = {"auroc": ("auroc_max_prob", "auroc_single_sample_max_prob"),
+             "ece": ("ece", "ece_single_sample")}[kind]
+    return e.get(names[0] if e["samples"] > 1 else names[1])
+
+
 def auroc_of(e: dict[str, Any]) -> Optional[float]:
-    name = "auroc_max_prob" if e["samples"] > 1 else "auroc_single_sample_max_prob"
-    return round(e[name][0], 4) if name in e else None
+    pair = uncertainty_of(e, "auroc")
+    return None if pair is None else round(pair[0], 4)
 
 
 def label(e: dict[str, Any]) -> str:
@@ -420,9 +428,7 @@ def _table(entries: list[dict[str, Any]], work: dict[str, float]) -> str:
     lines = [head, "|" + "---|" * 14]
     for e in entries:
         f = e["fused"]
-        auroc = e.get("auroc_max_prob") if e["samples"] > 1 else e.get(
-            "auroc_single_sample_max_prob")
-        ece = e.get("ece") if e["samples"] > 1 else e.get("ece_single_sample")
+        auroc, ece = uncertainty_of(e, "auroc"), uncertainty_of(e, "ece")
         lines.append(
             f"| {label(e)} | {e['steps']} | {e['samples']} | {e['views'] or '-'} | "
             f"{_fmt(f['acc'])} | {_fmt(f['edit'])} | {_fmt(f['f1@10'])} | {_fmt(f['f1@25'])} | "
