@@ -17,7 +17,7 @@ ROOT = "twostream_das"
 
 # lowest first; a module imports only from its own unit and from units on earlier lines
 LAYERS = [
-    ["errors", "_version"],
+    ["errors", "_version", "sampling_math"],
     ["config", "atomic"],
     ["data", "kernels", "metrics", "runtime", "choices"],
     ["diffusion", "distributed", "outputs"],

@@ -21,8 +21,9 @@ there), and returns the x0 estimate itself, as DDIM's last step does. On this gr
 ends so, whatever the number of steps. First order, the ODE update is DDIM's with eta = 0 and
 the SDE update DDIM's with eta = 1 (DiffAct's default): the same mean and noise scale.
 
-:func:`dpmpp_coefficients` gives the four weights of step i as plain Python floats (math
-only), so that a host without torch applies the same arithmetic.
+:func:`dpmpp_coefficients` gives the four weights of step i as plain Python floats; it lives in
+:mod:`twostream_das.sampling_math` (math only), which the host of an exported model
+(:mod:`twostream_das.deploy.host`, no torch) imports too, so both apply the same arithmetic.
 
 Randomness (SDE): one draw of the noise of :mod:`.base` per step but the last (one generator
 per row: row b draws ``C x lengths[b]`` values from its own generator), so K samples differ and
@@ -36,7 +37,6 @@ interleaved, and a run's history is dropped with its sample.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Sequence
 from typing import NamedTuple, Optional
@@ -44,63 +44,10 @@ from typing import NamedTuple, Optional
 import torch
 
 from ...config import Config, TimestepSpacing
+from ...sampling_math import DPMStepCoefficients, dpmpp_coefficients
 from ..schedule import NoiseSchedule
 from .base import Generators, per_video_noise
 from .timesteps import timestep_grid
-
-
-class DPMStepCoefficients(NamedTuple):
-    """The weights of one update, float64 Python floats:
-    ``x_prev = x_t * x_t + x0 * m_i + x0_prev * m_{i-1} + noise * z``."""
-
-    x_t: float  # weight of the current sample
-    x0: float  # weight of this step's x0 estimate
-    x0_prev: float  # weight of the previous step's x0 estimate (0 at first order)
-    noise: float  # weight of fresh standard normal noise (0 for the ODE solver, at the last step)
-
-
-def _half_log_snr(abar: float) -> float:
-    """lambda = log(alpha / sigma) = 0.5 log(abar / (1 - abar)); +inf at abar = 1."""
-    return math.inf if abar >= 1.0 else 0.5 * math.log(abar / (1.0 - abar))
-
-
-def dpmpp_coefficients(
-    alphas_cumprod: Sequence[float], grid: Sequence[int], i: int, stochastic: bool = False
-) -> DPMStepCoefficients:
-    """The weights of step i of DPM-Solver++(2M) (see the module docstring), from s = grid[i]
-    to t = grid[i + 1].
-
-    Args:
-        alphas_cumprod: abar_n, n = 0 .. N-1 (the schedule's, as floats).
-        grid: the n steps descending and then -1 (:func:`~.timesteps.timestep_grid`).
-        i: the step, 0 .. n-1; 0 is first order (no previous estimate).
-        stochastic: the SDE variant's weights (``sde-dpmsolver++``).
-
-    Returns:
-        :class:`DPMStepCoefficients`; ``(0, 1, 0, 0)`` at the last step (x_prev = x0).
-    """
-    if not 0 <= i < len(grid) - 1:
-        raise ValueError(f"step {i} is not one of the {len(grid) - 1} steps of {list(grid)}")
-
-    def abar(n: int) -> float:
-        return 1.0 if n < 0 else float(alphas_cumprod[n])
-
-    s, t = grid[i], grid[i + 1]
-    if abar(t) >= 1.0:  # the last step: sigma_t = 0, h = inf
-        return DPMStepCoefficients(0.0, 1.0, 0.0, 0.0)
-    alpha_t, sigma_t, sigma_s = math.sqrt(abar(t)), math.sqrt(1 - abar(t)), math.sqrt(1 - abar(s))
-    lambda_t, lambda_s = _half_log_snr(abar(t)), _half_log_snr(abar(s))
-    h = lambda_t - lambda_s
-    if stochastic:
-        keep = -math.expm1(-2.0 * h)  # 1 - e^-2h
-        x_t = sigma_t / sigma_s * math.exp(-h)
-        weight, noise = alpha_t * keep, sigma_t * math.sqrt(keep)
-    else:
-        x_t, weight, noise = sigma_t / sigma_s, alpha_t * -math.expm1(-h), 0.0
-    if i == 0:
-        return DPMStepCoefficients(x_t, weight, 0.0, noise)
-    r = (lambda_s - _half_log_snr(abar(grid[i - 1]))) / h  # h_{i-1} / h
-    return DPMStepCoefficients(x_t, weight * (1 + 0.5 / r), -weight * 0.5 / r, noise)
 
 
 class _Pending(NamedTuple):

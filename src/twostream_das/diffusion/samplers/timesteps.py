@@ -9,16 +9,16 @@ matters most: the output is the decoder's x0 estimate from that step's x_t.
 - ``quadratic`` (DPM-Solver's "time-quadratic" skip): ``t_k = floor((k / n)^2 (N - 1) + 1/2)``
   for k = n .. 1, more steps at low noise: 999, 250 for 2 of 1000 and 999, 562, 250, 62 for 4.
   Where two steps would round to the same t (n above about sqrt(N)), each is moved up to one
-  above the next lower, so the steps stay distinct.
+  above the next lower, so the steps stay distinct (:func:`quadratic_timesteps`, plain Python in
+  :mod:`twostream_das.sampling_math`, shared with the torch-free host of an exported model).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ...config import TimestepSpacing
+from ...sampling_math import quadratic_timesteps
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
@@ -34,23 +34,6 @@ def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[i
         )
     grid = torch.linspace(-1, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
     return [int(v) for v in grid.floor().long().flip(0).tolist()]
-
-
-def quadratic_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
-    """The ``quadratic`` steps (module docstring), descending, followed by -1.
-
-    Returns:
-        n + 1 ints, e.g. ``[999, 250, -1]`` for (1000, 2).
-    """
-    n, top = num_inference_steps, num_train_timesteps - 1
-    if not 0 < n <= num_train_timesteps:
-        raise ValueError(
-            f"num_inference_steps = {n} is invalid; expected 1 .. {num_train_timesteps}"
-        )
-    ascending = [-1]
-    for k in range(1, n + 1):
-        ascending.append(max(math.floor((k / n) ** 2 * top + 0.5), ascending[-1] + 1))
-    return ascending[::-1]
 
 
 def timestep_grid(
