@@ -1,17 +1,18 @@
 """``twostream-das export``: the folder, its manifest and the refusals."""
 
 import json
-import re
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from twostream_das.config import TimestepSpacing
 from twostream_das.deploy import export as export_module
 from twostream_das.deploy.bundle import BundleError, ExportError, read_manifest, sha256_file
 from twostream_das.diffusion import make_sampler
-from twostream_das.prediction.inference import load_model
+from twostream_das.prediction.inference import load_model, with_sampling
 
 pytest.importorskip("onnxruntime")
 
@@ -32,7 +33,11 @@ def test_the_manifest_describes_what_the_host_needs(onnx_export):
     assert raw["fusion"]["weights"] == {"rgb": 0.6, "flow": 0.4}
     assert raw["fusion"]["input"] == "trajectory"
     assert raw["postprocess"] == {"kind": "median", "window": 5}
-    assert raw["inference"] == {"seed": 0, "samples": 2, "sample_rate": 2, "precision": "fp32"}
+    assert raw["inference"] == {
+        "seed": 0, "samples": 2, "sample_rate": 2, "views": "all", "precision": "fp32",
+        "fast": {"sampler": "ddim", "steps": 2, "samples": 4, "views": "middle"},
+    }  # fmt: skip
+    assert sampler["name"] == "ddim" and sampler["timestep_spacing"] == "linear"
     mean, std = loaded.model.standardizer.stats("flow")
     assert np.array_equal(np.float32(raw["streams"][1]["standardize"]["mean"]), mean.numpy())
     assert np.array_equal(np.float32(raw["streams"][1]["standardize"]["std"]), std.numpy())
@@ -69,17 +74,24 @@ def test_export_refuses_a_sampler_the_runtime_lacks_naming_it(onnx_export, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("eval.sampler=dpmpp_2m", "the sampler is 'dpmpp_2m', which the ONNX runtime does not "
-                              "implement (it implements ddim)"),
-    ("eval.views=middle", "eval.views is 'middle', which the ONNX runtime does not implement "
-                          "(it implements all)"),
-    ("eval.timestep_spacing=quadratic", "eval.timestep_spacing is 'quadratic'"),
+@pytest.mark.parametrize("setting", [
+    "eval.sampler=dpmpp_2m", "eval.sampler=dpmpp_2m_sde", "eval.views=middle",
+    "eval.timestep_spacing=quadratic",
 ])  # fmt: skip
-def test_export_refuses_sampling_the_runtime_cannot_run(setting, message, tmp_path):
-    from deploy._onnx import write_checkpoint
-
-    checkpoint = write_checkpoint(tmp_path / "model.pt", ("rgb", "flow"), setting)
-    with pytest.raises(ExportError, match=re.escape(message)):
-        export_module.export_onnx(checkpoint, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+def test_every_sampler_spacing_and_view_choice_is_exportable_and_recorded(onnx_export, setting):
+    """What the host runs is what the export accepts, and the manifest records it (the
+    graphs do not depend on these choices, so the manifest alone is checked here)."""
+    checkpoint, _ = onnx_export
+    loaded = load_model(checkpoint, torch.device("cpu"))
+    key, value = setting.removeprefix("eval.").split("=")
+    cfg = loaded.config
+    if key == "timestep_spacing":
+        cfg = replace(cfg, eval=replace(cfg.eval, timestep_spacing=TimestepSpacing(value)))
+    else:
+        cfg = with_sampling(cfg, **{key: value})  # as --sampler / --views set it
+    export_module.check_exportable(loaded, cfg)
+    raw = export_module._manifest(checkpoint, loaded, cfg, [], 18, onnx.__version__)
+    recorded = {"sampler": raw["sampler"]["name"], "views": raw["inference"]["views"],
+                "timestep_spacing": raw["sampler"]["timestep_spacing"]}  # fmt: skip
+    assert recorded[key] == value
+    assert raw["sampler"]["timesteps"] == make_sampler(cfg).timesteps

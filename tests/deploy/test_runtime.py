@@ -4,7 +4,9 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ import torch
 
 import twostream_das
 from twostream_das.cli import main
+from twostream_das.config import TimestepSpacing
 from twostream_das.deploy import host
 from twostream_das.deploy import runtime as runtime_module
 from twostream_das.deploy.runtime import OnnxModel
 from twostream_das.diffusion import make_sampler
-from twostream_das.prediction.inference import load_model
+from twostream_das.prediction.inference import load_model, with_sampling
 from twostream_das.runtime import make_generator
 
 from ._onnx import torch_draws
@@ -26,12 +29,17 @@ TOLERANCE = 1e-4
 
 
 def parity(
-    checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1, argmax: bool = True
+    checkpoint: Path, folder: Path, lengths: list[int], samples: int = 1, argmax: bool = True,
+    sampler_name: Optional[str] = None,
 ) -> float:
-    """Sample a padded batch of random videos both ways with the same draws; returns the
+    """Sample a padded batch of random videos both ways with the same draws (with
+    ``sampler_name``, default the exported one, on the folder's timestep spacing); returns the
     largest probability difference over real frames (and checks the argmax agrees)."""
     model = OnnxModel.load(folder)
     loaded = load_model(checkpoint, torch.device("cpu"))
+    cfg = with_sampling(loaded.config, sampler=sampler_name)
+    spacing = TimestepSpacing(model.manifest.sampler.get("timestep_spacing", "linear"))
+    cfg = replace(cfg, eval=replace(cfg.eval, timestep_spacing=spacing))
     batch, frames = len(lengths), max(lengths)
     rng = np.random.default_rng(frames)
     mask = np.arange(frames)[None, :] < np.array(lengths)[:, None]  # (B, T)
@@ -40,17 +48,16 @@ def parity(
         for s in model.manifest.streams
     }
     seeds = {s: [100 * i + r for r in range(samples * batch)] for i, s in enumerate(feats)}
-    sampler = model.sampler()
-    draws = 1 + sum(1 for t in sampler.timesteps if sampler._coefficients[t].sigma > 0)
+    draws = model.sampler(None, sampler_name).draws_per_run
     shape = (samples * batch, model.num_classes, frames)
     noise = {
         s: host.RecordedNoise(torch_draws(seeds[s], shape, lengths * samples, draws))
         for s in feats
     }
-    got = model.sample(feats, mask, noise, samples=samples)
+    got = model.sample(feats, mask, noise, samples=samples, sampler_name=sampler_name)
     want = loaded.model.sample(
         {s: torch.from_numpy(f) for s, f in feats.items()}, torch.from_numpy(mask),
-        {s: [make_generator(x) for x in seeds[s]] for s in feats}, make_sampler(loaded.config),
+        {s: [make_generator(x) for x in seeds[s]] for s in feats}, make_sampler(cfg),
         samples=samples,
     )  # fmt: skip
     worst = 0.0
@@ -119,8 +126,7 @@ def test_fusion_inside_the_sampler_matches_pytorch_given_the_same_noise(onnx_exp
     feats = {s.name: (rng.normal(size=(batch, s.dim, frames)) * mask[:, None]).astype(np.float32)
              for s in model.manifest.streams}  # fmt: skip
     seeds = {s: [100 * i + r for r in range(samples * batch)] for i, s in enumerate(feats)}
-    sampler = model.sampler()
-    draws = 1 + sum(1 for t in sampler.timesteps if sampler._coefficients[t].sigma > 0)
+    draws = model.sampler().draws_per_run
     shape = (samples * batch, model.num_classes, frames)
     noise = {s: host.RecordedNoise(torch_draws(seeds[s], shape, lengths * samples, draws))
              for s in feats}  # fmt: skip
@@ -174,14 +180,24 @@ def _write_videos(root: Path, lengths: dict[str, int]) -> dict[str, Path]:
     return folders
 
 
-def test_predict_engine_onnxruntime_writes_what_predict_writes(onnx_export, tmp_path, monkeypatch):
+SAMPLING_OPTIONS = [
+    [],  # the exported sampling: DDIM, 3 steps, K = 2, every view
+    ["--sampler", "dpmpp_2m_sde", "--views", "middle"],  # the SDE's draws; offset 1 alone
+    ["--fast", "--sampler", "dpmpp_2m"],  # 2 steps, K = 4, the middle view; an option wins
+]
+
+
+@pytest.mark.parametrize("options", SAMPLING_OPTIONS, ids=["exported", "sde-middle", "fast"])
+def test_predict_engine_onnxruntime_writes_what_predict_writes(
+    onnx_export, tmp_path, monkeypatch, options
+):
     """Both engines on three videos (sample rate 2, K = 2, median filter), the runtime fed
     torch's draws through the seeds both derive from the features: the same files, labels and
-    segments; probabilities and uncertainty within 1e-4."""
+    segments; probabilities and uncertainty within 1e-4; with the same sampling options."""
     checkpoint, folder = onnx_export
     feats = _write_videos(tmp_path / "feats", {"a": 31, "b": 40, "c": 57})
     streams = [x for s, p in feats.items() for x in ("--stream", f"{s}={p}")]
-    common = [*streams, "--no-plots", "--quiet"]
+    common = [*streams, "--no-plots", "--quiet", *options]
     assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pt"),
                  *common]) == 0  # fmt: skip
     monkeypatch.setattr(runtime_module.host, "view_generators", _torch_view_generators)

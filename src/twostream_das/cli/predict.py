@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--engine", choices=ENGINES, default="torch",
         help="torch (default) or onnxruntime: the exported graphs on numpy + onnxruntime "
-        "(docs/DEPLOY.md; the same files; its DDIM draws are numpy's, so its labels can differ "
-        "where the sampler's randomness decides)",
+        "(docs/DEPLOY.md; the same files and sampling options; its noise draws are numpy's, "
+        "so its labels can differ where the sampler's randomness decides)",
     )
     parser.add_argument(
         "--stream",
@@ -183,15 +183,12 @@ def _run_onnxruntime(args: argparse.Namespace) -> int:
             ("--video", args.video is not None), ("--labels", args.labels is not None),
             ("--precision", args.precision is not None),
             ("--device", args.device not in ("auto", "cpu")),
-            ("--sampler", args.sampler is not None), ("--views", args.views is not None),
-            ("--fast", args.fast),
         ) if given
     ]  # fmt: skip
     if unsupported:
         raise ConfigError(
             f"{', '.join(unsupported)} cannot be used with --engine onnxruntime (it runs the "
-            "exported float32 graphs on the CPU from feature files, with DDIM over every "
-            "view); use --engine torch"
+            "exported float32 graphs on the CPU from feature files); use --engine torch"
         )
     try:
         from ..deploy.runtime import predict_files as predict_exported
@@ -211,6 +208,7 @@ def _run_onnxruntime(args: argparse.Namespace) -> int:
         args.checkpoint, paths, args.out, fps=args.fps, orientations=orientations,
         steps=args.steps, samples=args.samples, overwrite=args.overwrite,
         review_score=args.review_score, threads=args.threads, plots=args.plots,
+        sampler=args.sampler, views=args.views, fast=args.fast,
     )  # fmt: skip
     print(f"wrote predictions for {len(summary['videos'])} video(s) to {args.out}")
     return 0

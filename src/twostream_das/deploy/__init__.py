@@ -7,7 +7,7 @@
 
 - :mod:`.bundle`: the folder's JSON manifest (what the host needs beside the graphs), its
   checks (hashes, versions); no torch.
-- :mod:`.host`: the host-side steps in numpy (the DDIM sampler, fusion, post-processing,
+- :mod:`.host`: the host-side steps in numpy (the samplers, fusion, post-processing,
   segments, the noise seeds), each pinned to the package's own by tests; no torch, no scipy.
 - :mod:`.runtime`: onnxruntime sessions, the sampler loop over the streams, and the files
   ``predict`` writes; no torch.

@@ -22,8 +22,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                         metavar="NAME=PATH", help="a stream's .npy file or folder (repeat)")
     parser.add_argument("--out", required=True, metavar="OUT")
     parser.add_argument("--fps", type=float, default=None)
+    parser.add_argument("--sampler", default=None,
+                        help="ddim, dpmpp_2m or dpmpp_2m_sde (default: the exported one)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument("--views", choices=("all", "middle"), default=None,
+                        help="every offset view averaged, or the middle one alone")
+    parser.add_argument("--fast", action="store_true",
+                        help="the fast sampling setting recorded at export; the options given win")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--plots", action="store_true", help="barcode PNGs (needs matplotlib)")
@@ -40,6 +46,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         summary = predict_files(
             args.folder, paths, args.out, fps=args.fps, steps=args.steps, samples=args.samples,
             overwrite=args.overwrite, threads=args.threads, plots=args.plots,
+            sampler=args.sampler, views=args.views, fast=args.fast,
         )  # fmt: skip
     except TwoStreamDASError as err:
         print(f"twostream_das.deploy: error: {err}", file=sys.stderr)

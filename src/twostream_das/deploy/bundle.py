@@ -16,13 +16,19 @@ The manifest (JSON, ``format_version`` :data:`FORMAT_VERSION`) holds: ``format``
 ``package_version``, ``opset``, ``exported_with`` (torch, onnx versions), ``checkpoint``
 (file name, sha256, epoch), ``classes``, ``background``, ``streams`` (in order: ``name``,
 ``dim``, ``orientation``, ``source``, ``standardize`` (``mean``/``std`` lists, or null),
-``context_outputs``, ``graphs`` (role -> ``file``, ``sha256``)), ``sampler`` (``name``,
-``eta``, ``num_inference_steps``, ``num_train_timesteps``, ``schedule``, ``alphas_cumprod``,
-``timesteps``, ``signal_scale``), ``inference`` (``seed``, ``samples``, ``sample_rate``),
+``context_outputs``, ``graphs`` (role -> ``file``, ``sha256``)), ``sampler`` (``name``:
+``ddim``, ``dpmpp_2m`` or ``dpmpp_2m_sde``, ``eta``, ``num_inference_steps``,
+``num_train_timesteps``, ``schedule``, ``alphas_cumprod``, ``timestep_spacing``: ``linear`` or
+``quadratic``, ``timesteps``, ``signal_scale``), ``inference`` (``seed``, ``samples``,
+``sample_rate``, ``views``: ``all`` or ``middle``, ``fast``: the sampling keys ``--fast`` sets),
 ``fusion`` (``weights``, ``rule``, ``input``, ``temperatures``, ``prob_floor``, ``sampling``:
 ``separate`` or ``joint``, fusion inside the sampler, where the config has it),
 ``postprocess`` (``kind``, ``window``), ``data`` (``fps``, ``length_tolerance``),
 ``graph_io`` (each role's input and output names). No torch here.
+
+Folders written before ``timestep_spacing``, ``views`` and ``fast`` were recorded read as they
+were exported: ``linear`` and ``all`` (the only values the export accepted then), and ``--fast``
+is refused on them with a line saying to re-export; so the format version stayed 1.
 """
 
 from __future__ import annotations

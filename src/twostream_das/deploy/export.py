@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..config import Config, FusionInput, FusionRule, Precision
+from ..config import FAST_SAMPLING, Config, FusionInput, FusionRule, Precision
 from ..diffusion import make_sampler
 from ..kernels import frame_mask, use_backend, window_key_mask
 from ..model.decoder import Decoder, DecoderContext
@@ -47,7 +47,7 @@ from .bundle import (
     graph_file,
     sha256_file,
 )
-from .host import POSTPROCESS_KINDS, SAMPLERS
+from .host import POSTPROCESS_KINDS, SAMPLERS, SPACINGS, VIEWS
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def check_exportable(loaded: LoadedModel, cfg: Config) -> None:
     """
     checks = [
         ("the sampler", cfg.eval.sampler, tuple(SAMPLERS)),
-        ("eval.views", cfg.eval.views.value, ("all",)),
-        ("eval.timestep_spacing", cfg.eval.timestep_spacing.value, ("linear",)),
+        ("eval.views", cfg.eval.views.value, VIEWS),
+        ("eval.timestep_spacing", cfg.eval.timestep_spacing.value, SPACINGS),
         ("fusion.rule", loaded.fusion_method.rule.value, tuple(r.value for r in FusionRule)),
         ("fusion.input", cfg.fusion.input.value, tuple(i.value for i in FusionInput)),
         ("fusion.sampling", _sampling(cfg).get("sampling", "separate"), FUSION_SAMPLING),
@@ -342,6 +342,7 @@ def _manifest(
             "num_train_timesteps": int(diffusion.num_train_timesteps),
             "schedule": {"kind": "cosine", "cosine_s": float(diffusion.cosine_s)},
             "alphas_cumprod": [float(v) for v in first.diffusion.schedule.alphas_cumprod.tolist()],
+            "timestep_spacing": cfg.eval.timestep_spacing.value,
             "timesteps": list(sampler.timesteps),
             "signal_scale": float(first.diffusion.signal_scale),
         },
@@ -349,6 +350,8 @@ def _manifest(
             "seed": int(cfg.eval.seed),
             "samples": int(cfg.eval.samples),
             "sample_rate": int(cfg.dataset.sample_rate),
+            "views": cfg.eval.views.value,
+            "fast": dict(FAST_SAMPLING),
             "precision": "fp32",
         },
         "fusion": {

@@ -1,13 +1,17 @@
 """The host-side steps of a prediction in numpy alone (no torch, no scipy), for the ONNX runtime.
 
 Each function restates one of the package's (named in its docstring) with the same arithmetic,
-and ``tests/deploy/test_host.py`` pins it to that function: the DDIM timesteps and updates
-(:mod:`twostream_das.diffusion.ddim`), the label space (:mod:`~twostream_das.diffusion.gaussian`),
-the noise seeds (:func:`twostream_das.runtime.derive_seed`,
-:func:`twostream_das.prediction.inference.
-content_digest`), late fusion (:mod:`twostream_das.prediction.fusion`), post-processing
-(:mod:`twostream_das.prediction.postprocess`, :mod:`twostream_das.data.temporal`) and the per-frame
-uncertainty (:mod:`twostream_das.prediction.uncertainty`).
+and ``tests/deploy/test_host.py`` pins it to that function: the timestep grids and the samplers'
+updates (:mod:`twostream_das.diffusion.samplers`: DDIM, DPM-Solver++(2M) and its SDE; the
+arithmetic that needs no tensors, the quadratic grid and DPM-Solver++'s weights, is not restated
+but imported from :mod:`twostream_das.sampling_math`, which the package's samplers use too), the
+offset views (:func:`twostream_das.data.dataset.view_offsets`), the label space
+(:mod:`~twostream_das.diffusion.gaussian`), the noise seeds
+(:func:`twostream_das.runtime.derive_seed`,
+:func:`twostream_das.prediction.inference.content_digest`), late fusion
+(:mod:`twostream_das.prediction.fusion`), post-processing
+(:mod:`twostream_das.prediction.postprocess`, :mod:`twostream_das.data.temporal`) and the
+per-frame uncertainty (:mod:`twostream_das.prediction.uncertainty`).
 
 Shapes as in the package: probabilities and x_t ``(N, C, T)`` or ``(C, T)``; labels ``(T,)``.
 """
@@ -17,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 import numpy as np
+
+from ..sampling_math import DPMStepCoefficients, dpmpp_coefficients, quadratic_timesteps
 
 SEED_BITS = 62  # twostream_das.runtime._SEED_BITS
 
@@ -55,6 +62,26 @@ def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[i
         )
     grid = _torch_linspace(-1.0, num_train_timesteps - 1.0, num_inference_steps + 1)
     return [int(math.floor(v)) for v in reversed(grid)]
+
+
+SPACINGS = ("linear", "quadratic")
+"""The values of ``eval.timestep_spacing`` (:class:`twostream_das.config.TimestepSpacing`)."""
+
+
+def timestep_grid(
+    num_train_timesteps: int, num_inference_steps: int, spacing: str = "linear"
+) -> list[int]:
+    """:func:`twostream_das.diffusion.samplers.timestep_grid`: the n steps of ``spacing``
+    (``linear`` or ``quadratic``), descending, followed by -1.
+
+    Raises:
+        ValueError: an unknown spacing, or ``num_inference_steps`` outside 1 .. N.
+    """
+    if spacing == "quadratic":
+        return quadratic_timesteps(num_train_timesteps, num_inference_steps)
+    if spacing != "linear":
+        raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
+    return ddim_timesteps(num_train_timesteps, num_inference_steps)
 
 
 class StepCoefficients(NamedTuple):
@@ -115,6 +142,52 @@ class RecordedNoise:
         return out
 
 
+class Sampler(Protocol):
+    """What the runtime's loop needs of a host sampler (the package's
+    :class:`twostream_das.diffusion.samplers.Sampler`, with the noise a :class:`NoiseSource`).
+
+    Attributes:
+        timesteps: the steps, descending; set by :meth:`set_timesteps`.
+    """
+
+    timesteps: list[int]
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """Choose the n steps and prepare their updates (ValueError outside 1 .. N)."""
+        ...
+
+    @property
+    def draws_per_run(self) -> int:
+        """Noise draws one run makes: x_T, then one per stochastic step."""
+        ...
+
+    def initial_noise(
+        self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]
+    ) -> np.ndarray:
+        """x at the first step (N, C, T)."""
+        ...
+
+    def step(
+        self,
+        x0_pred: np.ndarray,
+        t: int,
+        x_t: np.ndarray,
+        noise: Optional[NoiseSource] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> np.ndarray:
+        """One update from step ``t`` to the next: (N, C, T) -> (N, C, T) float32."""
+        ...
+
+
+def _draw(noise: Optional[NoiseSource], x_t: np.ndarray, lengths: Optional[Sequence[int]],
+          what: str) -> np.ndarray:  # fmt: skip
+    """The next draw of ``noise`` of x_t's shape (N, C, T), all frames real unless ``lengths``."""
+    if noise is None:
+        raise ValueError(f"a noise source is needed for a stochastic step ({what})")
+    rows, _, frames = x_t.shape
+    return noise.draw(x_t.shape, lengths if lengths is not None else [frames] * rows)
+
+
 class DDIMSampler:
     """:class:`twostream_das.diffusion.ddim.DDIMSampler` in numpy, with the same contract:
     ``set_timesteps(n)``, ``timesteps``, ``initial_noise``, ``step(x0, t, x_t, noise)``.
@@ -122,22 +195,39 @@ class DDIMSampler:
     Args:
         alphas_cumprod: (N,) float64 abar of the training schedule.
         eta: stochasticity (1.0 = DiffAct's default).
+        spacing: where the steps lie (:data:`SPACINGS`; linear = DiffAct's grid).
     """
 
-    def __init__(self, alphas_cumprod: Sequence[float], eta: float = 1.0) -> None:
+    def __init__(
+        self, alphas_cumprod: Sequence[float], eta: float = 1.0, spacing: str = "linear"
+    ) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
+        if spacing not in SPACINGS:
+            raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
         self.alphas_cumprod = [float(a) for a in alphas_cumprod]
         self.eta = float(eta)
+        self.spacing = spacing
         self.timesteps: list[int] = []
         self._coefficients: dict[int, StepCoefficients] = {}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DDIMSampler:
+        """From the manifest's ``sampler`` entry: its ``alphas_cumprod``, ``eta`` and
+        ``timestep_spacing`` (``linear`` where a folder does not record it)."""
+        return cls(spec["alphas_cumprod"], spec["eta"], spec.get("timestep_spacing", "linear"))
 
     @property
     def num_train_timesteps(self) -> int:
         return len(self.alphas_cumprod)
 
+    @property
+    def draws_per_run(self) -> int:
+        """x_T, then one draw per step with sigma > 0."""
+        return 1 + sum(1 for c in self._coefficients.values() if c.sigma > 0)
+
     def set_timesteps(self, num_inference_steps: int) -> None:
-        grid = ddim_timesteps(self.num_train_timesteps, num_inference_steps)
+        grid = timestep_grid(self.num_train_timesteps, num_inference_steps, self.spacing)
         abar = self.alphas_cumprod
         self.timesteps = grid[:-1]
         self._coefficients = {
@@ -174,16 +264,147 @@ class DDIMSampler:
         eps = (x_t - np.float32(c.sqrt_abar) * x0_pred) / np.float32(c.sqrt_one_minus_abar)
         x_prev = np.float32(c.sqrt_abar_prev) * x0_pred + np.float32(c.direction) * eps
         if c.sigma > 0:
-            if noise is None:
-                raise ValueError("a noise source is needed for a stochastic DDIM step (eta > 0)")
-            rows, _, frames = x_t.shape
-            draw = noise.draw(x_t.shape, lengths if lengths is not None else [frames] * rows)
+            draw = _draw(noise, x_t, lengths, "DDIM with eta > 0")
             x_prev = x_prev + np.float32(c.sigma) * draw
         return x_prev
 
 
-SAMPLERS: dict[str, Callable[..., DDIMSampler]] = {"ddim": DDIMSampler}
-"""The samplers the runtime implements, by the name the manifest gives."""
+class _Pending(NamedTuple):
+    """What the next step of one run needs: its index and this step's x0 estimate."""
+
+    sample: weakref.ref  # the x_prev this step returned (the next step's x_t)
+    index: int
+    x0: np.ndarray
+
+
+class DPMSolverPPSampler:
+    """:class:`twostream_das.diffusion.samplers.DPMSolverPPSampler` in numpy (DPM-Solver++(2M),
+    ODE or SDE), with the contract of :class:`DDIMSampler` and the package's weights
+    (:func:`twostream_das.sampling_math.dpmpp_coefficients`, imported, not restated).
+
+    A second-order step needs the previous step's x0 estimate of the same run: as in the
+    package, it is kept keyed by the array the step returned (held weakly), so one sampler
+    serves several runs stepping in turn (the runtime's streams). The SDE draws noise at every
+    step but the last (one draw of ``noise`` per step).
+
+    Args:
+        alphas_cumprod: (N,) float64 abar of the training schedule.
+        stochastic: the SDE variant (``dpmpp_2m_sde``).
+        spacing: where the steps lie (:data:`SPACINGS`).
+    """
+
+    def __init__(
+        self, alphas_cumprod: Sequence[float], stochastic: bool = False, spacing: str = "linear"
+    ) -> None:
+        if spacing not in SPACINGS:
+            raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
+        self.alphas_cumprod = [float(a) for a in alphas_cumprod]
+        self.stochastic = bool(stochastic)
+        self.spacing = spacing
+        self.timesteps: list[int] = []
+        self._index: dict[int, int] = {}
+        self._coefficients: list[DPMStepCoefficients] = []
+        self._pending: dict[int, _Pending] = {}  # id(x_prev returned) -> its run's history
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DPMSolverPPSampler:
+        """``dpmpp_2m`` from the manifest's ``sampler`` entry (``alphas_cumprod``,
+        ``timestep_spacing``)."""
+        return cls(spec["alphas_cumprod"], False, spec.get("timestep_spacing", "linear"))
+
+    @classmethod
+    def sde_from_spec(cls, spec: Mapping[str, Any]) -> DPMSolverPPSampler:
+        """``dpmpp_2m_sde`` from the manifest's ``sampler`` entry."""
+        return cls(spec["alphas_cumprod"], True, spec.get("timestep_spacing", "linear"))
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def draws_per_run(self) -> int:
+        """x_T, then one draw per step with a noise weight (the SDE: every step but the last)."""
+        return 1 + sum(1 for c in self._coefficients if c.noise)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """The n steps and their weights; forgets every run's history."""
+        grid = timestep_grid(self.num_train_timesteps, num_inference_steps, self.spacing)
+        self.timesteps = grid[:-1]
+        self._index = {t: i for i, t in enumerate(self.timesteps)}
+        self._coefficients = [
+            dpmpp_coefficients(self.alphas_cumprod, grid, i, self.stochastic)
+            for i in range(len(self.timesteps))
+        ]
+        self._pending = {}
+
+    def coefficients(self, t: int) -> DPMStepCoefficients:
+        """The weights of the update from step ``t``."""
+        if t not in self._index:
+            raise ValueError(f"step {t} is not one of this sampler's timesteps (set_timesteps?)")
+        return self._coefficients[self._index[t]]
+
+    def initial_noise(
+        self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]
+    ) -> np.ndarray:
+        """x at the first step: pure noise (N, C, T)."""
+        return noise.draw(shape, lengths)
+
+    def step(
+        self,
+        x0_pred: np.ndarray,
+        t: int,
+        x_t: np.ndarray,
+        noise: Optional[NoiseSource] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> np.ndarray:
+        """One update from step ``t`` to the next: (N, C, T) -> (N, C, T) float32, the terms
+        added in the package's order. ``x0_pred`` is kept for the run's next step (do not
+        modify it in place); ``x_t`` is x_T or the array the previous step of the run returned.
+
+        Raises:
+            ValueError: ``t`` is not a timestep; a second-order step given another array than
+                its run's previous step returned; the SDE without a noise source.
+        """
+        c = self.coefficients(t)
+        index = self._index[t]
+        x_prev = np.float32(c.x0) * x0_pred  # (N, C, T)
+        if c.x_t:
+            x_prev = x_prev + np.float32(c.x_t) * x_t
+        if c.x0_prev:
+            x_prev = x_prev + np.float32(c.x0_prev) * self._previous_x0(x_t, index)
+        if c.noise:
+            x_prev = x_prev + np.float32(c.noise) * _draw(noise, x_t, lengths, "dpmpp_2m_sde")
+        if index + 1 < len(self.timesteps):
+            self._remember(x_prev, index, x0_pred)
+        return x_prev
+
+    def _previous_x0(self, x_t: np.ndarray, index: int) -> np.ndarray:
+        pending = self._pending.pop(id(x_t), None)
+        if pending is None or pending.sample() is not x_t or pending.index != index - 1:
+            raise ValueError(
+                f"step {self.timesteps[index]} of DPM-Solver++ needs the x0 estimate of step "
+                f"{self.timesteps[index - 1]} of the same run: give it the very array that "
+                "step returned"
+            )
+        return pending.x0
+
+    def _remember(self, x_prev: np.ndarray, index: int, x0: np.ndarray) -> None:
+        key = id(x_prev)
+
+        def forget(ref: weakref.ref, key: int = key) -> None:  # x_prev is gone: so is its run
+            if key in self._pending and self._pending[key].sample is ref:
+                del self._pending[key]
+
+        self._pending[key] = _Pending(weakref.ref(x_prev, forget), index, x0)
+
+
+SAMPLERS: dict[str, Callable[[Mapping[str, Any]], Sampler]] = {
+    "ddim": DDIMSampler.from_spec,
+    "dpmpp_2m": DPMSolverPPSampler.from_spec,
+    "dpmpp_2m_sde": DPMSolverPPSampler.sde_from_spec,
+}
+"""The samplers the runtime implements: the name (``eval.sampler``) -> its ``from_spec`` over
+the manifest's ``sampler`` entry (the package's :data:`twostream_das.diffusion.SAMPLERS`)."""
 
 
 def model_input(x_t: np.ndarray, signal_scale: float) -> np.ndarray:
@@ -201,6 +422,24 @@ def softmax(logits: np.ndarray, axis: int = -2) -> np.ndarray:
     """Softmax over ``axis`` (the classes of (..., C, T))."""
     shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
     return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- views
+
+
+VIEWS = ("all", "middle")
+"""The values of ``eval.views`` (:class:`twostream_das.config.Views`)."""
+
+
+def view_offsets(num_frames: int, sample_rate: int, views: str = "all") -> list[int]:
+    """:func:`twostream_das.data.dataset.view_offsets`: the temporal offsets sampled; ``all``:
+    0 .. r-1 (those with frames), ``middle``: ``r // 2`` alone (the last frame's offset in a
+    video of at most ``r // 2`` frames)."""
+    if views not in VIEWS:
+        raise ValueError(f"views {views!r} is unknown; expected one of {VIEWS}")
+    if views == "middle":
+        return [min(sample_rate // 2, num_frames - 1)]
+    return list(range(min(sample_rate, num_frames)))
 
 
 # ----------------------------------------------------------------------------- seeds

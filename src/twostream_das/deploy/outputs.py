@@ -30,7 +30,7 @@ from .host import segment_bounds
 
 if TYPE_CHECKING:
     from .bundle import Manifest
-    from .runtime import VideoResult
+    from .runtime import Sampling, VideoResult
 
 PREDICTION_HEADER = "### Frame level recognition: ###"
 STREAMS_DIR = "streams"
@@ -340,14 +340,13 @@ def summary(
     source: str,
     manifest: Manifest,
     fps: float,
-    steps: int,
-    samples: int,
+    sampling: Sampling,
     videos: Sequence[WrittenVideo],
 ) -> dict[str, Any]:
     """``summary.json`` (``predict``'s keys, the exported folder as ``checkpoint``, and
-    ``engine``)."""
+    ``engine``); ``sampling`` is what the prediction ran (:meth:`.runtime.OnnxModel.sampling`)."""
     fusion = manifest.fusion
-    sampling = {"fusion_sampling": fusion["sampling"]} if "sampling" in fusion else {}
+    joint = {"fusion_sampling": fusion["sampling"]} if "sampling" in fusion else {}
     return {
         "checkpoint": source,
         "engine": "onnxruntime",
@@ -355,18 +354,18 @@ def summary(
         "fusion_weights": dict(fusion["weights"]),
         "fusion_input": fusion["input"],
         "fusion_rule": fusion["rule"],
-        **sampling,
+        **joint,
         "temperatures": dict(fusion["temperatures"]),
         "postprocess": dict(manifest.postprocess),
         "fps": fps,
         "classes": manifest.classes,
         "background": list(manifest.raw["background"]),
         "labels_dir": None,
-        "sampler": manifest.sampler["name"],  # predict's sampling keys: what export allows
-        "steps": steps,
-        "views": "all",
-        "timestep_spacing": "linear",
-        "samples": samples,
+        "sampler": sampling.sampler,
+        "steps": sampling.steps,
+        "views": sampling.views,
+        "timestep_spacing": manifest.sampler.get("timestep_spacing", "linear"),
+        "samples": sampling.samples,
         "videos": [
             {"name": v.name, "frames": v.num_frames, "segments": len(v.segments),
              "fps": v.fps, "duration_s": v.num_frames / v.fps if v.fps else None,

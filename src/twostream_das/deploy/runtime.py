@@ -6,16 +6,17 @@
 
     predict_files("exported/", {"rgb": "feats/rgb", "flow": "feats/flow"}, "out/")
 
-The path is ``predict``'s (:mod:`twostream_das.prediction.inference`): every temporal offset view,
-the
-standardisation, each stream's encoder once, the decoder's context once, then the sampler loop
-with every stream stepping together, K samples per view as rows; the views averaged at the
-subsampled rate and over the samples; fusion, post-processing, segments; the same files as
-``twostream-das predict`` writes. The noise: one numpy generator per (view, stream, sample),
-seeded from the same ``(seed, features digest, offset, stream, k)`` as the PyTorch path's torch
-generators, so a prediction is reproducible, but the numbers are numpy's: the same model gives
-the same probabilities as PyTorch only given the same draws (:class:`.host.RecordedNoise`;
-the parity tests), and labels that agree wherever the sampler's randomness does not decide.
+The path is ``predict``'s (:mod:`twostream_das.prediction.inference`): the temporal offset views
+(every one, or the middle one), the standardisation, each stream's encoder once, the decoder's
+context once, then the loop of the sampler chosen (:meth:`OnnxModel.sampling`: ``--sampler``,
+``--steps``, ``--samples``, ``--views``, ``--fast``) with every stream stepping together, K
+samples per view as rows; the views averaged at the subsampled rate and over the samples;
+fusion, post-processing, segments; the same files as ``twostream-das predict`` writes. The
+noise: one numpy generator per (view, stream, sample), seeded from the same ``(seed, features
+digest, offset, stream, k)`` as the PyTorch path's torch generators, so a prediction is
+reproducible, but the numbers are numpy's: the same model gives the same probabilities as
+PyTorch only given the same draws (:class:`.host.RecordedNoise`; the parity tests), and labels
+that agree wherever the sampler's randomness does not decide.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import host, outputs
 from .bundle import BundleError, Manifest, read_manifest
 
@@ -38,6 +39,16 @@ logger = logging.getLogger(__name__)
 Consensus = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 """The streams' x0 class probabilities at one step, stream -> (N, C, T), to what each stream's
 update continues from (fusion inside the sampler); None: each stream its own."""
+
+
+class Sampling(NamedTuple):
+    """How a prediction samples: ``eval.sampler``, ``eval.steps``, ``eval.samples`` (K) and
+    ``eval.views``, as exported or as overridden (:meth:`OnnxModel.sampling`)."""
+
+    sampler: str
+    steps: int
+    samples: int
+    views: str
 
 
 class SampleResult(NamedTuple):
@@ -133,15 +144,77 @@ class OnnxModel:
     def num_classes(self) -> int:
         return len(self.manifest.classes)
 
-    def sampler(self, steps: Optional[int] = None) -> host.DDIMSampler:
-        """The manifest's sampler with ``steps`` steps (default: the exported number)."""
+    def sampler(self, steps: Optional[int] = None, name: Optional[str] = None) -> host.Sampler:
+        """The sampler ``name`` (default: the manifest's) over the exported schedule and
+        timestep spacing, with ``steps`` steps (default: the exported number).
+
+        Raises:
+            ConfigError: a sampler this runtime does not implement (:data:`.host.SAMPLERS`).
+            ValueError: ``steps`` outside 1 .. the schedule's N.
+        """
         spec = self.manifest.sampler
-        name = spec["name"]
+        name = name or spec["name"]
         if name not in host.SAMPLERS:
-            raise BundleError(f"sampler {name!r} is not implemented by this runtime")
-        sampler = host.SAMPLERS[name](spec["alphas_cumprod"], spec["eta"])
-        sampler.set_timesteps(int(steps or spec["num_inference_steps"]))
+            raise ConfigError(
+                f"sampler {name!r} is not implemented by the ONNX runtime; expected one of "
+                f"{', '.join(host.SAMPLERS)}"
+            )
+        sampler = host.SAMPLERS[name](spec)
+        sampler.set_timesteps(int(spec["num_inference_steps"] if steps is None else steps))
         return sampler
+
+    def sampling(
+        self,
+        sampler: Optional[str] = None,
+        steps: Optional[int] = None,
+        samples: Optional[int] = None,
+        views: Optional[str] = None,
+        fast: bool = False,
+    ) -> Sampling:
+        """The exported sampling (``eval.sampler`` / ``steps`` / ``samples`` / ``views``) with
+        the values given replaced, as ``predict``'s ``--sampler``, ``--steps``, ``--samples``,
+        ``--views`` and ``--fast`` replace them (``fast`` first sets what the package's
+        ``FAST_SAMPLING`` set when the folder was exported; the values given win), checked.
+
+        Raises:
+            ConfigError: a sampler the runtime lacks, steps it cannot take, samples < 1, an
+                unknown view choice, or ``fast`` on a folder exported before it was recorded.
+        """
+        spec = self.manifest.inference
+        chosen: dict[str, Any] = {
+            "sampler": self.manifest.sampler["name"],
+            "steps": int(self.manifest.sampler["num_inference_steps"]),
+            "samples": int(spec["samples"]),
+            "views": spec.get("views", "all"),
+        }
+        if fast:
+            if "fast" not in spec:
+                raise ConfigError(
+                    f"--fast: {self.manifest.folder} was exported before the fast setting was "
+                    "recorded in it; re-export the checkpoint, or give --sampler, --steps, "
+                    "--samples and --views"
+                )
+            chosen.update(spec["fast"])
+        given = {"sampler": sampler, "steps": steps, "samples": samples, "views": views}
+        chosen.update({k: v for k, v in given.items() if v is not None})
+        return self._checked(Sampling(**chosen))
+
+    def _checked(self, choice: Sampling) -> Sampling:
+        """``choice`` if this runtime can run it (ConfigError naming the option otherwise)."""
+        for key in ("steps", "samples"):
+            value = getattr(choice, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"--{key} {value!r} is invalid; expected an int >= 1")
+        if choice.views not in host.VIEWS:
+            raise ConfigError(
+                f"--views {choice.views!r} is invalid; expected one of {', '.join(host.VIEWS)}"
+            )
+        sampler = self.sampler(1, choice.sampler)  # ConfigError: a sampler the runtime lacks
+        try:
+            sampler.set_timesteps(choice.steps)
+        except ValueError as err:
+            raise ConfigError(f"--steps {choice.steps}: {err}") from None
+        return choice
 
     # ------------------------------------------------------------------------- networks
 
@@ -180,6 +253,7 @@ class OnnxModel:
         steps: Optional[int] = None,
         samples: int = 1,
         consensus: Optional[Consensus] = None,
+        sampler_name: Optional[str] = None,
     ) -> dict[str, SampleResult]:
         """K samples per video and stream, the streams stepping together (the PyTorch path's
         :meth:`twostream_das.model.multi_stream.MultiStreamModel.sample`).
@@ -192,6 +266,7 @@ class OnnxModel:
             steps: sampler steps (default: the exported number).
             samples: K.
             consensus: fusion inside the sampler (:data:`Consensus`); None = none.
+            sampler_name: the sampler (:data:`.host.SAMPLERS`; default: the exported one).
 
         Returns:
             stream -> :class:`SampleResult` of (K, B, C, T) float32.
@@ -212,7 +287,7 @@ class OnnxModel:
             x = self.standardized(s, np.asarray(features[s], np.float32), mask)
             ctx = self.encode(s, np.ascontiguousarray(x), mask)  # per block (B, 3F, T)
             context[s] = ctx if samples == 1 else [np.tile(c, (samples, 1, 1)) for c in ctx]
-        sampler = self.sampler(steps)
+        sampler = self.sampler(steps, sampler_name)
         scale = float(self.manifest.sampler["signal_scale"])
         shape = (rows, self.num_classes, frames)
         x_t = {s: sampler.initial_noise(shape, noise[s], lengths) for s in names}
@@ -266,6 +341,10 @@ class OnnxModel:
         samples: Optional[int] = None,
         seed: Optional[int] = None,
         fps: Optional[float] = None,
+        *,
+        sampler: Optional[str] = None,
+        views: Optional[str] = None,
+        fast: bool = False,
     ) -> VideoResult:
         """``predict``'s path for one video (module docstring).
 
@@ -274,19 +353,24 @@ class OnnxModel:
             steps, samples, seed: the sampler's steps, K and the noise seed (default: the
                 exported ``eval.steps`` / ``eval.samples`` / ``eval.seed``).
             fps: frame rate for the segments' seconds (default: the exported one).
+            sampler, views, fast: the sampler (``ddim``, ``dpmpp_2m``, ``dpmpp_2m_sde``), the
+                offset views (``all`` or ``middle``: offset r // 2 alone) and the fast setting,
+                as ``predict`` takes them (:meth:`sampling`; default: the exported ones).
 
         Raises:
             DataError: a stream missing or of another dimension, lengths that differ, NaN.
+            ConfigError: a sampling option the runtime cannot run (:meth:`sampling`).
         """
         feats = self.check_features(features, name)
+        choice = self.sampling(sampler, steps, samples, views, fast)
         spec = self.manifest.inference
         rate = int(spec["sample_rate"])
-        count = int(samples or spec["samples"])
+        count = choice.samples
         seed = int(spec["seed"] if seed is None else seed)
         frames = next(iter(feats.values())).shape[1]
         joint = self.joint_consensus()
-        views, joint_views = [], []
-        for offset in range(min(rate, frames)):
+        views_out, joint_views = [], []
+        for offset in host.view_offsets(frames, rate, choice.views):
             view = {s: np.ascontiguousarray(f[:, offset::rate]) for s, f in feats.items()}
             mask = np.ones((1, next(iter(view.values())).shape[1]), dtype=bool)
             batch = {s: v[None] for s, v in view.items()}
@@ -295,9 +379,11 @@ class OnnxModel:
                 gens = host.view_generators(seed, view, offset, self.stream_names, count)
                 return {s: host.RowNoise(g) for s, g in gens.items()}
 
-            views.append(self.sample(batch, mask, noise(), steps, count))
+            views_out.append(self.sample(batch, mask, noise(), choice.steps, count,
+                                         sampler_name=choice.sampler))  # fmt: skip
             if joint is not None:  # the same seeds, the streams fused at every step
-                out = self.sample(batch, mask, noise(), steps, count, joint)
+                out = self.sample(batch, mask, noise(), choice.steps, count, joint,
+                                  choice.sampler)  # fmt: skip
                 joint_views.append(out[self.stream_names[0]])  # every stream holds it
         trajectory = self.manifest.fusion["input"] == "trajectory"
 
@@ -306,7 +392,7 @@ class OnnxModel:
                 [(r.trajectory_mean if trajectory else r.probs)[:, 0] for r in results]
             )
 
-        per_sample = {s: averaged([v[s] for v in views]) for s in feats}
+        per_sample = {s: averaged([v[s] for v in views_out]) for s in feats}
         joint_samples = averaged(joint_views) if joint_views else None
         return self.decide(name, per_sample, frames, fps, joint_samples)
 
@@ -428,35 +514,36 @@ def predict_files(
     threads: Optional[int] = None,
     plots: bool = False,
     model: Optional[OnnxModel] = None,
+    sampler: Optional[str] = None,
+    views: Optional[str] = None,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """``twostream-das predict --engine onnxruntime``: every video of ``features`` (stream ->
     ``.npy`` file or folder of them) into ``out``, the files ``predict`` writes
     (:mod:`.outputs`; ``<video>.png`` only with ``plots``, which needs matplotlib).
+    ``sampler``, ``steps``, ``samples``, ``views`` and ``fast`` as ``predict`` takes them
+    (:meth:`OnnxModel.sampling`), checked before any work.
 
     Returns the summary written to ``out/summary.json``.
     """
     if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
         raise DataError(f"--fps {fps!r} is invalid; expected a finite number > 0")
-    if samples is not None and samples < 1:
-        raise DataError(f"--samples {samples} is invalid; expected >= 1")
     model = model or OnnxModel.load(folder, threads)
+    choice = model.sampling(sampler, steps, samples, views, fast)
     out = Path(out)
     outputs.prepare_output(out, overwrite)
     trained = float(model.manifest.data["fps"])
-    count = int(samples or model.manifest.inference["samples"])
-    steps = int(steps or model.manifest.sampler["num_inference_steps"])
-    try:
-        model.sampler(steps)  # the number of steps, checked before any work
-    except ValueError as err:
-        raise DataError(f"--steps {steps}: {err}") from None
     written = []
     for name, paths in outputs.match_streams(features, model.stream_names):
         feats = outputs.read_video(model.manifest, name, paths, orientations or {})
         rate = outputs.video_rate(name, paths, fps, trained)
-        result = model.predict_video(feats, name, steps, count, fps=rate)
+        result = model.predict_video(
+            feats, name, choice.steps, choice.samples, fps=rate, sampler=choice.sampler,
+            views=choice.views,
+        )  # fmt: skip
         written.append(outputs.write_video(result, model.classes, out, rate, plots))
     summary = outputs.summary(
-        str(folder), model.manifest, trained if fps is None else fps, steps, count, written
+        str(folder), model.manifest, trained if fps is None else fps, choice, written
     )
     outputs.write_summary(out, summary, written, review_score or "max_prob")
     logger.info("predicted %d video(s) into %s", len(written), out)
