@@ -1,5 +1,6 @@
 """The samplers' arithmetic that needs no tensors, in plain Python (``math`` only): the
-``quadratic`` timestep grid and the per-step weights of DPM-Solver++(2M) and its SDE variant.
+timestep grids (``linear``, ``quadratic``) and the per-step weights of DDIM and of
+DPM-Solver++(2M) and its SDE variant.
 
 One home for both callers: the package's samplers
 (:mod:`twostream_das.diffusion.samplers.timesteps`, :mod:`~twostream_das.diffusion.samplers.dpmpp`,
@@ -14,7 +15,53 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["DPMStepCoefficients", "dpmpp_coefficients", "half_log_snr", "quadratic_timesteps"]
+__all__ = [
+    "SPACINGS",
+    "DDIMStepCoefficients",
+    "DPMStepCoefficients",
+    "ddim_coefficients",
+    "dpmpp_coefficients",
+    "half_log_snr",
+    "linear_timesteps",
+    "quadratic_timesteps",
+    "timestep_grid",
+]
+
+SPACINGS = ("linear", "quadratic")
+"""The values of ``eval.timestep_spacing`` (:class:`twostream_das.config.TimestepSpacing`)."""
+
+
+def _check_steps(num_train_timesteps: int, num_inference_steps: int) -> None:
+    if not 0 < num_inference_steps <= num_train_timesteps:
+        raise ValueError(
+            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
+            f"{num_train_timesteps}"
+        )
+
+
+def _linspace(start: float, end: float, steps: int) -> list[float]:
+    """``torch.linspace(start, end, steps, dtype=float64)`` value for value: the first half
+    filled forwards from ``start``, the second half backwards from ``end``."""
+    if steps == 1:
+        return [float(start)]
+    step = (end - start) / (steps - 1)
+    half = steps // 2
+    return [start + step * i if i < half else end - step * (steps - i - 1) for i in range(steps)]
+
+
+def linear_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The ``linear`` steps (DiffAct's): ``floor(linspace(-1, N - 1, n + 1))`` reversed, the
+    n steps descending followed by -1, with DiffAct's float64 ``torch.linspace`` values.
+
+    Returns:
+        n + 1 ints, e.g. ``[999, 749, 499, 249, -1]`` for (1000, 4).
+
+    Raises:
+        ValueError: ``num_inference_steps`` outside 1 .. ``num_train_timesteps``.
+    """
+    _check_steps(num_train_timesteps, num_inference_steps)
+    grid = _linspace(-1.0, num_train_timesteps - 1.0, num_inference_steps + 1)
+    return [int(math.floor(v)) for v in reversed(grid)]
 
 
 def quadratic_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
@@ -29,15 +76,49 @@ def quadratic_timesteps(num_train_timesteps: int, num_inference_steps: int) -> l
     Raises:
         ValueError: ``num_inference_steps`` outside 1 .. ``num_train_timesteps``.
     """
+    _check_steps(num_train_timesteps, num_inference_steps)
     n, top = num_inference_steps, num_train_timesteps - 1
-    if not 0 < n <= num_train_timesteps:
-        raise ValueError(
-            f"num_inference_steps = {n} is invalid; expected 1 .. {num_train_timesteps}"
-        )
     ascending = [-1]
     for k in range(1, n + 1):
         ascending.append(max(math.floor((k / n) ** 2 * top + 0.5), ascending[-1] + 1))
     return ascending[::-1]
+
+
+def timestep_grid(
+    num_train_timesteps: int, num_inference_steps: int, spacing: str = "linear"
+) -> list[int]:
+    """The n steps of ``spacing`` (:data:`SPACINGS`), descending, followed by -1.
+
+    Raises:
+        ValueError: an unknown spacing, or ``num_inference_steps`` outside 1 .. N.
+    """
+    if spacing == "quadratic":
+        return quadratic_timesteps(num_train_timesteps, num_inference_steps)
+    if spacing != "linear":
+        raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
+    return linear_timesteps(num_train_timesteps, num_inference_steps)
+
+
+class DDIMStepCoefficients(NamedTuple):
+    """The scalars of one DDIM update from t to t' (float64 Python floats; the math:
+    :mod:`twostream_das.diffusion.samplers.ddim`)."""
+
+    sqrt_abar: float  # sqrt(abar_t)
+    sqrt_one_minus_abar: float  # sqrt(1 - abar_t)
+    sqrt_abar_prev: float  # sqrt(abar_t')
+    direction: float  # sqrt(1 - abar_t' - sigma^2), weight of the predicted noise
+    sigma: float  # weight of fresh noise
+
+
+def ddim_coefficients(abar: float, abar_prev: float, eta: float) -> DDIMStepCoefficients:
+    """The scalars of the DDIM update from abar_t = ``abar`` to abar_t' = ``abar_prev`` (1.0
+    after the last step) with stochasticity ``eta``."""
+    variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
+    sigma = eta * math.sqrt(max(variance, 0.0))
+    direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0))
+    return DDIMStepCoefficients(
+        math.sqrt(abar), math.sqrt(1 - abar), math.sqrt(abar_prev), direction, sigma
+    )
 
 
 class DPMStepCoefficients(NamedTuple):

@@ -9,6 +9,7 @@ import torch
 
 from _recorded_noise import RecordedNoise
 from twostream_das import outputs as pkg_io
+from twostream_das import sampling_math
 from twostream_das.config import FusionRule, TimestepSpacing, Views
 from twostream_das.data.dataset import view_offsets
 from twostream_das.data.temporal import average_views, restore_full_rate
@@ -17,8 +18,6 @@ from twostream_das.diffusion import (
     DDIMSampler,
     DPMSolverPPSampler,
     cosine_schedule,
-    ddim_timesteps,
-    quadratic_timesteps,
     timestep_grid,
 )
 from twostream_das.prediction import postprocess as pkg_post
@@ -26,12 +25,6 @@ from twostream_das.prediction.fusion import FusionMethod, fuse
 from twostream_das.prediction.inference import content_digest
 from twostream_das.prediction.uncertainty import mutual_information
 from twostream_das.runtime import derive_seed
-
-
-def test_timesteps_for_every_number_of_steps():
-    for n in range(1, 1001):
-        assert host.ddim_timesteps(1000, n) == ddim_timesteps(1000, n), n
-    assert host.ddim_timesteps(7, 7) == ddim_timesteps(7, 7)
 
 
 def test_schedule_and_updates_equal_the_package_sampler():
@@ -58,8 +51,9 @@ def host_noise(z):
     return RecordedNoise([torch.from_numpy(z)])
 
 
-def test_both_grids_equal_the_packages_and_the_quadratic_one_is_its_own():
-    assert host.quadratic_timesteps is quadratic_timesteps  # one home, not a copy
+def test_both_grids_equal_the_packages_and_are_its_own():
+    assert host.timestep_grid is sampling_math.timestep_grid  # one home, not a copy
+    assert host.ddim_coefficients is sampling_math.ddim_coefficients
     assert host.timestep_grid(1000, 4, "quadratic") == [999, 562, 250, 62, -1]
     assert host.timestep_grid(1000, 4, "linear") == [999, 749, 499, 249, -1]
     for total in (1000, 50, 7, 4, 1):

@@ -27,7 +27,14 @@ from typing import Any, NamedTuple, Optional, Protocol
 
 import numpy as np
 
-from ..sampling_math import DPMStepCoefficients, dpmpp_coefficients, quadratic_timesteps
+from ..sampling_math import (
+    SPACINGS,
+    DDIMStepCoefficients,
+    DPMStepCoefficients,
+    ddim_coefficients,
+    dpmpp_coefficients,
+    timestep_grid,
+)
 
 SEED_BITS = 62  # twostream_das.runtime._SEED_BITS
 
@@ -41,55 +48,6 @@ def cosine_alphas_cumprod(num_train_timesteps: int, offset: float, max_beta: flo
     f = np.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
     betas = np.clip(1 - f[1:] / f[:-1], 0.0, max_beta)
     return np.cumprod(1 - betas)
-
-
-def _torch_linspace(start: float, end: float, steps: int) -> list[float]:
-    """``torch.linspace(start, end, steps, dtype=float64)`` value for value: torch fills the
-    first half forwards from ``start`` and the second half backwards from ``end``."""
-    if steps == 1:
-        return [float(start)]
-    step = (end - start) / (steps - 1)
-    half = steps // 2
-    return [start + step * i if i < half else end - step * (steps - i - 1) for i in range(steps)]
-
-
-def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
-    """:func:`twostream_das.diffusion.ddim.ddim_timesteps`: the n steps descending, then -1."""
-    if not 0 < num_inference_steps <= num_train_timesteps:
-        raise ValueError(
-            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
-            f"{num_train_timesteps}"
-        )
-    grid = _torch_linspace(-1.0, num_train_timesteps - 1.0, num_inference_steps + 1)
-    return [int(math.floor(v)) for v in reversed(grid)]
-
-
-SPACINGS = ("linear", "quadratic")
-"""The values of ``eval.timestep_spacing`` (:class:`twostream_das.config.TimestepSpacing`)."""
-
-
-def timestep_grid(
-    num_train_timesteps: int, num_inference_steps: int, spacing: str = "linear"
-) -> list[int]:
-    """:func:`twostream_das.diffusion.samplers.timestep_grid`: the n steps of ``spacing``
-    (``linear`` or ``quadratic``), descending, followed by -1.
-
-    Raises:
-        ValueError: an unknown spacing, or ``num_inference_steps`` outside 1 .. N.
-    """
-    if spacing == "quadratic":
-        return quadratic_timesteps(num_train_timesteps, num_inference_steps)
-    if spacing != "linear":
-        raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
-    return ddim_timesteps(num_train_timesteps, num_inference_steps)
-
-
-class StepCoefficients(NamedTuple):
-    sqrt_abar: float
-    sqrt_one_minus_abar: float
-    sqrt_abar_prev: float
-    direction: float
-    sigma: float
 
 
 class NoiseSource(Protocol):
@@ -209,7 +167,7 @@ class DDIMSampler:
         self.eta = float(eta)
         self.spacing = spacing
         self.timesteps: list[int] = []
-        self._coefficients: dict[int, StepCoefficients] = {}
+        self._coefficients: dict[int, DDIMStepCoefficients] = {}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> DDIMSampler:
@@ -231,17 +189,9 @@ class DDIMSampler:
         abar = self.alphas_cumprod
         self.timesteps = grid[:-1]
         self._coefficients = {
-            t: self._coefficients_for(abar[t], abar[t_prev] if t_prev >= 0 else 1.0)
+            t: ddim_coefficients(abar[t], abar[t_prev] if t_prev >= 0 else 1.0, self.eta)
             for t, t_prev in zip(grid[:-1], grid[1:], strict=True)
         }
-
-    def _coefficients_for(self, abar: float, abar_prev: float) -> StepCoefficients:
-        variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
-        sigma = self.eta * math.sqrt(max(variance, 0.0))
-        direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0))
-        return StepCoefficients(
-            math.sqrt(abar), math.sqrt(1 - abar), math.sqrt(abar_prev), direction, sigma
-        )
 
     def initial_noise(
         self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]

@@ -15,13 +15,13 @@ drawn when sigma = 0 (eta = 0, or the last step).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 
 from ...config import Config, TimestepSpacing
+from ...sampling_math import DDIMStepCoefficients, ddim_coefficients
 from ..schedule import NoiseSchedule
 from .base import Generators, per_video_noise
 from .timesteps import ddim_timesteps, timestep_grid
@@ -29,14 +29,9 @@ from .timesteps import ddim_timesteps, timestep_grid
 __all__ = ["DDIMSampler", "StepCoefficients", "ddim_timesteps"]
 
 
-class StepCoefficients(NamedTuple):
-    """Scalars of one update from t to t_prev (float64 Python floats)."""
-
-    sqrt_abar: float  # sqrt(abar_t)
-    sqrt_one_minus_abar: float  # sqrt(1 - abar_t)
-    sqrt_abar_prev: float  # sqrt(abar_t')
-    direction: float  # sqrt(1 - abar_t' - sigma^2), weight of the predicted noise
-    sigma: float  # weight of fresh noise
+StepCoefficients = DDIMStepCoefficients
+"""Scalars of one update from t to t_prev
+(:func:`twostream_das.sampling_math.ddim_coefficients`)."""
 
 
 class DDIMSampler:
@@ -74,17 +69,9 @@ class DDIMSampler:
         abar = self.schedule.alphas_cumprod.tolist()
         self.timesteps = grid[:-1]
         self._coefficients = {
-            t: self._coefficients_for(abar[t], abar[t_prev] if t_prev >= 0 else 1.0)
+            t: ddim_coefficients(abar[t], abar[t_prev] if t_prev >= 0 else 1.0, self.eta)
             for t, t_prev in zip(grid[:-1], grid[1:], strict=True)
         }
-
-    def _coefficients_for(self, abar: float, abar_prev: float) -> StepCoefficients:
-        variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
-        sigma = self.eta * math.sqrt(max(variance, 0.0))
-        direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0))
-        return StepCoefficients(
-            math.sqrt(abar), math.sqrt(1 - abar), math.sqrt(abar_prev), direction, sigma
-        )
 
     def step(
         self,

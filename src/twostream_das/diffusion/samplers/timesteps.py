@@ -15,25 +15,20 @@ matters most: the output is the decoder's x0 estimate from that step's x_t.
 
 from __future__ import annotations
 
-import torch
-
 from ...config import TimestepSpacing
-from ...sampling_math import quadratic_timesteps
+from ...sampling_math import linear_timesteps
+from ...sampling_math import quadratic_timesteps as quadratic_timesteps  # re-exported
+from ...sampling_math import timestep_grid as grid_by_name
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
-    """The n sampling steps, descending, followed by -1 (DiffAct's ``linspace(-1, N-1, n+1)``).
+    """The ``linear`` steps, descending, followed by -1 (DiffAct's ``linspace(-1, N-1, n+1)``;
+    :func:`twostream_das.sampling_math.linear_timesteps`).
 
     Returns:
         n + 1 ints, e.g. ``[999, 959, ..., 39, -1]`` for (1000, 25).
     """
-    if not 0 < num_inference_steps <= num_train_timesteps:
-        raise ValueError(
-            f"num_inference_steps = {num_inference_steps} is invalid; expected 1 .. "
-            f"{num_train_timesteps}"
-        )
-    grid = torch.linspace(-1, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
-    return [int(v) for v in grid.floor().long().flip(0).tolist()]
+    return linear_timesteps(num_train_timesteps, num_inference_steps)
 
 
 def timestep_grid(
@@ -42,6 +37,4 @@ def timestep_grid(
     spacing: TimestepSpacing = TimestepSpacing.LINEAR,
 ) -> list[int]:
     """The n steps of ``spacing``, descending, followed by -1 (the grid every sampler uses)."""
-    if spacing is TimestepSpacing.QUADRATIC:
-        return quadratic_timesteps(num_train_timesteps, num_inference_steps)
-    return ddim_timesteps(num_train_timesteps, num_inference_steps)
+    return grid_by_name(num_train_timesteps, num_inference_steps, TimestepSpacing(spacing).value)
