@@ -95,7 +95,7 @@ def measure(
 
     timing = time_interleaved({"torch": run_torch, "onnxruntime": run_onnx}, repeats)
     on_host = runtime.sampler()
-    draws = 1 + sum(1 for t in on_host.timesteps if on_host._coefficients[t].sigma > 0)
+    draws = on_host.draws_per_run
     shape = (1, runtime.num_classes, frames)
     recorded = {}
     for i, s in enumerate(names):

@@ -17,7 +17,7 @@ from twostream_das.cli import main
 from twostream_das.config import TimestepSpacing
 from twostream_das.deploy import host
 from twostream_das.deploy import runtime as runtime_module
-from twostream_das.deploy.runtime import OnnxModel
+from twostream_das.deploy.runtime import STOP_SPINNING_AFTER_RUN, OnnxModel
 from twostream_das.diffusion import make_sampler
 from twostream_das.prediction.inference import load_model, with_sampling
 from twostream_das.runtime import make_generator
@@ -87,6 +87,17 @@ def test_one_graph_serves_every_length(onnx_export, frames):
 def test_one_graph_serves_long_videos(onnx_export, frames):
     checkpoint, folder = onnx_export
     assert parity(checkpoint, folder, [frames]) <= TOLERANCE
+
+
+def test_every_session_sleeps_its_threads_after_a_run_and_has_the_asked_threads(onnx_export):
+    _, folder = onnx_export
+    model = OnnxModel.load(folder, threads=2)
+    sessions = [s for roles in model.sessions.values() for s in roles.values()]
+    assert len(sessions) == 3 * len(model.stream_names)
+    for session in sessions:
+        options = session.get_session_options()
+        assert options.get_session_config_entry(STOP_SPINNING_AFTER_RUN) == "1"
+        assert options.intra_op_num_threads == 2
 
 
 def test_the_consensus_hook_sees_every_stream_at_every_step(onnx_export):

@@ -114,6 +114,7 @@ class OnnxModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.add_session_config_entry(STOP_SPINNING_AFTER_RUN, "1")
         _use_exact_arena(ort, options)
         sessions: dict[str, dict[str, Any]] = {}
         for stream in manifest.streams:
@@ -475,6 +476,17 @@ class OnnxModel:
             raise DataError(f"video {name}: the streams have different lengths {sorted(lengths)}")
         return out
 
+
+STOP_SPINNING_AFTER_RUN = "session.force_spinning_stop"
+"""onnxruntime's session option whose value "1" sends a session's intra-op threads to sleep when
+its ``run`` returns. Each of the runtime's sessions (three per stream) has its own pool, and the
+runtime calls them in turn: by default the pool of the session that just ran keeps spinning
+while the next one works. At 2 threads that made a GTEA-sized video 1.8x slower than at 1
+thread (1.07 s against 0.59 s at T = 1500); with the pools sleeping after each run: 0.68 s
+(Breakfast at T = 5000: 10.7 s spinning, 10.4 s sleeping, 14.4 s at 1 thread). One process-wide
+pool (``onnxruntime.set_global_thread_pool_sizes``) was as fast at GTEA and took 9.4 s at
+Breakfast, but it is a setting of the process: every other onnxruntime session the caller's
+process opens afterwards must use it, or fails to open."""
 
 ARENA_EXTEND_SAME_AS_REQUESTED = 1
 """onnxruntime's ``arena_extend_strategy`` kSameAsRequested (its default, kNextPowerOfTwo,
