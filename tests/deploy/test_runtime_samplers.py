@@ -11,6 +11,7 @@ import pytest
 from twostream_das.cli import main
 from twostream_das.deploy import host
 from twostream_das.deploy.runtime import OnnxModel
+from twostream_das.sampling_math import timestep_grid
 
 from .test_runtime import TOLERANCE, _write_videos, parity
 
@@ -44,7 +45,7 @@ def test_the_quadratic_grid_the_manifest_names_matches_pytorch(onnx_export, tmp_
     checkpoint, folder = onnx_export
     edited = _edited(folder, tmp_path, sampler={"timestep_spacing": "quadratic"})
     model = OnnxModel.load(edited)
-    assert model.sampler(None, sampler).timesteps == host.quadratic_timesteps(1000, 3)[:-1]
+    assert model.sampler(None, sampler).timesteps == timestep_grid(1000, 3, "quadratic")[:-1]
     assert parity(checkpoint, edited, [38, 21], sampler_name=sampler) <= TOLERANCE
 
 
