@@ -2,7 +2,7 @@
 
     python bench/bench_inference.py [--quick] [--threads 2] [--repeats 3] [--no-memory]
                                     [--sizes gtea:1500,breakfast:5000] [--variants a,b]
-                                    [--against REV [--rounds 5]]
+                                    [--override KEY=VALUE ...] [--against REV [--rounds 5]]
 
 Prints one JSON object: the machine, a large fp32 matmul's GFLOP/s measured in the same run,
 and per (preset, T, variant) the median/min seconds, the counted matmul GFLOP, the achieved
@@ -15,6 +15,9 @@ Variants (all give the same probabilities to float tolerance), each under
   shifted      both streams as one stacked pass, window multiply-adds as PyTorch ops
   native       the same with the native window kernels (the default backend)
   native_bf16  the native variant under CPU bf16 autocast (an option; not the default)
+
+``--override KEY=VALUE`` (repeatable) changes the preset's config, e.g.
+``--override model.attention_outside=diffact`` for a model like a converted DiffAct checkpoint.
 
 With ``--against REV`` it prints instead this tree's times against git revision REV's, each
 tree's own script run in subprocesses alternately with the other options
@@ -126,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--override", dest="overrides", action="append", default=[], help=argparse.SUPPRESS
-    )
+        "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override of the preset (repeatable), e.g. model.attention_outside=diffact",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.child:
         child(args)
@@ -142,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     if args.quick:
-        args.overrides = QUICK_OVERRIDES
+        args.overrides = [*args.overrides, *QUICK_OVERRIDES]
         args.repeats = 1
     variants = [v for v in args.variants.split(",") if v]
     report: dict[str, object] = {
         "benchmark": "inference",
         "machine": machine(args.threads),
         "ddim_steps": 2 if args.quick else 25,
+        "overrides": args.overrides,
         "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 3), 1),
         "results": [],
     }

@@ -15,6 +15,7 @@ def kernels(on):
 needs_native = pytest.mark.skipif(
     not native.available(), reason="native kernels not built here (no C++ compiler?)"
 )
+OUTSIDE = [pytest.param(False, id="exact"), pytest.param(True, id="diffact")]
 
 
 @pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=needs_native)])
@@ -34,9 +35,11 @@ def test_hand_worked_uniform_attention(use_native):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("taps", "dilation"), [(3, 1), (5, 4), (7, 64), (15, 1)])
 @pytest.mark.parametrize("frames", [1, 33, 600])
-def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype, outside):
     # scores, masked softmax and weighted sum in one kernel, onto an existing out; videos of
-    # several lengths, one with no real frame at all (every key masked: uniform weights)
+    # several lengths, one with no real frame at all (every key masked: uniform weights, or
+    # none with DiffAct's handling of the positions without a key)
     gen = torch.Generator().manual_seed(taps + dilation + frames)
     batch, channels = 4, 6
     packed = torch.randn(batch, 3 * channels, frames, generator=gen, dtype=dtype) * 3
@@ -49,12 +52,13 @@ def test_fused_attention_equals_pytorch_ops(taps, dilation, frames, dtype):
     for use_native in (False, True):
         with kernels(use_native):
             results[use_native] = attend(q, k, v, key_mask, (taps, dilation, 0.4), local.clone(),
-                                         kernels=use_native)
+                                         kernels=use_native, diffact_outside=outside)
     # float64 to the default (tight) tolerance; float32 to its rounding of scores near 50
     tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
     torch.testing.assert_close(results[True][0], results[False][0], **tol)  # weights
     torch.testing.assert_close(results[True][1], results[False][1], **tol)  # local + attention
-    assert torch.allclose(results[True][0][3], torch.full((taps, frames), 1.0 / taps, dtype=dtype))
+    no_key = 0.0 if outside else 1.0 / taps
+    assert torch.allclose(results[True][0][3], torch.full((taps, frames), no_key, dtype=dtype))
 
 
 @needs_native
@@ -137,12 +141,14 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
 @pytest.mark.parametrize(
     ("taps", "dilation", "frames"), [(1, 1, 7), (3, 1, 40), (5, 16, 600), (7, 128, 90), (15, 2, 1)]
 )
-def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_fused_attention_backward_equals_pytorch_ops(taps, dilation, frames, outside):
+    # one backward for both handlings of the positions without a key: the weights differ
     gen = torch.Generator().manual_seed(taps * dilation)
     q, k, v, grad_out = torch.randn(4, 3, 5, frames, generator=gen, dtype=torch.float64).unbind(0)
     valid = torch.arange(frames)[None, :] < torch.tensor([frames, frames // 3, 1])[:, None]
     key_mask = window_key_mask(valid, taps, dilation)
-    weights, _ = attend(q, k, v, key_mask, (taps, dilation, 0.7))
+    weights, _ = attend(q, k, v, key_mask, (taps, dilation, 0.7), diffact_outside=outside)
     saved = (q, k, v, weights, key_mask)
     results = []
     for use_native in (False, True):

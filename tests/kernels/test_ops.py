@@ -1,5 +1,6 @@
 """Every fast backend against the reference backend, op by op: forward and backward, with
-padding, in float32 (default float32 tolerance) and float64 (tight)."""
+padding, in float32 (default float32 tolerance) and float64 (tight), for both handlings of the
+attention at the sequence ends (exact, and DiffAct's: ``diffact_outside``)."""
 
 import pytest
 import torch
@@ -41,10 +42,15 @@ def assert_same(got, want, dtype):
         torch.testing.assert_close(g, w, **tolerance(dtype))
 
 
+OUTSIDE = [pytest.param(False, id="exact"), pytest.param(True, id="diffact")]
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 4), (5, 64), (7, 3)])
-def test_windowed_attention_equals_the_reference(backend, dtype, kernel_size, dilation):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_windowed_attention_equals_the_reference(backend, dtype, kernel_size, dilation, outside):
+    # lengths 29, 17 and 1 (a padded batch); at d = 64 every window reaches past the sequence
     gen = torch.Generator().manual_seed(kernel_size * 10 + dilation)
     q, k = (torch.randn(3, 6, 29, generator=gen, dtype=dtype, requires_grad=True) for _ in "qk")
     v = torch.randn(3, 4, 29, generator=gen, dtype=dtype, requires_grad=True)
@@ -54,7 +60,7 @@ def test_windowed_attention_equals_the_reference(backend, dtype, kernel_size, di
     grad_out = torch.randn(3, 4, 29, generator=gen, dtype=dtype)
 
     def attention(a, b, c):
-        return ops.windowed_attention(a, b, c, key_mask, kernel_size, dilation)
+        return ops.windowed_attention(a, b, c, key_mask, kernel_size, dilation, outside)
 
     want = run(Backend.REFERENCE, attention, (q, k, v), grad_out, real)
     assert_same(run(backend, attention, (q, k, v), grad_out, real), want, dtype)
@@ -79,13 +85,15 @@ def conv_attention_inputs(dtype, cross, dilation, seed=0):
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("dilation", "cross"), [(1, False), (4, True), (8, False), (32, True)])
-def test_conv_attention_equals_the_reference(backend, dtype, dilation, cross):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_conv_attention_equals_the_reference(backend, dtype, dilation, cross, outside):
+    # lengths 21 and 13, k = 5: at d = 8 and 32 windows reach past the ends of both videos
     h, weights, valid, key_mask, geometry = conv_attention_inputs(dtype, cross, dilation)
     real = valid[:, None, :].to(dtype)
     grad_out = torch.randn(2, 4, 21, generator=torch.Generator().manual_seed(9), dtype=dtype)
 
     def mix(x, conv_w, conv_b, qkv_w, qkv_in):
-        return ops.conv_attention(x, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry)
+        return ops.conv_attention(x, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside)
 
     want = run(Backend.REFERENCE, mix, (h, *weights), grad_out, real)
     assert_same(run(backend, mix, (h, *weights), grad_out, real), want, dtype)
@@ -94,7 +102,8 @@ def test_conv_attention_equals_the_reference(backend, dtype, dilation, cross):
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_conv_attention_takes_weights_per_row_without_autograd(backend):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_conv_attention_takes_weights_per_row_without_autograd(backend, outside):
     """The stacked streams: row n with its own weights = that row alone with them."""
     first = conv_attention_inputs(torch.float32, True, 2, seed=1)
     second = conv_attention_inputs(torch.float32, True, 2, seed=2)
@@ -102,9 +111,9 @@ def test_conv_attention_takes_weights_per_row_without_autograd(backend):
     rows = [torch.stack([a, b]) for a, b in zip(first[1][:3], second[1][:3], strict=True)]
     qkv_in = first[1][3]
     with torch.no_grad(), use_backend(backend):
-        both = ops.conv_attention(h, *rows, qkv_in, key_mask, geometry)
+        both = ops.conv_attention(h, *rows, qkv_in, key_mask, geometry, outside)
         for n, (_, weights, *_rest) in enumerate((first, second)):
-            alone = ops.conv_attention(h, *weights[:3], qkv_in, key_mask, geometry)
+            alone = ops.conv_attention(h, *weights[:3], qkv_in, key_mask, geometry, outside)
             torch.testing.assert_close(both[n], alone[n])
 
 
@@ -135,15 +144,33 @@ def test_instance_norm_passes_gradcheck(backend):
 
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE, *FAST])
-def test_attention_passes_gradcheck(backend):
+@pytest.mark.parametrize("outside", OUTSIDE)
+def test_attention_passes_gradcheck(backend, outside):
     gen = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(2, c, 11, generator=gen, dtype=torch.float64, requires_grad=True)
                for c in (3, 3, 2))  # fmt: skip
     key_mask = window_key_mask(lengths_mask([11, 6], 11), 5, 2)
     with use_backend(backend):
         assert torch.autograd.gradcheck(
-            lambda a, b, c: ops.windowed_attention(a, b, c, key_mask, 5, 2), (q, k, v)
+            lambda a, b, c: ops.windowed_attention(a, b, c, key_mask, 5, 2, outside), (q, k, v)
         )
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_diffact_outside_keeps_a_share_of_the_softmax_for_missing_keys(backend, dtype):
+    # T = 1, k = 3, q = k = 0: one real key (the frame itself, v = 1) and two positions outside
+    # the sequence; DiffAct's scores are log(1 + 1e-6) and log(1e-6) twice, so the real key
+    # weighs 1 / (1 + 2 * 1e-6 / (1 + 1e-6)) and the output is that weight; exact masking: 1
+    q = torch.zeros(1, 1, 1, dtype=dtype)
+    v = torch.ones(1, 1, 1, dtype=dtype)
+    key_mask = window_key_mask(torch.ones(1, 1, dtype=torch.bool), 3, 1)
+    with use_backend(backend):
+        exact = ops.windowed_attention(q, q, v, key_mask, 3, 1)
+        diffact = ops.windowed_attention(q, q, v, key_mask, 3, 1, True)
+    want = 1.0 / (1.0 + 2 * (1e-6 / (1.0 + 1e-6)))  # 0.999998
+    assert exact.item() == 1.0
+    assert diffact.item() == pytest.approx(want, abs=1e-7)  # 1 - want = 2e-6
 
 
 @pytest.mark.parametrize("backend", [Backend.REFERENCE, *FAST])
@@ -194,11 +221,6 @@ def test_dropout_with_a_tiny_p_keeps_everything(backend):
 @pytest.mark.parametrize("backend", FAST)
 def test_what_a_fast_backend_lacks_runs_the_reference(backend):
     h, weights, valid, key_mask, geometry = conv_attention_inputs(torch.float64, False, 2)
-    with use_backend(Backend.REFERENCE):
-        want = ops.conv_attention(h, *weights, key_mask, geometry, diffact_outside=True)
-    with use_backend(backend):  # DiffAct's attention at the ends: the reference's own
-        got = ops.conv_attention(h, *weights, key_mask, geometry, diffact_outside=True)
-    torch.testing.assert_close(got, want, atol=0.0, rtol=0.0)
     with use_backend(backend), torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = ops.conv_attention(h.float(), *(w.float() for w in weights), key_mask, geometry)
     assert mixed.requires_grad  # autograd under autocast: the reference ops

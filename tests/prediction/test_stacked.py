@@ -138,3 +138,48 @@ def test_the_stacked_weights_are_built_per_call_so_changed_weights_count(backend
     torch.testing.assert_close(changed, predict(Backend.REFERENCE), atol=1e-5, rtol=1e-4)
     model.load_state_dict(make_model().state_dict())  # back to the first weights, in place
     torch.testing.assert_close(predict(), first, atol=1e-6, rtol=1e-5)
+
+
+def end_heavy_model(outside):
+    """The small model with every block's q bias +3 and k bias -3: every score is about -25 (in
+    both streams), where DiffAct's handling of the window positions without a key leaves the
+    frames near the sequence ends almost no attention, far from exact masking."""
+    model = make_model(f"model.attention_outside={outside}")
+    with torch.no_grad():
+        for stream in model.streams.values():
+            for block in (*stream.encoder.blocks, *stream.decoder.blocks):
+                block.qkv.bias[: block.width] = 3.0
+                block.qkv.bias[block.width : 2 * block.width] = -3.0
+    return model
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_diffact_streams_are_stacked_and_equal_the_streams_one_after_the_other(samples):
+    """Converted DiffAct checkpoints (``model.attention_outside = diffact``): every backend has
+    that attention, so prediction stacks their streams; the stacked run equals the streams one
+    after the other, under every fast backend and the reference."""
+    model = end_heavy_model("diffact")
+    assert model.stackable()
+    g = torch.Generator().manual_seed(6)
+    features = {s: torch.randn(3, d, 23, generator=g) for s, d in (("rgb", 7), ("flow", 5))}
+    lengths = [23, 9, 3]  # padded; 3 frames: less than the widest reach (2 x 4 frames a side)
+    mask = lengths_mask(lengths, 23)
+
+    def run(backend, chosen, strategy):
+        with use_backend(backend):
+            return chosen.sample(features, mask, stream_gens(range(5, 5 + 3 * samples)),
+                                 sampler(), strategy=strategy, samples=samples)  # fmt: skip
+
+    want = run(Backend.REFERENCE, model, None)
+    for backend in FAST_BACKENDS:
+        with use_backend(backend):
+            assert choose_strategy(model) is StackedStreams
+        for strategy in (StackedStreams, None):
+            got = run(backend, model, strategy)
+            for stream in ("rgb", "flow"):
+                for b, n in enumerate(lengths):
+                    torch.testing.assert_close(got[stream].probs[:, b, :, :n],
+                                               want[stream].probs[:, b, :, :n],
+                                               atol=1e-5, rtol=1e-4)  # fmt: skip
+    exact = run(Backend.REFERENCE, end_heavy_model("exact"), None)  # the same weights
+    assert (exact["rgb"].probs - want["rgb"].probs).abs().max() > 0.05

@@ -24,11 +24,12 @@ Which implementation of an op runs is :mod:`.registry`'s one dispatch: each back
 its implementation of each op with what it accepts; where the chosen backend's does not accept
 the arguments, the next backend of its fallback chain runs (native, shifted, reference).
 
-A fast backend uses the reference for what it does not implement: DiffAct's attention at the
-sequence ends (``model.attention_outside=diffact``), and gradients through mixed dtypes or under
-autocast. Where ``native`` is asked for but its kernels cannot be built, ``shifted`` runs (one
-warning). The dropout masks of ``reference`` are other draws than those of the fast backends
-(``shifted`` and ``native`` draw the same masks to the bit).
+A fast backend uses the reference for what it does not implement: gradients through mixed
+dtypes or under autocast. DiffAct's attention at the sequence ends
+(``model.attention_outside=diffact``, the converted DiffAct checkpoints) runs in every backend,
+forward and backward. Where ``native`` is asked for but its kernels cannot be built,
+``shifted`` runs (one warning). The dropout masks of ``reference`` are other draws than those
+of the fast backends (``shifted`` and ``native`` draw the same masks to the bit).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Same math as :mod:`.reference`, written for speed:
 
 - the window of the attention and the conv's taps as k shifted multiply-adds over the frames
   where the shift stays inside the sequence (:func:`shifts`): no ``(B, C, k, T)`` window
-  tensor is built or differentiated;
+  tensor is built or differentiated; both handlings of the window positions without a key
+  (exact, and DiffAct's, :func:`diffact_weights`);
 - hand-written backwards (:class:`_WindowedAttention`, :class:`_ConvAttention`,
   :class:`_InstanceNorm`); in training the conv and q, k, v of a block come from one packed
   projection ``z = [W_0; ...; W_{k-1}; W_q; W_k; W_v] h``;
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from . import native
 from .backends import Backend
-from .reference import NORM_EPS, bmm
+from .reference import DIFFACT_MASK_EPS, NORM_EPS, bmm
 from .registry import register
 from .windows import FrameMask, shifts, window_views
 
@@ -112,6 +113,7 @@ def attend(
     geometry: tuple[int, int, float],
     out: torch.Tensor | None = None,
     kernels: bool = False,
+    diffact_outside: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward of :func:`windowed_attention` as k shifted multiply-adds (no autograd).
 
@@ -123,20 +125,53 @@ def attend(
         geometry: (kernel_size, dilation, scale).
         out: (B, Cv, T) to add the attention to in place (default: zeros).
         kernels: use the native kernel where it takes the tensors (the ``native`` backend).
+        diffact_outside: DiffAct's weights at the positions without a key
+            (:func:`diffact_weights`) instead of none there.
 
     Returns:
-        weights (B, k, T) (kept for the backward) and out (B, Cv, T).
+        weights (B, k, T) (kept for the backward; 0 where the key is masked, but for rows
+        without any key in exact mode, which weigh their k positions alike) and out (B, Cv, T).
     """
     kernel_size, dilation, scale = geometry
     out = v.new_zeros(v.shape) if out is None else out
     if kernels and native.applies(kernel_size, q, k, v, out):
-        return native.window_attention_(out, q, k, v, key_mask, dilation, scale), out
+        eps = DIFFACT_MASK_EPS if diffact_outside else None
+        return native.window_attention_(out, q, k, v, key_mask, dilation, scale, eps), out
     batch, _, frames = q.shape
     scores = q.new_zeros(batch, kernel_size, frames)  # (B, k, T); 0 = a zero-padded key
-    add_window_scores(scores, q, k, dilation)
-    scores.mul_(scale).masked_fill_(~key_mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=1)  # (B, k, T)
+    add_window_scores(scores, q, k, dilation).mul_(scale)
+    if diffact_outside:
+        weights = diffact_weights(scores, key_mask)
+    else:
+        scores.masked_fill_(~key_mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1)  # (B, k, T)
     return weights, add_window_context(out, v, weights, dilation)
+
+
+def diffact_weights(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """DiffAct's window weights (``model.attention_outside = diffact``), as
+    :func:`.reference.windowed_attention` with ``diffact_outside``: every score gets ``log(mask
+    + eps)`` (``log(1 + eps)`` where the key exists, ``log(eps)`` alone where it does not, the
+    key being 0 there), the softmax runs over all k positions, and the weights without a key
+    are then 0, so a frame near the sequence ends weighs its keys less than 1 in all.
+
+    The backward needs nothing of its own: with these weights ``w`` (0 where masked), the
+    gradient of the raw scores is ``w (g - sum_j w_j g_j)`` as in exact mode
+    (:func:`attend_backward`).
+
+    Args:
+        scores: (B, k, T) scaled scores ``scale q . k_j`` (0 where the key is outside the
+            sequence), overwritten.
+        key_mask: (B, k, T) bool.
+
+    Returns:
+        (B, k, T) weights.
+    """
+    # the two biases in the scores' dtype, as the reference computes log(mask + eps)
+    biases = torch.log(torch.tensor([1.0, 0.0], dtype=scores.dtype) + DIFFACT_MASK_EPS)
+    inside, outside = biases.tolist()
+    scores.add_(inside).masked_fill_(~key_mask, outside)
+    return torch.softmax(scores, dim=1).masked_fill_(~key_mask, 0.0)  # (B, k, T)
 
 
 def attend_backward(
@@ -146,7 +181,8 @@ def attend_backward(
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     kernels: bool = False,
 ) -> None:
-    """Backward of :func:`attend` as k shifted multiply-adds (no autograd).
+    """Backward of :func:`attend` as k shifted multiply-adds (no autograd), for both
+    handlings of the positions without a key (the saved weights carry the difference).
 
     Args:
         grad_out: (B, Cv, T) gradient of the output.
@@ -175,9 +211,9 @@ class _WindowedAttention(torch.autograd.Function):
     """:func:`windowed_attention` under autograd: :func:`attend` / :func:`attend_backward`."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_mask, kernel_size, dilation, scale, kernels):  # type: ignore[override]  # noqa: E501
+    def forward(ctx, q, k, v, key_mask, kernel_size, dilation, scale, kernels, diffact_outside):  # type: ignore[override]  # noqa: E501
         geometry = (kernel_size, dilation, scale)
-        weights, out = attend(q, k, v, key_mask, geometry, kernels=kernels)
+        weights, out = attend(q, k, v, key_mask, geometry, None, kernels, diffact_outside)
         ctx.save_for_backward(q, k, v, weights, key_mask)
         ctx.geometry, ctx.kernels = geometry, kernels
         return out  # (B, Cv, T)
@@ -187,7 +223,7 @@ class _WindowedAttention(torch.autograd.Function):
         saved = ctx.saved_tensors
         grads = tuple(torch.zeros_like(t) for t in saved[:3])
         attend_backward(grad_out, saved, ctx.geometry, grads, ctx.kernels)
-        return (*grads, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 def windowed_attention(
@@ -197,14 +233,18 @@ def windowed_attention(
     key_mask: torch.Tensor,
     kernel_size: int,
     dilation: int,
+    diffact_outside: bool = False,
     kernels: bool = False,
 ) -> torch.Tensor:
-    """:func:`.reference.windowed_attention` (exact outside) as shifted multiply-adds; under
-    autograd the hand-written :class:`_WindowedAttention`."""
+    """:func:`.reference.windowed_attention` as shifted multiply-adds; under autograd the
+    hand-written :class:`_WindowedAttention`."""
     scale = q.shape[1] ** -0.5
     if wants_grad(q, k, v):
-        return _WindowedAttention.apply(q, k, v, key_mask, kernel_size, dilation, scale, kernels)
-    return attend(q, k, v, key_mask, (kernel_size, dilation, scale), kernels=kernels)[1]
+        return _WindowedAttention.apply(
+            q, k, v, key_mask, kernel_size, dilation, scale, kernels, diffact_outside
+        )
+    geometry = (kernel_size, dilation, scale)
+    return attend(q, k, v, key_mask, geometry, None, kernels, diffact_outside)[1]
 
 
 # --- the block's conv + attention -------------------------------------------------
@@ -218,6 +258,7 @@ def conv_attention(
     qkv_in: torch.Tensor,
     key_mask: torch.Tensor,
     geometry: tuple[int, int],
+    diffact_outside: bool = False,
     kernels: bool = False,
 ) -> torch.Tensor:
     """:func:`.reference.conv_attention`; under autograd :class:`_ConvAttention` from one packed
@@ -231,14 +272,15 @@ def conv_attention(
         weight = torch.cat([taps.reshape(kernel_size * width, width), qkv_weight])  # ((k+3)F, F)
         z = bmm(weight, h, None)  # (B, (k+3)F, T), biases added in the Function
         return _ConvAttention.apply(
-            z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale, kernels
-        )
+            z, conv_bias, qkv_in, key_mask, (width, kernel_size, dilation, scale),
+            kernels, diffact_outside,
+        )  # fmt: skip
     columns = window_views(h, kernel_size, dilation).reshape(batch, width * kernel_size, frames)
     local = bmm(conv_weight, columns, conv_bias[..., None])  # (N, F, T)
     qkv = bmm(qkv_weight, h, qkv_in)  # (N, 3F, T)
     q, k, v = qkv.split(width, dim=1)  # (N, F, T) each
     # the attention as k shifted multiply-adds, added onto the conv's output in place
-    attend(q, k, v, key_mask, (kernel_size, dilation, scale), out=local, kernels=kernels)
+    attend(q, k, v, key_mask, (kernel_size, dilation, scale), local, kernels, diffact_outside)
     return local
 
 
@@ -256,14 +298,16 @@ class _ConvAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, conv_bias, qkv_in, key_mask, width, kernel_size, dilation, scale, kernels):  # type: ignore[override]  # noqa: E501
-        # z (B, (k+3)F, T); conv_bias (F,); qkv_in (3F, 1) or (B, 3F, T); key_mask (B, k, T)
+    def forward(ctx, z, conv_bias, qkv_in, key_mask, shape, kernels, diffact_outside):  # type: ignore[override]  # noqa: E501
+        # z (B, (k+3)F, T); conv_bias (F,); qkv_in (3F, 1) or (B, 3F, T); key_mask (B, k, T);
+        # shape (F, kernel_size, dilation, scale)
+        width, kernel_size, dilation, scale = shape
         taps = kernel_size * width
         qkv = z[:, taps:] + qkv_in  # (B, 3F, T)
         q, k, v = qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :]
         geometry = (kernel_size, dilation, scale)
-        weights, out = attend(q, k, v, key_mask, geometry, kernels=kernels)  # out (B, F, T)
-        out += conv_bias[:, None]
+        weights, out = attend(q, k, v, key_mask, geometry, None, kernels, diffact_outside)
+        out += conv_bias[:, None]  # out (B, F, T)
         if kernels and native.applies(kernel_size, out, z):
             native.window_taps_(out, z[:, :taps], kernel_size, dilation)
         else:
@@ -294,7 +338,7 @@ class _ConvAttention(torch.autograd.Function):
             grad_qkv_in = grad_qkv
             if ctx.qkv_in_shape != grad_qkv.shape:  # the bias, broadcast over rows and frames
                 grad_qkv_in = grad_qkv.sum(dim=(0, 2)).reshape(ctx.qkv_in_shape)
-        return grad_z, grad_conv_bias, grad_qkv_in, None, None, None, None, None, None
+        return grad_z, grad_conv_bias, grad_qkv_in, None, None, None, None
 
 
 def _taps_backward(out: torch.Tensor, grad_out: torch.Tensor, taps: int, dilation: int) -> None:
@@ -460,16 +504,15 @@ def _register(backend: Backend, kernels: bool) -> None:
     register(
         "windowed_attention", backend,
         lambda q, k, v, key_mask, kernel_size, dilation, outside: windowed_attention(
-            q, k, v, key_mask, kernel_size, dilation, kernels),
-        lambda q, k, v, key_mask, kernel_size, dilation, outside: not outside
-        and autograd_ok(q, k, v),
+            q, k, v, key_mask, kernel_size, dilation, outside, kernels),
+        lambda q, k, v, key_mask, kernel_size, dilation, outside: autograd_ok(q, k, v),
     )  # fmt: skip
     register(
         "conv_attention", backend,
         lambda h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside: conv_attention(
-            h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, kernels),
-        lambda h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside: not outside
-        and autograd_ok(h, conv_w, qkv_w, qkv_in),
+            h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside, kernels),
+        lambda h, conv_w, conv_b, qkv_w, qkv_in, key_mask, geometry, outside: autograd_ok(
+            h, conv_w, qkv_w, qkv_in),
     )  # fmt: skip
 
 

@@ -174,10 +174,14 @@ def window_attention_(
     key_mask: torch.Tensor,
     dilation: int,
     scale: float,
+    diffact_eps: Optional[float] = None,
 ) -> torch.Tensor:
     """``weights = softmax_j(key_mask ? scale q . k_j : lowest)`` (B, k, T), returned, and
-    ``out += sum_j weights_j v_j`` in place (see :func:`.fast.attend`)."""
-    return _ops().window_attention_(out, q, k, v, key_mask, dilation, scale)
+    ``out += sum_j weights_j v_j`` in place (see :func:`.fast.attend`). With ``diffact_eps``
+    DiffAct's handling of the masked positions: every score gets ``log(key_mask +
+    diffact_eps)``, the softmax runs over all k positions and the masked ones' weights are then
+    0 (:func:`.reference.windowed_attention` with ``diffact_outside``)."""
+    return _ops().window_attention_(out, q, k, v, key_mask, dilation, scale, diffact_eps)
 
 
 def window_attention_backward_(

@@ -4,8 +4,8 @@ The model calls only these. Which implementation runs is the one dispatch of
 :func:`.registry.implementation`: the backend :func:`.backends.current_backend` names if its
 registration accepts the arguments, else the next of its fallback chain: :mod:`.reference`
 (plain PyTorch, the spec) takes what the fast backends of :mod:`.fast` (``shifted`` /
-``native``) do not implement: DiffAct's attention at the sequence ends, and gradients through
-mixed dtypes or under autocast.
+``native``) do not implement: gradients through mixed dtypes or under autocast. Every backend
+implements both handlings of the attention at the sequence ends (``diffact_outside``).
 
 Shapes: states ``(B, C, T)``; ``key_mask`` ``(B, k, T)`` bool from
 :func:`~.windows.window_key_mask`; ``fmask`` a :class:`~.windows.FrameMask`.

@@ -61,7 +61,7 @@ class BlockWeights(NamedTuple):
 class BlockGeometry(NamedTuple):
     kernel_size: int  # k, odd: the conv's taps and the attention window
     dilation: int  # d
-    diffact_outside: bool  # DiffAct's attention at the sequence ends (reference backend only)
+    diffact_outside: bool  # DiffAct's attention at the sequence ends (every backend has it)
 
 
 def block_forward(
@@ -143,8 +143,8 @@ class ConvAttentionBlock(nn.Module):
             training mode only; the masks draw from the global torch RNG.
         cond_dim: channels of the conditioning features; 0 = self-attention.
         diffact_outside: DiffAct's handling of window positions outside the sequence
-            (:func:`.reference.windowed_attention`) instead of excluding them; only the
-            reference backend implements it, so these blocks always run the reference ops.
+            (:func:`.reference.windowed_attention`) instead of excluding them (every
+            backend implements it).
     """
 
     def __init__(

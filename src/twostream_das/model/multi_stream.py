@@ -9,14 +9,13 @@ minimises ``L = sum_s L_s`` (``L_rgb + L_flow``) in one backward pass; inference
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol
 
 import torch
 from torch import nn
 
-from ..config import AttentionOutside, Config, stream_names
+from ..config import Config, stream_names
 from ..diffusion import Sampler, SampleResult, sample_in_passes
 from ..diffusion.sampling import Consensus, Denoiser
 from ..prediction.fusion import JointFusion
@@ -25,9 +24,6 @@ from .stream import DiffusionStream
 
 if TYPE_CHECKING:
     from ..data.collate import Batch
-
-
-logger = logging.getLogger(__name__)
 
 
 class MultiStreamLoss(NamedTuple):
@@ -89,11 +85,6 @@ class MultiStreamModel(nn.Module):
         """Args: in_dims: stream -> feature dimension (read from the data), naming exactly the
         streams of ``dataset.streams``; num_classes: C."""
         names = stream_names(cfg)
-        if cfg.model.attention_outside is AttentionOutside.DIFFACT:
-            logger.info(
-                "model.attention_outside = diffact: only the reference backend implements it, "
-                "so every block runs the reference ops and the streams are not stacked (slower)"
-            )
         if set(in_dims) != set(names):
             raise ValueError(
                 f"in_dims {dict(in_dims)} must have exactly the keys of dataset.streams {names}"
@@ -246,14 +237,18 @@ class MultiStreamModel(nn.Module):
 
     def stackable(self) -> bool:
         """Whether the streams can run as one stacked network: two or more, the same network
-        shapes (bar the input size), label space and conditioning blocks, and no DiffAct
-        attention (which only the reference implements)."""
+        shapes (bar the input size), label space, conditioning blocks and handling of the
+        attention at the sequence ends (``diffact_outside``: the stack runs one geometry per
+        block)."""
         first = next(iter(self.streams.values()))
-        if len(self.streams) < 2 or first.diffact_outside:  # one stream; attention the stack lacks
+        if len(self.streams) < 2:
             return False
-        return self._same_networks() and self._same_label_space() and all(
-            s.encoder.cond_blocks == first.encoder.cond_blocks for s in self.streams.values()
+        same_blocks = all(
+            (s.encoder.cond_blocks, s.diffact_outside)
+            == (first.encoder.cond_blocks, first.diffact_outside)
+            for s in self.streams.values()
         )
+        return same_blocks and self._same_networks() and self._same_label_space()
 
     def _same_label_space(self) -> bool:
         """All streams have the same classes, signal scale and noise schedule."""

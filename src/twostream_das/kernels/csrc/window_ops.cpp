@@ -2,10 +2,11 @@
 //
 // Frame t's window is the k frames t + o_j, o_j = (j - k / 2) * d, j in [0, k). Keys outside
 // [0, T) are zero: they add nothing. The kernels are the native form of PyTorch code in
-// twostream_das/modules (attention.py: attend, attend_backward; block.py: _ConvAttention,
-// BlockDropout), which the tests compare them with:
+// twostream_das/kernels/fast.py (attend, attend_backward, _ConvAttention, dropout), which the
+// tests compare them with:
 //
 //   window_attention_           weights = softmax_j(mask ? scale q . k_j : lowest), out += sum_j w_j v_j
+//                               (or DiffAct's handling of the masked positions, see Outside)
 //   window_attention_backward_  its gradients with respect to q, k and v
 //   window_taps_                out[c, t] += sum_j z[j C + c, t + o_j]   (the conv from its taps)
 //   dropout_apply               x * scale where a hashed 16-bit share < threshold, else x * 0
@@ -26,6 +27,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdint>
+#include <optional>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -219,11 +221,30 @@ inline float exp_nonpositive(float x) {
 
 inline double exp_nonpositive(double x) { return std::exp(x); }
 
-// In place over frames [t0, t1) of one row: s[j, t] <- softmax_j(mask[j, t] ? scale s[j, t] :
-// lowest), the masked_fill-then-softmax of the PyTorch path (a row with every key masked gets
-// uniform weights, as there).
+// How the softmax treats the window positions without a key (mask false). Exact: their score
+// is lowest, so they get no weight (a row with every key masked gets uniform weights, as in
+// the PyTorch path). DiffAct's (model.attention_outside = diffact): every score gets
+// log(mask + eps), i.e. log(1 + eps) where the key exists and log(eps) where it does not, the
+// softmax runs over the whole window, and the weights without a key are then set to 0 (the
+// weights of a frame near the sequence ends sum to less than 1).
+template <typename T>
+struct Outside {
+  T inside_bias;    // added to the score of an existing key
+  T outside_score;  // the score of a position without a key
+  bool zero_weights;  // whether those positions' weights become 0 after the softmax
+
+  static Outside exact() { return {T(0), std::numeric_limits<T>::lowest(), false}; }
+  static Outside diffact(double eps) {
+    return {std::log(T(1) + static_cast<T>(eps)), std::log(static_cast<T>(eps)), true};
+  }
+};
+
+// In place over frames [t0, t1) of one row: s[j, t] <- softmax_j(mask[j, t] ? scale s[j, t] +
+// inside_bias : outside_score), then 0 where the key is masked if zero_weights: the
+// masked_fill-then-softmax of the PyTorch path (fast.attend).
 template <typename T, int K>
-void softmax_row(T* const* s, const bool* const* mask, T scale, int64_t t0, int64_t t1) {
+void softmax_row(T* const* s, const bool* const* mask, T scale, const Outside<T>& outside,
+                 int64_t t0, int64_t t1) {
   constexpr T kLowest = std::numeric_limits<T>::lowest();
   for (int64_t tb = t0; tb < t1; tb += kLanes) {
     const int64_t n = std::min(kLanes, t1 - tb);
@@ -231,22 +252,26 @@ void softmax_row(T* const* s, const bool* const* mask, T scale, int64_t t0, int6
     for (int64_t i = 0; i < kLanes; ++i) top[i] = kLowest, total[i] = 0;
     for (int j = 0; j < K; ++j)
       for (int64_t i = 0; i < n; ++i) {
-        x[j][i] = mask[j][tb + i] ? scale * s[j][tb + i] : kLowest;
+        x[j][i] = mask[j][tb + i] ? scale * s[j][tb + i] + outside.inside_bias
+                                  : outside.outside_score;
         top[i] = std::max(top[i], x[j][i]);
       }
     for (int j = 0; j < K; ++j)
       for (int64_t i = 0; i < n; ++i) total[i] += x[j][i] = exp_nonpositive(x[j][i] - top[i]);
     for (int j = 0; j < K; ++j)
-      for (int64_t i = 0; i < n; ++i) s[j][tb + i] = x[j][i] / total[i];
+      for (int64_t i = 0; i < n; ++i)
+        s[j][tb + i] = outside.zero_weights && !mask[j][tb + i] ? T(0) : x[j][i] / total[i];
   }
 }
 
-// weights = softmax_j(mask ? scale q . k_j : lowest) (B, k, T); out += sum_j weights_j v_j.
+// weights = softmax_j(mask ? scale q . k_j : lowest) (B, k, T); out += sum_j weights_j v_j;
+// with diffact_eps, DiffAct's handling of the masked positions instead (Outside::diffact).
 // Per (row, chunk) the scores, their softmax and the weighted sum of values run back to back,
-// so the chunk's scores stay in cache. Returns the weights (the backward needs them).
+// so the chunk's scores stay in cache. Returns the weights (the backward needs them; its
+// formula is the same for both handlings, given these weights).
 at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tensor& k,
                              const at::Tensor& v, const at::Tensor& key_mask, int64_t dilation,
-                             double scale) {
+                             double scale, std::optional<double> diffact_eps) {
   check(k, "k", q);
   check(v, "v", q);
   check(out, "out", q);
@@ -262,6 +287,8 @@ at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tens
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_attention_", [&] {
     with_taps(w.taps, [&](auto taps) {
       constexpr int K = decltype(taps)::value;
+      const auto outside = diffact_eps ? Outside<scalar_t>::diffact(*diffact_eps)
+                                       : Outside<scalar_t>::exact();
       for_chunks(q.size(0), w.frames, [&](int64_t row, int64_t t0, int64_t t1) {
         auto s = mutable_rows<scalar_t>(weights, row);
         auto o = mutable_rows<scalar_t>(out, row);
@@ -269,7 +296,8 @@ at::Tensor window_attention_(at::Tensor out, const at::Tensor& q, const at::Tens
         auto vr = channel_rows<scalar_t>(v, row);
         auto m = channel_rows<bool>(key_mask, row);
         dot_row<scalar_t, K>(s.data(), qr.data(), kr.data(), q.size(1), w, t0, t1);
-        softmax_row<scalar_t, K>(s.data(), m.data(), static_cast<scalar_t>(scale), t0, t1);
+        softmax_row<scalar_t, K>(s.data(), m.data(), static_cast<scalar_t>(scale), outside, t0,
+                                 t1);
         mix_row<scalar_t, K>(o.data(), vr.data(), 0, s.data(), v.size(1), w, false, t0, t1);
       });
     });
@@ -342,7 +370,7 @@ void window_attention_backward_(at::Tensor grad_q, at::Tensor grad_k, at::Tensor
 }
 
 // The dilated conv from its taps' projections: out[c, t] += sum_j z[j C + c, t + o_j], z the
-// (B, k C, T) stacked projections [W_0 h; ...; W_{k-1} h] (see _ConvAttention in block.py).
+// (B, k C, T) stacked projections [W_0 h; ...; W_{k-1} h] (see _ConvAttention in fast.py).
 void window_taps_(at::Tensor out, const at::Tensor& z, int64_t taps, int64_t dilation) {
   check(z, "z", out);
   TORCH_CHECK(taps >= 1 && z.size(1) == taps * out.size(1), "z must have ", taps, " x ",
@@ -366,7 +394,7 @@ void window_taps_(at::Tensor out, const at::Tensor& z, int64_t taps, int64_t dil
 
 // splitmix64's output for the given counter: a fast, well-mixed 64-bit hash (Steele, Lea and
 // Flood 2014). Draw d of a dropout mask is splitmix64(seed, d + 1), and its four 16-bit halves
-// (in memory order) are the shares of elements 4d .. 4d + 3; block.py computes the same values
+// (in memory order) are the shares of elements 4d .. 4d + 3; fast.py computes the same values
 // with tensor ops where these kernels are not built.
 inline uint64_t splitmix64(uint64_t seed, uint64_t counter) {
   uint64_t z = seed + counter * 0x9E3779B97F4A7C15ULL;
@@ -396,7 +424,7 @@ void mask_batches(const T* __restrict__ src, T* __restrict__ dst, int64_t count,
   }
 }
 
-// Dropout (see BlockDropout in block.py): out[i] = x[i] * scale where share i < threshold,
+// Dropout (see dropout in fast.py): out[i] = x[i] * scale where share i < threshold,
 // else x[i] * 0, the shares hashed from the seed on the fly, in one pass. The backward is the same
 // call on the output gradient with the same seed: no mask is stored.
 at::Tensor dropout_apply(const at::Tensor& x, int64_t seed, int64_t threshold, double scale) {
@@ -421,7 +449,7 @@ at::Tensor dropout_apply(const at::Tensor& x, int64_t seed, int64_t threshold, d
 TORCH_LIBRARY(twostream_das, m) {
   m.def(
       "window_attention_(Tensor(a!) out, Tensor q, Tensor k, Tensor v, Tensor key_mask, "
-      "int dilation, float scale) -> Tensor");
+      "int dilation, float scale, float? diffact_eps=None) -> Tensor");
   m.def("window_taps_(Tensor(a!) out, Tensor z, int taps, int dilation) -> ()");
   m.def(
       "window_attention_backward_(Tensor(a!) grad_q, Tensor(b!) grad_k, Tensor(c!) grad_v, "
