@@ -100,6 +100,34 @@ def test_every_session_sleeps_its_threads_after_a_run_and_has_the_asked_threads(
         assert options.intra_op_num_threads == 2
 
 
+def test_the_separate_and_the_joint_run_share_one_encoding_per_view(onnx_export):
+    """With fusion inside the sampler every view is sampled twice (the streams alone, then
+    jointly): each stream's encoder runs once per view, and a run on shared contexts gives
+    what it gives on its own."""
+    _, folder = onnx_export
+    model = OnnxModel.load(folder)
+    assert model.joint_consensus() is not None
+    rng = np.random.default_rng(0)
+    feats = {s.name: rng.normal(size=(s.dim, 13)).astype(np.float32)
+             for s in model.manifest.streams}  # fmt: skip
+    calls = []
+    encode = model.encode
+    model.encode = lambda stream, x, mask: calls.append(stream) or encode(stream, x, mask)
+    model.predict_video(feats, steps=2)
+    rate = int(model.manifest.inference["sample_rate"])
+    views = len(host.view_offsets(13, rate, "all"))
+    assert calls == model.stream_names * views
+    batch, mask = {s: f[None] for s, f in feats.items()}, np.ones((1, 13), dtype=bool)
+
+    def noise():
+        return {s: host.RowNoise([np.random.default_rng(1)]) for s in feats}
+
+    own = model.sample(batch, mask, noise(), steps=2)
+    shared = model.sample(batch, mask, noise(), steps=2, contexts=model.contexts(batch, mask))
+    for s in feats:
+        assert np.array_equal(own[s].probs, shared[s].probs)
+
+
 def test_the_consensus_hook_sees_every_stream_at_every_step(onnx_export):
     _, folder = onnx_export
     model = OnnxModel.load(folder)

@@ -177,3 +177,33 @@ def test_joint_sampling_refuses_streams_of_another_order():
     with pytest.raises(ValueError, match="model's streams"):
         model.sample_joint(features, lengths_mask([5], 5), _gens(DIMS, 1),
                            _joint({"flow": 0.5, "rgb": 0.5}), sampler())
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_one_encoding_serves_the_separate_and_the_joint_run(stacked):
+    """``encode`` once, then ``sample`` and ``sample_joint`` on it: the same samples as each
+    run encoding for itself, with the streams' encoders run once instead of twice."""
+    model = make_model().eval()
+    features = {s: torch.randn(2, d, 8) for s, d in DIMS.items()}
+    mask = lengths_mask([8, 6], 8)
+    fusion, chosen = _joint({"rgb": 0.5, "flow": 0.5}), sampler()
+    encodings = []  # the streams' encoders run once per strategy built (stacked or not)
+
+    def counted(*args):
+        encodings.append(1)
+        return (StackedStreams if stacked else StreamByStream)(*args)
+
+    own = model.sample(features, mask, _gens(DIMS, 4), chosen, samples=2, strategy=counted)
+    own_joint = model.sample_joint(features, mask, _gens(DIMS, 4), fusion, chosen, samples=2,
+                                   strategy=counted)  # fmt: skip
+    assert len(encodings) == 2
+    encoded = model.encode(features, mask, chosen, counted)
+    shared = model.sample(features, mask, _gens(DIMS, 4), chosen, samples=2, encoded=encoded)
+    shared_joint = model.sample_joint(features, mask, _gens(DIMS, 4), fusion, chosen,
+                                      samples=2, encoded=encoded)  # fmt: skip
+    assert len(encodings) == 3
+    for s in DIMS:
+        torch.testing.assert_close(shared[s].probs, own[s].probs, rtol=0, atol=0)
+        torch.testing.assert_close(shared[s].trajectory_mean, own[s].trajectory_mean,
+                                   rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(shared_joint.probs, own_joint.probs, rtol=0, atol=0)

@@ -16,6 +16,7 @@ from twostream_das.prediction.inference import (
     _predict_views,
     decide,
     decide_video,
+    joint_fusion,
     load_model,
     predict,
     predict_probabilities,
@@ -272,3 +273,22 @@ def test_length_batches_window_closes_at_group_batches_frames():
     batches = list(_length_batches(items, BatchPlan(100, 120)))  # the window closes at 960
     pairs = [[2 * k, 2 * k + 1] for k in range(8)]
     assert [[i for i, _ in b] for b in batches] == [*pairs, [16]]
+
+
+def test_the_separate_and_the_joint_run_share_one_encoding_per_batch(setup, monkeypatch):
+    """With fusion inside the sampler, ``predict`` samples the streams alone and jointly: the
+    encoders run once per batch for both, and each run gives what it gives alone."""
+    loaded, videos = setup
+    model, cfg = loaded.model, loaded.config
+    joint = joint_fusion(cfg, model.stream_names, {"rgb": 0.5, "flow": 0.5})
+    separate_only = list(predict_probabilities(model, videos, cfg, CPU))
+    joint_only = list(predict_probabilities(model, videos, cfg, CPU, joint=joint, separate=False))
+    encodings = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *a, **k: encodings.append(1) or encode(*a, **k))
+    both = list(predict_probabilities(model, videos, cfg, CPU, joint=joint))
+    assert 0 < len(encodings) <= sum(cfg.dataset.sample_rate for _ in videos)  # one per batch
+    for got, alone, fused in zip(both, separate_only, joint_only, strict=True):
+        for stream in model.stream_names:
+            np.testing.assert_allclose(got.probs[stream], alone.probs[stream], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got.joint_samples, fused.joint_samples, rtol=0, atol=1e-6)

@@ -236,6 +236,19 @@ class OnnxModel:
         _, cond = roles["encoder"].run(None, {"features": x, "mask": mask})  # (B, Dc, T)
         return roles["decoder_context"].run(None, {"cond": cond})
 
+    def contexts(
+        self, features: Mapping[str, np.ndarray], mask: np.ndarray
+    ) -> dict[str, list[np.ndarray]]:
+        """Every stream's decoder context for features (stream -> (B, D_s, T) as read) and mask
+        (B, T): standardised, encoded; per block (B, 3F, T). What :meth:`sample` computes once
+        per batch (``contexts=``: shared by two runs on one batch)."""
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        out = {}
+        for s in self.stream_names:
+            x = self.standardized(s, np.asarray(features[s], np.float32), mask)
+            out[s] = self.encode(s, np.ascontiguousarray(x), mask)
+        return out
+
     def denoise(
         self, stream: str, x_in: np.ndarray, t: int, mask: np.ndarray, context: Sequence[np.ndarray]
     ) -> np.ndarray:
@@ -255,6 +268,7 @@ class OnnxModel:
         samples: int = 1,
         consensus: Optional[Consensus] = None,
         sampler_name: Optional[str] = None,
+        contexts: Optional[Mapping[str, Sequence[np.ndarray]]] = None,
     ) -> dict[str, SampleResult]:
         """K samples per video and stream, the streams stepping together (the PyTorch path's
         :meth:`twostream_das.model.multi_stream.MultiStreamModel.sample`).
@@ -268,6 +282,8 @@ class OnnxModel:
             samples: K.
             consensus: fusion inside the sampler (:data:`Consensus`); None = none.
             sampler_name: the sampler (:data:`.host.SAMPLERS`; default: the exported one).
+            contexts: :meth:`contexts` of these features and mask, to share with another run
+                on the same batch (None: computed here).
 
         Returns:
             stream -> :class:`SampleResult` of (K, B, C, T) float32.
@@ -283,11 +299,11 @@ class OnnxModel:
         rows = samples * batch
         lengths = [int(n) for n in mask.sum(axis=1)] * samples  # (K * B,)
         row_mask = np.tile(mask, (samples, 1))  # (K * B, T)
-        context = {}
-        for s in names:
-            x = self.standardized(s, np.asarray(features[s], np.float32), mask)
-            ctx = self.encode(s, np.ascontiguousarray(x), mask)  # per block (B, 3F, T)
-            context[s] = ctx if samples == 1 else [np.tile(c, (samples, 1, 1)) for c in ctx]
+        contexts = contexts or self.contexts(features, mask)  # stream -> per block (B, 3F, T)
+        context = {
+            s: list(c) if samples == 1 else [np.tile(x, (samples, 1, 1)) for x in c]
+            for s, c in contexts.items()
+        }  # per block (K * B, 3F, T)
         sampler = self.sampler(steps, sampler_name)
         scale = float(self.manifest.sampler["signal_scale"])
         shape = (rows, self.num_classes, frames)
@@ -380,11 +396,13 @@ class OnnxModel:
                 gens = host.view_generators(seed, view, offset, self.stream_names, count)
                 return {s: host.RowNoise(g) for s, g in gens.items()}
 
+            contexts = self.contexts(batch, mask)  # the encoders once for both runs
             views_out.append(self.sample(batch, mask, noise(), choice.steps, count,
-                                         sampler_name=choice.sampler))  # fmt: skip
+                                         sampler_name=choice.sampler,
+                                         contexts=contexts))  # fmt: skip
             if joint is not None:  # the same seeds, the streams fused at every step
                 out = self.sample(batch, mask, noise(), choice.steps, count, joint,
-                                  choice.sampler)  # fmt: skip
+                                  choice.sampler, contexts)  # fmt: skip
                 joint_views.append(out[self.stream_names[0]])  # every stream holds it
         trajectory = self.manifest.fusion["input"] == "trajectory"
 

@@ -144,6 +144,7 @@ class MultiStreamModel(nn.Module):
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
         strategy: Optional[StreamStrategy] = None,
+        encoded: Optional[StreamDenoisers] = None,
     ) -> dict[str, SampleResult]:
         """K DDIM samples per video and stream (the encoders run once per video).
 
@@ -164,6 +165,8 @@ class MultiStreamModel(nn.Module):
                 stacked streams, :mod:`twostream_das.prediction.stacked`); None: each stream
                 its own loop (:meth:`DiffusionStream.sample`). Same result to float tolerance,
                 the same draws.
+            encoded: :meth:`encode` of these features, mask and sampler (shared with another
+                run on the same batch, e.g. :meth:`sample_joint`'s); None: encoded here.
 
         Returns:
             stream -> :class:`SampleResult` of (K, B, C, T) float32 tensors.
@@ -172,11 +175,12 @@ class MultiStreamModel(nn.Module):
         if not isinstance(generators, Mapping) or set(generators) != set(names):
             given = sorted(generators) if isinstance(generators, Mapping) else type(generators)
             raise ValueError(f"need stream -> generators for the streams {names}; got {given}")
-        features = self.standardized(features, mask)
-        if strategy is not None:
+        if encoded is not None or strategy is not None:
+            encoded = encoded or self.encode(features, mask, sampler, strategy)
             return self._sample_together(
-                features, mask, generators, sampler, samples, samples_per_pass, strategy
+                encoded, mask, generators, sampler, samples, samples_per_pass
             )
+        features = self.standardized(features, mask)
         return {
             s: self.streams[s].sample(
                 features[s], mask, generators[s], sampler, samples, samples_per_pass
@@ -207,13 +211,14 @@ class MultiStreamModel(nn.Module):
         samples: int = 1,
         samples_per_pass: Optional[int] = None,
         strategy: Optional[StreamStrategy] = None,
+        encoded: Optional[StreamDenoisers] = None,
     ) -> SampleResult:
         """K DDIM samples per video with the streams fused inside the sampler
         (``fusion.sampling = joint``, :class:`~twostream_das.prediction.fusion.JointFusion`): at
         every step
         each stream's update continues from the fused x0 estimate. Arguments as :meth:`sample`
-        (``strategy`` None: :class:`StreamByStream`); ``fusion.streams`` must be the model's
-        streams in order.
+        (``strategy`` None: :class:`StreamByStream`; ``encoded``: :meth:`encode`'s, shared with
+        another run on the same batch); ``fusion.streams`` must be the model's streams in order.
 
         Returns:
             :class:`SampleResult` of (K, B, C, T) float32: the fused probabilities of the last
@@ -227,13 +232,34 @@ class MultiStreamModel(nn.Module):
                 "fusion.sampling = joint needs streams with one label space "
                 "(classes, signal scale and noise schedule)"
             )
-        features = self.standardized(features, mask)
+        encoded = encoded or self.encode(features, mask, sampler, strategy)
         out = self._sample_together(
-            features, mask, generators, sampler, samples, samples_per_pass,
-            strategy or StreamByStream, fusion,
-        )  # fmt: skip
+            encoded, mask, generators, sampler, samples, samples_per_pass, fusion
+        )
         first = names[0]  # every stream's rows hold the same consensus
         return out[first]
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        features: Mapping[str, torch.Tensor],
+        mask: torch.Tensor,
+        sampler: Sampler,
+        strategy: Optional[StreamStrategy] = None,
+    ) -> StreamDenoisers:
+        """What sampling computes once per batch, for :meth:`sample` and :meth:`sample_joint`
+        to share (``encoded=``): the features standardised, every stream's encoder run, its
+        decoder's per-video context built on first use, as ``strategy`` runs the networks
+        (None: :class:`StreamByStream`). Valid for this batch and ``sampler``'s timesteps.
+
+        Args:
+            features: stream -> (B, D_s, T) as read; mask: (B, T) bool.
+        """
+        features = self.standardized(features, mask)
+        names = self.stream_names
+        streams = [self.streams[s] for s in names]
+        build = strategy or StreamByStream
+        return build(streams, [features[s] for s in names], mask, sampler.timesteps)
 
     def stackable(self) -> bool:
         """Whether the streams can run as one stacked network: two or more, the same network
@@ -275,23 +301,21 @@ class MultiStreamModel(nn.Module):
     @torch.inference_mode()
     def _sample_together(
         self,
-        features: Mapping[str, torch.Tensor],
+        encoded: StreamDenoisers,
         mask: torch.Tensor,
         generators: Mapping[str, Sequence[torch.Generator]],
         sampler: Sampler,
         samples: int,
         samples_per_pass: Optional[int],
-        strategy: StreamStrategy,
         consensus: Optional[Consensus] = None,
     ) -> dict[str, SampleResult]:
         """All streams' DDIM in one loop over N = G * k * B rows per pass of k samples
-        (stream-major, then sample, then video), the encoders once for all samples, the
-        networks run as ``strategy`` says. With ``consensus`` the rows' x0 estimates are fused
-        at every step."""
+        (stream-major, then sample, then video), on the networks of ``encoded`` (its encoders
+        run once for all samples). With ``consensus`` the rows' x0 estimates are fused at every
+        step."""
         names = self.stream_names
-        streams = [self.streams[s] for s in names]
-        first, count = streams[0], len(streams)
-        batch_size, _, frames = features[names[0]].shape
+        first, count = self.streams[names[0]], len(names)
+        batch_size, frames = mask.shape
         rows = samples * batch_size  # per stream
         for name in names:
             if len(generators[name]) != rows:
@@ -299,9 +323,8 @@ class MultiStreamModel(nn.Module):
                     f"need one generator per video and sample: {batch_size} videos x {samples} "
                     f"samples, {len(generators[name])} given for {name}"
                 )
-        denoisers = strategy(streams, [features[s] for s in names], mask, sampler.timesteps)
         out = sample_in_passes(
-            denoisers.for_samples, sampler, first.diffusion,
+            encoded.for_samples, sampler, first.diffusion,
             (count, batch_size, first.num_classes, frames), [generators[s] for s in names],
             samples, samples_per_pass, mask.sum(dim=1).tolist(), mask.device, consensus,
         )  # fmt: skip  # (G, K, B, C, T)

@@ -55,7 +55,7 @@ from ..data.dataset import Video, View, offset_views
 from ..data.temporal import average_views, restore_full_rate
 from ..diffusion import SampleResult, make_sampler
 from ..errors import ConfigError
-from ..model.multi_stream import MultiStreamModel
+from ..model.multi_stream import MultiStreamModel, StreamDenoisers
 from ..runtime import autocast, derive_seed, inference_dtype, make_generator
 from .fusion import FusionMethod, JointFusion, fuse
 from .postprocess import postprocess
@@ -671,12 +671,17 @@ def _predict_views(
     lengths = batch.mask.sum(dim=1).tolist()  # (B,)
     final: dict[str, np.ndarray] = {}  # stream or "joint" -> (K, B, C, T)
     path: dict[str, np.ndarray] = {}
+    encoded = None
+    if separate and joint is not None:  # two runs on one batch: the encoders once
+        with autocast(device, inference_dtype(device, cfg.eval.precision)):
+            encoded = model.encode(batch.features, batch.mask, make_sampler(cfg),
+                                   choose_strategy(model))  # fmt: skip
     if separate:
-        out = _sample_views(model, batch, views, cfg, device)
+        out = _sample_views(model, batch, views, cfg, device, encoded=encoded)
         final = {s: r.probs.float().cpu().numpy() for s, r in out.items()}
         path = {s: r.trajectory_mean.float().cpu().numpy() for s, r in out.items()}
     if joint is not None:
-        fused = _sample_views(model, batch, views, cfg, device, joint)["joint"]
+        fused = _sample_views(model, batch, views, cfg, device, joint, encoded)["joint"]
         final["joint"] = fused.probs.float().cpu().numpy()
         path["joint"] = fused.trajectory_mean.float().cpu().numpy()
     results = []
@@ -699,10 +704,12 @@ def _sample_views(
     cfg: Config,
     device: torch.device,
     joint: Optional[JointFusion] = None,
+    encoded: Optional[StreamDenoisers] = None,
 ) -> dict[str, SampleResult]:
     """K DDIM samples of every stream on a batch of views (stream -> (K, B, C, T)); with
     ``joint``, the joint samples instead (``"joint"`` -> (K, B, C, T)). Every (view, stream,
-    sample) draws from its own generator (:func:`view_generators`), the same in both."""
+    sample) draws from its own generator (:func:`view_generators`), the same in both;
+    ``encoded``: the batch's encoders, run once for both (:meth:`MultiStreamModel.encode`)."""
     count, streams = cfg.eval.samples, model.stream_names
     per_view = [view_generators(cfg.eval.seed, v, streams, count) for v in views]
     generators = {  # stream -> K * B, sample-major
@@ -715,9 +722,9 @@ def _sample_views(
         if joint is None:
             return model.sample(
                 batch.features, batch.mask, generators, make_sampler(cfg), count, per_pass,
-                strategy,
+                strategy, encoded,
             )  # fmt: skip
         return {"joint": model.sample_joint(
             batch.features, batch.mask, generators, joint, make_sampler(cfg), count, per_pass,
-            strategy,
+            strategy, encoded,
         )}  # fmt: skip
