@@ -146,7 +146,40 @@ def _draw(noise: Optional[NoiseSource], x_t: np.ndarray, lengths: Optional[Seque
     return noise.draw(x_t.shape, lengths if lengths is not None else [frames] * rows)
 
 
-class DDIMSampler:
+class _GridSampler:
+    """What the host samplers share: the training schedule's abar, the timestep spacing, the
+    grid of n steps, and pure noise at the first step.
+
+    Args:
+        alphas_cumprod: (N,) float64 abar of the training schedule.
+        spacing: where the steps lie (:data:`SPACINGS`; linear = DiffAct's grid).
+    """
+
+    def __init__(self, alphas_cumprod: Sequence[float], spacing: str = "linear") -> None:
+        if spacing not in SPACINGS:
+            raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
+        self.alphas_cumprod = [float(a) for a in alphas_cumprod]
+        self.spacing = spacing
+        self.timesteps: list[int] = []
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    def _grid(self, num_inference_steps: int) -> list[int]:
+        """The n steps descending, then -1 (``self.timesteps`` set to the n steps)."""
+        grid = timestep_grid(self.num_train_timesteps, num_inference_steps, self.spacing)
+        self.timesteps = grid[:-1]
+        return grid
+
+    def initial_noise(
+        self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]
+    ) -> np.ndarray:
+        """x at the first step: pure noise (N, C, T)."""
+        return noise.draw(shape, lengths)
+
+
+class DDIMSampler(_GridSampler):
     """:class:`twostream_das.diffusion.ddim.DDIMSampler` in numpy, with the same contract:
     ``set_timesteps(n)``, ``timesteps``, ``initial_noise``, ``step(x0, t, x_t, noise)``.
 
@@ -161,12 +194,8 @@ class DDIMSampler:
     ) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
-        if spacing not in SPACINGS:
-            raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
-        self.alphas_cumprod = [float(a) for a in alphas_cumprod]
+        super().__init__(alphas_cumprod, spacing)
         self.eta = float(eta)
-        self.spacing = spacing
-        self.timesteps: list[int] = []
         self._coefficients: dict[int, DDIMStepCoefficients] = {}
 
     @classmethod
@@ -176,28 +205,16 @@ class DDIMSampler:
         return cls(spec["alphas_cumprod"], spec["eta"], spec.get("timestep_spacing", "linear"))
 
     @property
-    def num_train_timesteps(self) -> int:
-        return len(self.alphas_cumprod)
-
-    @property
     def draws_per_run(self) -> int:
         """x_T, then one draw per step with sigma > 0."""
         return 1 + sum(1 for c in self._coefficients.values() if c.sigma > 0)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
-        grid = timestep_grid(self.num_train_timesteps, num_inference_steps, self.spacing)
-        abar = self.alphas_cumprod
-        self.timesteps = grid[:-1]
+        grid, abar = self._grid(num_inference_steps), self.alphas_cumprod
         self._coefficients = {
             t: ddim_coefficients(abar[t], abar[t_prev] if t_prev >= 0 else 1.0, self.eta)
             for t, t_prev in zip(grid[:-1], grid[1:], strict=True)
         }
-
-    def initial_noise(
-        self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]
-    ) -> np.ndarray:
-        """x at the first step: pure noise (N, C, T)."""
-        return noise.draw(shape, lengths)
 
     def step(
         self,
@@ -227,7 +244,7 @@ class _Pending(NamedTuple):
     x0: np.ndarray
 
 
-class DPMSolverPPSampler:
+class DPMSolverPPSampler(_GridSampler):
     """:class:`twostream_das.diffusion.samplers.DPMSolverPPSampler` in numpy (DPM-Solver++(2M),
     ODE or SDE), with the contract of :class:`DDIMSampler` and the package's weights
     (:func:`twostream_das.sampling_math.dpmpp_coefficients`, imported, not restated).
@@ -246,12 +263,8 @@ class DPMSolverPPSampler:
     def __init__(
         self, alphas_cumprod: Sequence[float], stochastic: bool = False, spacing: str = "linear"
     ) -> None:
-        if spacing not in SPACINGS:
-            raise ValueError(f"timestep spacing {spacing!r} is unknown; expected one of {SPACINGS}")
-        self.alphas_cumprod = [float(a) for a in alphas_cumprod]
+        super().__init__(alphas_cumprod, spacing)
         self.stochastic = bool(stochastic)
-        self.spacing = spacing
-        self.timesteps: list[int] = []
         self._index: dict[int, int] = {}
         self._coefficients: list[DPMStepCoefficients] = []
         self._pending: dict[int, _Pending] = {}  # id(x_prev returned) -> its run's history
@@ -268,18 +281,13 @@ class DPMSolverPPSampler:
         return cls(spec["alphas_cumprod"], True, spec.get("timestep_spacing", "linear"))
 
     @property
-    def num_train_timesteps(self) -> int:
-        return len(self.alphas_cumprod)
-
-    @property
     def draws_per_run(self) -> int:
         """x_T, then one draw per step with a noise weight (the SDE: every step but the last)."""
         return 1 + sum(1 for c in self._coefficients if c.noise)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         """The n steps and their weights; forgets every run's history."""
-        grid = timestep_grid(self.num_train_timesteps, num_inference_steps, self.spacing)
-        self.timesteps = grid[:-1]
+        grid = self._grid(num_inference_steps)
         self._index = {t: i for i, t in enumerate(self.timesteps)}
         self._coefficients = [
             dpmpp_coefficients(self.alphas_cumprod, grid, i, self.stochastic)
@@ -292,12 +300,6 @@ class DPMSolverPPSampler:
         if t not in self._index:
             raise ValueError(f"step {t} is not one of this sampler's timesteps (set_timesteps?)")
         return self._coefficients[self._index[t]]
-
-    def initial_noise(
-        self, shape: Sequence[int], noise: NoiseSource, lengths: Sequence[int]
-    ) -> np.ndarray:
-        """x at the first step: pure noise (N, C, T)."""
-        return noise.draw(shape, lengths)
 
     def step(
         self,
