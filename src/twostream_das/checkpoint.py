@@ -23,7 +23,8 @@ no other file is needed to rebuild the model:
 - ``version``: :data:`CHECKPOINT_VERSION`. Only today's version is read: a file of an older
   version (1: fixed RGB/FLOW config sections, before named streams), or one whose config uses a
   key of an older version (:data:`twostream_das.config.OLDER_KEYS`), is refused in one line
-  naming ``twostream-das upgrade FILE``, which writes it in today's format
+  naming ``twostream-das upgrade FILE`` (``twostream-das upgrade RUN --out NEW_RUN`` for a
+  checkpoint of run folder RUN), which writes it in today's format
   (:mod:`twostream_das.tools.upgrade`).
 
 Files are written atomically (:func:`twostream_das.atomic.atomic_write`): to a temporary file in
@@ -42,7 +43,7 @@ import torch
 
 from .atomic import atomic_write
 from .choices import Selection
-from .config import UPGRADE_COMMAND, Config, from_dict, older_keys, to_dict
+from .config import UPGRADE_COMMAND, Config, from_dict, older_keys, to_dict, upgrade_advice
 from .errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def _refuse_older_format(raw: dict[str, Any], path: Path) -> None:
     if version in OLDER_VERSIONS:
         raise CheckpointError(
             f"checkpoint {path} has version {version}, the format of an older twostream_das; "
-            f"run `{UPGRADE_COMMAND} {path}` to write it in today's format ({CHECKPOINT_VERSION})"
+            f"{upgrade_advice(path)} ({CHECKPOINT_VERSION})"
         )
     if version != CHECKPOINT_VERSION:
         raise CheckpointError(
@@ -219,7 +220,7 @@ def _refuse_older_format(raw: dict[str, Any], path: Path) -> None:
     if old:
         raise CheckpointError(
             f"checkpoint {path} has a config with {', '.join(old)}, keys of an older "
-            f"twostream_das; run `{UPGRADE_COMMAND} {path}` to write it in today's format"
+            f"twostream_das; {upgrade_advice(path)}"
         )
 
 

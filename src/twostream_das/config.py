@@ -367,7 +367,26 @@ overrides and stored configs that use one are refused in one line naming the upg
 (``twostream-das upgrade FILE``, :mod:`twostream_das.tools.upgrade`, which translates them)."""
 
 UPGRADE_COMMAND = "twostream-das upgrade"
-"""The command that writes a file of an older version in today's format."""
+"""The command that writes a file (or a run folder) of an older version in today's format."""
+
+
+def run_folder_of(path: str | Path) -> Optional[Path]:
+    """The training run folder that holds ``path`` as its ``config.yaml`` or as a checkpoint
+    in its ``checkpoints/`` (a folder with a ``run.json``), or None."""
+    path = Path(path)
+    folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return folder if (folder / "run.json").is_file() else None
+
+
+def upgrade_advice(path: str | Path) -> str:
+    """How to write ``path`` of an older version in today's format, for an error message: the
+    run folder as a whole when ``path`` is part of one (its config, run.json and checkpoints
+    must agree), else the file alone."""
+    run = run_folder_of(path)
+    if run is not None:
+        return (f"run `{UPGRADE_COMMAND} {run} --out NEW_RUN` to write its run folder in "
+                "today's format, then use NEW_RUN")
+    return f"run `{UPGRADE_COMMAND} {path}` to write it in today's format"
 
 PRESETS: tuple[str, ...] = ("gtea", "50salads", "breakfast", "gtea_i3d", "50salads_i3d", "demo")
 """Shipped configs (``configs/<name>.yaml``). ``*_i3d``: the paper's preset with both streams
@@ -455,8 +474,7 @@ def refuse_older_keys(data: Any, where: str, path: str | Path | None = None) -> 
         raise ConfigError(f"{where} uses {', '.join(old)}, a key of an older twostream_das; "
                           f"today it is {new}")
     raise ConfigError(
-        f"{where} uses {', '.join(old)}, a key of an older twostream_das; run "
-        f"`{UPGRADE_COMMAND} {path}` to write it in today's format"
+        f"{where} uses {', '.join(old)}, a key of an older twostream_das; {upgrade_advice(path)}"
     )
 
 

@@ -17,6 +17,10 @@ Layout of ``RUN_DIR`` (one fold, one seed)::
     train.log                the log lines of every training session into this folder (appended)
     .lock                    held (``flock``) by the one process writing into the folder
 
+A run folder written by an older version (a config in older keys in ``run.json``, a checkpoint
+of an older version) is refused in one line naming ``twostream-das upgrade RUN --out NEW_RUN``
+(:func:`refuse_older_run`), which writes the folder in today's format.
+
 Never clobber: an existing folder is only reused when it is a run folder of the same config and
 fold (then training resumes, or reports that the run is finished); anything else is an error.
 ``dataset.root`` is compared as a resolved path, so ``DIR``, ``DIR/``, a relative path and a
@@ -53,7 +57,7 @@ except ImportError:  # pragma: no cover - Windows
 from ._version import __version__
 from .atomic import atomic_write_text
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import Config, to_dict, to_yaml
+from .config import Config, older_keys, to_dict, to_yaml, upgrade_advice
 from .distributed import broadcast_from_main
 from .errors import CheckpointError
 
@@ -185,6 +189,7 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
             f"run; fine-tune it into a new folder: --config {run.config_yaml} --set "
             f"train.init_from={run.best} --out NEW_DIR"
         )
+    refuse_older_run(run, stored)
     check_same_run(run.run_json, stored.get("config", {}), stored.get("fold"), cfg, fold)
     if not run.last.is_file():
         return RunStatus(RunState.NEW)
@@ -192,6 +197,25 @@ def inspect_run(run: RunDir, cfg: Config, fold: int) -> RunStatus:
     check_same_run(run.last, last.config, last.progress.get("fold"), cfg, fold)
     state = RunState.FINISHED if last.progress.get("finished") else RunState.RESUME
     return RunStatus(state, last)
+
+
+def refuse_older_run(run: RunDir, stored: Optional[dict[str, Any]] = None) -> None:
+    """Stop in one line, naming ``twostream-das upgrade RUN --out NEW_RUN``, when the run's
+    ``run.json`` (``stored``, read when None) holds a config in keys of an older version.
+
+    Its checkpoints are checked where they are loaded
+    (:func:`~twostream_das.checkpoint.load_checkpoint` names the same command).
+
+    Raises:
+        CheckpointError: naming the folder, the older keys and the upgrade command.
+    """
+    stored = read_json(run.run_json) if stored is None else stored
+    old = older_keys(stored.get("config"))
+    if old:
+        raise CheckpointError(
+            f"{run.run_json} has a config with {', '.join(old)}, keys of an older "
+            f"twostream_das; {upgrade_advice(run.run_json)}"
+        )
 
 
 def check_same_run(

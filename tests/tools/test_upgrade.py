@@ -4,14 +4,16 @@ of older versions in today's format; the loaders read today's only and name the 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import twostream_das as tsd
-from _tiny import DIMS
+from _tiny import DIMS, train_args
 from twostream_das.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from twostream_das.cli import main
 from twostream_das.config import OLDER_KEYS, from_dict, load_config, older_keys, to_dict
@@ -166,3 +168,99 @@ def test_every_older_key_the_loaders_refuse_is_translated():
         upgrade_config_dict({"eval": {"cpu_bf16": True, "precision": "fp32"}})
     with pytest.raises(ConfigError, match="eval.cpu_bf16 = 3 is invalid; expected true or false"):
         upgrade_config_dict({"eval": {"cpu_bf16": 3}})
+
+
+def _old_run_folder(trained_run: Path, old: Path) -> None:
+    """A copy of ``trained_run`` as an older twostream_das left it: its config.yaml, run.json and
+    checkpoints in the older keys, the checkpoints of version 1; last.pt as if killed before the
+    run finished (so training into the folder resumes)."""
+    shutil.copytree(trained_run, old, ignore=shutil.ignore_patterns(".lock"))
+    stored = json.loads((old / "run.json").read_text())
+    stored["config"] = _as_version_1(stored["config"])
+    (old / "run.json").write_text(json.dumps(stored, indent=2))
+    (old / "config.yaml").write_text(yaml.safe_dump(
+        _as_version_1(yaml.safe_load((old / "config.yaml").read_text())), sort_keys=False))
+    for name in ("best", "last"):
+        raw = torch.load(old / "checkpoints" / f"{name}.pt", weights_only=True)
+        raw = {**raw, "config": _as_version_1(raw["config"]), "version": 1}
+        if name == "last":
+            raw["progress"] = dict(raw["progress"], finished=False)
+        torch.save(raw, old / "checkpoints" / f"{name}.pt")
+
+
+def test_an_old_run_folder_is_refused_then_upgraded_and_resumes(
+    trained_run, tiny_root, tmp_path, capsys
+):
+    old = tmp_path / "fold1_seed0"
+    _old_run_folder(trained_run, old)
+    advice = (f"run `twostream-das upgrade {old} --out NEW_RUN` to write its run folder in "
+              "today's format, then use NEW_RUN")
+    capsys.readouterr()
+    assert main(train_args(tiny_root, old)) == 2  # resuming it
+    refused = (f"{old / 'run.json'} has a config with dataset.rgb, dataset.flow, "
+               "eval.cpu_bf16, "  # the demo's fusion.weights are {}: chosen on validation
+               f"model.diffusion.num_inference_steps, keys of an older twostream_das; {advice}")
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"twostream-das train: error: {refused}"]
+    assert main(["evaluate", str(old), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"twostream-das evaluate: error: {refused}"]
+    assert main(["train", "--config", str(old / "config.yaml"), "--out", str(old)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "model.diffusion.num_inference_steps, a key of an older twostream_das; " + advice)
+    with pytest.raises(CheckpointError) as err:  # what predict --checkpoint says
+        tsd.load_model(old / "checkpoints" / "best.pt", device="cpu")
+    assert str(err.value) == (f"checkpoint {old / 'checkpoints' / 'best.pt'} has version 1, the "
+                              f"format of an older twostream_das; {advice} (2)")
+
+    assert main(["upgrade", str(old), "--quiet"]) == 0  # default: fold1_seed0.upgraded beside
+    new = tmp_path / "fold1_seed0.upgraded"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote run folder {new}, upgraded from {old}:"
+    assert [line.split(":")[0].strip() for line in lines[1:5]] == [
+        "checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "run.json"]
+    assert lines[1].startswith("  checkpoints/best.pt: version 1 -> 2; dataset.{rgb, flow} ->")
+    copied = sorted(p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()
+                    and p.name not in ("config.yaml", "run.json", "best.pt", "last.pt", ".lock"))
+    assert lines[5:] == [f"  {len(copied)} other files copied as they are"]
+    assert {"split.json", "metrics.csv", "selection.json", "train.log"} <= set(copied)
+    assert all((new / rel).read_bytes() == (old / rel).read_bytes() for rel in copied)
+    assert not (new / ".lock").exists() and old.joinpath("run.json").read_text() == json.dumps(
+        json.loads(old.joinpath("run.json").read_text()), indent=2)  # the old folder is kept
+
+    today = json.loads((trained_run / "run.json").read_text())["config"]
+    assert from_dict(json.loads((new / "run.json").read_text())["config"]) == from_dict(today)
+    assert load_config(new / "config.yaml") == from_dict(today)
+    best = load_checkpoint(new / "checkpoints" / "best.pt")
+    assert best.version == CHECKPOINT_VERSION and best.to_config() == from_dict(today)
+    raw = torch.load(trained_run / "checkpoints" / "best.pt", weights_only=True)
+    assert all(torch.equal(best.weights[k], v) for k, v in raw["weights"].items())
+
+    # a setting changed by the user is still reported as a different config
+    assert main(train_args(tiny_root, new, "train.lr=0.5")) == 2
+    assert "belongs to a run with a different config" in capsys.readouterr().err
+    # the upgraded folder resumes (last.pt was not finished) and evaluates
+    assert main(train_args(tiny_root, new)) == 0
+    assert load_checkpoint(new / "checkpoints" / "last.pt").progress["finished"] is True
+    capsys.readouterr()
+    assert main(["train", "--config", str(new / "config.yaml"), "--out", str(new)]) == 0
+    assert f"run {new} is already finished (3 epochs); nothing to do" in capsys.readouterr().out
+    assert main(["evaluate", str(new), "--quiet"]) == 0
+    assert json.loads((new / "results.json").read_text())["epoch"] == best.epoch
+
+    # never into a folder that holds something; an empty one is fine; today's needs nothing
+    capsys.readouterr()
+    assert main(["upgrade", str(old)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"twostream-das upgrade: error: {new} exists and is not empty; the upgrade writes a new "
+        "folder and never replaces one (name another with --out)"]
+    assert main(["upgrade", str(old), "--out", str(old / "inside")]) == 2
+    assert f"{old / 'inside'} is inside the run folder {old}" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["upgrade", str(old), "--out", str(tmp_path / "empty"), "--quiet"]) == 0
+    assert load_checkpoint(tmp_path / "empty" / "checkpoints" / "last.pt").epoch == 3  # epochs
+    capsys.readouterr()
+    assert main(["upgrade", str(new)]) == 0
+    assert capsys.readouterr().out == f"{new} is in today's format already; nothing written\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty", "fold1_seed0", "fold1_seed0.upgraded"]  # no temporary folder left behind

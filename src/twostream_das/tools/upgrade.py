@@ -16,11 +16,26 @@ command. It writes a new file and never replaces one:
 
 ``config.OLDER_KEYS`` lists the keys the loaders refuse; every one of them is translated here
 (a test says so).
+
+A training run folder (:mod:`twostream_das.runs`) is upgraded as a whole into a new folder
+(:func:`upgrade_run`), since resuming compares its ``run.json``, ``config.yaml`` and checkpoints
+with each other: ``config.yaml`` and the config in ``run.json`` as above, every checkpoint
+(``*.pt``) as above, and ``dataset.standardize`` of the configs as its last (else best)
+checkpoint's weights say. Everything else (``split.json``, ``metrics.csv``, ``selection.json``,
+``results.json``, ``predictions/``, ``tensorboard/``, ``train.log``, other files) is copied as it
+is: those record what the run did and are the same in today's format; the lock file and
+half-written temporaries are left out. The new folder is built in a hidden temporary folder
+beside it and renamed into place, so it appears whole or not at all.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +44,12 @@ from typing import Any, Optional
 import torch
 import yaml
 
-from ..atomic import atomic_create, atomic_create_text
+from ..atomic import atomic_create, atomic_create_text, current_umask
 from ..checkpoint import CHECKPOINT_VERSION, OLDER_VERSIONS, torch_load_safely
 from ..config import Precision, from_dict, older_keys
 from ..errors import CheckpointError, ConfigError
 from ..model.standardize import has_stored_statistics
+from ..runs import LOCK_FILE, RunDir, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +65,18 @@ class Upgraded:
     """What :func:`upgrade_file` did.
 
     Attributes:
-        target: the file written; None when ``source`` was already in today's format.
-        changes: one line per translation (``eval.cpu_bf16 = true -> eval.precision = bf16``).
+        target: the file (or run folder) written; None when ``source`` was already in today's
+            format.
+        changes: one line per translation (``eval.cpu_bf16 = true -> eval.precision = bf16``);
+            for a run folder one line per upgraded file (``checkpoints/last.pt: version 1 ->
+            2; ...``).
+        copied: for a run folder, the files copied as they are (relative paths).
     """
 
     source: Path
     target: Optional[Path]
     changes: tuple[str, ...]
+    copied: tuple[str, ...] = ()
 
 
 def upgrade_config_dict(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -165,21 +186,28 @@ def upgrade_checkpoint(raw: dict[str, Any], where: str) -> tuple[dict[str, Any],
 
 
 def default_target(source: Path) -> Path:
-    """``best.pt`` -> ``best.upgraded.pt``, beside it."""
+    """``best.pt`` -> ``best.upgraded.pt``, beside it; run folder ``fold1_seed0`` ->
+    ``fold1_seed0.upgraded``."""
+    if source.is_dir():
+        return source.with_name(f"{source.name}{UPGRADED_SUFFIX}")
     return source.with_name(f"{source.stem}{UPGRADED_SUFFIX}{source.suffix}")
 
 
 def upgrade_file(source: str | Path, out: str | Path | None = None) -> Upgraded:
     """Write config file or checkpoint ``source`` in today's format to ``out`` (default
-    :func:`default_target`); nothing is written when it already is in today's format.
+    :func:`default_target`); nothing is written when it already is in today's format. A run
+    folder goes to :func:`upgrade_run`.
 
     Raises:
         CheckpointError / ConfigError: ``source`` is missing or unreadable, the target exists
             (never replaced), or the contents cannot be upgraded; naming the file.
     """
     source = Path(source)
+    if source.is_dir():
+        return upgrade_run(source, out)
     if not source.is_file():
-        raise ConfigError(f"{source} does not exist; expected a config file or a checkpoint")
+        raise ConfigError(f"{source} does not exist; expected a config file, a checkpoint or a "
+                          "run folder")
     target = Path(out) if out is not None else default_target(source)
     if _is_checkpoint(source):
         raw = torch_load_safely(source, "checkpoint")
@@ -222,3 +250,141 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} holds {type(data).__name__}; expected a mapping "
                           "of config sections")
     return data
+
+
+def upgrade_run(source: str | Path, out: str | Path | None = None) -> Upgraded:
+    """Write training run folder ``source`` in today's format to a new folder ``out`` (default
+    :func:`default_target`; it must not exist or be empty); nothing is written when the folder
+    already is in today's format. What is upgraded and what copied: the module docstring.
+
+    Raises:
+        CheckpointError / ConfigError: ``source`` is not a run folder, one of its files cannot be
+            upgraded (naming it), or ``out`` is inside it, a file or a folder that is not empty.
+    """
+    run = RunDir(Path(source))
+    if not run.run_json.is_file():
+        raise ConfigError(f"{run.root} is a folder without run.json; expected a config file, a "
+                          "checkpoint or a twostream_das run folder")
+    files = _run_files(run.root)
+    upgraded: dict[str, tuple[Callable[[Path], Any], list[str]]] = {}
+    configs: dict[str, dict[str, Any]] = {}  # relative path -> the config it will hold
+    for rel in files:
+        found = _upgrade_run_file(run.root, rel)
+        if found is not None:
+            upgraded[rel], configs[rel] = found[:2], found[2]
+    _agree_on_standardize(configs, upgraded)
+    changed = {rel: found for rel, found in upgraded.items() if found[1]}
+    if not changed:
+        return Upgraded(run.root, None, ())
+    target = Path(out) if out is not None else default_target(run.root)
+    _check_target_folder(run.root, target)
+    _write_folder(run.root, target, files, {rel: found[0] for rel, found in changed.items()})
+    changes = tuple(f"{rel}: {'; '.join(found[1])}" for rel, found in changed.items())
+    logger.info("%s -> %s: %s", run.root, target, " | ".join(changes))
+    copied = tuple(rel for rel in files if rel not in changed)
+    return Upgraded(run.root, target, changes, copied)
+
+
+def _run_files(root: Path) -> list[str]:
+    """Files of run folder ``root`` (relative, sorted), without its lock file and half-written
+    temporaries (``.<name>.<random>.tmp``)."""
+    return sorted(
+        str(path.relative_to(root)) for path in root.rglob("*")
+        if path.is_file() and path.name != LOCK_FILE
+        and not (path.name.startswith(".") and path.name.endswith(".tmp"))
+    )
+
+
+def _upgrade_run_file(
+    root: Path, rel: str
+) -> Optional[tuple[Callable[[Path], Any], list[str], dict[str, Any]]]:
+    """``(write, changes, config)`` for file ``rel`` of run folder ``root`` when it holds a
+    config (config.yaml, run.json, a checkpoint), else None (it is copied as it is)."""
+    path = root / rel
+    if rel == "config.yaml":
+        config, changes = upgrade_config_dict(_read_yaml(path))
+        return (lambda to: to.write_text(yaml.safe_dump(config, sort_keys=False)),
+                changes, config)
+    if rel == "run.json":
+        stored = read_json(path)
+        if not isinstance(stored.get("config"), dict):
+            return None
+        config, changes = upgrade_config_dict(stored["config"])
+        try:
+            from_dict(config)
+        except ConfigError as err:
+            raise ConfigError(f"{path}, once upgraded: {err}") from None
+        data = {**stored, "config": config}
+        return (lambda to: to.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"),
+                changes, config)
+    if path.suffix == ".pt" and _is_checkpoint(path):
+        raw = torch_load_safely(path, "checkpoint")
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"checkpoint {path} holds {type(raw).__name__}; expected a "
+                                  "dict")
+        ckpt, changes = upgrade_checkpoint(raw, f"checkpoint {path}")
+        return (lambda to: torch.save(ckpt, to), changes, ckpt["config"])
+    return None
+
+
+def _agree_on_standardize(
+    configs: dict[str, dict[str, Any]],
+    upgraded: dict[str, tuple[Callable[[Path], Any], list[str]]],
+) -> None:
+    """Give config.yaml and run.json the ``dataset.standardize`` of the last (else the best)
+    checkpoint, which its weights decide (:func:`upgrade_checkpoint`): resuming compares them."""
+    weights = next((rel for rel in ("checkpoints/last.pt", "checkpoints/best.pt")
+                    if rel in configs), None)
+    if weights is None:
+        return
+    value = bool((configs[weights].get("dataset") or {}).get("standardize", False))
+    for rel in ("config.yaml", "run.json"):
+        if rel not in configs:
+            continue
+        dataset = configs[rel].setdefault("dataset", {})
+        if bool(dataset.get("standardize", False)) != value:
+            dataset["standardize"] = value
+            upgraded[rel][1].append(f"dataset.standardize -> {str(value).lower()} (as "
+                                    f"{weights}'s weights say)")
+
+
+def _check_target_folder(source: Path, target: Path) -> None:
+    """Refuse a target inside ``source``, a file, or a folder that is not empty."""
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise ConfigError(f"{target} is inside the run folder {source}; the upgrade writes a "
+                          "new folder beside it (name another with --out)")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} exists and is a file; the upgrade writes a new folder and "
+                          "never replaces anything (name another with --out)")
+    if target.is_dir() and any(target.iterdir()):
+        raise ConfigError(f"{target} exists and is not empty; the upgrade writes a new folder "
+                          "and never replaces one (name another with --out)")
+
+
+def _write_folder(
+    source: Path, target: Path, files: list[str], writes: dict[str, Callable[[Path], Any]]
+) -> None:
+    """Build ``target`` in a hidden temporary folder beside it: ``writes`` for the upgraded
+    files, the other ``files`` copied; then rename it into place (it appears whole or not at
+    all; an empty ``target`` is replaced by the rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())
+        for folder in sorted({p for p in source.rglob("*") if p.is_dir()}):
+            (tmp / folder.relative_to(source)).mkdir(parents=True, exist_ok=True)
+        for rel in files:
+            if rel in writes:
+                writes[rel](tmp / rel)
+            else:
+                shutil.copy2(source / rel, tmp / rel)
+        try:
+            os.rename(tmp, target)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise ConfigError(f"{target} exists and is not empty; the upgrade writes a new "
+                              "folder and never replaces one (name another with --out)") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -43,7 +43,7 @@ from ..errors import CheckpointError
 from ..metrics import METRIC_KEYS
 from ..prediction.inference import LoadedModel, load_model, predict, with_sampling
 from ..prediction.uncertainty import ErrorDetection
-from ..runs import RunDir, locked, read_json, write_json
+from ..runs import RunDir, locked, read_json, refuse_older_run, write_json
 from ..runtime import resolve_device
 from .prediction import write_video_outputs
 from .selection import score_rows
@@ -85,12 +85,14 @@ def evaluate_run(
         acc, edit, f1@10, f1@25, f1@50 in percent. The same object is written to results.json.
 
     Raises:
-        CheckpointError: not a run folder, or the checkpoint is missing.
+        CheckpointError: not a run folder, the checkpoint is missing, or the folder is of an
+            older version (naming `twostream-das upgrade RUN --out NEW_RUN`).
     """
     rank_threads(threads)  # every rank alike: before any collective
     run = RunDir(Path(run_dir))
     if not run.run_json.is_file():
         raise CheckpointError(f"{run.root} is not a twostream_das run folder (no run.json)")
+    refuse_older_run(run)
     path = run.checkpoint(which)
     if not path.is_file():
         raise CheckpointError(
