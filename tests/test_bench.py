@@ -2,6 +2,7 @@
 No timing is asserted."""
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -44,31 +45,27 @@ def test_bench_quick_prints_json():
     assert variants == {"reference", "shifted", "native"}
 
 
-def test_inference_bench_sizes_option():
+def _bench_script(name: str):
+    """The module ``bench/<name>.py`` (the bench folder is not a package)."""
     sys.path.insert(0, str(BENCH))
     try:
-        from bench_inference import parse_sizes
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_inference_bench_sizes_option():
+    parse_sizes = _bench_script("bench_inference").parse_sizes
     assert parse_sizes("gtea:1500,breakfast:5000") == [("gtea", 1500), ("breakfast", 5000)]
     for bad in ["gtea", "salads:10", "gtea:x"]:
         with pytest.raises(argparse.ArgumentTypeError, match="preset:T"):
             parse_sizes(bad)
 
 
-def _bench_module():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import _bench
-    finally:
-        sys.path.remove(str(BENCH))
-    return _bench
-
-
 def test_against_compares_each_row_over_rounds_and_passes_the_other_options():
     """``--against REV``: the options both trees run with, and the ratio of the medians of
     the rounds' medians (hand-worked)."""
-    bench = _bench_module()
+    bench = _bench_script("_bench")
     argv = ["--sizes", "gtea:1500", "--against", "34a0988", "--rounds=3", "--repo", "/r", "-q"]
     assert bench.without_against(argv) == ["--sizes", "gtea:1500", "-q"]
 
@@ -84,17 +81,8 @@ def test_against_compares_each_row_over_rounds_and_passes_the_other_options():
     assert rows[0]["round_ratios"] == [1.0, round(1.2 / 1.1, 4), 0.9]
 
 
-def _fusion_quality():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import fusion_quality
-    finally:
-        sys.path.remove(str(BENCH))
-    return fusion_quality
-
-
 def test_fusion_quality_streams_see_objects_and_motions():
-    fq = _fusion_quality()
+    fq = _bench_script("fusion_quality")
     classes = ["cut_tomato", "place_tomato_into_bowl", "cut_cheese", "add_salt", "add_oil",
                "mix_dressing", "add_dressing", "action_start", "action_end"]  # fmt: skip
     groups = fq.confusable_groups(classes)
@@ -109,7 +97,7 @@ def test_fusion_quality_streams_see_objects_and_motions():
 def test_fusion_quality_confidence_at_a_sample_rate():
     from twostream_das.prediction.inference import VideoProbs
 
-    fq = _fusion_quality()
+    fq = _bench_script("fusion_quality")
     first, second = fq.STREAMS
     probs = np.array([[0.95, 0.3], [0.05, 0.7]], dtype=np.float32)  # (C=2, T_s=2): class 0, 1
     video = VideoProbs("v", {first: probs, second: probs}, np.array([0, 0, 1, 1, 1]),
@@ -123,7 +111,7 @@ def test_fusion_quality_confidence_at_a_sample_rate():
 
 def test_fusion_quality_dataset_from_real_labels(tmp_path):
     require_shared("data/50salads/groundTruth.tar.gz")
-    fq = _fusion_quality()
+    fq = _bench_script("fusion_quality")
     source = fq.SOURCES["50salads"]
     root = fq.build_dataset(source, tmp_path / "data", max_train=3, max_test=2)
     train = (root / "splits" / "train.split1.bundle").read_text().split()
