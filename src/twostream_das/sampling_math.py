@@ -12,13 +12,15 @@ torch, numpy or the config.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "SPACINGS",
     "DDIMStepCoefficients",
     "DPMStepCoefficients",
+    "RunHistory",
     "ddim_coefficients",
     "dpmpp_coefficients",
     "half_log_snr",
@@ -176,3 +178,53 @@ def dpmpp_coefficients(
         return DPMStepCoefficients(x_t, weight, 0.0, noise)
     r = (lambda_s - half_log_snr(abar(grid[i - 1]))) / h  # h_{i-1} / h
     return DPMStepCoefficients(x_t, weight * (1 + 0.5 / r), -weight * 0.5 / r, noise)
+
+
+class _Pending(NamedTuple):
+    """What the next step of one run needs: its index and this step's x0 estimate."""
+
+    sample: weakref.ref  # the x_prev this step returned (the next step's x_t)
+    index: int
+    x0: Any
+
+
+class RunHistory(dict):
+    """The previous step's x0 estimate of every run of a multistep sampler (DPM-Solver++),
+    keyed by the sample that step returned (``id`` -> its run's history, the sample held
+    weakly): one sampler serves any number of runs, one after the other or interleaved, and a
+    run's history is dropped with its sample. Any array type (torch or numpy) that takes weak
+    references.
+
+    Args:
+        noun: what a sample is called in the error (``sample``, ``array``).
+    """
+
+    def __init__(self, noun: str = "sample") -> None:
+        super().__init__()
+        self.noun = noun
+
+    def remember(self, x_prev: Any, index: int, x0: Any) -> None:
+        """Step ``index`` returned ``x_prev`` from the estimate ``x0``."""
+        key = id(x_prev)
+
+        def forget(ref: weakref.ref, key: int = key) -> None:  # x_prev is gone: so is its run
+            if key in self and self[key].sample is ref:
+                del self[key]
+
+        self[key] = _Pending(weakref.ref(x_prev, forget), index, x0)
+
+    def previous_x0(self, x_t: Any, index: int, timesteps: Sequence[int]) -> Any:
+        """The x0 estimate of the step that returned ``x_t`` (step ``index - 1`` of
+        ``timesteps``).
+
+        Raises:
+            ValueError: ``x_t`` is not what step ``index - 1`` of a run returned.
+        """
+        pending = self.pop(id(x_t), None)
+        if pending is None or pending.sample() is not x_t or pending.index != index - 1:
+            raise ValueError(
+                f"step {timesteps[index]} of DPM-Solver++ needs the x0 estimate of step "
+                f"{timesteps[index - 1]} of the same run: give it the very {self.noun} that "
+                "step returned"
+            )
+        return pending.x0

@@ -21,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from ..sampling_math import (
     SPACINGS,
     DDIMStepCoefficients,
     DPMStepCoefficients,
+    RunHistory,
     ddim_coefficients,
     dpmpp_coefficients,
     timestep_grid,
@@ -236,14 +236,6 @@ class DDIMSampler(_GridSampler):
         return x_prev
 
 
-class _Pending(NamedTuple):
-    """What the next step of one run needs: its index and this step's x0 estimate."""
-
-    sample: weakref.ref  # the x_prev this step returned (the next step's x_t)
-    index: int
-    x0: np.ndarray
-
-
 class DPMSolverPPSampler(_GridSampler):
     """:class:`twostream_das.diffusion.samplers.DPMSolverPPSampler` in numpy (DPM-Solver++(2M),
     ODE or SDE), with the contract of :class:`DDIMSampler` and the package's weights
@@ -267,7 +259,7 @@ class DPMSolverPPSampler(_GridSampler):
         self.stochastic = bool(stochastic)
         self._index: dict[int, int] = {}
         self._coefficients: list[DPMStepCoefficients] = []
-        self._pending: dict[int, _Pending] = {}  # id(x_prev returned) -> its run's history
+        self._pending = RunHistory("array")  # id(x_prev returned) -> its run's history
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> DPMSolverPPSampler:
@@ -293,7 +285,7 @@ class DPMSolverPPSampler(_GridSampler):
             dpmpp_coefficients(self.alphas_cumprod, grid, i, self.stochastic)
             for i in range(len(self.timesteps))
         ]
-        self._pending = {}
+        self._pending.clear()
 
     def coefficients(self, t: int) -> DPMStepCoefficients:
         """The weights of the update from step ``t``."""
@@ -323,31 +315,13 @@ class DPMSolverPPSampler(_GridSampler):
         if c.x_t:
             x_prev = x_prev + np.float32(c.x_t) * x_t
         if c.x0_prev:
-            x_prev = x_prev + np.float32(c.x0_prev) * self._previous_x0(x_t, index)
+            previous = self._pending.previous_x0(x_t, index, self.timesteps)
+            x_prev = x_prev + np.float32(c.x0_prev) * previous
         if c.noise:
             x_prev = x_prev + np.float32(c.noise) * _draw(noise, x_t, lengths, "dpmpp_2m_sde")
         if index + 1 < len(self.timesteps):
-            self._remember(x_prev, index, x0_pred)
+            self._pending.remember(x_prev, index, x0_pred)
         return x_prev
-
-    def _previous_x0(self, x_t: np.ndarray, index: int) -> np.ndarray:
-        pending = self._pending.pop(id(x_t), None)
-        if pending is None or pending.sample() is not x_t or pending.index != index - 1:
-            raise ValueError(
-                f"step {self.timesteps[index]} of DPM-Solver++ needs the x0 estimate of step "
-                f"{self.timesteps[index - 1]} of the same run: give it the very array that "
-                "step returned"
-            )
-        return pending.x0
-
-    def _remember(self, x_prev: np.ndarray, index: int, x0: np.ndarray) -> None:
-        key = id(x_prev)
-
-        def forget(ref: weakref.ref, key: int = key) -> None:  # x_prev is gone: so is its run
-            if key in self._pending and self._pending[key].sample is ref:
-                del self._pending[key]
-
-        self._pending[key] = _Pending(weakref.ref(x_prev, forget), index, x0)
 
 
 SAMPLERS: dict[str, Callable[[Mapping[str, Any]], Sampler]] = {

@@ -37,25 +37,16 @@ interleaved, and a run's history is dropped with its sample.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 
 from ...config import Config, TimestepSpacing
-from ...sampling_math import DPMStepCoefficients, dpmpp_coefficients
+from ...sampling_math import DPMStepCoefficients, RunHistory, dpmpp_coefficients
 from ..schedule import NoiseSchedule
 from .base import Generators, per_video_noise
 from .timesteps import timestep_grid
-
-
-class _Pending(NamedTuple):
-    """What the next step of one run needs: its index and this step's x0 estimate."""
-
-    sample: weakref.ref  # the x_prev this step returned (the next step's x_t)
-    index: int
-    x0: torch.Tensor
 
 
 class DPMSolverPPSampler:
@@ -80,7 +71,7 @@ class DPMSolverPPSampler:
         self.timesteps: list[int] = []
         self._index: dict[int, int] = {}
         self._coefficients: list[DPMStepCoefficients] = []
-        self._pending: dict[int, _Pending] = {}  # id(x_prev returned) -> its run's history
+        self._pending = RunHistory("sample")  # id(x_prev returned) -> its run's history
 
     @classmethod
     def from_config(cls, schedule: NoiseSchedule, cfg: Config) -> DPMSolverPPSampler:
@@ -102,7 +93,7 @@ class DPMSolverPPSampler:
         self._coefficients = [
             dpmpp_coefficients(abar, grid, i, self.stochastic) for i in range(len(self.timesteps))
         ]
-        self._pending = {}
+        self._pending.clear()
 
     def coefficients(self, t: int) -> DPMStepCoefficients:
         """The weights of the update from step ``t`` (an element of ``self.timesteps``)."""
@@ -142,32 +133,12 @@ class DPMSolverPPSampler:
         if c.x_t:
             x_prev = x_prev + c.x_t * x_t
         if c.x0_prev:
-            x_prev = x_prev + c.x0_prev * self._previous_x0(x_t, index)
+            x_prev = x_prev + c.x0_prev * self._pending.previous_x0(x_t, index, self.timesteps)
         if c.noise:
             if generator is None:
                 raise ValueError("a generator is needed for a stochastic step (dpmpp_2m_sde)")
             noise = per_video_noise(x_t.shape, generator, lengths, x_t.device, x_t.dtype)
             x_prev = x_prev + c.noise * noise
         if index + 1 < len(self.timesteps):
-            self._remember(x_prev, index, x0)
+            self._pending.remember(x_prev, index, x0)
         return x_prev
-
-    def _previous_x0(self, x_t: torch.Tensor, index: int) -> torch.Tensor:
-        """The x0 estimate of the step that returned ``x_t`` (step ``index - 1``)."""
-        pending = self._pending.pop(id(x_t), None)
-        if pending is None or pending.sample() is not x_t or pending.index != index - 1:
-            raise ValueError(
-                f"step {self.timesteps[index]} of DPM-Solver++ needs the x0 estimate of step "
-                f"{self.timesteps[index - 1]} of the same run: give it the very sample that "
-                "step returned"
-            )
-        return pending.x0
-
-    def _remember(self, x_prev: torch.Tensor, index: int, x0: torch.Tensor) -> None:
-        key = id(x_prev)
-
-        def forget(ref: weakref.ref, key: int = key) -> None:  # x_prev is gone: so is its run
-            if key in self._pending and self._pending[key].sample is ref:
-                del self._pending[key]
-
-        self._pending[key] = _Pending(weakref.ref(x_prev, forget), index, x0)
